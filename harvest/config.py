@@ -1,0 +1,62 @@
+"""Settings from the environment. Owns names and defaults; never logs the API key."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+DEFAULT_TOOL = "ketamine-catalog"
+DEFAULT_DB = Path("db") / "catalog.db"
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("CATALOG_DB") or DEFAULT_DB)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = DEFAULT_EUTILS_URL
+    api_key: str | None = field(default=None, repr=False)
+    email: str | None = None
+    tool: str = DEFAULT_TOOL
+    # Seconds to wait for a connection / for a response body.
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    # Tries per request before the run fails loudly. With the backoff cap this
+    # rides out a couple of minutes of NCBI trouble.
+    max_tries: int = 8
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        base_url = os.environ.get("NCBI_EUTILS_URL") or DEFAULT_EUTILS_URL
+        if not base_url.endswith("/"):
+            base_url += "/"
+        return cls(
+            base_url=base_url,
+            api_key=os.environ.get("NCBI_API_KEY") or None,
+            email=os.environ.get("NCBI_EMAIL") or None,
+            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
+            max_tries=int(_env_float("NCBI_MAX_TRIES", 8)),
+            backoff_base=_env_float("NCBI_BACKOFF_BASE", 1.0),
+            backoff_cap=_env_float("NCBI_BACKOFF_CAP", 60.0),
+            read_timeout=_env_float("NCBI_TIMEOUT", 120.0),
+        )
+
+    @property
+    def requests_per_second(self) -> int:
+        # NCBI's published limits: 3/s without a key, 10/s with one.
+        return 10 if self.api_key else 3

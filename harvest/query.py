@@ -1,0 +1,116 @@
+"""The topic query: what "ketamine for depression and suicidality" means, versioned.
+
+Owns the query as data (two concept groups that must both match), its PubMed
+search string, and its local evaluation over a stored record, so that the
+harvest, `import --match-topic` and the README all use one definition.
+Bump QUERY_VERSION whenever the text changes: the next run then re-sweeps
+everything (the catalog must equal what the new query returns).
+Must never: talk to the network or the database.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+QUERY_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    # MeSH descriptors searched with PubMed's default explosion ([MeSH Terms]).
+    mesh: tuple[str, ...]
+    # The descendants of `mesh` in the MeSH tree that PubMed's explosion adds;
+    # listed so the local matcher explodes the same way without the MeSH tree.
+    mesh_narrower: tuple[str, ...]
+    # Free-text terms for title/abstract/author keywords; a trailing * truncates.
+    text: tuple[str, ...]
+
+
+KETAMINE = Concept(
+    name="ketamine",
+    mesh=("Ketamine",),
+    mesh_narrower=(),
+    text=("ketamin*", "esketamin*", "arketamin*", "S-ketamine", "R-ketamine", "Spravato"),
+)
+
+DEPRESSION_OR_SUICIDALITY = Concept(
+    name="depression or suicidality",
+    mesh=(
+        "Depression",
+        "Depressive Disorder",
+        "Depressive Disorder, Treatment-Resistant",
+        "Bipolar Disorder",
+        "Suicide",
+        "Suicidal Ideation",
+        "Anhedonia",
+    ),
+    mesh_narrower=(
+        "Depression, Postpartum",
+        "Depressive Disorder, Major",
+        "Dysthymic Disorder",
+        "Seasonal Affective Disorder",
+        "Cyclothymic Disorder",
+        "Bipolar and Related Disorders",
+        "Suicide, Attempted",
+        "Suicide, Completed",
+    ),
+    text=(
+        "depression",
+        "depressive",
+        "depressed",
+        "antidepressant*",
+        "suicid*",
+        "anhedoni*",
+    ),
+)
+
+CONCEPTS = (KETAMINE, DEPRESSION_OR_SUICIDALITY)
+
+
+def _pubmed_group(concept: Concept) -> str:
+    parts = [f'"{m}"[MeSH Terms]' for m in concept.mesh]
+    for term in concept.text:
+        quoted = f'"{term}"' if (" " in term or "-" in term) and not term.endswith("*") else term
+        parts.append(f"{quoted}[Title/Abstract]")
+        parts.append(f"{quoted}[Other Term]")  # author keywords
+    return "(" + " OR ".join(parts) + ")"
+
+
+def pubmed_query() -> str:
+    """The search string sent to PubMed's esearch."""
+    return " AND ".join(_pubmed_group(c) for c in CONCEPTS)
+
+
+TOPIC_QUERY = pubmed_query()
+
+
+def _text_pattern(terms: tuple[str, ...]) -> re.Pattern:
+    alternatives = []
+    for term in terms:
+        if term.endswith("*"):
+            alternatives.append(re.escape(term[:-1]) + r"\w*")
+        else:
+            alternatives.append(re.escape(term) + r"\b")
+    # PubMed's tokenizer treats hyphens and spaces alike.
+    pattern = r"\b(?:" + "|".join(alternatives) + ")"
+    pattern = pattern.replace(r"\-", r"[-\s]?")
+    return re.compile(pattern, re.I)
+
+
+_TEXT_PATTERNS = {c.name: _text_pattern(c.text) for c in CONCEPTS}
+_MESH_SETS = {c.name: {m.lower() for m in c.mesh + c.mesh_narrower} for c in CONCEPTS}
+
+
+def matches_topic(title: str | None, abstract: str | None, keywords=(), mesh_names=()) -> bool:
+    """Evaluate the topic query locally over a record's title, abstract, keywords and MeSH."""
+    text = " ".join(filter(None, [title, abstract, *keywords]))
+    mesh = {m.lower() for m in mesh_names}
+    for concept in CONCEPTS:
+        if mesh & _MESH_SETS[concept.name]:
+            continue
+        if _TEXT_PATTERNS[concept.name].search(text):
+            continue
+        return False
+    return True
