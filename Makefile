@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DB     ?= db/catalog.db
+HOST   ?= 127.0.0.1
+PORT   ?= 8001
+
+.PHONY: run install harvest serve test clean
+
+# Creates .venv and installs the project with its test tools; redone when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## make run: install, harvest PubMed into $(DB), serve the catalog on http://$(HOST):$(PORT)/
+run: harvest serve
+
+harvest: install
+	$(BIN)/python -m harvest run --db $(DB)
+
+serve: install
+	$(BIN)/datasette serve db/ --host $(HOST) --port $(PORT)
+
+## make test: the offline test suite (its own E-utilities stand-in, temporary catalogs)
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -1,0 +1,203 @@
+"""`python -m harvest ...`: a thin click CLI over the pipeline's plain functions.
+
+Owns argument handling, logging set-up, the progress display and exit codes:
+0 when the command did all it was asked, 1 when a run failed (one-line reason
+on stderr), 2 for bad usage, 3 when another harvest holds the lock, 4 when
+`status --max-age` finds the catalog stale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from . import store
+from .config import Settings, default_db_path
+from .eutils import EutilsError
+from .query import QUERY_VERSION, TOPIC_QUERY
+from .runner import DEFAULT_BATCH, DEFAULT_OVERLAP_DAYS, HarvestFailed, choose_mode, run_harvest
+
+log = logging.getLogger("harvest")
+
+EXIT_FAILED = 1
+EXIT_LOCKED = 3
+EXIT_STALE = 4
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger("harvest")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    click.echo(f"harvest: error: {message}", err=True)
+    sys.exit(code)
+
+
+class TerminalProgress:
+    """A progress bar on a terminal; one log line per ~10% elsewhere (cron, CI)."""
+
+    def __init__(self):
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.total = 0
+        self.done = 0
+        self._next_log = 0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        if self.tty and total:
+            self.bar = click.progressbar(length=total, label="records fetched", file=sys.stderr,
+                                         show_pos=True, show_eta=True)
+            self.bar.__enter__()
+        self._next_log = max(1, total // 10)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.total and (self.done >= self._next_log or self.done == self.total):
+            log.info("fetched %d/%d records", self.done, self.total)
+            while self._next_log <= self.done:
+                self._next_log += max(1, self.total // 10)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+db_option = click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Catalog database (default: $CATALOG_DB, else db/catalog.db).",
+)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log every request.")
+@click.version_option(package_name="ketamine-catalog")
+def cli(verbose: bool) -> None:
+    """Harvest the PubMed literature on ketamine for depression into a SQLite catalog."""
+    _setup_logging(verbose)
+
+
+def _parse_date(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}")
+
+
+@cli.command()
+@db_option
+@click.option("--full", is_flag=True, help="Re-sweep everything the query matches.")
+@click.option("--since", callback=_parse_date, metavar="YYYY-MM-DD",
+              help="Fetch records created or revised since this date.")
+@click.option("--overlap-days", type=click.IntRange(0, 365), default=DEFAULT_OVERLAP_DAYS, show_default=True,
+              help="An incremental run starts this many days before the last run, since PubMed's dates lag.")
+@click.option("--batch-size", type=click.IntRange(1, 10000), default=DEFAULT_BATCH, show_default=True,
+              help="Records per efetch request.")
+def run(db_path, full, since, overlap_days, batch_size):
+    """Harvest PubMed into the catalog (incremental unless the catalog is new or --full)."""
+    if full and since:
+        raise click.UsageError("--full and --since exclude each other")
+    db_path = db_path or default_db_path()
+    settings = Settings.from_env()
+    try:
+        outcome = run_harvest(
+            db_path, settings=settings, full=full, since=since, overlap_days=overlap_days,
+            batch_size=batch_size, progress=TerminalProgress(),
+        )
+    except store.HarvestLocked as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except (HarvestFailed, EutilsError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run_id = getattr(exc, "run_id", None)
+        _fail(f"{'run %d failed: ' % run_id if run_id else ''}{first_line}")
+    click.echo(
+        f"run {outcome.run_id} ({outcome.mode}): {outcome.promised} records promised, "
+        f"{outcome.stored} stored: {outcome.new} new, {outcome.updated} updated, "
+        f"{outcome.unchanged} unchanged, {outcome.unmatched} no longer matching; "
+        f"{outcome.requests} requests to E-utilities"
+    )
+
+
+def parse_age(text: str) -> dt.timedelta:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text or "")
+    if not match:
+        raise click.BadParameter(f"expected an age like 2d, 36h or 90m, got {text!r}")
+    number, unit = float(match.group(1)), match.group(2)
+    return {"d": dt.timedelta(days=number), "h": dt.timedelta(hours=number), "m": dt.timedelta(minutes=number)}[unit]
+
+
+@cli.command()
+@db_option
+@click.option("--max-age", metavar="AGE", help="Exit non-zero (4) when the last successful run is older, e.g. 2d.")
+@click.option("--runs", "show_runs", type=int, default=10, show_default=True, help="How many recent runs to list.")
+def status(db_path, max_age, show_runs):
+    """Recent runs, catalog counts, and what the next run will ask for."""
+    max_delta = parse_age(max_age) if max_age else None
+    db_path = db_path or default_db_path()
+    if not Path(db_path).exists():
+        _fail(f"no catalog at {db_path}: run `python -m harvest run` first", EXIT_STALE if max_delta else EXIT_FAILED)
+    db = store.open_db(db_path)
+    counts = next(db.query(
+        "select count(*) as articles, coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as matching, "
+        "coalesce(sum(matches_query = 0), 0) as unmatched, coalesce(sum(is_deleted = 1), 0) as deleted from articles"
+    ))
+    click.echo(f"catalog {db_path}: {counts['articles']} articles ({counts['matching']} matching the query, "
+               f"{counts['unmatched']} no longer matching, {counts['deleted']} deleted by NLM)")
+    runs = list(db.query("select * from harvest_runs order by id desc limit ?", [show_runs]))
+    if runs:
+        click.echo("recent runs:")
+        for r in runs:
+            line = (f"  #{r['id']} {r['started_at']} {r['status']:<8} {r['mode']}: "
+                    f"promised {r['records_promised'] or 0}, new {r['new'] or 0}, updated {r['updated'] or 0}, "
+                    f"unchanged {r['unchanged'] or 0}, unmatched {r['unmatched'] or 0}, requests {r['requests'] or 0}")
+            click.echo(line)
+            if r["error"]:
+                click.echo(f"      error: {r['error']}")
+            if r["count_discrepancy"]:
+                click.echo(f"      counts: {r['count_discrepancy']}")
+    else:
+        click.echo("no runs yet")
+    last = store.last_successful_run(db)
+    try:
+        mode, since = choose_mode(last, full=False, since=None, overlap_days=DEFAULT_OVERLAP_DAYS)
+    except (TypeError, ValueError):
+        mode, since = "full", None
+    next_run = f"{mode}" + (f": records created or revised since {since}" if since else ": every record the query matches")
+    click.echo(f"next run: {next_run} (query version {QUERY_VERSION})")
+    if max_delta is not None:
+        last_any = next(db.query(
+            "select max(finished_at) as at from harvest_runs where status = 'success' and mode != 'import'"
+        ))["at"]
+        if not last_any:
+            _fail("no successful harvest yet", EXIT_STALE)
+        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(last_any)
+        if age > max_delta:
+            _fail(f"the last successful harvest finished {last_any}, {_human(age)} ago (limit {max_age})", EXIT_STALE)
+
+
+def _human(delta: dt.timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+
+
+@cli.command()
+def query():
+    """Print the topic query and its version."""
+    click.echo(f"# query version {QUERY_VERSION}")
+    click.echo(TOPIC_QUERY)

@@ -1,0 +1,256 @@
+"""One harvest run: plan the searches, fetch every promised record, store it, log the run.
+
+Owns the run's life cycle and its promise: a run succeeds only when every PMID
+its searches listed is stored, and only then does it move the watermark that
+the next incremental run starts from. A failed or killed run leaves the
+watermark where it was; the next run re-covers the gap, re-using (without
+re-fetching) what the interrupted run already stored in full.
+Must never: swallow an error into a success, or write outside store.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from . import store
+from .config import Settings
+from .eutils import EutilsClient, EutilsError, error_in_body
+from .pubmed_xml import parse_pubmed_xml
+from .query import QUERY_VERSION, TOPIC_QUERY
+from .search import Plan, Slice, DateRange, full_window, plan_window, since_windows, today_utc
+
+log = logging.getLogger("harvest.run")
+
+DEFAULT_BATCH = 500
+DEFAULT_OVERLAP_DAYS = 3
+# How many times a PMID that esearch listed but efetch left out is asked for again by id.
+MISSING_RETRIES = 2
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class HarvestFailed(RuntimeError):
+    def __init__(self, message: str, run_id: int | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class HistoryUnusable(Exception):
+    """The history server answered with an error (expired WebEnv, backend trouble)."""
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    mode: str
+    status: str
+    promised: int = 0
+    stored: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    unmatched: int = 0
+    requests: int = 0
+    reused: int = 0
+    discrepancies: list[str] = field(default_factory=list)
+    promised_pmids: set[int] = field(default_factory=set, repr=False)
+
+
+def choose_mode(last: dict | None, *, full: bool, since: dt.date | None,
+                overlap_days: int) -> tuple[str, dt.date | None]:
+    """(mode, since-date) for this run; since is None for a full sweep."""
+    if full:
+        return "full", None
+    if since is not None:
+        return "since", since
+    if last is None:
+        return "full (new catalog)", None
+    if last["query_version"] != QUERY_VERSION:
+        return f"full (query changed {last['query_version']} -> {QUERY_VERSION})", None
+    watermark = dt.date.fromisoformat(last["watermark"])
+    return "incremental", watermark - dt.timedelta(days=overlap_days)
+
+
+def run_harvest(
+    db_path: Path | str,
+    *,
+    settings: Settings | None = None,
+    full: bool = False,
+    since: dt.date | None = None,
+    overlap_days: int = DEFAULT_OVERLAP_DAYS,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+    client: EutilsClient | None = None,
+) -> RunOutcome:
+    progress = progress or NoProgress()
+    client = client or EutilsClient(settings)
+    with store.harvest_lock(db_path):
+        db = store.open_db(db_path)
+        aborted = store.mark_abandoned_runs(db)
+        if aborted:
+            log.warning("runs %s were left running by a process that died: marked aborted", aborted)
+        last = store.last_successful_run(db)
+        mode, since_date = choose_mode(last, full=full, since=since, overlap_days=overlap_days)
+        today = today_utc()
+        windows = [full_window(today)] if since_date is None else since_windows(since_date, today)
+
+        # Work that interrupted runs stored after the last success is still good:
+        # skip those PMIDs, and let the watermark start where they started.
+        interrupted = store.interrupted_runs_since(db, last["id"] if last else None)
+        reuse_runs = [r["id"] for r in interrupted]
+        reusable = store.pmids_fetched_by_runs(db, reuse_runs)
+        starts = [today] + [dt.date.fromisoformat(r["started_at"][:10]) for r in interrupted]
+        watermark = min(starts)
+        if mode == "since" and last and since_date > dt.date.fromisoformat(last["watermark"]):
+            # A window that starts after the watermark leaves a gap: it cannot move it.
+            watermark = None
+
+        run_id = store.start_run(
+            db,
+            mode=mode,
+            query_version=QUERY_VERSION,
+            query_text=TOPIC_QUERY,
+            window_from=None if since_date is None else since_date.isoformat(),
+        )
+        outcome = RunOutcome(run_id=run_id, mode=mode, status="running")
+        log.info("run %d: %s harvest%s", run_id, mode,
+                 f" of records created or revised since {since_date}" if since_date else "")
+        try:
+            _harvest(db, client, run_id, windows, reusable, batch_size, progress, outcome)
+            if since_date is None:
+                outcome.unmatched = store.mark_unmatched(db, outcome.promised_pmids, run_id)
+            outcome.status = "success"
+            outcome.requests = client.stats.requests
+            store.finish_run(
+                db, run_id, status="success",
+                watermark=watermark.isoformat() if watermark else None,
+                **_run_values(outcome, client),
+            )
+            return outcome
+        except BaseException as exc:
+            status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            message = client.redact(str(exc) or type(exc).__name__)
+            outcome.status = status
+            try:
+                store.finish_run(db, run_id, status=status, error=message, **_run_values(outcome, client))
+            finally:
+                progress.finish()
+            if isinstance(exc, Exception):
+                raise HarvestFailed(message, run_id) from exc
+            raise
+
+
+def _run_values(outcome: RunOutcome, client: EutilsClient) -> dict:
+    return {
+        "records_promised": outcome.promised,
+        "records_stored": outcome.stored,
+        "new": outcome.new,
+        "updated": outcome.updated,
+        "unchanged": outcome.unchanged,
+        "unmatched": outcome.unmatched,
+        "requests": client.stats.requests,
+        "retries": client.stats.retries,
+        "count_discrepancy": "; ".join(outcome.discrepancies) or None,
+    }
+
+
+def _harvest(db, client: EutilsClient, run_id: int, windows: list[DateRange], reusable: set[int],
+             batch_size: int, progress: Progress, outcome: RunOutcome) -> None:
+    plans: list[Plan] = [plan_window(client, TOPIC_QUERY, window) for window in windows]
+    outcome.discrepancies = [p.discrepancy for p in plans if p.discrepancy]
+    promised: set[int] = set().union(*(p.ids for p in plans)) if plans else set()
+    outcome.promised_pmids = promised
+    outcome.promised = len(promised)
+    reused = promised & reusable
+    outcome.reused = len(reused)
+    log.info("run %d: %d records promised by %d searches%s", run_id, len(promised),
+             sum(p.requests for p in plans),
+             f"; {len(reused)} already stored by an interrupted run" if reused else "")
+    progress.start(len(promised))
+    progress.advance(len(reused))
+    done: set[int] = set(reused)
+    for plan in plans:
+        for piece in plan.slices:
+            _fetch_slice(db, client, run_id, piece, done, batch_size, progress, outcome)
+    progress.finish()
+    missing = promised - done
+    if missing:
+        sample = ", ".join(str(p) for p in sorted(missing)[:10])
+        raise HarvestFailed(
+            f"{len(missing)} of {len(promised)} records that esearch listed were not returned by "
+            f"efetch, even when asked for by id (PMIDs {sample}{' ...' if len(missing) > 10 else ''})"
+        )
+    outcome.stored = len(done)
+
+
+def _fetch_slice(db, client: EutilsClient, run_id: int, piece: Slice, done: set[int],
+                 batch_size: int, progress: Progress, outcome: RunOutcome) -> None:
+    missing: list[int] = []
+    for start in range(0, len(piece.ids), batch_size):
+        batch = piece.ids[start : start + batch_size]
+        wanted = [pmid for pmid in batch if pmid not in done]
+        if not wanted:
+            continue
+        records = None
+        if len(wanted) == len(batch) and piece.webenv and piece.query_key:
+            try:
+                records = client.efetch_history(
+                    piece.webenv, piece.query_key, start, len(batch), _parse_history_answer
+                )
+            except HistoryUnusable as exc:
+                log.warning("history server unusable for %s (%s); fetching by id", piece.label, exc)
+        if records is None:
+            records = client.efetch_ids(wanted, _parse_answer)
+        got = _store(db, records, run_id, outcome)
+        newly = (got & set(batch)) - done
+        done |= got
+        progress.advance(len(newly))
+        missing.extend(pmid for pmid in wanted if pmid not in got)
+    for _ in range(MISSING_RETRIES):
+        missing = [pmid for pmid in missing if pmid not in done]
+        if not missing:
+            break
+        log.warning("%s: %d listed records missing from efetch; asking for them by id", piece.label, len(missing))
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            got = _store(db, client.efetch_ids(chunk, _parse_answer), run_id, outcome)
+            progress.advance(len((got & set(chunk)) - done))
+            done |= got
+
+
+def _store(db, records: list[dict], run_id: int, outcome: RunOutcome) -> set[int]:
+    counts = store.save_articles(db, records, run_id)
+    outcome.new += counts.new
+    outcome.updated += counts.updated
+    outcome.unchanged += counts.unchanged
+    return counts.stored_pmids
+
+
+def _parse_answer(body: bytes) -> list[dict]:
+    return [r for r in parse_pubmed_xml(body, source_name="efetch answer") if r["type"] == "article"]
+
+
+def _parse_history_answer(body: bytes) -> list[dict]:
+    message = error_in_body(body)
+    if message:
+        raise HistoryUnusable(message[:200])
+    return _parse_answer(body)

@@ -1,0 +1,597 @@
+"""Records into SQLite: the schema (as versioned migrations), upserts, FTS, the run log.
+
+Owns every write to the catalog database. Writes are idempotent upserts keyed
+by PMID, each batch one transaction, so a killed process leaves whole batches
+or nothing, and storing the same records twice changes nothing. Must never:
+talk to the network, or parse XML beyond what parse_pubmed_xml hands it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import socket
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+from .schema import migrations
+
+
+def open_db(path: Path | str) -> sqlite_utils.Database:
+    """Open (creating if needed) the catalog at `path`, with the schema up to date."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    # WAL: Datasette keeps reading while a harvest writes; a reader never
+    # sees half a batch.
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=30000")
+    migrations.apply(db)
+    return db
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# -- the lock ---------------------------------------------------------------
+
+
+class HarvestLocked(RuntimeError):
+    pass
+
+
+@contextmanager
+def harvest_lock(db_path: Path | str) -> Iterator[Path]:
+    """An OS lock beside the database: one writer at a time, freed when the process dies."""
+    lock_path = Path(f"{db_path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise HarvestLocked(
+                f"another harvest is already running on {db_path} ({holder}); "
+                f"the lock {lock_path} frees itself when that process ends"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {now_utc()}\n")
+        handle.flush()
+        yield lock_path
+    finally:
+        handle.close()
+
+
+# -- the run log --------------------------------------------------------------
+
+
+def start_run(db: sqlite_utils.Database, *, mode: str, query_version: str, query_text: str,
+              window_from: str | None) -> int:
+    with db.atomic():
+        table = db["harvest_runs"]
+        table.insert(
+            {
+                "started_at": now_utc(),
+                "mode": mode,
+                "query_version": query_version,
+                "query_text": query_text,
+                "window_from": window_from,
+                "status": "running",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+            }
+        )
+        return table.last_pk
+
+
+def finish_run(db: sqlite_utils.Database, run_id: int, *, status: str, **values) -> None:
+    with db.atomic():
+        db["harvest_runs"].update(run_id, {"status": status, "finished_at": now_utc(), **values})
+
+
+def mark_abandoned_runs(db: sqlite_utils.Database) -> list[int]:
+    """Runs still 'running' while we hold the lock belong to a process that died."""
+    ids = [row["id"] for row in db.query("select id from harvest_runs where status = 'running'")]
+    with db.atomic():
+        for run_id in ids:
+            db["harvest_runs"].update(
+                run_id,
+                {"status": "aborted", "error": "the process ended before the run finished (killed or crashed)"},
+            )
+    return ids
+
+
+def last_successful_run(db: sqlite_utils.Database) -> dict | None:
+    rows = list(
+        db.query(
+            "select * from harvest_runs where status = 'success' and mode != 'import' "
+            "order by id desc limit 1"
+        )
+    )
+    return rows[0] if rows else None
+
+
+def interrupted_runs_since(db: sqlite_utils.Database, after_run: int | None) -> list[dict]:
+    """Failed or aborted harvests after the last success: their stored work can be reused."""
+    return list(
+        db.query(
+            "select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import' "
+            "and id > ? order by id",
+            [after_run or 0],
+        )
+    )
+
+
+def pmids_fetched_by_runs(db: sqlite_utils.Database, run_ids: list[int]) -> set[int]:
+    if not run_ids:
+        return set()
+    marks = ",".join("?" * len(run_ids))
+    return {
+        row[0]
+        for row in db.execute(f"select pmid from articles where last_fetched_run in ({marks})", run_ids)
+    }
+
+
+# -- articles -----------------------------------------------------------------
+
+RETRACTION_REFS = {"RetractionIn"}
+CORRECTION_REFS = {"ErratumIn", "ExpressionOfConcernIn", "CorrectedandRepublishedIn", "UpdateIn"}
+
+
+@dataclass
+class SaveCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    stored_pmids: set[int] = field(default_factory=set)
+
+    def add(self, other: "SaveCounts") -> None:
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.stored_pmids |= other.stored_pmids
+
+
+def record_sha1(record: dict) -> str:
+    return hashlib.sha1(record["xml"]).hexdigest()
+
+
+def _joined(values) -> str | None:
+    values = [v for v in values if v]
+    return "; ".join(values) or None
+
+
+def _author_name(author: dict) -> str | None:
+    if author.get("collective_name"):
+        return author["collective_name"]
+    if author.get("last_name"):
+        return " ".join(filter(None, [author["last_name"], author.get("initials") or author.get("fore_name"),
+                                      author.get("suffix")]))
+    return None
+
+
+def article_row(record: dict) -> dict:
+    """The `articles` columns of one parsed record."""
+    authors = [a for a in record.get("authors") or [] if a.get("role", "author") == "author"]
+    refs = {c["ref_type"] for c in record.get("comments_corrections") or []}
+    pub_type_names = [pt["name"] for pt in record.get("publication_types") or []]
+    return {
+        "pmid": record["pmid"],
+        "pmid_version": record.get("pmid_version") or 1,
+        "title": record.get("title"),
+        "vernacular_title": record.get("vernacular_title"),
+        "abstract": record.get("abstract"),
+        "journal": record.get("journal"),
+        "journal_iso": record.get("journal_iso"),
+        "issn_print": record.get("issn_print"),
+        "issn_electronic": record.get("issn_electronic"),
+        "issn_linking": record.get("issn_linking"),
+        "nlm_unique_id": record.get("nlm_unique_id"),
+        "journal_country": record.get("journal_country"),
+        "volume": record.get("volume"),
+        "issue": record.get("issue"),
+        "pages": record.get("pages"),
+        "pub_date": record.get("pub_date"),
+        "pub_year": record.get("pub_year"),
+        "pub_date_raw": record.get("pub_date_raw"),
+        "article_date": record.get("article_date"),
+        "entrez_date": record.get("entrez_date"),
+        "date_created": record.get("date_created"),
+        "date_completed": record.get("date_completed"),
+        "date_revised": record.get("date_revised"),
+        "doi": record.get("doi"),
+        "pii": record.get("pii"),
+        "pmcid": record.get("pmcid"),
+        "language": _joined(record.get("languages") or []),
+        "publication_types": _joined(pub_type_names),
+        "mesh_terms": _joined(m["descriptor_name"] for m in record.get("mesh") or []),
+        "keywords": _joined(k["keyword"] for k in record.get("keywords") or []),
+        "trial_ids": _joined(t["trial_id"] for t in record.get("trial_registrations") or []),
+        "first_author": _author_name(authors[0]) if authors else None,
+        "author_count": len(authors),
+        "citation_status": record.get("citation_status"),
+        "publication_status": record.get("publication_status"),
+        "indexing_method": record.get("indexing_method"),
+        "references_count": record.get("references_count") or 0,
+        "coi_statement": record.get("coi_statement"),
+        "is_book": int(bool(record.get("is_book"))),
+        "is_retracted": int(bool(refs & RETRACTION_REFS) or "Retracted Publication" in pub_type_names),
+        "is_retraction_notice": int("Retraction of Publication" in pub_type_names or "RetractionOf" in refs),
+        "has_correction": int(bool(refs & CORRECTION_REFS)),
+        "record_sha1": record_sha1(record),
+    }
+
+
+def author_key(author: dict) -> str:
+    if author.get("collective_name"):
+        return "collective|" + author["collective_name"].strip().lower()
+    return "|".join(
+        (author.get(part) or "").strip().lower() for part in ("last_name", "fore_name", "initials", "suffix")
+    )
+
+
+def child_rows(record: dict) -> dict[str, list[tuple]]:
+    """Rows for every table keyed by (pmid, ...), as tuples in the tables' column order."""
+    pmid = record["pmid"]
+    rows: dict[str, list[tuple]] = {
+        "abstract_sections": [
+            (pmid, i, s.get("label"), s.get("nlm_category"), s.get("text"))
+            for i, s in enumerate(record.get("abstract_sections") or [], 1)
+        ],
+        "article_mesh": [],
+        "article_mesh_qualifiers": [],
+        "article_publication_types": [],
+        "article_languages": [(pmid, lang) for lang in dict.fromkeys(record.get("languages") or [])],
+        "keywords": [
+            (pmid, i, k["keyword"], k.get("owner"), int(bool(k.get("major"))))
+            for i, k in enumerate(record.get("keywords") or [], 1)
+        ],
+        "article_ids": list(dict.fromkeys(
+            (pmid, i["id_type"], i["value"], i.get("source")) for i in record.get("article_ids") or []
+        ).keys()),
+        "grants": [
+            (pmid, i, g.get("grant_id"), g.get("acronym"), g.get("agency"), g.get("country"))
+            for i, g in enumerate(record.get("grants") or [], 1)
+        ],
+        "trial_registrations": [],
+        "databanks": list(dict.fromkeys(
+            (pmid, d.get("databank"), d.get("accession")) for d in record.get("databanks") or []
+        ).keys()),
+        "comments_corrections": [
+            (pmid, i, c.get("ref_type"), c.get("ref_pmid"), c.get("ref_source"))
+            for i, c in enumerate(record.get("comments_corrections") or [], 1)
+        ],
+        "chemicals": [
+            (pmid, i, c.get("registry_number"), c.get("ui"), c.get("name"))
+            for i, c in enumerate(record.get("chemicals") or [], 1)
+        ],
+        "supplementary_concepts": list({
+            s.get("ui") or s.get("name"): (pmid, s.get("ui") or s.get("name"), s.get("name"), s.get("type"))
+            for s in record.get("supplementary_concepts") or []
+        }.values()),
+        "article_history": list({
+            status: (pmid, status, date) for status, date in (record.get("history") or {}).items()
+        }.values()),
+        "article_author_affiliations": [],
+    }
+    seen_ids: set[str] = set()
+    for t in record.get("trial_registrations") or []:
+        # keys are (pmid, trial_id): the parser already prefers the databank source
+        if t["trial_id"] not in seen_ids:
+            seen_ids.add(t["trial_id"])
+            rows["trial_registrations"].append((pmid, t.get("registry"), t["trial_id"], t.get("source")))
+    seen_mesh: set[str] = set()
+    for m in record.get("mesh") or []:
+        ui = m.get("descriptor_ui") or m["descriptor_name"]
+        if ui in seen_mesh:
+            continue
+        seen_mesh.add(ui)
+        rows["article_mesh"].append((pmid, ui, int(bool(m.get("major")))))
+        seen_q: set[str] = set()
+        for q in m.get("qualifiers") or []:
+            qui = q.get("ui") or q.get("name")
+            if qui not in seen_q:
+                seen_q.add(qui)
+                rows["article_mesh_qualifiers"].append((pmid, ui, qui, q.get("name"), int(bool(q.get("major")))))
+    for pt_ui in dict.fromkeys(pt.get("ui") or pt["name"] for pt in record.get("publication_types") or []):
+        rows["article_publication_types"].append((pmid, pt_ui))
+    for a in record.get("authors") or []:
+        for seq, affiliation in enumerate(a.get("affiliations") or [], 1):
+            rows["article_author_affiliations"].append((pmid, a.get("role", "author"), a["position"], seq, affiliation))
+    return rows
+
+
+CHILD_TABLES = [
+    "abstract_sections", "article_mesh", "article_mesh_qualifiers", "article_publication_types",
+    "article_languages", "keywords", "article_ids", "grants", "trial_registrations", "databanks",
+    "comments_corrections", "chemicals", "supplementary_concepts", "article_history",
+    "article_author_affiliations", "article_authors",
+]
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _in_chunks(values: list, size: int = 500):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _upsert_sql(columns: list[str]) -> str:
+    updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in columns if c not in ("pmid", "first_seen_run"))
+    return (
+        f"insert into articles ({', '.join(f'[{c}]' for c in columns)}) values ({_placeholders(len(columns))}) "
+        f"on conflict(pmid) do update set {updates}"
+    )
+
+
+def _write_full_rows(db: sqlite_utils.Database, records: list[dict], rows: list[dict], replace_children: list[int]) -> None:
+    """Articles rows, then every child table; callers hold the transaction."""
+    by_columns: dict[tuple, list[dict]] = {}
+    for row in rows:  # new rows carry first_seen_run, revised ones must not touch it
+        by_columns.setdefault(tuple(row), []).append(row)
+    for columns, group in by_columns.items():
+        db.conn.executemany(_upsert_sql(list(columns)), [tuple(r[c] for c in columns) for r in group])
+    for chunk in _in_chunks(replace_children):
+        marks = _placeholders(len(chunk))
+        for table in CHILD_TABLES:
+            db.execute(f"delete from [{table}] where pmid in ({marks})", chunk)
+    children: dict[str, list[tuple]] = {table: [] for table in CHILD_TABLES}
+    descriptors: dict[str, str] = {}
+    pub_types: dict[str, str] = {}
+    author_rows: list[tuple] = []
+    authorships: list[tuple[dict, int]] = []
+    for record in records:
+        for table, table_rows in child_rows(record).items():
+            children[table].extend(table_rows)
+        for m in record.get("mesh") or []:
+            descriptors[m.get("descriptor_ui") or m["descriptor_name"]] = m["descriptor_name"]
+        for pt in record.get("publication_types") or []:
+            pub_types[pt.get("ui") or pt["name"]] = pt["name"]
+        for a in record.get("authors") or []:
+            key = author_key(a)
+            author_rows.append((key, a.get("last_name"), a.get("fore_name"), a.get("initials"), a.get("suffix"),
+                                a.get("collective_name"), _author_name(a)))
+            authorships.append((a, record["pmid"]))
+    db.conn.executemany("insert or ignore into mesh_descriptors (descriptor_ui, name) values (?, ?)",
+                        descriptors.items())
+    db.conn.executemany("insert or ignore into publication_types (ui, name) values (?, ?)", pub_types.items())
+    db.conn.executemany(
+        "insert or ignore into authors (name_key, last_name, fore_name, initials, suffix, collective_name, "
+        "display_name) values (?, ?, ?, ?, ?, ?, ?)", author_rows)
+    author_ids: dict[str, int] = {}
+    keys = list({row[0] for row in author_rows})
+    for chunk in _in_chunks(keys):
+        for key, author_id in db.execute(
+            f"select name_key, id from authors where name_key in ({_placeholders(len(chunk))})", chunk
+        ):
+            author_ids[key] = author_id
+    seen_positions: set[tuple] = set()
+    for a, pmid in authorships:
+        slot = (pmid, a.get("role", "author"), a["position"])
+        if slot in seen_positions:
+            continue
+        seen_positions.add(slot)
+        children["article_authors"].append(
+            (pmid, a.get("role", "author"), a["position"], author_ids[author_key(a)], a.get("orcid"),
+             int(bool(a.get("equal_contrib"))), int(a.get("valid", True)))
+        )
+    for table, table_rows in children.items():
+        if table_rows:
+            db.conn.executemany(
+                f"insert or replace into [{table}] values ({_placeholders(len(table_rows[0]))})", table_rows
+            )
+
+
+def _xml_row(record: dict, run_id: int | None) -> tuple:
+    return (record["pmid"], record.get("pmid_version") or 1, record_sha1(record),
+            zlib.compress(record["xml"], 6), run_id)
+
+
+def stored_record_xml(db: sqlite_utils.Database, pmid: int, version: int | None = None) -> bytes | None:
+    """The original XML of a stored record (its current version unless one is named)."""
+    if version is None:
+        sql = ("select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid "
+               "and a.pmid_version = x.pmid_version where x.pmid = ?")
+        params = [pmid]
+    else:
+        sql, params = "select xml_zlib from article_xml where pmid = ? and pmid_version = ?", [pmid, version]
+    row = db.execute(sql, params).fetchone()
+    return zlib.decompress(row[0]) if row else None
+
+
+def _old_state(db: sqlite_utils.Database, pmids: list[int]) -> dict[int, dict]:
+    state: dict[int, dict] = {}
+    for chunk in _in_chunks(pmids):
+        marks = _placeholders(len(chunk))
+        for row in db.query(
+            f"select pmid, title, abstract, citation_status, is_retracted, has_correction, is_deleted "
+            f"from articles where pmid in ({marks})", chunk
+        ):
+            state[row["pmid"]] = {**row, "mesh": set(), "pub_types": set(), "refs": set()}
+        for pmid, name in db.execute(
+            f"select am.pmid, d.name from article_mesh am join mesh_descriptors d using (descriptor_ui) "
+            f"where am.pmid in ({marks})", chunk):
+            state[pmid]["mesh"].add(name)
+        for pmid, name in db.execute(
+            f"select ap.pmid, p.name from article_publication_types ap join publication_types p "
+            f"on p.ui = ap.publication_type_ui where ap.pmid in ({marks})", chunk):
+            state[pmid]["pub_types"].add(name)
+        for pmid, ref_type, ref_pmid in db.execute(
+            f"select pmid, ref_type, ref_pmid from comments_corrections where pmid in ({marks})", chunk):
+            state[pmid]["refs"].add((ref_type, ref_pmid))
+    return state
+
+
+def change_events(old: dict, record: dict, row: dict) -> list[tuple[str, str | None]]:
+    """What a revision changed, as (event, detail) pairs a researcher can read."""
+    events: list[tuple[str, str | None]] = []
+    new_mesh = {m["descriptor_name"] for m in record.get("mesh") or []}
+    new_types = {pt["name"] for pt in record.get("publication_types") or []}
+    new_refs = {(c["ref_type"], c.get("ref_pmid")) for c in record.get("comments_corrections") or []}
+    if row["is_retracted"] and not old["is_retracted"]:
+        events.append(("retracted", _joined(str(p) for t, p in new_refs if t in RETRACTION_REFS)))
+    for ref_type, ref_pmid in sorted(new_refs - old["refs"], key=str):
+        if ref_type in CORRECTION_REFS:
+            events.append(("correction_added", f"{ref_type} {ref_pmid or ''}".strip()))
+    if added := sorted(new_mesh - old["mesh"]):
+        events.append(("mesh_added", "; ".join(added)))
+    if removed := sorted(old["mesh"] - new_mesh):
+        events.append(("mesh_removed", "; ".join(removed)))
+    if added := sorted(new_types - old["pub_types"]):
+        events.append(("publication_type_added", "; ".join(added)))
+    if removed := sorted(old["pub_types"] - new_types):
+        events.append(("publication_type_removed", "; ".join(removed)))
+    if (old["title"] or "") != (row["title"] or ""):
+        events.append(("title_changed", None))
+    if (old["abstract"] or "") != (row["abstract"] or ""):
+        events.append(("abstract_changed", None))
+    if old["citation_status"] != row["citation_status"]:
+        events.append(("citation_status_changed", f"{old['citation_status']} -> {row['citation_status']}"))
+    return events
+
+
+def save_articles(db: sqlite_utils.Database, records: Iterable[dict], run_id: int,
+                  *, matches_query: bool | None = True) -> SaveCounts:
+    """Upsert one batch of article records in one transaction; count what changed.
+
+    Per PMID the highest version goes to `articles`; every version's XML is kept.
+    A record whose XML is byte-identical to the stored one is 'unchanged'; a
+    changed one is rewritten in place and what changed lands in article_events.
+    """
+    articles_in = [r for r in records if r.get("type", "article") == "article"]
+    counts = SaveCounts()
+    if not articles_in:
+        return counts
+    latest: dict[int, dict] = {}
+    for record in articles_in:
+        current = latest.get(record["pmid"])
+        if current is None or (record.get("pmid_version") or 1) >= (current.get("pmid_version") or 1):
+            latest[record["pmid"]] = record
+    stored: dict[int, tuple[str, int]] = {}
+    for chunk in _in_chunks(list(latest)):
+        for pmid, sha1, version in db.execute(
+            f"select pmid, record_sha1, pmid_version from articles where pmid in ({_placeholders(len(chunk))})", chunk
+        ):
+            stored[pmid] = (sha1, version)
+    rows, to_write, replace, events, seen_only = [], [], [], [], []
+    changed_old = _old_state(db, [p for p, r in latest.items() if p in stored and stored[p][0] != record_sha1(r)])
+    now = now_utc()
+    for pmid, record in latest.items():
+        counts.stored_pmids.add(pmid)
+        previous = stored.get(pmid)
+        row = article_row(record)
+        if previous is not None and row["pmid_version"] < (previous[1] or 1):
+            counts.unchanged += 1  # an older version than ours: its XML is kept below, nothing else
+            continue
+        row["last_fetched_run"] = run_id
+        if matches_query is not None:
+            row["matches_query"] = int(matches_query)
+        if previous is None:
+            row["first_seen_run"] = run_id
+            row["last_changed_run"] = run_id
+            counts.new += 1
+        elif previous[0] != row["record_sha1"]:
+            row["last_changed_run"] = run_id
+            counts.updated += 1
+            replace.append(pmid)
+            if row["pmid_version"] > (previous[1] or 1):
+                events.append((pmid, run_id, "version_added", f"version {row['pmid_version']}", now))
+            events.extend((pmid, run_id, e, d, now) for e, d in change_events(changed_old[pmid], record, row))
+        else:
+            counts.unchanged += 1  # nothing changed: only note that this run saw it
+            seen_only.append((run_id, row.get("matches_query"), pmid))
+            continue
+        rows.append(row)
+        to_write.append(record)
+    with db.atomic():
+        db.conn.executemany(
+            "update articles set last_fetched_run = ?, matches_query = coalesce(?, matches_query) where pmid = ?",
+            seen_only,
+        )
+        _write_full_rows(db, to_write, rows, replace)
+        db.conn.executemany(
+            "insert or ignore into article_xml (pmid, pmid_version, sha1, xml_zlib, run_id) values (?, ?, ?, ?, ?)",
+            [_xml_row(r, run_id) for r in articles_in],
+        )
+        if events:
+            db.conn.executemany(
+                "insert into article_events (pmid, run_id, event, detail, recorded_at) values (?, ?, ?, ?, ?)", events
+            )
+    return counts
+
+
+def refill_from_xml(db: sqlite_utils.Database) -> int:
+    """Re-parse every stored record's XML and rewrite its fields (used by migrations)."""
+    from .pubmed_xml import parse_pubmed_xml
+
+    count = 0
+    cursor = db.conn.execute(
+        "select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid and a.pmid_version = x.pmid_version"
+    )
+    while batch := cursor.fetchmany(500):
+        records = []
+        for (blob,) in batch:
+            records.extend(r for r in parse_pubmed_xml(zlib.decompress(blob), source_name="stored record")
+                           if r["type"] == "article")
+        rows = [article_row(r) for r in records]
+        _write_full_rows(db, records, rows, [r["pmid"] for r in records])
+        count += len(records)
+    return count
+
+
+def apply_deletions(db: sqlite_utils.Database, deletions: Iterable[dict], run_id: int) -> int:
+    """NLM deleted these citations (DeleteCitation): keep the rows, flag and date them."""
+    pmids = list(dict.fromkeys(d["pmid"] for d in deletions))
+    today = dt.date.today().isoformat()
+    changed = 0
+    with db.atomic():
+        for chunk in _in_chunks(pmids):
+            marks = _placeholders(len(chunk))
+            hit = [row[0] for row in db.execute(
+                f"select pmid from articles where is_deleted = 0 and pmid in ({marks})", chunk)]
+            if not hit:
+                continue
+            hit_marks = _placeholders(len(hit))
+            db.execute(
+                f"update articles set is_deleted = 1, deleted_date = ?, deleted_run = ?, last_changed_run = ? "
+                f"where pmid in ({hit_marks})", [today, run_id, run_id, *hit])
+            db.conn.executemany(
+                "insert into article_events (pmid, run_id, event, detail, recorded_at) values (?, ?, 'deleted', ?, ?)",
+                [(p, run_id, "DeleteCitation", now_utc()) for p in hit])
+            changed += len(hit)
+    return changed
+
+
+def mark_unmatched(db: sqlite_utils.Database, matching: set[int], run_id: int) -> int:
+    """After a full sweep: records the query no longer returns stay, marked matches_query = 0."""
+    db.execute("create temp table if not exists _sweep (pmid integer primary key)")
+    with db.atomic():
+        db.execute("delete from _sweep")
+        db.conn.executemany("insert into _sweep values (?)", ((p,) for p in matching))
+        cursor = db.execute(
+            "update articles set matches_query = 0, unmatched_run = ?, last_changed_run = ? "
+            "where matches_query = 1 and pmid not in (select pmid from _sweep)",
+            [run_id, run_id],
+        )
+        db.execute(
+            "update articles set matches_query = 1, unmatched_run = null "
+            "where matches_query = 0 and pmid in (select pmid from _sweep)"
+        )
+        db.execute("delete from _sweep")
+    return cursor.rowcount
