@@ -255,6 +255,9 @@ class EutilsClient:
             delay = delay * (0.5 + random.random() / 2)  # jitter: spread out retries
             if retry_after is not None:
                 delay = max(delay, retry_after)
+            elif kind == "http 429":
+                # NCBI counts per client, not per process: let its 1-second window pass.
+                delay = max(delay, 1.0)
             self.stats.retries += 1
             log.warning(
                 "%s: %s; retry %d/%d in %.1fs",

@@ -1,0 +1,75 @@
+"""Shared fixtures: the real data, the E-utilities stand-in, and the harvester run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.eutils_stand_in import Corpus, EutilsStandIn
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("KETAMINE_SHARED_DATA") or ROOT.parent / "shared" / "data")
+PUBMED = DATA / "pubmed"
+RECORDS = PUBMED / "records"
+LARGE_FILES = [PUBMED / "pubmed20n0014-part1.xml.gz", PUBMED / "pubmed21n1298-part1.xml.gz"]
+# Real records on the topic (see ../shared/data/README.md).
+KETAMINE_PMIDS = {33984391, 34034067, 38011560}
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("harvest: error:")]
+
+
+def harvest_env(server_url: str | None = None, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NCBI_", "CATALOG_DB"))}
+    if server_url:
+        env["NCBI_EUTILS_URL"] = server_url
+    # Retries in tests back off in tens of milliseconds, not seconds.
+    env["NCBI_BACKOFF_BASE"] = "0.05"
+    env["NCBI_BACKOFF_CAP"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> CliResult:
+    """`python -m harvest ARGS` in a subprocess, exactly as cron or a user runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "harvest", *map(str, args)],
+        cwd=ROOT, env=env or harvest_env(), capture_output=True, text=True, timeout=timeout,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def records_corpus() -> Corpus:
+    return Corpus.cached([RECORDS])
+
+
+@pytest.fixture(scope="session")
+def large_corpus() -> Corpus:
+    return Corpus.cached(LARGE_FILES)
+
+
+@pytest.fixture
+def records_server(records_corpus):
+    with EutilsStandIn(records_corpus.copy()) as server:
+        yield server
+
+
+@pytest.fixture
+def large_server(large_corpus):
+    with EutilsStandIn(large_corpus.copy()) as server:
+        yield server
