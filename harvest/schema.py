@@ -204,3 +204,20 @@ def _full_record_model(db: sqlite_utils.Database) -> None:
     from .store import refill_from_xml  # the writer this schema version goes with
 
     refill_from_xml(db)
+
+
+@migrations(name="0003_evidence_tags")
+def _evidence_tags(db: sqlite_utils.Database) -> None:
+    articles = db["articles"]
+    articles.add_column("study_design", str)
+    articles.add_column("awaiting_indexing", int)
+    articles.add_column("tags_version", str)
+    articles.create_index(["study_design"])
+    articles.create_index(["awaiting_indexing"])
+    _child(db, "article_tags",
+           {"pmid": int, "facet": str, "value": str, "method": str, "evidence": str, "confidence": float},
+           ("pmid", "facet", "value"), index=[("facet", "value")])
+
+    from .store import retag_all  # tag what is already stored
+
+    retag_all(db)

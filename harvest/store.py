@@ -525,6 +525,7 @@ def save_articles(db: sqlite_utils.Database, records: Iterable[dict], run_id: in
             seen_only,
         )
         _write_full_rows(db, to_write, rows, replace)
+        write_tags(db, to_write)
         db.conn.executemany(
             "insert or ignore into article_xml (pmid, pmid_version, sha1, xml_zlib, run_id) values (?, ?, ?, ?, ?)",
             [_xml_row(r, run_id) for r in articles_in],
@@ -538,19 +539,9 @@ def save_articles(db: sqlite_utils.Database, records: Iterable[dict], run_id: in
 
 def refill_from_xml(db: sqlite_utils.Database) -> int:
     """Re-parse every stored record's XML and rewrite its fields (used by migrations)."""
-    from .pubmed_xml import parse_pubmed_xml
-
     count = 0
-    cursor = db.conn.execute(
-        "select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid and a.pmid_version = x.pmid_version"
-    )
-    while batch := cursor.fetchmany(500):
-        records = []
-        for (blob,) in batch:
-            records.extend(r for r in parse_pubmed_xml(zlib.decompress(blob), source_name="stored record")
-                           if r["type"] == "article")
-        rows = [article_row(r) for r in records]
-        _write_full_rows(db, records, rows, [r["pmid"] for r in records])
+    for records in iter_stored_records(db, batch=500):
+        _write_full_rows(db, records, [article_row(r) for r in records], [r["pmid"] for r in records])
         count += len(records)
     return count
 
@@ -595,3 +586,65 @@ def mark_unmatched(db: sqlite_utils.Database, matching: set[int], run_id: int) -
         )
         db.execute("delete from _sweep")
     return cursor.rowcount
+
+
+# -- evidence tags --------------------------------------------------------------
+
+
+def _tag_rows(records: list[dict]) -> tuple[list[tuple], list[tuple]]:
+    from .tags import RULES_VERSION, awaiting_indexing, primary_design, tag_article
+
+    tag_rows, article_updates = [], []
+    for record in records:
+        tags = tag_article(record)
+        seen = set()
+        for t in tags:
+            key = (t["facet"], t["value"])
+            if key in seen:
+                continue
+            seen.add(key)
+            tag_rows.append((record["pmid"], t["facet"], t["value"], t["method"], t.get("evidence"),
+                             t.get("confidence")))
+        article_updates.append((primary_design(tags), int(awaiting_indexing(record)), RULES_VERSION,
+                                record["pmid"]))
+    return tag_rows, article_updates
+
+
+def write_tags(db: sqlite_utils.Database, records: list[dict]) -> None:
+    """Replace the tags of these (current-version) records; callers hold the transaction."""
+    if not records or not db["article_tags"].exists():
+        return
+    tag_rows, updates = _tag_rows(records)
+    for chunk in _in_chunks([r["pmid"] for r in records]):
+        db.execute(f"delete from article_tags where pmid in ({_placeholders(len(chunk))})", chunk)
+    db.conn.executemany("insert or replace into article_tags values (?, ?, ?, ?, ?, ?)", tag_rows)
+    db.conn.executemany(
+        "update articles set study_design = ?, awaiting_indexing = ?, tags_version = ? where pmid = ?", updates
+    )
+
+
+def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000):
+    """Every stored record (its current version), re-parsed from the kept XML, in batches."""
+    from .pubmed_xml import parse_pubmed_xml
+
+    cursor = db.conn.execute(
+        "select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid and a.pmid_version = x.pmid_version"
+    )
+    while rows := cursor.fetchmany(batch):
+        records = []
+        for (blob,) in rows:
+            records.extend(r for r in parse_pubmed_xml(zlib.decompress(blob), source_name="stored record")
+                           if r["type"] == "article")
+        yield records
+
+
+def retag_all(db: sqlite_utils.Database, progress=None) -> int:
+    """Re-tag the whole catalog from the stored XML (after a rule change)."""
+    count = 0
+    with db.atomic():
+        for records in iter_stored_records(db):
+            write_tags(db, records)
+            count += len(records)
+            if progress:
+                progress(len(records))
+    return count
