@@ -66,7 +66,7 @@ so the ``rct`` facet finds it) and wins the primary design.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 RULES_VERSION = "rules-v1"
@@ -116,36 +116,25 @@ KET = r"(?:(?:es|ar|nor|hydroxynor|dehydronor)?ketamin(?:e|a|um)?s?(?:'s)?\b|\bs
 KET_GATE = re.compile(r"(?:es|ar|nor|hydroxy|dehydronor)?ketamin|\bspravato\b|\bketalar\b", re.I)
 
 _NUM = r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
-_ANIMAL = (
-    r"(?:rats?|mice|mouse|murine|rodents?|dogs?|canine|cats?|feline|rabbits?|monkeys?|macaques?|primates?|"
-    r"marmosets?|baboons?|chimpanzees?|pigs?|piglets?|swine|porcine|sheep|ovine|lambs?|ewes?|rams?|cattle|"
-    r"bovine|cows?|calves|calf|heifers?|steers?|bulls?|horses?|equine|ponies|pony|foals?|mares?|goats?|"
-    r"hamsters?|guinea[- ]pigs?|gerbils?|ferrets?|minks?|zebrafish|fish|trout|salmon|carps?|chicks?|"
-    r"chickens?|hens?|roosters?|cockerels?|broilers?|birds?|avian|pigeons?|quails?|turkeys?|ducks?|geese|"
-    r"ducklings?|frogs?|toads?|tadpoles?|amphibians?|xenopus|newts?|reptiles?|lizards?|snakes?|turtles?|"
-    r"drosophila|insects?|mosquito(?:es)?|flies|larvae?|nematodes?|helminths?|worms?|snails?|crabs?|"
-    r"lobsters?|crayfish|squids?|molluscs?|mollusks?|sea urchins?|starfish|oysters?|bees?|honeybees?|"
-    r"ticks?|mites?|cockroach(?:es)?|locusts?|crickets?|animals?|vertebrates?|invertebrates?|mammals?|"
-    r"mammalian|laboratory animals|wistar|sprague[- ]dawley|C57BL\S*|BALB/c|opossums?|bats?|deer|"
-    r"squirrels?|voles?|rhesus|cynomolgus|dolphins?|whales?|seals?|foxes|wolves|elephants?|camels?|"
-    r"buffalo(?:es)?|schistosom\w+|trypanosom\w+|plasmodium|leishmania|toxoplasma|ascaris|trichinella|"
-    r"tetrahymena|paramecium|amoebae?|filaria\w*|cestodes?|trematodes?|tapeworms?|ewes?|piglets?|"
-    r"kittens?|puppies|pups)"
-)
-_HUMAN = (
-    r"(?:patients?|men|women|man|woman|boys?|girls?|children|child|infants?|neonates?|newborns?|"
-    r"volunteers?|humans?|persons?|people|adults?|adolescents?|participants?|outpatients?|inpatients?|"
-    r"individuals|subjects with|clinical|clinically|physicians?|nurses?|hospitals?|surgery|surgical|"
-    r"pregnan\w+|mothers?|fetus|fetal|foetal|obstetric\w*|cases?|families|population|community|"
-    r"diagnosis|therapy|treatment of)"
-)
-
-_HUMAN_SUBJECTS = (
-    r"(?:patients?|men|women|boys|girls|children|infants|neonates|newborns|volunteers|participants|"
-    r"outpatients|inpatients|adults|adolescents|subjects|individuals|mothers|pregnant|elderly|people|persons|"
-    r"smokers|athletes|students|workers|donors|recipients|cases)"
-)
-
+# Animal names (species, lab strains, parasites), matched as whole words.
+ANIMAL_WORDS = frozenset("""
+rat rats mice mouse murine rodent rodents dog dogs canine cat cats feline kitten kittens puppies pups rabbit rabbits
+monkey monkeys macaque macaques primate primates marmoset marmosets baboon baboons chimpanzee chimpanzees
+pig pigs piglet piglets swine porcine sheep ovine lamb lambs ewe ewes ram rams cattle bovine cow cows calves calf
+heifer heifers steer steers bull bulls horse horses equine pony ponies foal foals mare mares goat goats caprine
+hamster hamsters guinea gerbil gerbils ferret ferrets mink minks zebrafish fish trout salmon carp chick chicks
+chicken chickens hen hens rooster roosters cockerel cockerels broiler broilers bird birds avian pigeon pigeons quail
+quails turkeys duck ducks ducklings geese frog frogs toad toads tadpole tadpoles amphibian amphibians xenopus newt
+newts reptile reptiles lizard lizards snake snakes turtle turtles drosophila insect insects mosquito mosquitoes
+mosquitos flies larva larvae nematode nematodes helminth helminths worm worms snail snails crab crabs lobster
+lobsters crayfish squid squids mollusc molluscs mollusk mollusks urchin urchins starfish oyster oysters bee bees
+honeybee honeybees tick ticks mite mites cockroach cockroaches locust locusts cricket crickets animal animals
+vertebrate vertebrates invertebrate invertebrates mammal mammals mammalian wistar sprague dawley c57bl balb
+opossum opossums bat bats deer squirrel squirrels vole voles rhesus cynomolgus dolphin dolphins whale whales
+seal seals fox foxes wolves elephant elephants camel camels buffalo buffaloes schistosoma schistosomes
+trypanosoma trypanosomes plasmodium leishmania toxoplasma ascaris trichinella tetrahymena paramecium amoeba
+amoebae filariae filarial cestode cestodes trematode trematodes tapeworm tapeworms
+""".split())
 # -- rule table ---------------------------------------------------------------------------------------
 
 
@@ -169,6 +158,7 @@ class Rule:
     requires: str | None = None
     field: str = "both"  # "title": match the title only
     triggers: tuple[str, ...] = ()  # lower-case substrings, one of which must occur (a fast pre-filter)
+    words: frozenset[str] = frozenset()  # a word-list rule: fires on the first of these words (no pattern)
 
 
 # Context that turns a mention of randomisation into something other than this study's design.
@@ -204,16 +194,19 @@ _STUDY = (
     r"\bsurvey\b|\bper ?cent\b|%"
 )
 # Human study subjects, counted against animal words to call a record an animal study.
-_HUMAN_COUNT = re.compile(
-    r"\b(?:patients?|men|women|man|woman|boys?|girls?|children|child|infants?|neonates?|newborns?|volunteers?|"
-    r"humans?|persons?|people|adults?|adolescents?|participants?|outpatients?|inpatients?|pregnant|mothers?|"
-    r"clinical|hospitals?|physicians?|surgeons?)\b", re.I)
+HUMAN_WORDS = frozenset("""
+patient patients men women man woman boy boys girl girls children child infant infants neonate neonates newborn
+newborns volunteer volunteers human humans person persons people adult adults adolescent adolescents participant
+participants outpatient outpatients inpatient inpatients pregnant mother mothers clinical hospital hospitals
+physician physicians surgeon surgeons
+""".split())
 # Animal-experiment words beyond species names.
-_ANIMAL_EXPERIMENT = (
-    r"(?:intraperitoneal(?:ly)?|sacrificed|decapitated|an(?:a)?esthetized|inbred|weanlings?|litters?|littermates|"
-    r"embryos?|oocytes?|spermatozoa|larval|hemolymph|haemolymph|ciliates?|protozoa\w*|parasites?|vivarium|"
-    r"ovariectomi[sz]ed|castrated|hypophysectomi[sz]ed|adrenalectomi[sz]ed|nephrectomi[sz]ed|pinealectomi[sz]ed)"
-)
+ANIMAL_EXPERIMENT_WORDS = frozenset("""
+intraperitoneal intraperitoneally sacrificed decapitated anesthetized anaesthetized inbred weanling weanlings litter
+litters littermates embryo embryos oocyte oocytes spermatozoa larval hemolymph haemolymph ciliate ciliates protozoa
+protozoan parasite parasites vivarium ovariectomized ovariectomised castrated hypophysectomized adrenalectomized
+nephrectomized pinealectomized
+""".split())
 
 _R = Rule
 RULES: tuple[Rule, ...] = (
@@ -277,7 +270,7 @@ RULES: tuple[Rule, ...] = (
     _R("design.case_report.age", "design", "case_report_series",
        r"\b(?:a|an|one|this|our) \d+[- ](?:year|yr|month|week|day)s?[- ]old\b|"
        r"\b(?:a|an|one|this|our) (?:\w+[- ]){1,3}(?:year|month|week|day)[- ]old\b|"
-       r"\b(?:a|an|one|this|our) (?:\w+ ){0,2}(?:man|woman|boy|girl|infant|neonate|newborn|patient) (?:aged|of) \d+",
+       r"\b(?:a|an|one|this|our) (?:\w+ ){0,2}(?:man|woman|boy|girl|infant|neonate|newborn|patient),? aged \d+",
        0.8, topic=False),
     _R("design.case_report.a_patient", "design", "case_report_series",
        r"\b(?:in|of|on|to) (?:a|an|one) (?:\w+[- ]){0,3}?(?:patient|man|woman|boy|girl|child|infant|neonate|newborn) "
@@ -326,11 +319,8 @@ RULES: tuple[Rule, ...] = (
        r"(?:perfused )?(?:\w+ )?(?:hearts?|organs?|muscles?|tissues?|cells|hepatocytes|mitochondria)\b|\bHEK[- ]?293\b|"
        r"\bPC12\b|\bSH-SY5Y\b",
        0.7, topic=False),
-    _R("population.animals", "population", "animals", r"\b" + _ANIMAL + r"\b", 0.8, topic=False,
-       veto_near=r"\banimal[- ](?:models?|studies|data|experiments|research|work|evidence)\b"),
-    _R("design.human", "signal", "human", r"\b" + _HUMAN + r"\b", topic=False),
-    _R("design.animal_experiment", "signal", "animal_experiment", r"\b" + _ANIMAL_EXPERIMENT + r"\b", topic=False),
-    _R("design.human_subjects", "signal", "human_subjects", r"\b" + _HUMAN_SUBJECTS + r"\b", topic=False),
+    _R("population.animals", "population", "animals", "", 0.8, topic=False, words=ANIMAL_WORDS),
+    _R("design.animal_experiment", "signal", "animal_experiment", "", topic=False, words=ANIMAL_EXPERIMENT_WORDS),
 
     # ---- molecule (topic) -------------------------------------------------------------------------
     _R("molecule.esketamine", "molecule", "esketamine",
@@ -469,6 +459,47 @@ RULES: tuple[Rule, ...] = (
        r"\bREMS\b|\baccess to\b|\bavailability\b|\bhealth services\b", 0.75),
 )
 
+# Pre-filters: a rule runs only when one of these lower-case substrings occurs in title+abstract.
+# They only make tagging fast; every substring is implied by the rule's pattern.
+TRIGGERS: dict[str, tuple[str, ...]] = {
+    "design.rct.randomized": ("random",),
+    "design.crossover": ("cross", "latin"),
+    "design.blinded_placebo": ("blind", "placebo"),
+    "design.open_label": ("open", "single", "uncontrolled", "random"),
+    "design.protocol": ("protocol", "will "),
+    "design.secondary_analysis": ("analys", "ancillary"),
+    "design.cohort": ("cohort", "retrospective", "prospective", "observational", "naturalistic", "chart", "real",
+                      "registry", "records"),
+    "design.case_control": ("control",),
+    "design.case_report.named": ("case", "apropos"),
+    "design.case_report.we_report": ("we ", "author", "this paper", "this article", "this report"),
+    "design.case_report.is_reported": ("reported", "described", "presented", "documented", "discussed"),
+    "design.case_report.patients_described": ("described", "presented", "reported"),
+    "design.case_report.age": ("old", "aged"),
+    "design.case_report.a_patient": ("patient", "man", "woman", "boy", "girl", "child", "infant", "neonate", "newborn"),
+    "design.meta_analysis": ("meta", "pooled"),
+    "design.systematic_review": ("systematic", "prisma", "scoping", "umbrella", "cochrane", "searched"),
+    "design.review.self": ("review", "overview", "current", "recent", "present", "advances", "progress",
+                           "developments", "update", "state of"),
+    "design.review.title": ("review", "overview", "update"),
+    "design.review.literature": ("review",),
+    "design.guideline": ("guideline", "consensus", "position", "expert", "delphi", "recommend"),
+    "design.commentary": ("letter", "editorial", "commentary", "viewpoint", "perspective", "comment", "reply",
+                          "response", "read with", "this issue"),
+    "design.in_vitro": ("vitro", "cell", "cultured", "slices", "homogenate", "synaptosom", "microsom", "isolated",
+                        "hek", "pc12", "sh-sy5y"),
+    "molecule.esketamine": ("ketamin", "spravato", "ketanest"),
+    "molecule.arketamine": ("ketamin",),
+    "molecule.racemic": ("ketamin", "ketalar"),
+    "molecule.metabolites": ("norketamin", "hnk", "metabolite"),
+    "route.intravenous": ("intraven", "i.v.", "iv", "infus", "bolus"),
+    "route.intranasal": ("nasal", "insufflat"),
+    "route.oral": ("oral", "per os"),
+    "route.intramuscular": ("intramuscular", "i.m.", "im"),
+    "route.subcutaneous": ("subcutaneous", "s.c."),
+    "route.sublingual_buccal": ("sublingual", "buccal", "transmucosal", "lozenge", "troche", "wafer"),
+}
+
 # -- indexing tables ------------------------------------------------------------------------------------
 
 # Publication type name -> (facet, value).
@@ -570,7 +601,7 @@ CHEMICAL_MOLECULES: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class _Compiled:
     rule: Rule
-    rx: re.Pattern
+    rx: re.Pattern | None
     veto: re.Pattern | None
     unless: re.Pattern | None
     requires: re.Pattern | None
@@ -580,16 +611,18 @@ def _c(p: str | None) -> re.Pattern | None:
     return re.compile(p, re.I) if p else None
 
 
+RULES = tuple(replace(r, triggers=TRIGGERS[r.id]) if r.id in TRIGGERS else r for r in RULES)
 _COMPILED: tuple[_Compiled, ...] = tuple(
-    _Compiled(r, re.compile(r.pattern, re.I), _c(r.veto_near), _c(r.unless), _c(r.requires)) for r in RULES
+    _Compiled(r, _c(r.pattern), _c(r.veto_near), _c(r.unless), _c(r.requires)) for r in RULES
 )
-_ANIMAL_ALL = re.compile(r"\b(?:" + _ANIMAL + "|" + _ANIMAL_EXPERIMENT + r")\b", re.I)
 _GENERIC = tuple(c for c in _COMPILED if not c.rule.topic)
 _TOPIC = tuple(c for c in _COMPILED if c.rule.topic)
+_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 def _check_tables() -> None:
     ids = [r.id for r in RULES]
+    assert set(TRIGGERS) <= set(ids), "trigger for an unknown rule"
     assert len(ids) == len(set(ids)), "duplicate rule id"
     for r in RULES:
         assert r.facet == "signal" or r.value in FACET_VALUES[r.facet], r.id
@@ -612,30 +645,63 @@ def _author_keywords(record: Mapping) -> list[str]:
     return [k.get("keyword") or "" for k in record.get("keywords") or [] if (k.get("owner") or "").upper() != "NLM"]
 
 
-def _first_match(c: _Compiled, fields: tuple[str, str]) -> str | None:
-    for text in (fields[:1] if c.rule.field == "title" else fields):
-        if not text:
+class _Text:
+    """One record's title and abstract, with what the rules share: the joined text, its lower-case
+    form (for the substring pre-filters) and its word tokens (for the word-list rules)."""
+
+    __slots__ = ("fields", "joined", "low", "tokens", "token_set")
+
+    def __init__(self, title: str, abstract: str):
+        self.fields = (title, abstract)
+        self.joined = title + "\n\n" + abstract
+        self.low = self.joined.lower()
+        self.tokens = _TOKEN.findall(self.low)
+        self.token_set = frozenset(self.tokens)
+
+
+def _first_word(words: frozenset[str], text: _Text) -> str | None:
+    found = words & text.token_set
+    if not found:
+        return None
+    rx = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(found, key=len, reverse=True)) + r")\b", re.I)
+    for field in text.fields:
+        m = rx.search(field)
+        if m:
+            return m.group(0)
+    return None
+
+
+def _first_match(c: _Compiled, text: _Text) -> str | None:
+    fields = text.fields[:1] if c.rule.field == "title" else text.fields
+    for field in fields:
+        if not field:
             continue
-        for m in c.rx.finditer(text):
+        for m in c.rx.finditer(field):
             if c.veto is not None:
-                a, b = max(0, m.start() - c.rule.near), min(len(text), m.end() + c.rule.near)
-                if c.veto.search(text[a:b]):
+                a, b = max(0, m.start() - c.rule.near), min(len(field), m.end() + c.rule.near)
+                if c.veto.search(field[a:b]):
                     continue
             span = m.group(0).strip()
             return span[:160] if span else None
     return None
 
 
-def _run(rules: Iterable[_Compiled], fields: tuple[str, str], joined: str) -> list[tuple[Rule, str]]:
+def _run(rules: Iterable[_Compiled], text: _Text) -> list[tuple[Rule, str]]:
     hits = []
     for c in rules:
-        if c.unless is not None and c.unless.search(joined):
+        rule = c.rule
+        if rule.triggers and not any(t in text.low for t in rule.triggers):
             continue
-        if c.requires is not None and not c.requires.search(joined):
-            continue
-        evidence = _first_match(c, fields)
+        if rule.words:
+            evidence = _first_word(rule.words, text)
+        else:
+            if c.unless is not None and c.unless.search(text.joined):
+                continue
+            if c.requires is not None and not c.requires.search(text.joined):
+                continue
+            evidence = _first_match(c, text)
         if evidence is not None:
-            hits.append((c.rule, evidence))
+            hits.append((rule, evidence))
     return hits
 
 
@@ -688,13 +754,12 @@ def mentions_ketamine(record: Mapping, *, use_indexing: bool = True) -> bool:
 def tag_article(record: Mapping, *, use_indexing: bool = True) -> list[dict]:
     """All tags of one article record (see the module doc). Deterministic; one tag per
     (facet, value), the most authoritative source winning (indexing over text rules)."""
-    fields = _fields(record)
-    joined = fields[0] + "\n\n" + fields[1]
+    text = _Text(*_fields(record))
     topic = mentions_ketamine(record, use_indexing=use_indexing)
 
-    hits = _run(_GENERIC, fields, joined)
+    hits = _run(_GENERIC, text)
     if topic:
-        hits += _run(_TOPIC, fields, joined)
+        hits += _run(_TOPIC, text)
 
     signals: dict[str, str] = {}
     text_tags: list[dict] = []
@@ -710,7 +775,7 @@ def tag_article(record: Mapping, *, use_indexing: bool = True) -> list[dict]:
         indexed = is_indexed(record)
         index_tags = _indexing_tags(record, topic, signals)
 
-    text_tags = _combine_text(text_tags, signals, fields)
+    text_tags = _combine_text(text_tags, signals, text)
     if indexed:
         text_tags = [t for t in text_tags if not (t["facet"] == "design" and t["value"] in INDEXING_DECIDES)]
     tags = _merge(index_tags, text_tags)
@@ -767,7 +832,7 @@ def _indexing_tags(record: Mapping, topic: bool, signals: dict[str, str]) -> lis
     return out
 
 
-def _combine_text(tags: list[dict], signals: dict[str, str], fields: tuple[str, str]) -> list[dict]:
+def _combine_text(tags: list[dict], signals: dict[str, str], text: _Text) -> list[dict]:
     """Cross-rule logic for text designs, kept in one place:
     - a record is an animal study (``preclinical_animal``, rule ``design.animal_only``) when it names
       animals (species or animal-experiment words) more often than human subjects, and is not a review;
@@ -778,9 +843,8 @@ def _combine_text(tags: list[dict], signals: dict[str, str], fields: tuple[str, 
     animal_ev = animal_ev or signals.get("animal_experiment")
     animal_study = False
     if animal_ev is not None:
-        joined = fields[0] + "\n\n" + fields[1]
-        n_animal = len(_ANIMAL_ALL.findall(joined))
-        n_human = len(_HUMAN_COUNT.findall(joined))
+        n_animal = sum(1 for w in text.tokens if w in ANIMAL_WORDS or w in ANIMAL_EXPERIMENT_WORDS)
+        n_human = sum(1 for w in text.tokens if w in HUMAN_WORDS)
         animal_study = n_human == 0 or n_animal > n_human
     out = []
     for t in tags:
