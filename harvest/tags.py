@@ -113,7 +113,6 @@ INDEXED_STATUSES = frozenset({"MEDLINE", "OLDMEDLINE"})
 
 # Any form of ketamine named in text.
 KET = r"(?:(?:es|ar|nor|hydroxynor|dehydronor)?ketamin(?:e|a|um)?s?(?:'s)?\b|\bspravato\b|\bketalar\b)"
-KET_GATE = re.compile(r"(?:es|ar|nor|hydroxy|dehydronor)?ketamin|\bspravato\b|\bketalar\b", re.I)
 
 _NUM = r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
 # Animal names (species, lab strains, parasites), matched as whole words.
@@ -168,7 +167,7 @@ _RANDOM_VETO = (
     r"randomi[sz]ed(?:,? \w+){0,3} (?:survey|samples?|sampling)|"
     r"(?:basis|rationale|candidates?|need|needed|call) for (?:a |future )?(?:\w+ ){0,2}randomi|"
     r"for a (?:definitive|future|larger|large|full-scale|subsequent) (?:\w+ ){0,2}randomi|"
-    r"(?:future|further|larger|more|additional|well-designed|adequately powered) (?:\w+[- ]){0,3}?randomi|"
+    r"(?:future|further|larger|more|additional|well-designed|adequately powered)\W+(?:\w+\W+){0,3}?randomi|"
     r"randomi\w+ (?:\w+ ){0,4}(?:are|is|will be) (?:needed|required|warranted|necessary)|"
     r"will be randomi|to be randomi|"
     r"\b(?:previous|prior|earlier|published|several|other|many|of|from|in|to) "
@@ -446,7 +445,8 @@ RULES: tuple[Rule, ...] = (
        r"\bresistant symptoms\b", 0.85),
     _R("theme.durability", "theme", "durability_relapse_maintenance",
        r"\brelaps\w+|\bmaintenance\b|\bdurab\w+|\bsustained (?:\w+ )?(?:effects?|response|remission|antidepressant)\b|"
-       r"\blong[- ]term\b|\brepeated (?:infusions|doses|dosing|administrations?|treatments?)\b|\bmaintain\w*",
+       r"\blong[- ]term\b|\brepeated (?:infusions|doses|dosing|administrations?|treatments?)\b|"
+       r"\bmaintain(?:ed|ing|s)? (?:the |an? )?(?:antidepressant )?(?:response|remission|improvement|effects?)\b",
        0.75),
     _R("theme.safety", "theme", "safety_side_effects",
        r"\badverse (?:events?|effects?|reactions?)\b|\bside[- ]effects?\b|\bsafety\b|\btolerab\w+|\btoxicit\w+|"
@@ -585,7 +585,6 @@ MESH_QUALIFIER_TAGS: dict[tuple[str, str], tuple[str, str]] = {
     ("Ketamine", "adverse effects"): ("theme", "safety_side_effects"),
     ("Ketamine", "toxicity"): ("theme", "safety_side_effects"),
     ("Ketamine", "pharmacology"): ("theme", "mechanism"),
-    ("Ketamine", "administration & dosage"): ("theme", "durability_relapse_maintenance"),
 }
 # Chemical / supplementary concept names (lower case) naming a ketamine form.
 CHEMICAL_MOLECULES: tuple[tuple[str, str], ...] = (
@@ -731,20 +730,31 @@ def awaiting_indexing(record: Mapping) -> bool:
     return not record.get("mesh")
 
 
-def mentions_ketamine(record: Mapping, *, use_indexing: bool = True) -> bool:
-    """The topic gate: ketamine (any form) named in title, abstract or author keywords, or with
-    indexing in MeSH, chemicals, supplementary concepts or NLM keywords."""
-    title, abstract = _fields(record)
-    if KET_GATE.search(title) or KET_GATE.search(abstract):
+_GATE_WORDS = ("ketamin", "spravato", "ketalar")
+
+
+def _names_ketamine(text: str) -> bool:
+    low = text.lower()
+    return any(w in low for w in _GATE_WORDS)
+
+
+def mentions_ketamine(record: Mapping, *, use_indexing: bool = True, _low: str | None = None) -> bool:
+    """The topic gate: ketamine (any form: es-, ar-, nor-, hydroxynor-; Spravato, Ketalar) named in the
+    title, abstract or author keywords, or with indexing in MeSH, chemicals, supplementary concepts or
+    NLM keywords."""
+    if _low is None:
+        title, abstract = _fields(record)
+        _low = (title + "\n\n" + abstract).lower()
+    if any(w in _low for w in _GATE_WORDS):
         return True
-    if any(KET_GATE.search(k) for k in _author_keywords(record)):
+    if any(_names_ketamine(k) for k in _author_keywords(record)):
         return True
     if use_indexing:
         names = [m.get("descriptor_name") or "" for m in record.get("mesh") or []]
         names += [c.get("name") or "" for c in record.get("chemicals") or []]
         names += [s.get("name") or "" for s in record.get("supplementary_concepts") or []]
         names += [k.get("keyword") or "" for k in record.get("keywords") or []]
-        return any(KET_GATE.search(n) for n in names)
+        return any(_names_ketamine(n) for n in names)
     return False
 
 
@@ -755,7 +765,7 @@ def tag_article(record: Mapping, *, use_indexing: bool = True) -> list[dict]:
     """All tags of one article record (see the module doc). Deterministic; one tag per
     (facet, value), the most authoritative source winning (indexing over text rules)."""
     text = _Text(*_fields(record))
-    topic = mentions_ketamine(record, use_indexing=use_indexing)
+    topic = mentions_ketamine(record, use_indexing=use_indexing, _low=text.low)
 
     hits = _run(_GENERIC, text)
     if topic:

@@ -1,0 +1,383 @@
+"""Measure the text-only tagger against PubMed's own expert indexing.
+
+`evaluate(records)` takes parsed article records (`harvest.pubmed_xml.parse_pubmed_xml`):
+
+* **Gold standard**: records with citation status ``MEDLINE`` (NLM's indexers have assigned
+  publication types and MeSH). In-Process, In-Data-Review, Publisher and PubMed-not-MEDLINE
+  records are left out: they are not indexed (yet). A PMID seen in several versions counts once,
+  in its highest version.
+* **The split is fixed in code**: `report_split(pmid)` is ``pmid % 5 == 0``. Only report-split
+  records are scored; the rules were tuned, and the baseline is trained, on the other records
+  only. Nothing here takes a seed or a fraction, so the split cannot drift.
+* **Tagger**: `harvest.tags.tag_article(record, use_indexing=False)`, which ignores MeSH,
+  publication types, chemicals and NLM keywords and reads the title and abstract alone. A label
+  is predicted when the tagger emits one of the label's design values (`GOLD_LABELS`).
+* **Baseline**: TF-IDF (words and word pairs, sublinear tf, min_df 2) + logistic regression
+  (C=4, balanced class weights, lbfgs, random_state 0), one classifier per label, trained on the
+  MEDLINE records outside the report split, scored on the report split. Its settings were chosen
+  once on an internal split of the training records, never on the report split.
+* **Figures**: per label, positives, precision and recall with 95% Wilson score intervals, and F1,
+  over all gold records and over those with an abstract; then the targets of the issue and
+  whether each holds.
+
+`format_report(report)` renders the table. The command line (``python -m harvest evaluate``)
+calls `run_evaluation` / `format_report`; ``python -m harvest.evaluate [FILES...]`` works too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import sqlite3
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+from . import tags as tagging
+
+REPORT_MODULUS = 5
+Z_95 = 1.959963984540054
+MIN_POSITIVES_FOR_F1_TARGET = 20
+
+
+def report_split(pmid) -> bool:
+    """The held-out report split: PMID modulo 5 == 0. Fixed; never used for tuning."""
+    return int(pmid) % REPORT_MODULUS == 0
+
+
+def _pubtypes(record: Mapping) -> set[str]:
+    return {p.get("name") for p in record.get("publication_types") or []}
+
+
+def _mesh(record: Mapping) -> set[str]:
+    return {m.get("descriptor_name") for m in record.get("mesh") or []}
+
+
+@dataclass(frozen=True)
+class GoldLabel:
+    name: str
+    definition: str  # how the indexers' publication types / MeSH define it
+    gold: Callable[[Mapping], bool]
+    design_values: frozenset[str]  # tagger design values that predict it
+
+
+GOLD_LABELS: dict[str, GoldLabel] = {
+    g.name: g
+    for g in (
+        GoldLabel("rct", 'publication type "Randomized Controlled Trial"',
+                  lambda r: "Randomized Controlled Trial" in _pubtypes(r), frozenset({"rct", "crossover_rct"})),
+        GoldLabel("case_report", 'publication type "Case Reports"',
+                  lambda r: "Case Reports" in _pubtypes(r), frozenset({"case_report_series"})),
+        GoldLabel("review", 'publication type "Review", without "Systematic Review" or "Meta-Analysis" (narrative)',
+                  lambda r: "Review" in _pubtypes(r) and not ({"Systematic Review", "Meta-Analysis"} & _pubtypes(r)),
+                  frozenset({"narrative_review"})),
+        GoldLabel("systematic_review", 'publication type "Systematic Review"',
+                  lambda r: "Systematic Review" in _pubtypes(r), frozenset({"systematic_review"})),
+        GoldLabel("meta_analysis", 'publication type "Meta-Analysis"',
+                  lambda r: "Meta-Analysis" in _pubtypes(r), frozenset({"meta_analysis"})),
+        GoldLabel("animal_study", 'MeSH check tag "Animals" without "Humans"',
+                  lambda r: "Animals" in _mesh(r) and "Humans" not in _mesh(r), frozenset({"preclinical_animal"})),
+    )
+}
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a proportion successes/n; (0.0, 1.0) when n is 0."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class Score:
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def positives(self) -> int:
+        return self.tp + self.fn
+
+    @property
+    def predicted(self) -> int:
+        return self.tp + self.fp
+
+    @property
+    def precision(self) -> float:
+        return self.tp / self.predicted if self.predicted else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / self.positives if self.positives else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def precision_ci(self) -> tuple[float, float]:
+        return wilson_interval(self.tp, self.predicted)
+
+    @property
+    def recall_ci(self) -> tuple[float, float]:
+        return wilson_interval(self.tp, self.positives)
+
+
+def score(gold: Sequence[bool], predicted: Sequence[bool]) -> Score:
+    tp = sum(1 for g, p in zip(gold, predicted) if g and p)
+    fp = sum(1 for g, p in zip(gold, predicted) if p and not g)
+    fn = sum(1 for g, p in zip(gold, predicted) if g and not p)
+    return Score(tp, fp, fn)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    holds: bool
+    detail: str
+
+
+@dataclass
+class EvaluationReport:
+    rules_version: str
+    n_records: int  # distinct records given
+    n_gold: int  # MEDLINE records in the report split
+    n_gold_with_abstract: int
+    n_train: int  # MEDLINE records outside the split (baseline training)
+    # scores[subset][label] -> {"tagger": Score, "baseline": Score | None, "primary": Score}
+    scores: dict[str, dict[str, dict[str, Score | None]]]
+    targets: list[Target]
+    baseline_error: str | None = None
+    seconds_tagging: float = 0.0
+    seconds_baseline: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def targets_met(self) -> bool:
+        return all(t.holds for t in self.targets)
+
+
+SUBSETS = ("all", "with_abstract")
+
+
+def _latest_versions(records: Iterable[Mapping]) -> list[Mapping]:
+    best: dict[int, Mapping] = {}
+    for r in records:
+        if r.get("type", "article") != "article":
+            continue
+        pmid = int(r["pmid"])
+        if pmid not in best or (r.get("pmid_version") or 1) > (best[pmid].get("pmid_version") or 1):
+            best[pmid] = r
+    return [best[k] for k in sorted(best)]
+
+
+def _text(record: Mapping) -> str:
+    return (record.get("title") or "") + " " + (record.get("abstract") or "")
+
+
+def _baseline_predictions(train: list[Mapping], test: list[Mapping]) -> dict[str, list[bool]]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    x_train = vectorizer.fit_transform([_text(r) for r in train])
+    x_test = vectorizer.transform([_text(r) for r in test])
+    out: dict[str, list[bool]] = {}
+    for name, label in GOLD_LABELS.items():
+        y = [label.gold(r) for r in train]
+        if len(set(y)) < 2:
+            out[name] = [False] * len(test)
+            continue
+        model = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, random_state=0)
+        model.fit(x_train, y)
+        out[name] = [bool(v) for v in model.predict(x_test)]
+    return out
+
+
+def evaluate(records: Iterable[Mapping], *, baseline: bool = True) -> EvaluationReport:
+    """Score the text-only tagger (and the TF-IDF baseline) on the report split; see the module doc."""
+    records = _latest_versions(records)
+    gold_records = [r for r in records if r.get("citation_status") == "MEDLINE"]
+    test = [r for r in gold_records if report_split(r["pmid"])]
+    train = [r for r in gold_records if not report_split(r["pmid"])]
+
+    started = time.perf_counter()
+    tagged = [tagging.tag_article(r, use_indexing=False) for r in test]
+    seconds_tagging = time.perf_counter() - started
+    designs = [{t["value"] for t in ts if t["facet"] == "design"} for ts in tagged]
+    primaries = [tagging.primary_design(ts) for ts in tagged]
+
+    baseline_preds: dict[str, list[bool]] | None = None
+    baseline_error = None
+    started = time.perf_counter()
+    if baseline:
+        try:
+            baseline_preds = _baseline_predictions(train, test) if train and test else None
+        except ImportError as exc:  # scikit-learn missing: report the tagger alone, say why
+            baseline_error = f"baseline not run: {exc}"
+    seconds_baseline = time.perf_counter() - started
+
+    has_abstract = [bool((r.get("abstract") or "").strip()) for r in test]
+    scores: dict[str, dict[str, dict[str, Score | None]]] = {}
+    for subset in SUBSETS:
+        keep = [True] * len(test) if subset == "all" else has_abstract
+        scores[subset] = {}
+        for name, label in GOLD_LABELS.items():
+            gold = [label.gold(r) for r, k in zip(test, keep) if k]
+            pred = [bool(d & label.design_values) for d, k in zip(designs, keep) if k]
+            prim = [p in label.design_values for p, k in zip(primaries, keep) if k]
+            base = None
+            if baseline_preds is not None:
+                base = score(gold, [p for p, k in zip(baseline_preds[name], keep) if k])
+            scores[subset][name] = {"tagger": score(gold, pred), "baseline": base, "primary": score(gold, prim)}
+
+    report = EvaluationReport(
+        rules_version=tagging.RULES_VERSION, n_records=len(records), n_gold=len(test),
+        n_gold_with_abstract=sum(has_abstract), n_train=len(train), scores=scores, targets=[],
+        baseline_error=baseline_error, seconds_tagging=seconds_tagging, seconds_baseline=seconds_baseline,
+    )
+    report.targets = _targets(report)
+    return report
+
+
+def _targets(report: EvaluationReport) -> list[Target]:
+    out = []
+    rct = report.scores["all"]["rct"]["tagger"]
+    out.append(Target("RCT precision >= 0.80 with recall >= 0.60 (all gold records)",
+                      rct.precision >= 0.80 and rct.recall >= 0.60,
+                      f"P={rct.precision:.3f} R={rct.recall:.3f} (positives {rct.positives})"))
+    rct_a = report.scores["with_abstract"]["rct"]["tagger"]
+    out.append(Target("RCT precision >= 0.80 with recall >= 0.60 (gold records with an abstract)",
+                      rct_a.precision >= 0.80 and rct_a.recall >= 0.60,
+                      f"P={rct_a.precision:.3f} R={rct_a.recall:.3f} (positives {rct_a.positives})"))
+    cr = report.scores["with_abstract"]["case_report"]["tagger"]
+    out.append(Target("case reports with an abstract: precision >= 0.90 with recall >= 0.75",
+                      cr.precision >= 0.90 and cr.recall >= 0.75,
+                      f"P={cr.precision:.3f} R={cr.recall:.3f} (positives {cr.positives})"))
+    for name in GOLD_LABELS:
+        row = report.scores["all"][name]
+        tagger, base = row["tagger"], row["baseline"]
+        if tagger.positives < MIN_POSITIVES_FOR_F1_TARGET:
+            continue
+        if base is None:
+            out.append(Target(f"{name}: tagger F1 > baseline F1 ({tagger.positives} positives)", False,
+                              "baseline not run"))
+            continue
+        out.append(Target(f"{name}: tagger F1 > baseline F1 ({tagger.positives} positives)",
+                          tagger.f1 > base.f1, f"tagger {tagger.f1:.3f} vs baseline {base.f1:.3f}"))
+    return out
+
+
+def _cell(s: Score | None) -> str:
+    if s is None:
+        return f"{'-':>47}"
+    plo, phi = s.precision_ci
+    rlo, rhi = s.recall_ci
+    return (f"{s.precision:5.2f} [{plo:4.2f},{phi:4.2f}] {s.recall:5.2f} [{rlo:4.2f},{rhi:4.2f}] {s.f1:5.2f}"
+            f" {s.predicted:5d}")
+
+
+def format_report(report: EvaluationReport) -> str:
+    """A readable table: per label, tagger and baseline side by side, then the targets."""
+    lines = [
+        f"Evidence tags ({report.rules_version}) scored against PubMed's indexing",
+        f"report split: PMID % {REPORT_MODULUS} == 0, citation status MEDLINE: {report.n_gold} records "
+        f"({report.n_gold_with_abstract} with an abstract) of {report.n_records} distinct records given",
+        f"tagger: title + abstract only (use_indexing=False); baseline: TF-IDF + logistic regression trained on "
+        f"{report.n_train} MEDLINE records outside the split",
+        "cells: precision [95% Wilson CI]  recall [95% Wilson CI]  F1  predicted",
+    ]
+    if report.baseline_error:
+        lines.append(report.baseline_error)
+    header = f"{'label':<18} {'pos':>5} | {'tagger':^47} | {'baseline':^47}"
+    for subset, title in (("all", "all gold records"), ("with_abstract", "gold records with an abstract")):
+        n = report.n_gold if subset == "all" else report.n_gold_with_abstract
+        lines += ["", f"{title} ({n})", header, "-" * len(header)]
+        for name, row in report.scores[subset].items():
+            lines.append(f"{name:<18} {row['tagger'].positives:>5} | {_cell(row['tagger'])} | {_cell(row['baseline'])}")
+    lines += ["", "primary design (articles.study_design) as the prediction, all gold records:"]
+    for name, row in report.scores["all"].items():
+        lines.append(f"{name:<18} {row['primary'].positives:>5} | {_cell(row['primary'])}")
+    lines += ["", "targets:"]
+    for t in report.targets:
+        lines.append(f"  [{'ok' if t.holds else 'NOT MET'}] {t.name}: {t.detail}")
+    lines.append(f"tagging {report.seconds_tagging:.1f} s, baseline {report.seconds_baseline:.1f} s")
+    return "\n".join(lines)
+
+
+# -- corpora ---------------------------------------------------------------------------------------
+
+
+def default_corpus_paths(shared_dir: Path | str | None = None) -> list[Path]:
+    """The shared PubMed records: the 2020 baseline slice, the 2021 update slice and records/."""
+    if shared_dir is None:
+        shared_dir = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    pubmed = Path(shared_dir) / "pubmed"
+    paths = [pubmed / "pubmed20n0014-part1.xml.gz", pubmed / "pubmed21n1298-part1.xml.gz"]
+    paths += sorted((pubmed / "records").glob("*.xml"))
+    return [p for p in paths if p.exists()]
+
+
+def iter_records_from_files(paths: Iterable[Path | str]) -> Iterator[dict]:
+    """Article records from PubMed XML files (gzipped or not), via `parse_pubmed_xml`."""
+    from .pubmed_xml import parse_pubmed_xml
+
+    for path in paths:
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            for record in parse_pubmed_xml(handle, source_name=str(path)):
+                if record.get("type") == "article":
+                    yield record
+
+
+def iter_records_from_db(db_path: Path | str) -> Iterator[dict]:
+    """Article records re-parsed from the catalog's stored XML (table ``article_xml``), read-only."""
+    from .pubmed_xml import parse_pubmed_xml
+
+    conn = sqlite3.connect(f"file:{Path(db_path)}?mode=ro", uri=True)
+    try:
+        for pmid, blob in conn.execute("select pmid, xml_zlib from article_xml order by pmid"):
+            xml = zlib.decompress(blob)
+            for record in parse_pubmed_xml(xml, source_name=f"article_xml:{pmid}"):
+                if record.get("type") == "article":
+                    yield record
+    finally:
+        conn.close()
+
+
+def run_evaluation(*, db: Path | str | None = None, paths: Sequence[Path | str] | None = None,
+                   baseline: bool = True) -> EvaluationReport:
+    """What ``python -m harvest evaluate [--db PATH]`` runs: the catalog's stored records when a
+    database is given, else the given files, else the shared PubMed records."""
+    if db is not None:
+        records = iter_records_from_db(db)
+    else:
+        records = iter_records_from_files(paths or default_corpus_paths())
+    return evaluate(records, baseline=baseline)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m harvest.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("files", nargs="*", help="PubMed XML files (default: the shared records)")
+    parser.add_argument("--db", help="score the records stored in this catalog instead")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args(argv)
+    report = run_evaluation(db=args.db, paths=args.files or None, baseline=not args.no_baseline)
+    print(format_report(report))
+    return 0 if report.targets_met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
