@@ -1,0 +1,996 @@
+"""Streaming parser for PubMed XML: bytes in, one plain dict per record out.
+
+What this module owns
+    Turning one PubMed XML document -- an EFetch response, an annual baseline or
+    daily update file (``PubmedArticleSet``), an old ``MedlineCitationSet`` file,
+    or a bare ``<PubmedArticle>`` / ``<PubmedBookArticle>`` -- into dicts, in
+    document order:
+
+    * ``{"type": "delete", "pmid": int, "pmid_version": int}`` for every PMID of
+      a ``DeleteCitation`` block;
+    * ``{"type": "article", ...}`` for every ``PubmedArticle``,
+      ``PubmedBookArticle`` and bare ``MedlineCitation`` (see ``_article`` for the
+      keys; every key is always present, lists empty and scalars None when the
+      record has nothing for them).
+
+    It also owns the decision of which documents are not PubMed article
+    documents (eSummary/eLink results, NCBI ``<ERROR>`` answers, HTML pages) and
+    which are unsafe (entity declarations), and says so with ``PubmedXMLError``.
+
+What it must never do
+    No I/O beyond reading ``source``: no files opened, no network, no DTD
+    loading, no external or internal entity expansion, no database, no logging
+    side effects. It never keeps records after yielding them: the tree is cleared
+    as it goes, so memory does not grow with the size of the document.
+
+Errors are raised lazily, while iterating: records before the fault in a
+document have already been yielded when the error arrives, so a caller that
+must treat a document as all-or-nothing should collect (or stage) the records
+and commit only once iteration has finished without an exception.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import io
+import re
+import zlib
+from typing import Iterator
+
+from lxml import etree
+
+__all__ = ["PubmedXMLError", "parse_pubmed_xml"]
+
+
+class PubmedXMLError(ValueError):
+    """The document is not safe, well-formed PubMed XML; the message says why."""
+
+
+# Roots that hold PubMed records: the sets of the PubMed and MEDLINE DTDs, and a
+# bare record -- what EFetch-like tools save, and what an article's "xml" bytes
+# are, so that a stored record can be parsed again on its own.
+ACCEPTED_ROOTS = frozenset(
+    {
+        "PubmedArticleSet",
+        "MedlineCitationSet",
+        "PubmedBookArticleSet",
+        "PubmedArticle",
+        "PubmedBookArticle",
+        "MedlineCitation",
+    }
+)
+_RECORD_TAGS = frozenset({"PubmedArticle", "PubmedBookArticle"})
+_MAX_EVENTS_AFTER_REFUSED_ROOT = 20_000  # enough to find an <ERROR> in any real NCBI answer
+
+
+# --------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------
+
+
+def parse_pubmed_xml(source, *, source_name: str = "document") -> Iterator[dict]:
+    """Yield delete and article dicts from a PubMed XML document, in order.
+
+    ``source`` is ``bytes`` (or ``bytearray``/``memoryview``) or a binary
+    file-like object with ``read(n)`` (``gzip.open(path, "rb")``, an HTTP body).
+    ``source_name`` labels the document in error messages.
+
+    Raises ``PubmedXMLError`` (while iterating) for entity declarations,
+    malformed or truncated XML, invalid UTF-8, oversized text nodes, and roots
+    that are not PubMed article documents; ``TypeError`` at once if ``source``
+    is not bytes or a binary stream.
+    """
+    reader = _BinaryReader(source, source_name)
+    return _iter_documents_records(reader, source_name)
+
+
+# --------------------------------------------------------------------------
+# Streaming and safety
+# --------------------------------------------------------------------------
+
+
+class _BinaryReader:
+    """Binary ``read(n)`` over bytes or a stream; turns decompression faults
+    (a cut-off or corrupt gzip body) into PubmedXMLError."""
+
+    def __init__(self, source, source_name: str):
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._stream = io.BytesIO(bytes(source))
+        elif isinstance(source, str):
+            raise TypeError(
+                "parse_pubmed_xml needs bytes or a binary file-like object, not str "
+                "(pass the raw bytes, or a file opened in 'rb' mode)"
+            )
+        elif hasattr(source, "read"):
+            self._stream = source
+        else:
+            raise TypeError(
+                f"parse_pubmed_xml needs bytes or a binary file-like object, not {type(source).__name__}"
+            )
+        self._name = source_name
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            chunk = self._stream.read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise PubmedXMLError(
+                f"truncated or malformed XML in {self._name}: the compressed stream is cut off or corrupt ({exc})"
+            ) from exc
+        if isinstance(chunk, str):
+            raise TypeError(
+                f"{self._name} was opened in text mode; parse_pubmed_xml needs a binary stream ('rb')"
+            )
+        return bytes(chunk) if chunk is not None else b""
+
+
+class _RefuseAllResolver(etree.Resolver):
+    """Belt and braces: even if libxml2 asked for an external resource, refuse."""
+
+    def resolve(self, system_url, public_id, context):
+        raise PubmedXMLError(f"refusing to load external resource {system_url!r}")
+
+
+def _new_iterparse(reader: _BinaryReader):
+    context = etree.iterparse(
+        reader,
+        events=("start", "end"),
+        load_dtd=False,
+        dtd_validation=False,
+        attribute_defaults=False,
+        no_network=True,
+        resolve_entities=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        recover=False,
+    )
+    context.resolvers.add(_RefuseAllResolver())
+    return context
+
+
+def _iter_documents_records(reader: _BinaryReader, source_name: str) -> Iterator[dict]:
+    context = _new_iterparse(reader)
+    root_tag = None
+    depth = 0
+    try:
+        for event, element in context:
+            if event == "start":
+                depth += 1
+                if depth == 1:
+                    root_tag = element.tag
+                    _refuse_entity_declarations(element, source_name)
+                    if root_tag not in ACCEPTED_ROOTS:
+                        _refuse_root(context, element, source_name)
+                continue
+            depth -= 1
+            tag = element.tag
+            if tag in _RECORD_TAGS and depth <= 1:
+                yield _article(element, source_name)
+                _forget(element)
+            elif tag == "MedlineCitation" and (
+                (depth == 1 and root_tag == "MedlineCitationSet") or (depth == 0 and root_tag == "MedlineCitation")
+            ):
+                yield _article(element, source_name)
+                _forget(element)
+            elif tag == "DeleteCitation" and depth == 1:
+                yield from _deletes(element, source_name)
+                _forget(element)
+            elif tag == "ERROR" and depth == 1:
+                raise PubmedXMLError(
+                    f"NCBI returned an error inside {source_name}: {_text(element) or '(empty <ERROR>)'}"
+                )
+    except etree.XMLSyntaxError as exc:
+        raise _syntax_error(exc, context, source_name, root_tag) from exc
+    if root_tag is None:  # pragma: no cover - libxml2 raises "no element found" first
+        raise PubmedXMLError(f"truncated or malformed XML in {source_name}: no root element")
+
+
+def _forget(element) -> None:
+    """Drop a finished record and everything before it, so memory stays flat."""
+    element.clear(keep_tail=False)
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]
+
+
+def _refuse_entity_declarations(root, source_name: str) -> None:
+    internal = root.getroottree().docinfo.internalDTD
+    if internal is None:
+        return
+    names = [entity.name for entity in internal.entities()]
+    if names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise PubmedXMLError(
+            f"refusing XML with entity declarations in its DOCTYPE ({shown}) in {source_name}: "
+            "PubMed never declares entities, and expanding them is how XXE and entity-bomb attacks work"
+        )
+
+
+def _refuse_root(context, root, source_name: str) -> None:
+    """Raise for a document whose root is not a PubMed article document,
+    naming the root and any NCBI <ERROR> text it carries."""
+    errors = _error_texts_until_end(context)
+    name = _local(root.tag)
+    if errors:
+        raise PubmedXMLError(
+            f"NCBI returned an error instead of PubMed records in {source_name} "
+            f"(root element <{name}>): " + " | ".join(errors)
+        )
+    expected = ", ".join(sorted(ACCEPTED_ROOTS))
+    raise PubmedXMLError(
+        f"not a PubMed article document: {source_name} has root element <{name}> (expected one of {expected})"
+    )
+
+
+def _error_texts_until_end(context) -> list[str]:
+    """Texts of the <ERROR> elements (a bare <ERROR> root included) in the rest
+    of a refused document; stops early on a syntax error or a long document."""
+    errors: list[str] = []
+    try:
+        for count, (event, element) in enumerate(context):
+            if event == "end" and element.tag == "ERROR":
+                errors.append(_text(element) or "(empty <ERROR>)")
+            if count > _MAX_EVENTS_AFTER_REFUSED_ROOT or len(errors) >= 5:
+                break
+    except etree.XMLSyntaxError:
+        pass  # an HTML page need not be well-formed; the root is the clearer message
+    return errors
+
+
+def _local(tag) -> str:
+    return etree.QName(tag).localname if isinstance(tag, str) else str(tag)
+
+
+def _syntax_error(exc: etree.XMLSyntaxError, context, source_name: str, root_tag) -> PubmedXMLError:
+    """A PubmedXMLError that says which kind of fault libxml2 found, and where."""
+    last = context.error_log.last_error  # this parse's own log, not the thread-global one
+    if last is not None:
+        message, line, column = last.message, last.line, last.column
+    else:
+        message, line, column = exc.msg or str(exc), exc.lineno, (exc.position or (0, 0))[1]
+    if root_tag is None and "no element found" in message:
+        return PubmedXMLError(f"truncated or malformed XML in {source_name}: empty document, no root element")
+    where = f"{source_name} (line {line}, column {column})"
+    lowered = message.lower()
+    if "entity" in lowered:
+        return PubmedXMLError(
+            f"refusing XML with entity declarations or undefined entity references in {where}: {message}"
+        )
+    if "text node too long" in lowered or "xml_parse_huge" in lowered or "resource limit" in lowered:
+        return PubmedXMLError(
+            f"text node too large in {where}: over libxml2's 10,000,000-byte safety limit "
+            f"(huge_tree is deliberately off): {message}"
+        )
+    if "encoding" in lowered or "utf-8" in lowered or "char 0x" in lowered or "invalid char" in lowered:
+        return PubmedXMLError(f"invalid UTF-8 (or character encoding error) in {where}: {message}")
+    root = f" (root <{_local(root_tag)}>)" if root_tag is not None else ""
+    return PubmedXMLError(f"truncated or malformed XML in {where}{root}: {message}")
+
+
+# --------------------------------------------------------------------------
+# Text helpers
+# --------------------------------------------------------------------------
+
+
+def _text(element) -> str | None:
+    """All text of an element including inline markup (<i>, <sup>, MathML),
+    whitespace-collapsed; None when empty or absent."""
+    if element is None:
+        return None
+    collapsed = " ".join("".join(element.itertext()).split())
+    return collapsed or None
+
+
+def _plain(element) -> str | None:
+    """Stripped text of a simple (#PCDATA) element; None when empty or absent."""
+    if element is None or element.text is None:
+        return None
+    return element.text.strip() or None
+
+
+def _findtext(parent, path: str) -> str | None:
+    """Stripped text of the first element at ``path`` under ``parent``; None when empty or absent."""
+    if parent is None:
+        return None
+    text = parent.findtext(path)
+    return (text.strip() or None) if text else None
+
+
+def _child_texts(element) -> dict[str, str]:
+    """{tag: stripped text} of an element's simple children, first occurrence wins."""
+    texts: dict[str, str] = {}
+    for child in element:
+        if child.tag not in texts and child.text:
+            texts[child.tag] = child.text.strip()
+    return texts
+
+
+def _yes(value) -> bool:
+    return value == "Y"
+
+
+# --------------------------------------------------------------------------
+# Dates
+# --------------------------------------------------------------------------
+
+_MONTHS = {name.lower(): number for number, name in enumerate(calendar.month_abbr) if name}
+_SEASONS = {"spring": 3, "summer": 6, "fall": 9, "autumn": 9, "winter": 12}
+_TOKENS = re.compile(r"[A-Za-z]+|\d+")
+
+
+def _month_number(token: str | None) -> int | None:
+    """'Dec', 'December', '12', '06' -> 12/6; seasons -> first month; else None."""
+    if not token:
+        return None
+    token = token.strip()
+    if token.isdigit():
+        number = int(token)
+        return number if 1 <= number <= 12 else None
+    lowered = token.lower()
+    if lowered in _SEASONS:
+        return _SEASONS[lowered]
+    return _MONTHS.get(lowered[:3])
+
+
+def _iso(year: int | None, month: int | None = None, day: int | None = None) -> str | None:
+    """ISO date, month/day defaulting to 01; an impossible day falls back to 01."""
+    if year is None:
+        return None
+    month = month or 1
+    if day is None or day < 1 or (day > 28 and day > calendar.monthrange(year, month)[1]):
+        day = 1
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def _int_or_none(text: str | None) -> int | None:
+    if text is None:
+        return None
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _ymd_date(element) -> str | None:
+    """ISO date from an element with Year/Month/Day children (DateRevised, ArticleDate, PubMedPubDate)."""
+    if element is None:
+        return None
+    parts = _child_texts(element)
+    year = _int_or_none(parts.get("Year"))
+    if year is None:
+        return None
+    month = _month_number(parts.get("Month"))
+    if month is None:
+        month = _month_number(_first_token(parts.get("Season")))
+    return _iso(year, month, _int_or_none(parts.get("Day")))
+
+
+def _first_token(text: str | None) -> str | None:
+    if not text:
+        return None
+    match = _TOKENS.search(text)
+    return match.group(0) if match else None
+
+
+def _pub_date(pub_date) -> tuple[str | None, int | None, str | None]:
+    """(ISO date, year, raw string) from a PubDate element.
+
+    Year/Month/Day -> "2023 Dec 05"; Year/Season -> "2000 Spring";
+    MedlineDate -> as written, e.g. "1998 Dec-1999 Jan" -> 1998-12-01.
+    """
+    if pub_date is None:
+        return None, None, None
+    medline_date = _plain(pub_date.find("MedlineDate"))
+    if medline_date is not None:
+        return _medline_date(medline_date) + (medline_date,)
+    parts = [_findtext(pub_date, name) for name in ("Year", "Month", "Day", "Season")]
+    raw = " ".join(part for part in parts if part) or None
+    year = _int_or_none(parts[0])
+    if year is None:
+        return None, None, raw
+    month = _month_number(parts[1]) or _month_number(_first_token(parts[3]))
+    return _iso(year, month, _int_or_none(parts[2])), year, raw
+
+
+def _medline_date(text: str) -> tuple[str | None, int | None]:
+    """'1998 Dec-1999 Jan' -> ('1998-12-01', 1998); '2000 Apr 12-18' -> 2000-04-12;
+    '1979-1980 Fall-Winter' -> 1979-09-01; '1977-1978' -> 1977-01-01."""
+    tokens = _TOKENS.findall(text)
+    year_index = next((i for i, token in enumerate(tokens) if len(token) == 4 and token.isdigit()), None)
+    if year_index is None:
+        return None, None
+    year = int(tokens[year_index])
+    month = day = None
+    rest = tokens[year_index + 1 :]
+    for i, token in enumerate(rest):
+        if token.isdigit() and len(token) == 4:
+            continue  # a year range: "1977-1978 ..."
+        if token.isalpha():
+            month = _month_number(token)
+            if month is not None and i + 1 < len(rest) and rest[i + 1].isdigit() and len(rest[i + 1]) <= 2:
+                day = int(rest[i + 1])
+        break
+    return _iso(year, month, day), year
+
+
+def _history(pubmed_data) -> dict[str, str]:
+    history: dict[str, str] = {}
+    if pubmed_data is None:
+        return history
+    for pub_date in pubmed_data.iterfind("History/PubMedPubDate"):
+        status = pub_date.get("PubStatus")
+        date = _ymd_date(pub_date)
+        if status and date and status not in history:
+            history[status] = date
+    return history
+
+
+# --------------------------------------------------------------------------
+# Identifiers
+# --------------------------------------------------------------------------
+
+_ORCID_DIGITS = re.compile(r"(\d{4})[\s-]?(\d{4})[\s-]?(\d{4})[\s-]?(\d{3}[\dXx])")
+
+
+def _orcid(text: str | None) -> str | None:
+    """'https://orcid.org/0000-0002-1825-0097', '0000000218250097', ... ->
+    '0000-0002-1825-0097'; None unless it is 16 characters with a valid
+    ISO 7064 11,2 check digit (PubMed has truncated 15-digit ORCIDs)."""
+    if not text:
+        return None
+    match = _ORCID_DIGITS.search(text.strip())
+    if not match:
+        return None
+    digits = "".join(match.groups()).upper()
+    total = 0
+    for char in digits[:-1]:
+        total = (total + int(char)) * 2
+    check = (12 - total % 11) % 11
+    if digits[-1] != ("X" if check == 10 else str(check)):
+        return None
+    return "-".join(digits[i : i + 4] for i in range(0, 16, 4))
+
+
+def _pmid_and_version(pmid_element, source_name: str, what: str) -> tuple[int, int]:
+    text = _plain(pmid_element)
+    if text is None or not text.isdigit():
+        raise PubmedXMLError(f"{what} in {source_name} has no valid PMID (found {text!r})")
+    version = _int_or_none(pmid_element.get("Version")) or 1
+    return int(text), version
+
+
+def _pmcid(value: str) -> str:
+    value = value.strip()
+    return value.upper() if value.upper().startswith("PMC") else f"PMC{value}"
+
+
+def _article_ids(id_lists, elocations) -> list[dict]:
+    ids = []
+    for id_list in id_lists:
+        if id_list is None:
+            continue
+        for article_id in id_list.iterfind("ArticleId"):
+            value = _plain(article_id)
+            if value:
+                ids.append({"id_type": article_id.get("IdType", "pubmed"), "value": value, "source": "ArticleIdList"})
+    for elocation in elocations:
+        value = _plain(elocation)
+        if value and elocation.get("ValidYN", "Y") != "N":
+            ids.append({"id_type": elocation.get("EIdType"), "value": value, "source": "ELocationID"})
+    return ids
+
+
+def _first_id(article_ids: list[dict], *id_types: str) -> str | None:
+    """First value of the given types, ArticleIdList before ELocationID."""
+    for source in ("ArticleIdList", "ELocationID"):
+        for item in article_ids:
+            if item["source"] == source and item["id_type"] in id_types:
+                return item["value"]
+    return None
+
+
+# --------------------------------------------------------------------------
+# Clinical trial registrations
+# --------------------------------------------------------------------------
+
+# (registry, compiled pattern, canonicaliser). Ids are written without spaces,
+# registry prefixes in their canonical spelling, the rest upper case.
+_TRIAL_PATTERNS = [
+    # (registry, hint, pattern, canonical id). The regex runs only when the hint
+    # (lower case) occurs in the lower-cased text: most abstracts name no trial.
+    ("ClinicalTrials.gov", "nct", re.compile(r"\bNCT\s?(\d{8})\b", re.I), lambda m: "NCT" + m.group(1)),
+    ("ISRCTN", "isrctn", re.compile(r"\bISRCTN\s?(\d{8})\b", re.I), lambda m: "ISRCTN" + m.group(1)),
+    ("ANZCTR", "actrn", re.compile(r"\bACTRN\s?(\d{14})\b", re.I), lambda m: "ACTRN" + m.group(1)),
+    (
+        "EudraCT",
+        "eudra",
+        re.compile(r"\bEudra\s?CT\b[^0-9]{0,40}?(\d{4}-\d{6}-\d{2})\b", re.I),
+        lambda m: m.group(1),
+    ),
+    (
+        "ChiCTR",
+        "chictr",
+        re.compile(r"\bChiCTR(-?[A-Z]{2,4}-)?(\d{8,10})\b", re.I),
+        lambda m: "ChiCTR" + (m.group(1) or "").upper() + m.group(2),
+    ),
+    ("DRKS", "drks", re.compile(r"\bDRKS\s?(\d{8})\b", re.I), lambda m: "DRKS" + m.group(1)),
+    (
+        "CTRI",
+        "ctri",
+        re.compile(r"\bCTRI\s?/\s?(\d{4})\s?/\s?(\d{2,3})\s?/\s?(\d{3}),?(\d{3})\b", re.I),
+        lambda m: f"CTRI/{m.group(1)}/{m.group(2)}/{m.group(3)}{m.group(4)}",
+    ),
+    ("UMIN-CTR", "umin", re.compile(r"(?<![A-Za-z-])UMIN\s?(\d{9})\b", re.I), lambda m: "UMIN" + m.group(1)),
+    ("JPRN", "jprn", re.compile(r"\bJPRN-([A-Za-z]+\d+)\b", re.I), lambda m: "JPRN-" + m.group(1).upper()),
+    ("IRCT", "irct", re.compile(r"\bIRCT\s?(\d+N\d+)\b", re.I), lambda m: "IRCT" + m.group(1).upper()),
+    ("NTR", "ntr", re.compile(r"\bNTR\s?(\d{3,5})\b"), lambda m: "NTR" + m.group(1)),
+    ("NTR", "nl", re.compile(r"\bNL\s?(\d{4,5})\b"), lambda m: "NL" + m.group(1)),
+    ("PACTR", "pactr", re.compile(r"\bPACTR\s?(\d{15})\b", re.I), lambda m: "PACTR" + m.group(1)),
+    ("CRiS", "kct", re.compile(r"\bKCT\s?(\d{7})\b", re.I), lambda m: "KCT" + m.group(1)),
+]
+
+# DataBankName values NLM uses for trial registries.
+_TRIAL_DATABANKS = {
+    "clinicaltrials.gov": "ClinicalTrials.gov",
+    "isrctn": "ISRCTN",
+    "anzctr": "ANZCTR",
+    "eudract": "EudraCT",
+    "chictr": "ChiCTR",
+    "drks": "DRKS",
+    "ctri": "CTRI",
+    "umin-ctr": "UMIN-CTR",
+    "umin ctr": "UMIN-CTR",
+    "jprn": "JPRN",
+    "irct": "IRCT",
+    "ntr": "NTR",
+    "pactr": "PACTR",
+    "cris": "CRiS",
+    "rebec": "ReBec",
+    "rpcec": "RPCEC",
+    "slctr": "SLCTR",
+    "tctr": "TCTR",
+}
+
+
+def _trial_ids_in_text(text: str | None) -> list[tuple[str, str]]:
+    found = []
+    if not text:
+        return found
+    lowered = text.lower()
+    for registry, hint, pattern, canonical in _TRIAL_PATTERNS:
+        if hint not in lowered:
+            continue
+        for match in pattern.finditer(text):
+            found.append((registry, canonical(match)))
+    return found
+
+
+def _canonical_accession(registry: str, accession: str) -> str:
+    """A databank accession in the same spelling the text patterns produce."""
+    compact = re.sub(r"\s+", "", accession)
+    for _, _, pattern, canonical in _TRIAL_PATTERNS:
+        match = pattern.fullmatch(compact) or pattern.fullmatch(accession.strip())
+        if match:
+            return canonical(match)
+    return compact.upper() if registry != "EudraCT" else compact
+
+
+def _trial_registrations(databanks: list[dict], texts: list[str | None]) -> list[dict]:
+    registrations: list[dict] = []
+    seen: set[str] = set()
+    for bank in databanks:
+        registry = _TRIAL_DATABANKS.get((bank["databank"] or "").strip().lower())
+        if registry is None or not bank["accession"]:
+            continue
+        trial_id = _canonical_accession(registry, bank["accession"])
+        if trial_id not in seen:
+            seen.add(trial_id)
+            registrations.append({"registry": registry, "trial_id": trial_id, "source": "databank"})
+    for text in texts:
+        for registry, trial_id in _trial_ids_in_text(text):
+            if trial_id not in seen:
+                seen.add(trial_id)
+                registrations.append({"registry": registry, "trial_id": trial_id, "source": "abstract"})
+    return registrations
+
+
+# --------------------------------------------------------------------------
+# Record parts
+# --------------------------------------------------------------------------
+
+
+def _abstract_sections(abstract) -> list[dict]:
+    if abstract is None:
+        return []
+    sections = []
+    for section in abstract.iterfind("AbstractText"):
+        label = (section.get("Label") or "").strip() or None
+        text = _text(section) or ""
+        if label is None and not text:
+            continue
+        sections.append({"label": label, "nlm_category": section.get("NlmCategory"), "text": text})
+    return sections
+
+
+def _joined_abstract(sections: list[dict]) -> str | None:
+    """Sections joined with a blank line; a labelled section reads 'LABEL: text'."""
+    parts = []
+    for section in sections:
+        if section["label"] and section["text"]:
+            parts.append(f"{section['label']}: {section['text']}")
+        else:
+            parts.append(section["label"] or section["text"])
+    return "\n\n".join(parts) or None
+
+
+def _other_abstracts(citation) -> list[dict]:
+    return [
+        {
+            "type": other.get("Type"),
+            "language": other.get("Language"),
+            "text": _joined_abstract(_abstract_sections(other)) or "",
+        }
+        for other in citation.iterfind("OtherAbstract")
+    ]
+
+
+def _author(author, position: int, role: str) -> dict:
+    names: dict[str, str | None] = {}
+    affiliations: list[str] = []
+    orcid = None
+    for child in author:  # one pass over the children: authors are the bulk of a record
+        tag = child.tag
+        if tag == "AffiliationInfo":
+            text = _text(child.find("Affiliation"))
+            if text:
+                affiliations.append(text)
+        elif tag == "Identifier":
+            if orcid is None and (child.get("Source") or "").upper() == "ORCID":
+                orcid = _orcid(child.text)
+        elif tag not in names:
+            names[tag] = _text(child)
+    return {
+        "position": position,
+        "role": role,
+        "last_name": names.get("LastName"),
+        "fore_name": names.get("ForeName"),
+        "initials": names.get("Initials"),
+        "suffix": names.get("Suffix"),
+        "collective_name": names.get("CollectiveName"),
+        "affiliations": affiliations,
+        "orcid": orcid,
+        "equal_contrib": _yes(author.get("EqualContrib")),
+        "valid": author.get("ValidYN", "Y") != "N",
+    }
+
+
+def _authors(author_lists, default_role: str) -> list[dict]:
+    """Authors of the given AuthorList elements; positions count within a role."""
+    authors = []
+    for author_list in author_lists:
+        list_type = author_list.get("Type")
+        role = {"authors": "author", "editors": "editor"}.get(list_type, default_role)
+        start = sum(1 for a in authors if a["role"] == role)
+        for offset, author in enumerate(author_list.iterfind("Author"), start=1):
+            authors.append(_author(author, start + offset, role))
+    return authors
+
+
+def _mesh(citation) -> list[dict]:
+    headings = []
+    for heading in citation.iterfind("MeshHeadingList/MeshHeading"):
+        descriptor = heading.find("DescriptorName")
+        if descriptor is None:
+            continue
+        headings.append(
+            {
+                "descriptor_ui": descriptor.get("UI"),
+                "descriptor_name": _text(descriptor),
+                "major": _yes(descriptor.get("MajorTopicYN")),
+                "qualifiers": [
+                    {"ui": q.get("UI"), "name": _text(q), "major": _yes(q.get("MajorTopicYN"))}
+                    for q in heading.iterfind("QualifierName")
+                ],
+            }
+        )
+    return headings
+
+
+def _supplementary_concepts(citation) -> list[dict]:
+    return [
+        {"ui": concept.get("UI"), "name": _text(concept), "type": concept.get("Type")}
+        for concept in citation.iterfind("SupplMeshList/SupplMeshName")
+    ]
+
+
+def _chemicals(citation) -> list[dict]:
+    return [
+        {
+            "registry_number": _findtext(chemical, "RegistryNumber"),
+            "ui": chemical.find("NameOfSubstance").get("UI") if chemical.find("NameOfSubstance") is not None else None,
+            "name": _text(chemical.find("NameOfSubstance")),
+        }
+        for chemical in citation.iterfind("ChemicalList/Chemical")
+    ]
+
+
+def _keywords(parent) -> list[dict]:
+    keywords = []
+    for keyword_list in parent.iterfind("KeywordList"):
+        owner = keyword_list.get("Owner")
+        for keyword in keyword_list.iterfind("Keyword"):
+            text = _text(keyword)
+            if text:
+                keywords.append({"keyword": text, "owner": owner, "major": _yes(keyword.get("MajorTopicYN"))})
+    return keywords
+
+
+def _grants(parent) -> list[dict]:
+    return [
+        {
+            "grant_id": _findtext(grant, "GrantID"),
+            "acronym": _findtext(grant, "Acronym"),
+            "agency": _findtext(grant, "Agency"),
+            "country": _findtext(grant, "Country"),
+        }
+        for grant in parent.iterfind("GrantList/Grant")
+    ]
+
+
+def _databanks(article) -> list[dict]:
+    banks = []
+    if article is None:
+        return banks
+    for bank in article.iterfind("DataBankList/DataBank"):
+        name = _findtext(bank, "DataBankName")
+        accessions = [_plain(a) for a in bank.iterfind("AccessionNumberList/AccessionNumber")]
+        accessions = [a for a in accessions if a]
+        for accession in accessions or [None]:
+            banks.append({"databank": name, "accession": accession})
+    return banks
+
+
+def _comments_corrections(citation) -> list[dict]:
+    return [
+        {
+            "ref_type": item.get("RefType"),
+            "ref_pmid": _int_or_none(_findtext(item, "PMID")),
+            "ref_source": _text(item.find("RefSource")),
+        }
+        for item in citation.iterfind("CommentsCorrectionsList/CommentsCorrections")
+    ]
+
+
+def _references_count(parent) -> int:
+    if parent is None:
+        return 0
+    return sum(1 for reference_list in parent.iterfind("ReferenceList") for _ in reference_list.iter("Reference"))
+
+
+def _publication_types(elements) -> list[dict]:
+    return [{"ui": pt.get("UI"), "name": _text(pt)} for pt in elements if _text(pt)]
+
+
+def _pages(pagination) -> str | None:
+    if pagination is None:
+        return None
+    medline = _findtext(pagination, "MedlinePgn")
+    if medline:
+        return medline
+    start, end = _findtext(pagination, "StartPage"), _findtext(pagination, "EndPage")
+    if start and end:
+        return f"{start}-{end}"
+    return start or end
+
+
+def _issn(journal, issn_type: str) -> str | None:
+    if journal is None:
+        return None
+    for issn in journal.iterfind("ISSN"):
+        if issn.get("IssnType") == issn_type:
+            return _plain(issn)
+    return None
+
+
+# --------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------
+
+
+def _deletes(delete_citation, source_name: str) -> Iterator[dict]:
+    for pmid_element in delete_citation.iterfind("PMID"):
+        pmid, version = _pmid_and_version(pmid_element, source_name, "a DeleteCitation entry")
+        yield {"type": "delete", "pmid": pmid, "pmid_version": version}
+
+
+def _empty_article() -> dict:
+    return {
+        "type": "article",
+        "pmid": None,
+        "pmid_version": 1,
+        "is_book": False,
+        "title": None,
+        "vernacular_title": None,
+        "abstract": None,
+        "abstract_sections": [],
+        "other_abstracts": [],
+        "journal": None,
+        "journal_iso": None,
+        "issn_print": None,
+        "issn_electronic": None,
+        "issn_linking": None,
+        "nlm_unique_id": None,
+        "journal_country": None,
+        "volume": None,
+        "issue": None,
+        "pages": None,
+        "pub_date": None,
+        "pub_year": None,
+        "pub_date_raw": None,
+        "article_date": None,
+        "history": {},
+        "date_created": None,
+        "date_completed": None,
+        "date_revised": None,
+        "entrez_date": None,
+        "doi": None,
+        "pii": None,
+        "pmcid": None,
+        "article_ids": [],
+        "languages": [],
+        "publication_types": [],
+        "authors": [],
+        "mesh": [],
+        "supplementary_concepts": [],
+        "chemicals": [],
+        "keywords": [],
+        "grants": [],
+        "databanks": [],
+        "trial_registrations": [],
+        "comments_corrections": [],
+        "publication_status": None,
+        "citation_status": None,
+        "indexing_method": None,
+        "references_count": 0,
+        "coi_statement": None,
+        "xml": b"",
+    }
+
+
+def _article(element, source_name: str) -> dict:
+    """The article dict for a PubmedArticle, PubmedBookArticle or bare MedlineCitation."""
+    if element.tag == "PubmedBookArticle":
+        record = _book_article(element, source_name)
+    elif element.tag == "PubmedArticle":
+        citation = element.find("MedlineCitation")
+        if citation is None:
+            raise PubmedXMLError(f"a PubmedArticle in {source_name} has no MedlineCitation")
+        record = _journal_article(citation, element.find("PubmedData"), source_name)
+    else:  # MedlineCitation in a MedlineCitationSet: no PubmedData
+        record = _journal_article(element, None, source_name)
+    record["xml"] = etree.tostring(element, encoding="UTF-8", xml_declaration=False, with_tail=False)
+    return record
+
+
+def _journal_article(citation, pubmed_data, source_name: str) -> dict:
+    record = _empty_article()
+    record["pmid"], record["pmid_version"] = _pmid_and_version(citation.find("PMID"), source_name, "a MedlineCitation")
+    record["citation_status"] = citation.get("Status")
+    record["indexing_method"] = citation.get("IndexingMethod")
+
+    article = citation.find("Article")
+    if article is not None:
+        journal = article.find("Journal")
+        issue = journal.find("JournalIssue") if journal is not None else None
+        record.update(
+            title=_text(article.find("ArticleTitle")),
+            vernacular_title=_text(article.find("VernacularTitle")),
+            journal=_text(journal.find("Title")) if journal is not None else None,
+            journal_iso=_findtext(journal, "ISOAbbreviation"),
+            issn_print=_issn(journal, "Print"),
+            issn_electronic=_issn(journal, "Electronic"),
+            volume=_findtext(issue, "Volume"),
+            issue=_findtext(issue, "Issue"),
+            pages=_pages(article.find("Pagination")),
+            article_date=_ymd_date(article.find("ArticleDate")),
+            languages=[lang for lang in (_plain(e) for e in article.iterfind("Language")) if lang],
+            publication_types=_publication_types(article.iterfind("PublicationTypeList/PublicationType")),
+            authors=_authors(article.iterfind("AuthorList"), "author"),
+            grants=_grants(article),
+            databanks=_databanks(article),
+        )
+        record["pub_date"], record["pub_year"], record["pub_date_raw"] = _pub_date(
+            issue.find("PubDate") if issue is not None else None
+        )
+        record["abstract_sections"] = _abstract_sections(article.find("Abstract"))
+        record["abstract"] = _joined_abstract(record["abstract_sections"])
+
+    journal_info = citation.find("MedlineJournalInfo")
+    record.update(
+        issn_linking=_findtext(journal_info, "ISSNLinking"),
+        nlm_unique_id=_findtext(journal_info, "NlmUniqueID"),
+        journal_country=_findtext(journal_info, "Country"),
+        date_created=_ymd_date(citation.find("DateCreated")),
+        date_completed=_ymd_date(citation.find("DateCompleted")),
+        date_revised=_ymd_date(citation.find("DateRevised")),
+        other_abstracts=_other_abstracts(citation),
+        mesh=_mesh(citation),
+        supplementary_concepts=_supplementary_concepts(citation),
+        chemicals=_chemicals(citation),
+        keywords=_keywords(citation),
+        comments_corrections=_comments_corrections(citation),
+        coi_statement=_text(citation.find("CoiStatement")),
+    )
+
+    id_list = pubmed_data.find("ArticleIdList") if pubmed_data is not None else None
+    elocations = article.iterfind("ELocationID") if article is not None else []
+    _fill_ids(record, _article_ids([id_list], elocations))
+    if pubmed_data is not None:
+        record["history"] = _history(pubmed_data)
+        record["publication_status"] = _findtext(pubmed_data, "PublicationStatus")
+        record["references_count"] = _references_count(pubmed_data)
+    record["entrez_date"] = record["history"].get("entrez")
+    record["trial_registrations"] = _trial_registrations(
+        record["databanks"], [record["title"], record["abstract"]]
+    )
+    return record
+
+
+def _book_article(element, source_name: str) -> dict:
+    record = _empty_article()
+    record["is_book"] = True
+    document = element.find("BookDocument")
+    if document is None:
+        raise PubmedXMLError(f"a PubmedBookArticle in {source_name} has no BookDocument")
+    book_data = element.find("PubmedBookData")
+    book = document.find("Book")
+    record["pmid"], record["pmid_version"] = _pmid_and_version(document.find("PMID"), source_name, "a BookDocument")
+
+    title = _text(document.find("ArticleTitle"))
+    if title is None and book is not None:
+        title = _text(book.find("BookTitle"))
+    record.update(
+        title=title,
+        vernacular_title=_text(document.find("VernacularTitle")),
+        volume=_findtext(book, "Volume"),
+        pages=_pages(document.find("Pagination")),
+        languages=[lang for lang in (_plain(e) for e in document.iterfind("Language")) if lang],
+        publication_types=_publication_types(document.iterfind("PublicationType")),
+        authors=_authors(document.iterfind("AuthorList"), "author")
+        + (_authors(book.iterfind("AuthorList"), "editor") if book is not None else []),
+        keywords=_keywords(document),
+        grants=_grants(document),
+        date_revised=_ymd_date(document.find("DateRevised")),
+        references_count=_references_count(document),
+    )
+    _renumber_roles(record["authors"])
+    record["pub_date"], record["pub_year"], record["pub_date_raw"] = _pub_date(
+        book.find("PubDate") if book is not None else None
+    )
+    record["abstract_sections"] = _abstract_sections(document.find("Abstract"))
+    record["abstract"] = _joined_abstract(record["abstract_sections"])
+
+    elocations = book.iterfind("ELocationID") if book is not None else []
+    data_ids = book_data.find("ArticleIdList") if book_data is not None else None
+    _fill_ids(record, _article_ids([document.find("ArticleIdList"), data_ids], elocations))
+    if book_data is not None:
+        record["history"] = _history(book_data)
+        record["publication_status"] = _findtext(book_data, "PublicationStatus")
+    record["entrez_date"] = record["history"].get("entrez")
+    record["trial_registrations"] = _trial_registrations([], [record["title"], record["abstract"]])
+    return record
+
+
+def _renumber_roles(authors: list[dict]) -> None:
+    counts: dict[str, int] = {}
+    for author in authors:
+        counts[author["role"]] = counts.get(author["role"], 0) + 1
+        author["position"] = counts[author["role"]]
+
+
+def _fill_ids(record: dict, article_ids: list[dict]) -> None:
+    record["article_ids"] = article_ids
+    record["doi"] = _first_id(article_ids, "doi")
+    record["pii"] = _first_id(article_ids, "pii")
+    pmc = _first_id(article_ids, "pmc", "pmcid")
+    record["pmcid"] = _pmcid(pmc) if pmc else None
