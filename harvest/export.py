@@ -1,0 +1,364 @@
+"""Catalog records into reference-manager formats: RIS, BibTeX and CSL-JSON.
+
+Owns the mapping from stored catalog rows to citation formats. `load_records`
+reads the catalog (any DB-API connection, or a sqlite_utils Database) into plain
+citation dicts; `to_ris`, `to_bibtex` and `to_csl_json` are pure functions of
+those dicts. The Datasette output renderers (db/plugins/catalog.py) and the
+`python -m harvest export` command both go through `render`.
+Must never: write to the catalog, or talk to the network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Iterable, Sequence
+
+FORMATS = ("ris", "bibtex", "csl-json")
+MEDIA_TYPES = {
+    "ris": "application/x-research-info-systems; charset=utf-8",
+    "bibtex": "application/x-bibtex; charset=utf-8",
+    "csl-json": "application/vnd.citationstyles.csl+json; charset=utf-8",
+}
+FILE_EXTENSIONS = {"ris": "ris", "bibtex": "bib", "csl-json": "json"}
+
+PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{}/"
+PMC_URL = "https://pmc.ncbi.nlm.nih.gov/articles/{}/"
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
+# -- reading the catalog --------------------------------------------------------------
+
+
+def _rows(conn, sql: str, params: Sequence = ()) -> list[dict]:
+    cursor = conn.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _split(joined: str | None) -> list[str]:
+    return [part.strip() for part in (joined or "").split(";") if part.strip()]
+
+
+def _chunks(values: list, size: int = 500):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def load_records(conn, pmids: Iterable[int]) -> list[dict]:
+    """Citation dicts for `pmids`, in the order given; PMIDs not in the catalog are skipped."""
+    order = list(dict.fromkeys(int(p) for p in pmids))
+    articles: dict[int, dict] = {}
+    people: dict[int, dict[str, list[dict]]] = {}
+    for chunk in _chunks(order):
+        marks = ",".join("?" * len(chunk))
+        for row in _rows(conn, f"select * from articles where pmid in ({marks})", chunk):
+            articles[row["pmid"]] = row
+        for row in _rows(conn, f"""
+            select aa.pmid, aa.role, au.last_name, au.fore_name, au.initials, au.suffix,
+                   au.collective_name
+            from article_authors aa join authors au on au.id = aa.author_id
+            where aa.pmid in ({marks}) and coalesce(aa.valid, 1) != 0
+            order by aa.pmid, aa.role, aa.position""", chunk):
+            people.setdefault(row["pmid"], {}).setdefault(row["role"], []).append(row)
+    return [citation(articles[p], people.get(p, {})) for p in order if p in articles]
+
+
+def _person(row: dict) -> dict:
+    if row.get("collective_name"):
+        return {"literal": row["collective_name"]}
+    person = {"family": row.get("last_name") or ""}
+    given = row.get("fore_name") or row.get("initials")
+    if given:
+        person["given"] = given
+    if row.get("suffix"):
+        person["suffix"] = row["suffix"]
+    return person
+
+
+def date_parts(pub_date: str | None, pub_date_raw: str | None, pub_year: int | None) -> list[int]:
+    """[year], [year, month] or [year, month, day], as precise as PubMed's own date is.
+
+    The catalog's `pub_date` fills a missing month or day with 01; `pub_date_raw`
+    ("2021 May 11", "1975 Sep", "2021 Jan-Feb", "2020 Spring") says what was there.
+    """
+    raw = (pub_date_raw or "").split()
+    year = pub_year
+    if year is None and raw and raw[0][:4].isdigit():
+        year = int(raw[0][:4])
+    if year is None and pub_date:
+        year = int(pub_date[:4])
+    if year is None:
+        return []
+    parts = [int(year)]
+    if len(raw) > 1 and raw[1][:3].lower() in _MONTHS:
+        parts.append(_MONTHS.index(raw[1][:3].lower()) + 1)
+        if len(raw) > 2 and raw[2].isdigit() and 1 <= int(raw[2]) <= 31:
+            parts.append(int(raw[2]))
+    return parts
+
+
+def split_pages(pages: str | None) -> tuple[str | None, str | None]:
+    """MEDLINE's abbreviated page range "739-48" -> ("739", "748"); "e2305772120" -> (it, None)."""
+    if not pages:
+        return None, None
+    first = re.split(r"[,;]", pages)[0].strip()
+    start, sep, end = first.partition("-")
+    start, end = start.strip(), end.strip()
+    if not sep or not end:
+        return start or None, None
+    if start.isdigit() and end.isdigit() and len(end) < len(start):
+        end = start[: len(start) - len(end)] + end
+    return start, end
+
+
+def citation(article: dict, people: dict[str, list[dict]] | None = None) -> dict:
+    """One catalog row (plus its authors and editors by role) as a plain citation dict."""
+    people = people or {}
+    pmid = int(article["pmid"])
+    return {
+        "pmid": pmid,
+        "type": "book" if article.get("is_book") else "article",
+        # PubMed ends every title with a period; citation styles add their own punctuation.
+        "title": re.sub(r"(?<!\.)\.$", "", (article.get("title") or "").strip()),
+        "abstract": article.get("abstract"),
+        "journal": article.get("journal"),
+        "journal_abbrev": article.get("journal_iso"),
+        "volume": article.get("volume"),
+        "issue": article.get("issue"),
+        "pages": article.get("pages"),
+        "date_parts": date_parts(article.get("pub_date"), article.get("pub_date_raw"), article.get("pub_year")),
+        "doi": article.get("doi"),
+        "pmcid": article.get("pmcid"),
+        "issn": article.get("issn_print") or article.get("issn_electronic") or article.get("issn_linking"),
+        "languages": _split(article.get("language")),
+        "publication_types": _split(article.get("publication_types")),
+        "keywords": _split(article.get("keywords")),
+        "mesh_terms": _split(article.get("mesh_terms")),
+        "authors": [_person(r) for r in people.get("author", [])],
+        "editors": [_person(r) for r in people.get("editor", [])],
+        "retracted": bool(article.get("is_retracted")),
+        "url": PUBMED_URL.format(pmid),
+    }
+
+
+# -- formats ----------------------------------------------------------------------------
+
+
+def citation_key(record: dict) -> str:
+    return f"pmid{record['pmid']}"
+
+
+def _name_inverted(person: dict) -> str:
+    if "literal" in person:
+        return person["literal"]
+    name = person.get("family", "")
+    if person.get("given"):
+        name += ", " + person["given"]
+    if person.get("suffix"):
+        name += ", " + person["suffix"]
+    return name
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def to_ris(records: Iterable[dict]) -> str:
+    """RIS (the tagged format EndNote, Zotero, Mendeley and RefWorks import)."""
+    out: list[str] = []
+    for r in records:
+        lines: list[tuple[str, str]] = [("TY", "BOOK" if r["type"] == "book" else "JOUR")]
+        lines += [("AU", _name_inverted(p)) for p in r["authors"]]
+        lines += [("A2", _name_inverted(p)) for p in r["editors"]]
+        lines.append(("TI", _one_line(r["title"])))
+        if r["journal"]:
+            lines.append(("T2", r["journal"]))
+        if r["journal_abbrev"]:
+            lines.append(("J2", r["journal_abbrev"]))
+        parts = r["date_parts"]
+        if parts:
+            lines.append(("PY", str(parts[0])))
+            lines.append(("DA", "/".join([f"{parts[0]:04d}"] + [f"{p:02d}" for p in parts[1:]]) + "/"))
+        for tag, key in (("VL", "volume"), ("IS", "issue")):
+            if r[key]:
+                lines.append((tag, str(r[key])))
+        start, end = split_pages(r["pages"])
+        if start:
+            lines.append(("SP", start))
+        if end:
+            lines.append(("EP", end))
+        if r["issn"]:
+            lines.append(("SN", r["issn"]))
+        if r["abstract"]:
+            lines.append(("AB", _one_line(r["abstract"])))
+        lines += [("KW", k) for k in r["keywords"]]
+        lines += [("KW", m) for m in r["mesh_terms"] if m not in r["keywords"]]
+        lines += [("LA", lang) for lang in r["languages"]]
+        if r["publication_types"]:
+            lines.append(("M3", "; ".join(r["publication_types"])))
+        if r["doi"]:
+            lines.append(("DO", r["doi"]))
+        lines.append(("AN", str(r["pmid"])))
+        if r["pmcid"]:
+            lines.append(("C2", r["pmcid"]))
+        lines.append(("DB", "PubMed"))
+        lines.append(("DP", "NLM"))
+        lines.append(("UR", r["url"]))
+        if r["retracted"]:
+            lines.append(("N1", "Retracted publication: PubMed links a retraction notice to this article."))
+        lines.append(("ER", ""))
+        out.append("\n".join(f"{tag}  - {_one_line(value)}".rstrip() + ("" if tag != "ER" else " ")
+                             for tag, value in lines))
+    return "\n\n".join(out) + ("\n" if out else "")
+
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "&": r"\&", "$": r"\$",
+    "#": r"\#", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def bibtex_escape(text: str) -> str:
+    """Text safe inside a braced BibTeX field: LaTeX specials escaped, one line, UTF-8 kept."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in _one_line(text))
+
+
+def _bib_name(person: dict) -> str:
+    if "literal" in person:
+        return "{" + bibtex_escape(person["literal"]) + "}"
+    return bibtex_escape(_name_inverted(person))
+
+
+def to_bibtex(records: Iterable[dict]) -> str:
+    """BibTeX entries keyed `pmidNNN` (@article, @book), readable by BibTeX, biber and Zotero."""
+    out: list[str] = []
+    for r in records:
+        fields: list[tuple[str, str]] = []
+        if r["authors"]:
+            fields.append(("author", " and ".join(_bib_name(p) for p in r["authors"])))
+        if r["editors"]:
+            fields.append(("editor", " and ".join(_bib_name(p) for p in r["editors"])))
+        # Double braces keep PubMed's capitalisation (acronyms, gene names) through styles.
+        fields.append(("title", "{" + bibtex_escape(r["title"]) + "}"))
+        if r["journal"]:
+            fields.append(("journal", bibtex_escape(r["journal"])))
+        parts = r["date_parts"]
+        if parts:
+            fields.append(("year", str(parts[0])))
+        if len(parts) > 1:
+            fields.append(("month", _MONTHS[parts[1] - 1]))  # a macro, written unbraced
+        for name, key in (("volume", "volume"), ("number", "issue")):
+            if r[key]:
+                fields.append((name, bibtex_escape(str(r[key]))))
+        start, end = split_pages(r["pages"])
+        if start:
+            fields.append(("pages", bibtex_escape(start) + (f"--{bibtex_escape(end)}" if end else "")))
+        if r["doi"]:
+            fields.append(("doi", bibtex_escape(r["doi"])))
+        if r["issn"]:
+            fields.append(("issn", r["issn"]))
+        fields.append(("pmid", str(r["pmid"])))
+        if r["pmcid"]:
+            fields.append(("pmcid", r["pmcid"]))
+        fields.append(("url", r["url"]))
+        if r["languages"]:
+            fields.append(("language", ", ".join(r["languages"])))
+        keywords = r["keywords"] + [m for m in r["mesh_terms"] if m not in r["keywords"]]
+        if keywords:
+            fields.append(("keywords", bibtex_escape(", ".join(keywords))))
+        if r["abstract"]:
+            fields.append(("abstract", bibtex_escape(r["abstract"])))
+        if r["retracted"]:
+            fields.append(("note", "Retracted publication"))
+        entry_type = "book" if r["type"] == "book" else "article"
+        body = ",\n".join(f"  {name} = {value}" if name == "month" else f"  {name} = {{{value}}}"
+                          for name, value in fields)
+        out.append(f"@{entry_type}{{{citation_key(r)},\n{body}\n}}")
+    return "\n\n".join(out) + ("\n" if out else "")
+
+
+def csl_items(records: Iterable[dict]) -> list[dict]:
+    """CSL-JSON items (what Zotero, Pandoc/citeproc and most CSL processors read)."""
+    items = []
+    for r in records:
+        item: dict = {
+            "id": citation_key(r),
+            "type": "book" if r["type"] == "book" else "article-journal",
+            "title": _one_line(r["title"]),
+            "PMID": str(r["pmid"]),
+            "URL": r["url"],
+        }
+        if r["authors"]:
+            item["author"] = r["authors"]
+        if r["editors"]:
+            item["editor"] = r["editors"]
+        if r["journal"]:
+            item["container-title"] = r["journal"]
+        if r["journal_abbrev"]:
+            item["container-title-short"] = r["journal_abbrev"]
+        if r["date_parts"]:
+            item["issued"] = {"date-parts": [r["date_parts"]]}
+        for key, name in (("volume", "volume"), ("issue", "issue"), ("doi", "DOI"), ("pmcid", "PMCID"),
+                          ("issn", "ISSN"), ("abstract", "abstract")):
+            if r[key]:
+                item[name] = str(r[key])
+        start, end = split_pages(r["pages"])
+        if start:
+            item["page"] = f"{start}-{end}" if end else start
+        if r["languages"]:
+            item["language"] = r["languages"][0]
+        keywords = r["keywords"] + [m for m in r["mesh_terms"] if m not in r["keywords"]]
+        if keywords:
+            item["keyword"] = ", ".join(keywords)
+        if r["retracted"]:
+            item["note"] = "Retracted publication"
+        items.append(item)
+    return items
+
+
+def to_csl_json(records: Iterable[dict]) -> str:
+    return json.dumps(csl_items(records), ensure_ascii=False, indent=2) + "\n"
+
+
+_RENDERERS = {"ris": to_ris, "bibtex": to_bibtex, "csl-json": to_csl_json}
+
+
+def render(records: Iterable[dict], fmt: str) -> str:
+    """`records` (from `load_records`) in `fmt`, one of FORMATS."""
+    try:
+        return _RENDERERS[fmt](records)
+    except KeyError:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}") from None
+
+
+# -- choosing what to export (for the CLI) ------------------------------------------------
+
+
+def select_pmids(conn, *, search: str | None = None, since: str | None = None,
+                 include_unmatched: bool = False) -> list[int]:
+    """PMIDs to export, newest first: all current records, or those a full-text `search`
+    matches (FTS5 syntax, as typed on the catalog's search page), optionally only those
+    first stored on or after `since` (YYYY-MM-DD)."""
+    where = ["a.is_deleted = 0"]
+    params: list = []
+    if not include_unmatched:
+        where.append("a.matches_query = 1")
+    if search:
+        where.append("a.pmid in (select rowid from articles_fts where articles_fts match ?)")
+        params.append(search)
+    if since:
+        where.append("a.first_seen_run in (select id from harvest_runs where started_at >= ?)")
+        params.append(since)
+    sql = (f"select a.pmid from articles a where {' and '.join(where)} "
+           "order by a.pub_date desc, a.pmid desc")
+    return [row["pmid"] for row in _rows(conn, sql, params)]
+
+
+def export_catalog(conn, fmt: str, *, pmids: Iterable[int] | None = None, search: str | None = None,
+                   since: str | None = None) -> str:
+    """The whole export in one call: `pmids` if given, else what `select_pmids` picks."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    chosen = list(pmids) if pmids is not None else select_pmids(conn, search=search, since=since)
+    return render(load_records(conn, chosen), fmt)
