@@ -46,7 +46,9 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
 class TerminalProgress:
     """A progress bar on a terminal; one log line per ~10% elsewhere (cron, CI)."""
 
-    def __init__(self):
+    def __init__(self, label: str = "records fetched", unit: str = "records"):
+        self.label = label
+        self.unit = unit
         self.tty = sys.stderr.isatty()
         self.bar = None
         self.total = 0
@@ -57,7 +59,7 @@ class TerminalProgress:
         self.total = total
         self.done = 0
         if self.tty and total:
-            self.bar = click.progressbar(length=total, label="records fetched", file=sys.stderr,
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
                                          show_pos=True, show_eta=True)
             self.bar.__enter__()
         self._next_log = max(1, total // 10)
@@ -66,8 +68,8 @@ class TerminalProgress:
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
-        elif self.total and (self.done >= self._next_log or self.done == self.total):
-            log.info("fetched %d/%d records", self.done, self.total)
+        elif self.total and self.done >= self._next_log:
+            log.info("%s: %d/%d %s", self.label, self.done, self.total, self.unit)
             while self._next_log <= self.done:
                 self._next_log += max(1, self.total // 10)
 
@@ -131,6 +133,32 @@ def run(db_path, full, since, overlap_days, batch_size):
         f"{outcome.stored} stored: {outcome.new} new, {outcome.updated} updated, "
         f"{outcome.unchanged} unchanged, {outcome.unmatched} no longer matching; "
         f"{outcome.requests} requests to E-utilities"
+    )
+
+
+@cli.command(name="import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@db_option
+@click.option("--match-topic", is_flag=True,
+              help="Keep only records the topic query matches (evaluated locally over title, abstract, keywords, MeSH).")
+def import_(files, db_path, match_topic):
+    """Load PubMed XML files (.xml or .xml.gz: efetch output, NLM baseline/update files)."""
+    from .importer import ImportFailed, import_files
+
+    db_path = db_path or default_db_path()
+    try:
+        outcome = import_files(db_path, list(files), match_topic=match_topic,
+                               progress=TerminalProgress("reading files", "bytes"))
+    except store.HarvestLocked as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except ImportFailed as exc:
+        prefix = f"import run {exc.run_id} failed: " if exc.run_id else ""
+        _fail(prefix + str(exc).splitlines()[0])
+    click.echo(
+        f"import run {outcome.run_id}: {outcome.files} files, {outcome.records} records read"
+        + (f", {outcome.skipped_off_topic} off topic skipped" if match_topic else "")
+        + f"; {outcome.new} new, {outcome.updated} updated, {outcome.unchanged} unchanged, "
+        f"{outcome.deleted} marked deleted"
     )
 
 

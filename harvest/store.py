@@ -157,6 +157,7 @@ class SaveCounts:
     unchanged: int = 0
     deleted: int = 0
     stored_pmids: set[int] = field(default_factory=set)
+    new_pmids: set[int] = field(default_factory=set)
 
     def add(self, other: "SaveCounts") -> None:
         self.new += other.new
@@ -164,6 +165,7 @@ class SaveCounts:
         self.unchanged += other.unchanged
         self.deleted += other.deleted
         self.stored_pmids |= other.stored_pmids
+        self.new_pmids |= other.new_pmids
 
 
 def record_sha1(record: dict) -> str:
@@ -506,6 +508,7 @@ def save_articles(db: sqlite_utils.Database, records: Iterable[dict], run_id: in
             row["first_seen_run"] = run_id
             row["last_changed_run"] = run_id
             counts.new += 1
+            counts.new_pmids.add(pmid)
         elif previous[0] != row["record_sha1"]:
             row["last_changed_run"] = run_id
             counts.updated += 1
@@ -544,6 +547,13 @@ def refill_from_xml(db: sqlite_utils.Database) -> int:
         _write_full_rows(db, records, [article_row(r) for r in records], [r["pmid"] for r in records])
         count += len(records)
     return count
+
+
+def set_topic_match(db: sqlite_utils.Database, matches: dict[int, bool]) -> None:
+    """Mark records by the local evaluation of the topic query (imports, not harvests)."""
+    with db.atomic():
+        db.conn.executemany("update articles set matches_query = ? where pmid = ?",
+                            [(int(m), pmid) for pmid, m in matches.items()])
 
 
 def apply_deletions(db: sqlite_utils.Database, deletions: Iterable[dict], run_id: int) -> int:
