@@ -1,0 +1,703 @@
+"""The catalog's Datasette plugin: what metadata and templates cannot say on their own.
+
+Owns, for `datasette db/`:
+* `fts_query(q)`, a SQL function: the search box's text as FTS5 syntax when it parses,
+  else as plain words (never a 500 for a stray quote or operator);
+* multi-valued facets on `articles` (`{multi: molecule}` in metadata) over the evidence tags,
+  publication types, MeSH, languages and retraction/correction notices, with the
+  `_molecule=...`-style filters their links use;
+* RIS, BibTeX and CSL-JSON output renderers for any page whose rows carry a `pmid`
+  (formatting lives in harvest/export.py, shared with `python -m harvest export`);
+* the template variables of the front page (counts, last harvest, the per-year chart as
+  server-rendered SVG), the article page and the search page;
+* security headers on every response (a Content-Security-Policy that allows this
+  server's own scripts, styles and images only), and 405 for any method but GET/HEAD/OPTIONS;
+* an empty-result guard for datasette-atom 0.9, which answers a 500 for a feed with no rows.
+Must never: write to the database (it is served read-only), or load anything from another host.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sqlite3
+import sys
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+from datasette import hookimpl
+from datasette.facets import Facet
+from datasette.filters import FilterArguments
+from datasette.database import QueryInterrupted
+from datasette.utils import escape_fts, path_with_added_args, path_with_removed_args
+from datasette.utils.asgi import Response
+from markupsafe import Markup, escape
+
+
+
+def _import_export():
+    """harvest.export, installed (`pip install -e .`) or from the checkout this folder is in;
+    None where neither is there (a bare published copy then serves everything but RIS/BibTeX)."""
+    try:
+        from harvest import export as module
+        return module
+    except ImportError:
+        pass
+    for parent in Path(__file__).resolve().parents[1:5]:
+        if (parent / "harvest" / "export.py").is_file():
+            sys.path.insert(0, str(parent))
+            from harvest import export as module
+            return module
+    return None
+
+
+export = _import_export()
+
+DATABASE = "catalog"
+PUBMED = "https://pubmed.ncbi.nlm.nih.gov/{}/"
+DOI = "https://doi.org/{}"
+PMC = "https://pmc.ncbi.nlm.nih.gov/articles/{}/"
+
+# -- search -----------------------------------------------------------------------------------
+
+FTS_COLUMNS = ("title", "abstract", "keywords", "mesh_terms")
+_probe = threading.local()
+
+
+def fts_syntax_ok(query: str) -> bool:
+    """Does FTS5 accept `query` as search syntax (against the catalog's own columns)?"""
+    conn = getattr(_probe, "conn", None)
+    if conn is None:
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        conn.execute(f"create virtual table probe using fts5({', '.join(FTS_COLUMNS)})")
+        _probe.conn = conn
+    try:
+        conn.execute("select rowid from probe where probe match ?", [query]).fetchall()
+        return True
+    except sqlite3.Error:
+        return False
+
+
+def fts_query(query) -> str:
+    """What to hand MATCH for a search box's text: the text itself when it is valid FTS5
+    syntax (phrases, OR, NOT, prefix*, title:word), else the words as typed, quoted."""
+    query = (str(query) if query is not None else "").strip()
+    if not query:
+        return '""'  # matches nothing, and does not raise
+    if fts_syntax_ok(query):
+        return query
+    return escape_fts(query) or '""'
+
+
+@hookimpl
+def prepare_connection(conn):
+    conn.create_function("fts_query", 1, fts_query, deterministic=True)
+
+
+# -- multi-valued facets ----------------------------------------------------------------------
+
+
+def _tag_pairs(facet: str) -> str:
+    return f"select pmid, value from article_tags where facet = '{facet}'"
+
+
+NOTICE_PAIRS = """
+    select pmid, 'Retracted' as value from articles where is_retracted = 1
+    union all select pmid, 'Retraction notice' from articles where is_retraction_notice = 1
+    union all select distinct pmid, case ref_type
+        when 'ErratumIn' then 'Erratum published'
+        when 'ExpressionOfConcernIn' then 'Expression of concern'
+        when 'UpdateIn' then 'Updated version published'
+        else 'Corrected and republished' end
+      from comments_corrections
+      where ref_type in ('ErratumIn', 'ExpressionOfConcernIn', 'UpdateIn', 'CorrectedandRepublishedIn')
+    union all select pmid, 'Deleted by NLM' from articles where is_deleted = 1
+    union all select pmid, 'No longer matches the query' from articles where matches_query = 0
+"""
+
+# name -> (label, SQL giving (pmid, value) pairs). The filter argument is `_<name>=<value>`.
+MULTI_FACETS = {
+    "molecule": ("Molecule", _tag_pairs("molecule")),
+    "route": ("Route", _tag_pairs("route")),
+    "population": ("Population", _tag_pairs("population")),
+    "comparator": ("Comparator", _tag_pairs("comparator")),
+    "outcome": ("Outcome", _tag_pairs("outcome")),
+    "theme": ("Theme", _tag_pairs("theme")),
+    "design": ("Design (any tag)", _tag_pairs("design")),
+    "pubtype": ("Publication type", """
+        select apt.pmid, pt.name as value from article_publication_types apt
+        join publication_types pt on pt.ui = apt.publication_type_ui"""),
+    "mesh": ("MeSH heading", """
+        select am.pmid, d.name as value from article_mesh am
+        join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui"""),
+    "lang": ("Language", "select pmid, language as value from article_languages"),
+    "notice": ("Retractions and corrections", NOTICE_PAIRS),
+    "registry": ("Trial registry", "select distinct pmid, registry as value from trial_registrations"),
+}
+TAG_FACETS = {"molecule", "route", "population", "comparator", "outcome", "theme", "design"}
+
+LANGUAGES = {
+    "eng": "English", "ger": "German", "fre": "French", "spa": "Spanish", "ita": "Italian",
+    "por": "Portuguese", "rus": "Russian", "chi": "Chinese", "jpn": "Japanese", "pol": "Polish",
+    "dut": "Dutch", "kor": "Korean", "tur": "Turkish", "cze": "Czech", "swe": "Swedish",
+    "nor": "Norwegian", "dan": "Danish", "fin": "Finnish", "hun": "Hungarian", "heb": "Hebrew",
+    "per": "Persian", "ara": "Arabic", "gre": "Greek", "ukr": "Ukrainian", "hrv": "Croatian",
+    "slv": "Slovenian", "srp": "Serbian", "rum": "Romanian", "bul": "Bulgarian", "lit": "Lithuanian",
+}
+
+
+def value_label(facet: str, value) -> str:
+    """How a researcher reads a stored value: "racemic_ketamine" -> "racemic ketamine"."""
+    if value is None:
+        return "-"
+    if facet == "lang":
+        return LANGUAGES.get(value, value)
+    if facet in TAG_FACETS or facet == "study_design":
+        return str(value).replace("_", " ")
+    return str(value)
+
+
+def _multi_where(name: str, index: int) -> tuple[str, str]:
+    param = f"multi_{name}_{index}"
+    return f"pmid in (select pmid from ({MULTI_FACETS[name][1]}) where value = :{param})", param
+
+
+@hookimpl
+def filters_from_request(request, database, table, datasette):
+    """`?_molecule=esketamine&_mesh=Ketamine`: rows having every value asked for."""
+    if table != "articles":
+        return None
+    where, params, described = [], {}, []
+    for name, (label, _) in MULTI_FACETS.items():
+        for i, value in enumerate(request.args.getlist(f"_{name}")):
+            clause, param = _multi_where(name, i)
+            where.append(clause)
+            params[param] = value
+            described.append(f'{label.lower()} is "{value_label(name, value)}"')
+    return FilterArguments(where, params, described)
+
+
+class MultiFacet(Facet):
+    """Counts over a one-to-many relation of `articles` (tags, MeSH, publication types...),
+    restricted to the rows the table page currently shows."""
+
+    type = "multi"
+
+    async def suggest(self):
+        return []
+
+    async def facet_results(self):
+        results, timed_out = [], []
+        if self.table != "articles":
+            return results, timed_out
+        size = self.get_facet_size()
+        selected_pairs = self.get_querystring_pairs()
+        for source_and_config in self.get_configs():
+            config = source_and_config["config"]
+            name = config.get("simple") or config.get("name")
+            if name not in MULTI_FACETS:
+                continue
+            label, pairs = MULTI_FACETS[name]
+            sql = f"""
+                select v.value as value, count(distinct v.pmid) as count from ({pairs}) v
+                where v.pmid in (select pmid from ({self.sql})) and v.value is not null
+                group by v.value order by count desc, v.value limit {size + 1}"""
+            try:
+                rows = await self.ds.execute(self.database, sql, self.params, truncate=False,
+                                             custom_time_limit=self.ds.setting("facet_time_limit_ms"))
+            except QueryInterrupted:
+                timed_out.append(name)
+                continue
+            arg = f"_{name}"
+            values = []
+            for row in rows.rows[:size]:
+                value = row["value"]
+                selected = (arg, str(value)) in selected_pairs
+                path = (path_with_removed_args(self.request, {arg: str(value)}) if selected
+                        else path_with_added_args(self.request, {arg: value, "_next": None}))
+                values.append({
+                    "value": value,
+                    "label": value_label(name, value),
+                    "count": row["count"],
+                    "toggle_url": self.ds.absolute_url(self.request, self.ds.urls.path(path)),
+                    "selected": selected,
+                })
+            results.append({
+                "name": name,
+                "label": label,
+                "type": self.type,
+                "hideable": source_and_config["source"] != "metadata",
+                "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {"_facet_multi": name})),
+                "results": values,
+                "truncated": len(rows.rows) > size,
+            })
+        return results, timed_out
+
+
+@hookimpl
+def register_facet_classes():
+    return [MultiFacet]
+
+
+# -- exports ----------------------------------------------------------------------------------
+
+
+def _pmids(rows) -> list[int]:
+    out = []
+    for row in rows:
+        try:
+            value = row["pmid"]
+        except (KeyError, IndexError):
+            continue
+        if isinstance(value, dict):  # a foreign key expanded with its label
+            value = value.get("value")
+        if value is not None:
+            out.append(int(value))
+    return out
+
+
+def _export_renderer(fmt: str):
+    async def render(datasette, request, rows, database, table, query_name):
+        pmids = _pmids(rows)
+        db = datasette.get_database(database)
+        records = await db.execute_fn(lambda conn: export.load_records(conn, pmids))
+        name = table or query_name or database
+        headers = {"content-disposition": f'attachment; filename="{name}.{export.FILE_EXTENSIONS[fmt]}"'}
+        return Response(export.render(records, fmt), content_type=export.MEDIA_TYPES[fmt], headers=headers)
+
+    def can_render(columns):
+        return "pmid" in (columns or [])
+
+    return render, can_render
+
+
+@hookimpl
+def register_output_renderer(datasette):
+    if export is None:
+        return []
+    out = []
+    for extension, fmt in (("ris", "ris"), ("bib", "bibtex"), ("csljson", "csl-json")):
+        render, can_render = _export_renderer(fmt)
+        out.append({"extension": extension, "render": render, "can_render": can_render})
+    return out
+
+
+# -- security headers -------------------------------------------------------------------------
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    # Datasette's own templates carry inline <script> and <style> blocks.
+    "script-src 'self' 'unsafe-inline'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+_OURS = {name for name, _ in SECURITY_HEADERS}
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    def wrap(app):
+        async def with_security_headers(scope, receive, send):
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            if scope.get("method", "GET") not in READ_METHODS:
+                # A read-only catalog: no route takes a write, so none is offered.
+                await send({"type": "http.response.start", "status": 405,
+                            "headers": [(b"allow", b"GET, HEAD, OPTIONS"),
+                                        (b"content-type", b"text/plain; charset=utf-8")] + SECURITY_HEADERS})
+                await send({"type": "http.response.body", "body": b"This catalog is read-only.\n"})
+                return
+
+            async def send_with_headers(event):
+                if event["type"] == "http.response.start":
+                    headers = [h for h in event.get("headers", []) if h[0].lower() not in _OURS]
+                    event = {**event, "headers": headers + SECURITY_HEADERS}
+                await send(event)
+
+            await app(scope, receive, send_with_headers)
+
+        return with_security_headers
+
+    return wrap
+
+
+# -- feeds ------------------------------------------------------------------------------------
+
+
+@hookimpl
+def startup(datasette):
+    """datasette-atom 0.9 takes max() of the rows' atom_updated: a search with no hits
+    answers a 500. Answer an empty, valid feed instead."""
+    if "atom" not in datasette.renderers:
+        return
+    render_atom, can_render_atom = datasette.renderers["atom"]
+
+    async def render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
+                                   query_name, view_name, data):
+        if rows:
+            return render_atom(datasette=datasette, request=request, sql=sql, columns=columns,
+                               rows=rows, database=database, table=table, query_name=query_name,
+                               view_name=view_name, data=data)
+        from feedgen.feed import FeedGenerator
+
+        db = datasette.get_database(database)
+        last = await db.execute("select max(finished_at) from harvest_runs where status = 'success'")
+        updated = last.rows[0][0] if last.rows and last.rows[0][0] else "1970-01-01T00:00:00+00:00"
+        title = request.args.get("_feed_title") or query_name or database
+        try:
+            title = datasette.metadata(database=database)["queries"][query_name]["title"]
+        except (KeyError, TypeError):
+            pass
+        fg = FeedGenerator()
+        fg.id(request.url)
+        fg.link(href=request.url, rel="self")
+        fg.title(title)
+        fg.updated(updated)
+        fg.author({"name": "Ketamine literature catalog"})
+        return Response(fg.atom_str(pretty=True), content_type="application/xml; charset=utf-8")
+
+    datasette.renderers["atom"] = (render_atom_or_empty, can_render_atom)
+
+
+# -- cells ------------------------------------------------------------------------------------
+
+_SNIPPET_MARK = re.compile(r"\*\*(.+?)\*\*")
+
+
+def trial_url(trial_id: str) -> str:
+    trial_id = trial_id.strip()
+    if trial_id.upper().startswith("NCT"):
+        return f"https://clinicaltrials.gov/study/{trial_id.upper()}"
+    if trial_id.upper().startswith("ISRCTN"):
+        return f"https://www.isrctn.com/{trial_id.upper()}"
+    return f"https://trialsearch.who.int/Trial2.aspx?TrialID={html.escape(trial_id)}"
+
+
+def _link(url: str, text: str) -> Markup:
+    return Markup('<a href="{}">{}</a>').format(url, text)
+
+
+@hookimpl
+def render_cell(value, column, table, database, datasette):
+    if database != DATABASE or value in (None, ""):
+        return None
+    if column == "search_snippet":
+        return Markup(_SNIPPET_MARK.sub(r"<mark>\1</mark>", str(escape(value))))
+    if column == "doi":
+        return _link(DOI.format(value), value)
+    if column in ("pmcid",) and str(value).startswith("PMC"):
+        return _link(PMC.format(value), value)
+    if column in ("trial_id", "trial_ids"):
+        ids = [v.strip() for v in str(value).split(";") if v.strip()]
+        return Markup("; ").join(_link(trial_url(v), v) for v in ids)
+    if column in ("pmid", "ref_pmid") and table is None:
+        # Query results: a PMID opens its article page.
+        return _link(datasette.urls.row(DATABASE, "articles", str(value)), value)
+    return None
+
+
+# -- template variables ----------------------------------------------------------------------
+
+# Chart groups, bottom to top, with the designs they hold and an Okabe-Ito colour.
+DESIGN_GROUPS = [
+    ("Randomised trials", ("rct", "crossover_rct"), "#0072B2"),
+    ("Other trials and protocols", ("open_label_trial", "trial_protocol"), "#56B4E9"),
+    ("Systematic reviews, meta-analyses", ("systematic_review", "meta_analysis"), "#D55E00"),
+    ("Observational", ("observational_cohort", "case_control", "secondary_analysis"), "#009E73"),
+    ("Case reports", ("case_report_series",), "#CC79A7"),
+    ("Narrative reviews", ("narrative_review",), "#E69F00"),
+    ("Preclinical", ("preclinical_animal", "in_vitro"), "#8C6D31"),
+    ("Commentary, guidelines", ("commentary_letter", "guideline_consensus"), "#F0E442"),
+    ("Other or unclassified", ("other", None), "#999999"),
+]
+_GROUP_OF = {design: i for i, (_, designs, _) in enumerate(DESIGN_GROUPS) for design in designs}
+
+
+def _catalog_db(datasette):
+    if DATABASE in datasette.databases:
+        return datasette.get_database(DATABASE)
+    return None
+
+
+async def _rows(db, sql, params=None) -> list[dict]:
+    result = await db.execute(sql, params or [])
+    return [dict(row) for row in result.rows]
+
+
+def year_design_chart(counts: list[dict], *, database: str = DATABASE, urls=None) -> Markup:
+    """Records per publication year, stacked by design group, as an inline SVG whose bars
+    link to the articles table filtered to that year."""
+    by_year: dict[int, list[int]] = defaultdict(lambda: [0] * len(DESIGN_GROUPS))
+    for row in counts:
+        if row["pub_year"] is None:
+            continue
+        group = _GROUP_OF.get(row["study_design"], len(DESIGN_GROUPS) - 1)
+        by_year[int(row["pub_year"])][group] += row["records"]
+    if not by_year:
+        return Markup('<p class="chart-empty">No records yet.</p>')
+    years = list(range(min(by_year), max(by_year) + 1))
+    top = max(sum(by_year[y]) for y in years)
+    step = _nice_step(top)
+    y_max = step * -(-top // step)
+    width, height, left, bottom, top_pad = 760, 260, 44, 30, 10
+    plot_w, plot_h = width - left - 10, height - bottom - top_pad
+    bar_w = plot_w / len(years)
+    table_url = urls.table(database, "articles") if urls else f"/{database}/articles"
+    parts = [
+        f'<svg class="year-chart" role="img" aria-labelledby="year-chart-title" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        '<title id="year-chart-title">Records per publication year, by study design</title>',
+    ]
+    for tick in range(0, y_max + 1, step):
+        y = top_pad + plot_h - plot_h * tick / y_max
+        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick:,}</text>')
+    label_every = max(1, round(len(years) / 12))
+    for i, year in enumerate(years):
+        x = left + i * bar_w
+        y = top_pad + plot_h
+        total = sum(by_year[year])
+        if total:
+            parts.append(f'<a href="{html.escape(table_url)}?pub_year={year}">')
+            parts.append(f"<title>{year}: {total:,} records</title>")
+            for g, n in enumerate(by_year[year]):
+                if not n:
+                    continue
+                h = plot_h * n / y_max
+                y -= h
+                name, _, colour = DESIGN_GROUPS[g]
+                parts.append(
+                    f'<rect x="{x + 0.5:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" height="{h:.1f}" '
+                    f'fill="{colour}"><title>{year} · {html.escape(name)}: {n:,}</title></rect>'
+                )
+            parts.append("</a>")
+        last_gap = (len(years) - 1) % label_every
+        if i % label_every == 0 or (i == len(years) - 1 and last_gap * 2 >= label_every):
+            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - 10}" text-anchor="middle" class="tick">{year}</text>')
+    parts.append("</svg>")
+    present = {g for year in years for g, n in enumerate(by_year[year]) if n}
+    legend = "".join(
+        f'<li><span class="swatch" style="background:{colour}"></span>{html.escape(name)}</li>'
+        for g, (name, _, colour) in enumerate(DESIGN_GROUPS) if g in present
+    )
+    return Markup("".join(parts) + f'<ul class="chart-legend">{legend}</ul>')
+
+
+def _nice_step(top: int) -> int:
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000):
+        if top / step <= 5:
+            return step
+    return 10 ** len(str(top))
+
+
+async def front_page_vars(datasette) -> dict:
+    db = _catalog_db(datasette)
+    if db is None:
+        return {}
+    counts = (await _rows(db, """
+        select count(*) as stored,
+               coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as current,
+               coalesce(sum(is_retracted = 1), 0) as retracted,
+               coalesce(sum(trial_ids is not null and trial_ids != ''), 0) as with_trials,
+               min(pub_year) as first_year, max(pub_year) as last_year
+        from articles"""))[0]
+    last_run = (await _rows(db, """
+        select * from harvest_runs where status = 'success' order by id desc limit 1"""))
+    last_run = last_run[0] if last_run else None
+    latest_attempt = (await _rows(db, "select * from harvest_runs order by id desc limit 1"))
+    latest_attempt = latest_attempt[0] if latest_attempt else None
+    new_in_last = 0
+    if last_run:
+        new_in_last = (await _rows(db, "select count(*) as n from articles where first_seen_run = ?",
+                                   [last_run["id"]]))[0]["n"]
+    by_year = await _rows(db, """
+        select pub_year, study_design, count(*) as records from articles
+        where matches_query = 1 and is_deleted = 0 group by pub_year, study_design""")
+    designs = await _rows(db, """
+        select study_design, count(*) as records from articles
+        where matches_query = 1 and is_deleted = 0 group by study_design order by records desc""")
+    queries = [
+        {"name": name, "title": q.get("title") or name, "description": q.get("description")}
+        for name, q in (await datasette.get_canned_queries(DATABASE, None)).items()
+    ]
+    return {
+        "catalog": {
+            "counts": counts,
+            "last_run": last_run,
+            "latest_attempt": latest_attempt,
+            "new_in_last_run": new_in_last,
+            "designs": [dict(d, label=value_label("study_design", d["study_design"] or "unclassified"))
+                        for d in designs],
+            "chart": year_design_chart(by_year, urls=datasette.urls),
+            "questions": [q for q in queries if not q["name"].startswith("feed_") and q["name"] != "search"],
+            "feeds": [q for q in queries if q["name"].startswith("feed_")],
+        }
+    }
+
+
+NOTICE_TEXT = {
+    "RetractionIn": ("retracted", "Retracted", "PubMed links a retraction notice to this article"),
+    "RetractionOf": ("notice", "Retraction notice", "This record is the notice retracting"),
+    "ExpressionOfConcernIn": ("concern", "Expression of concern", "The journal published an expression of concern"),
+    "ErratumIn": ("erratum", "Erratum", "A correction to this article was published"),
+    "CorrectedandRepublishedIn": ("erratum", "Corrected and republished", "A corrected version was republished"),
+    "UpdateIn": ("update", "Updated", "An updated version of this article was published"),
+    "ErratumFor": ("notice", "Erratum notice", "This record is a correction to"),
+}
+
+
+async def article_page_vars(datasette, request) -> dict:
+    db = _catalog_db(datasette)
+    try:
+        pmid = int(request.url_vars["pks"])
+    except (KeyError, ValueError):
+        return {}
+    one = lambda sql: _rows(db, sql, [pmid])  # noqa: E731
+    article = await one("select * from articles where pmid = ?")
+    if not article:
+        return {}
+    article = article[0]
+    people = await one("""
+        select aa.role, aa.position, aa.orcid, aa.equal_contrib, au.display_name, au.last_name,
+               au.fore_name, au.collective_name,
+               (select group_concat(affiliation, ' | ') from article_author_affiliations f
+                where f.pmid = aa.pmid and f.role = aa.role and f.position = aa.position) as affiliations
+        from article_authors aa join authors au on au.id = aa.author_id
+        where aa.pmid = ? order by aa.role, aa.position""")
+    refs = await one("""
+        select c.ref_type, c.ref_pmid, c.ref_source, a.title as ref_title, a.pmid is not null as in_catalog
+        from comments_corrections c left join articles a on a.pmid = c.ref_pmid
+        where c.pmid = ? order by c.position""")
+    referenced_by = await one("""
+        select c.pmid, c.ref_type, a.title from comments_corrections c join articles a on a.pmid = c.pmid
+        where c.ref_pmid = ? order by c.pmid""")
+    notices = []
+    for ref in refs:
+        if ref["ref_type"] in NOTICE_TEXT:
+            kind, label, text = NOTICE_TEXT[ref["ref_type"]]
+            notices.append({**ref, "kind": kind, "label": label, "text": text})
+    if article["is_retracted"] and not any(n["kind"] == "retracted" for n in notices):
+        notices.insert(0, {"kind": "retracted", "label": "Retracted",
+                           "text": "PubMed indexes this article as a retracted publication",
+                           "ref_pmid": None, "ref_source": None, "ref_title": None, "in_catalog": 0})
+    notices.sort(key=lambda n: ["retracted", "concern", "notice", "erratum", "update"].index(n["kind"]))
+    mesh = await one("""
+        select d.name, am.major, am.descriptor_ui,
+               (select group_concat(q.qualifier_name || case when q.major then '*' else '' end, ', ')
+                from article_mesh_qualifiers q
+                where q.pmid = am.pmid and q.descriptor_ui = am.descriptor_ui) as qualifiers
+        from article_mesh am join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui
+        where am.pmid = ? order by am.major desc, d.name""")
+    tags = await one("""
+        select facet, value, method, evidence, confidence from article_tags where pmid = ?
+        order by case facet when 'design' then 0 when 'molecule' then 1 when 'route' then 2
+                 when 'population' then 3 else 4 end, facet, confidence desc""")
+    for tag in tags:
+        tag["label"] = value_label(tag["facet"] if tag["facet"] != "design" else "design", tag["value"])
+    trials = await one("select registry, trial_id, source from trial_registrations where pmid = ? order by trial_id")
+    for trial in trials:
+        trial["url"] = trial_url(trial["trial_id"])
+    links = [{"label": f"PubMed {pmid}", "url": PUBMED.format(pmid), "kind": "pubmed"}]
+    if article["doi"]:
+        links.append({"label": f"DOI {article['doi']}", "url": DOI.format(article["doi"]), "kind": "doi"})
+    if article["pmcid"]:
+        links.append({"label": f"Full text in PMC ({article['pmcid']})", "url": PMC.format(article["pmcid"]),
+                      "kind": "pmc"})
+    for trial in trials:
+        links.append({"label": f"{trial['registry']} {trial['trial_id']}", "url": trial["url"], "kind": "trial"})
+    return {
+        "article": {
+            "row": article,
+            "authors": [p for p in people if p["role"] == "author"],
+            "editors": [p for p in people if p["role"] == "editor"],
+            "sections": await one("select label, nlm_category, text from abstract_sections where pmid = ? order by position"),
+            "mesh": mesh,
+            "publication_types": await one("""
+                select pt.name, pt.ui from article_publication_types apt
+                join publication_types pt on pt.ui = apt.publication_type_ui where apt.pmid = ? order by pt.name"""),
+            "keywords": await one("select keyword, owner, major from keywords where pmid = ? order by position"),
+            "chemicals": await one("select name, registry_number from chemicals where pmid = ? order by position"),
+            "grants": await one("select grant_id, acronym, agency, country from grants where pmid = ? order by position"),
+            "trials": trials,
+            "tags": tags,
+            "notices": notices,
+            "references": [r for r in refs if r["ref_type"] not in NOTICE_TEXT],
+            "referenced_by": referenced_by,
+            "history": await one("select pub_status, date from article_history where pmid = ? order by date"),
+            "events": await one("""
+                select e.event, e.detail, e.run_id, e.recorded_at from article_events e
+                where e.pmid = ? order by e.id"""),
+            "links": links,
+            "languages": [LANGUAGES.get(code, code) for code in (article["language"] or "").split("; ") if code],
+        },
+        "value_label": value_label,
+    }
+
+
+# Choices for canned-query parameters, by parameter name.
+PARAM_CHOICES = {
+    "molecule": "select distinct value from article_tags where facet = 'molecule' order by value",
+    "design": "select distinct study_design from articles where study_design is not null order by 1",
+    "registry": "select distinct registry from trial_registrations order by 1",
+    "status": "select 'Retracted' union all select 'Retraction notice' union all select 'Erratum published' "
+              "union all select 'Expression of concern' union all select 'Updated version published'",
+}
+
+
+async def query_page_vars(datasette, request, template) -> dict:
+    db = _catalog_db(datasette)
+    out: dict = {}
+    if db is None:
+        return out
+    q = (request.args.get("q") or "").strip()
+    if template == "query-catalog-search.html" or q:
+        out["search"] = {
+            "q": q,
+            "valid": fts_syntax_ok(q) if q else True,
+            "as_searched": fts_query(q) if q else "",
+        }
+    choices = {}
+    for name, sql in PARAM_CHOICES.items():
+        choices[name] = [row[0] for row in (await db.execute(sql)).rows]
+    out["param_choices"] = choices
+    out["value_label"] = value_label
+    last = await _rows(db, "select id, started_at, finished_at from harvest_runs where status = 'success' order by id desc limit 1")
+    out["last_harvest"] = last[0] if last else None
+    return out
+
+
+async def table_page_vars(datasette) -> dict:
+    metadata = datasette.metadata(database=DATABASE, table="articles") or {}
+    labels = {name: label for name, (label, _) in MULTI_FACETS.items()}
+    labels.update(metadata.get("facet_labels") or {})
+    return {"facet_labels": labels, "value_label": value_label}
+
+
+@hookimpl
+def extra_template_vars(template, database, table, view_name, request, datasette):
+    async def inner():
+        if template == "index.html":
+            return await front_page_vars(datasette)
+        if template == "row-catalog-articles.html":
+            return await article_page_vars(datasette, request)
+        if template.startswith("query-catalog"):
+            return await query_page_vars(datasette, request, template)
+        if view_name == "table" and database == DATABASE:
+            return await table_page_vars(datasette)
+        return {}
+
+    return inner

@@ -1,0 +1,582 @@
+"""The catalog researchers browse: `datasette db/` over a catalog harvested from real records.
+
+One catalog per session: the stand-in serves records/ plus the records of
+pubmed21n1298-part1 that carry what the catalog shows (retractions, errata, trial
+registrations, randomised trials, systematic reviews, ketamine); two harvests, the second
+bringing the records/ files NLM revised in 2026. It lives in a temporary copy of db/
+(tests never touch db/catalog.db) and is read in-process through Datasette's own client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import bibtexparser
+import pytest
+import rispy
+from lxml import etree
+
+from harvest import store
+from harvest.config import Settings
+from harvest.runner import run_harvest
+from tests.conftest import PUBMED, RECORDS
+from tests.eutils_stand_in import Corpus, EutilsStandIn
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "db"
+UPDATE_FILE = PUBMED / "pubmed21n1298-part1.xml.gz"
+# What makes a record of the 2021 update file worth serving to the catalog's tests.
+WANTED = (b"ketamin", b"RetractionIn", b"RetractionOf", b"ErratumIn", b"ExpressionOfConcernIn",
+          b"<DataBankName>ClinicalTrials.gov", b"Randomized Controlled Trial", b"Systematic Review",
+          b"Meta-Analysis")
+SECOND_HARVEST_SINCE = dt.date(2026, 1, 1)  # records/ files NLM revised in 2026 arrive in run 2
+LATE_ARRIVALS = {39971531, 39166619, 15764155, 7550356}
+KETAMINE = {33984391, 34034067, 38011560}
+RETRACTED = {27602157, 31031480, 32743968, 33104149}
+RETRACTION_NOTICES = {34082697, 34086808, 34086810, 34086832}
+MEPOLIZUMAB_RCT = 30578883  # MEDLINE-indexed RCT: structured abstract, PMC, DOI, NCT02020889, MeSH
+UPADACITINIB_RCTS = {34023008, 34023009}
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def catalog_corpus() -> Corpus:
+    corpus = Corpus.cached([RECORDS]).copy()
+    update = Corpus.cached([UPDATE_FILE])
+    for pmid in update.pmids():
+        record = update[pmid]
+        if pmid not in corpus and any(marker in record.raw for marker in WANTED):
+            corpus.put(record)
+    return corpus
+
+
+def copy_config(target: Path) -> Path:
+    """A Datasette configuration directory like db/, without db/'s database."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("metadata.yml", "settings.json"):
+        shutil.copyfile(CONFIG / name, target / name)
+    for name in ("templates", "plugins", "static"):
+        shutil.copytree(CONFIG / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def harvest_settings(server: EutilsStandIn) -> Settings:
+    return Settings(base_url=server.url, email="catalog-tests@example.org", backoff_base=0.05, backoff_cap=1)
+
+
+_SITE: dict[str, Path] = {}
+
+
+def build_catalog_site(tmp_path_factory) -> Path:
+    """The session's catalog (built once per process, shared with test_browser.py)."""
+    if "site" not in _SITE:
+        site = copy_config(tmp_path_factory.mktemp("catalog-site"))
+        corpus = catalog_corpus()
+        late = [corpus.remove(pmid) for pmid in LATE_ARRIVALS]
+        with EutilsStandIn(corpus, enforce_rate_limit=False) as server:
+            first = run_harvest(site / "catalog.db", settings=harvest_settings(server))
+            for record in late:
+                server.corpus.put(record)
+            second = run_harvest(site / "catalog.db", settings=harvest_settings(server),
+                                 since=SECOND_HARVEST_SINCE)
+        assert second.new == len(LATE_ARRIVALS) and first.new > 700
+        views = CONFIG / "views.sql"
+        if views.exists():  # the migration that adds them is the schema's; apply them here
+            store.open_db(site / "catalog.db").executescript(views.read_text())
+        _SITE["site"] = site
+    return _SITE["site"]
+
+
+class Client:
+    """Datasette's in-process client, on one event loop for the whole session."""
+
+    def __init__(self, site: Path):
+        from datasette.app import Datasette
+
+        self.loop = asyncio.new_event_loop()
+        self.ds = Datasette(config_dir=site)
+        self.loop.run_until_complete(self.ds.invoke_startup())
+
+    def get(self, path: str, **kwargs):
+        return self.loop.run_until_complete(self.ds.client.get(path, **kwargs))
+
+    def json(self, path: str):
+        response = self.get(path)
+        assert response.status_code == 200, (path, response.text[:500])
+        return response.json()
+
+    def post(self, path: str, **kwargs):
+        return self.loop.run_until_complete(self.ds.client.post(path, **kwargs))
+
+    def close(self):
+        self.loop.close()
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    return build_catalog_site(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def db(site):
+    conn = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def client(site):
+    c = Client(site)
+    yield c
+    c.close()
+
+
+def sql_set(db, sql, params=()) -> set:
+    return {row[0] for row in db.execute(sql, params)}
+
+
+def pmids_of(rows) -> list[int]:
+    return [row["pmid"] for row in rows]
+
+
+# -- the front page ---------------------------------------------------------------------------
+
+
+def test_front_page_says_what_the_catalog_holds_and_when_it_was_harvested(client, db):
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.text
+    assert "Ketamine for depression — a living literature catalog" in html
+    current = db.execute("select count(*) from articles where matches_query = 1 and is_deleted = 0").fetchone()[0]
+    assert f"<strong>{current:,}</strong> records" in html
+    last = db.execute("select * from harvest_runs where status = 'success' order by id desc limit 1").fetchone()
+    assert last["id"] == 2
+    assert last["finished_at"][:16].replace("T", " ") in html
+    assert f"query version {last['query_version']}" in html
+    assert f'{len(LATE_ARRIVALS)} new</a>' in html
+    assert "ketamin*[Title/Abstract]" in html  # the query text itself
+    # Where to start: the ranked search box, the main table, every ready-made question.
+    assert 'action="/catalog/search"' in html and 'name="q"' in html
+    assert 'href="/catalog/articles"' in html
+    for name in ("new_since", "rcts_by_molecule", "systematic_reviews", "retracted_or_corrected",
+                 "counts_per_year_by_design", "registered_trials"):
+        assert f'href="/catalog/{name}"' in html
+    assert 'href="/catalog/feed_new.atom"' in html
+
+
+def test_front_page_chart_counts_records_per_year_as_sql_does(client, db):
+    html = client.get("/").text
+    svg = html[html.index("<svg class=\"year-chart\""):html.index("</svg>") + 6]
+    etree.fromstring(svg.encode())  # well-formed, inline, no external references
+    assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")
+    drawn = {int(y): int(n.replace(",", "")) for y, n in re.findall(r"<title>(\d{4}): ([\d,]+) records</title>", svg)}
+    expected = {row[0]: row[1] for row in db.execute(
+        "select pub_year, count(*) from articles where matches_query = 1 and is_deleted = 0 "
+        "and pub_year is not null group by pub_year")}
+    assert drawn == expected
+    assert 'href="/catalog/articles?pub_year=2021"' in svg
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+def test_search_finds_the_ketamine_records_ranked_by_relevance(client, db):
+    rows = client.json("/catalog/search.json?q=ketamine&_shape=array")
+    found = pmids_of(rows)
+    assert set(found) == sql_set(db, "select rowid from articles_fts where articles_fts match 'ketamine'")
+    assert KETAMINE <= set(found)
+    # bm25 with titles weighted: records with ketamine in the title come first.
+    in_title = [("ketamine" in (r["title"] or "").lower()) for r in rows]
+    assert in_title == sorted(in_title, reverse=True)
+    assert [r["relevance"] for r in rows] == sorted(r["relevance"] for r in rows)
+    assert "**" in rows[0]["search_snippet"]
+
+
+def test_search_supports_phrases_operators_prefixes_and_columns(client, db):
+    def found(q):
+        return set(pmids_of(client.json(f"/catalog/search.json?_shape=array&q={q}")))
+
+    assert found("esketamine") == sql_set(db, "select rowid from articles_fts where articles_fts match 'esketamine'")
+    assert 38011560 in found("%22rapid-acting antidepressant%22")
+    assert found("title:ketamine") == sql_set(db, "select rowid from articles_fts where title match 'ketamine'")
+    assert found("upadacitinib OR mepolizumab") == found("upadacitinib") | found("mepolizumab")
+    assert found("antidepress*") >= {38011560, 33984391}
+    assert 34034067 not in found("ketamine NOT cognitive")
+
+
+@pytest.mark.parametrize("q", ['"unclosed', "ketamine AND", "treatment-resistant depression", "nosuchcolumn:ketamine", "(", "*"])
+def test_malformed_search_syntax_gets_a_message_not_an_error(client, q):
+    page = client.get("/catalog/search", params={"q": q})
+    assert page.status_code == 200
+    assert "is not valid search syntax" in page.text
+    assert client.get("/catalog/search.json", params={"q": q}).status_code == 200
+    # The table page's own search box escapes its input too.
+    assert client.get("/catalog/articles", params={"_search": q}).status_code == 200
+
+
+def test_search_page_explains_the_syntax_and_runs_no_query_when_empty(client):
+    page = client.get("/catalog/search")
+    assert page.status_code == 200
+    assert 'id="syntax"' in page.text and "title:esketamine" in page.text
+    assert client.json("/catalog/search.json?_shape=array") == []
+
+
+def test_search_results_link_to_article_pages_feed_and_exports(client):
+    html = client.get("/catalog/search?q=ketamine").text
+    assert 'href="/catalog/articles/38011560"' in html
+    assert 'href="/catalog/feed_search.atom?q=ketamine"' in html
+    assert 'href="/catalog/search.ris?q=ketamine"' in html
+    assert 'href="/catalog/search.bib?q=ketamine"' in html
+    assert 'href="/catalog/articles?_search=ketamine"' in html
+
+
+# -- the articles table: facets, sort, descriptions, labels -----------------------------------
+
+
+def facet(client, name, query="") -> dict:
+    data = client.json(f"/catalog/articles.json?_facet_size=max&_size=1{query}")
+    return {str(v["value"]): v["count"] for v in data["facet_results"][name]["results"]}
+
+
+@pytest.mark.parametrize("column", ["pub_year", "study_design", "journal", "citation_status"])
+def test_column_facets_count_what_sql_counts(client, db, column):
+    expected = {str(k): n for k, n in db.execute(
+        f"select {column}, count(*) from articles where {column} is not null group by {column}")}
+    assert facet(client, column) == expected
+
+
+@pytest.mark.parametrize("name, pairs", [
+    ("molecule", "select pmid, value from article_tags where facet = 'molecule'"),
+    ("route", "select pmid, value from article_tags where facet = 'route'"),
+    ("population", "select pmid, value from article_tags where facet = 'population'"),
+    ("pubtype", "select p.pmid, t.name as value from article_publication_types p join publication_types t on t.ui = p.publication_type_ui"),
+    ("mesh", "select m.pmid, d.name as value from article_mesh m join mesh_descriptors d using (descriptor_ui)"),
+    ("lang", "select pmid, language as value from article_languages"),
+])
+def test_multi_valued_facets_count_what_sql_counts(client, db, name, pairs):
+    expected = {k: n for k, n in db.execute(f"select value, count(distinct pmid) from ({pairs}) group by value")}
+    counts = facet(client, name)
+    # At most max_returned_rows values, the most frequent first.
+    assert counts == dict(sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:1000])
+    assert counts  # the shared records do carry these
+
+
+def test_retraction_facet_and_its_filter(client, db):
+    counts = facet(client, "notice")
+    assert counts["Retracted"] == len(RETRACTED)
+    assert counts["Retraction notice"] == len(RETRACTION_NOTICES)
+    assert counts["Erratum published"] == db.execute(
+        "select count(distinct pmid) from comments_corrections where ref_type = 'ErratumIn'").fetchone()[0]
+    rows = client.json("/catalog/articles.json?_notice=Retracted&_shape=array")
+    assert set(pmids_of(rows)) == RETRACTED
+
+
+def test_facet_filters_combine_and_narrow_the_rows(client, db):
+    rows = client.json("/catalog/articles.json?_shape=array&_size=max&_molecule=unspecified_ketamine")
+    assert set(pmids_of(rows)) == sql_set(db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'")
+    narrowed = client.json("/catalog/articles.json?_shape=array&_molecule=unspecified_ketamine&_route=intravenous&_population=treatment_resistant_depression")
+    assert pmids_of(narrowed) == [34034067]
+    page = client.get("/catalog/articles?_molecule=unspecified_ketamine&_route=intravenous")
+    assert 'molecule is &#34;unspecified ketamine&#34;' in page.text or 'molecule is "unspecified ketamine"' in page.text
+    # Within a filter the facet counts follow it.
+    assert facet(client, "pub_year", "&_molecule=unspecified_ketamine") == {
+        str(k): n for k, n in db.execute(
+            "select pub_year, count(*) from articles where pmid in (select pmid from article_tags "
+            "where facet = 'molecule' and value = 'unspecified_ketamine') group by pub_year")}
+
+
+def test_articles_open_newest_first_as_a_list_of_records(client, db):
+    rows = client.json("/catalog/articles.json?_shape=array&_size=100")
+    dates = [r["pub_date"] for r in rows]
+    assert dates == sorted(dates, reverse=True)
+    assert dates[0] == db.execute("select max(pub_date) from articles").fetchone()[0]
+    html = client.get("/catalog/articles").text
+    assert 'class="record-list"' in html and f'href="/catalog/articles/{rows[0]["pmid"]}"' in html
+    assert 'class="rows-and-columns"' in client.get("/catalog/articles?_view=table").text
+
+
+def test_every_column_of_every_table_has_a_description(client, db):
+    import yaml
+
+    tables = yaml.safe_load((CONFIG / "metadata.yml").read_text())["databases"]["catalog"]["tables"]
+    names = [r[0] for r in db.execute(
+        "select name from sqlite_master where type = 'table' and name not like 'articles_fts%' "
+        "and name not like 'sqlite_%'")]
+    missing = [f"{t}.{c[1]}" for t in names for c in db.execute(f"pragma table_info([{t}])")
+               if t != "_sqlite_migrations" and c[1] not in (tables.get(t, {}).get("columns") or {})]
+    assert missing == []
+    assert "PubMed identifier" in client.get("/catalog/articles?_view=table").text
+
+
+def test_foreign_keys_show_names_not_ids(client, db):
+    rows = client.json("/catalog/article_authors.json?_shape=array&_labels=on&pmid=38011560&_sort=position")
+    assert rows[0]["author_id"]["label"] == "Krystal JH"
+    assert rows[0]["pmid"]["label"].startswith("Ketamine and the neurobiology of depression")
+    mesh = client.json(f"/catalog/article_mesh.json?_shape=array&_labels=on&pmid={MEPOLIZUMAB_RCT}")
+    assert "Granulomatosis with Polyangiitis" in {r["descriptor_ui"]["label"] for r in mesh}
+    types = client.get(f"/catalog/article_publication_types?pmid={MEPOLIZUMAB_RCT}").text
+    assert "Randomized Controlled Trial" in types
+
+
+# -- the article page -------------------------------------------------------------------------
+
+
+def test_article_page_reads_like_a_record_with_links_out(client):
+    page = client.get(f"/catalog/articles/{MEPOLIZUMAB_RCT}")
+    assert page.status_code == 200
+    html = page.text
+    assert "Evaluation of clinical benefit from treatment with mepolizumab" in html
+    assert "Wechsler ME" in html  # the byline
+    assert "<em>The Journal of allergy and clinical immunology</em>" in html
+    for label in ("BACKGROUND:", "OBJECTIVE:", "METHODS:", "RESULTS:", "CONCLUSION:"):
+        assert f">{label}</strong>" in html
+    assert "Granulomatosis with Polyangiitis" in html and "Randomized Controlled Trial" in html
+    assert f'href="https://pubmed.ncbi.nlm.nih.gov/{MEPOLIZUMAB_RCT}/"' in html
+    assert 'href="https://doi.org/10.1016/j.jaci.2018.11.041"' in html
+    assert 'href="https://pmc.ncbi.nlm.nih.gov/articles/PMC7254609/"' in html
+    assert 'href="https://clinicaltrials.gov/study/NCT02020889"' in html
+    assert f'href="/catalog/articles/{MEPOLIZUMAB_RCT}.ris"' in html
+    assert f'href="/catalog/articles/{MEPOLIZUMAB_RCT}.bib"' in html
+
+
+def test_retracted_and_corrected_articles_carry_a_warning_first(client):
+    html = client.get("/catalog/articles/27602157").text
+    warning = html.index('class="notice notice-retracted"')
+    assert warning < html.index('class="record-title"')
+    assert "Retracted." in html and 'href="https://pubmed.ncbi.nlm.nih.gov/34093767/"' in html
+    notice = client.get("/catalog/articles/34082697").text
+    assert "Retraction notice." in notice and "https://pubmed.ncbi.nlm.nih.gov/18808659/" in notice
+    erratum = client.get("/catalog/articles/34023008").text
+    assert 'class="notice notice-erratum"' in erratum and "34090603" in erratum
+
+
+# -- ready-made questions ---------------------------------------------------------------------
+
+
+def query(client, name, **params):
+    qs = "&".join(f"{k}={v}" for k, v in params.items())
+    return client.json(f"/catalog/{name}.json?_shape=array&{qs}")
+
+
+def test_new_since_defaults_to_the_last_harvest_not_the_clock(client, db):
+    assert set(pmids_of(query(client, "new_since"))) == LATE_ARRIVALS
+    everything = db.execute("select count(*) from articles").fetchone()[0]
+    assert len(query(client, "new_since", since="2000-01-01")) == everything
+    first_run = db.execute("select started_at from harvest_runs where id = 1").fetchone()[0]
+    assert len(query(client, "new_since", since=first_run)) == everything
+    html = client.get("/catalog/new_since").text
+    assert "the last successful harvest (run 2" in html
+
+
+def test_rcts_by_molecule(client, db):
+    assert set(pmids_of(query(client, "rcts_by_molecule", molecule="upadacitinib"))) == UPADACITINIB_RCTS
+    rows = query(client, "rcts_by_molecule", molecule="mepolizumab")
+    assert pmids_of(rows) == [MEPOLIZUMAB_RCT]
+    assert "mepolizumab" in rows[0]["substances"]
+    # A ketamine form is looked up in the tags: the shared records hold no ketamine RCT.
+    tagged = sql_set(db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine' "
+                         "and pmid in (select pmid from article_tags where facet = 'design' and value in ('rct', 'crossover_rct'))")
+    assert set(pmids_of(query(client, "rcts_by_molecule", molecule="unspecified ketamine"))) == tagged
+
+
+def test_systematic_reviews_and_meta_analyses(client, db):
+    rows = query(client, "systematic_reviews")
+    expected = sql_set(db, "select pmid from article_tags where facet = 'design' and value in ('systematic_review', 'meta_analysis')")
+    assert set(pmids_of(rows)) == expected and len(expected) > 100
+    on_ketamine = query(client, "systematic_reviews", topic="ketamine")
+    assert pmids_of(on_ketamine) == [33962333]  # intrathecal ketamine meta-analysis
+
+
+def test_retracted_or_corrected(client, db):
+    rows = query(client, "retracted_or_corrected")
+    pmids = pmids_of(rows)
+    assert set(pmids[:4]) == RETRACTED  # retractions first
+    assert RETRACTION_NOTICES <= set(pmids)
+    assert sql_set(db, "select pmid from comments_corrections where ref_type = 'ErratumIn'") <= set(pmids)
+    assert set(pmids_of(query(client, "retracted_or_corrected", status="Retracted"))) == RETRACTED
+    notice = next(r for r in rows if r["pmid"] == 27602157)
+    assert notice["notices"] == "RetractionIn: PMID 34093767"
+
+
+def test_counts_per_year_by_design(client, db):
+    rows = query(client, "counts_per_year_by_design")
+    assert sum(r["records"] for r in rows) == db.execute(
+        "select count(*) from articles where matches_query = 1 and is_deleted = 0").fetchone()[0]
+    rct_2021 = db.execute("select count(*) from articles where pub_year = 2021 and study_design = 'rct'").fetchone()[0]
+    assert {"pub_year": 2021, "study_design": "rct", "records": rct_2021} in rows
+    assert all(r["study_design"] == "rct" for r in query(client, "counts_per_year_by_design", design="rct"))
+
+
+def test_records_with_a_registered_trial(client, db):
+    rows = query(client, "registered_trials")
+    assert set(pmids_of(rows)) == sql_set(db, "select pmid from trial_registrations")
+    [row] = query(client, "registered_trials", trial_id="nct02020889")
+    assert row["pmid"] == MEPOLIZUMAB_RCT and row["registry_url"] == "https://clinicaltrials.gov/study/NCT02020889"
+    isrctn = query(client, "registered_trials", registry="ISRCTN")
+    assert isrctn and all(r["registry_url"].startswith("https://www.isrctn.com/ISRCTN") for r in isrctn)
+
+
+# -- feeds ------------------------------------------------------------------------------------
+
+
+def assert_valid_atom(xml: bytes) -> list:
+    """The RFC 4287 rules a feed reader relies on; returns the entries."""
+    feed = etree.fromstring(xml)
+    assert feed.tag == f"{ATOM}feed"
+    for name in ("id", "title", "updated"):
+        assert len(feed.findall(f"{ATOM}{name}")) == 1, name
+    assert feed.find(f"{ATOM}link[@rel='self']") is not None
+    entries = feed.findall(f"{ATOM}entry")
+    for entry in entries:
+        for name in ("id", "title", "updated"):
+            assert len(entry.findall(f"{ATOM}{name}")) == 1, name
+        assert dt.datetime.fromisoformat(entry.findtext(f"{ATOM}updated")).tzinfo is not None
+        assert entry.find(f"{ATOM}author/{ATOM}name") is not None or feed.find(f"{ATOM}author") is not None
+        assert entry.find(f"{ATOM}link") is not None or entry.find(f"{ATOM}content") is not None
+    return entries
+
+
+def test_feed_of_newly_added_records_is_valid_atom_newest_first(client):
+    response = client.get("/catalog/feed_new.atom")
+    assert response.status_code == 200 and "xml" in response.headers["content-type"]
+    entries = assert_valid_atom(response.content)
+    assert len(entries) == 100
+    ids = [e.findtext(f"{ATOM}id") for e in entries]
+    assert {int(i.rstrip("/").rsplit("/", 1)[1]) for i in ids[:4]} == LATE_ARRIVALS
+
+
+def test_a_search_is_a_feed_too_even_when_nothing_matches(client, db):
+    entries = assert_valid_atom(client.get("/catalog/feed_search.atom?q=ketamine").content)
+    found = {int(e.findtext(f"{ATOM}id").rstrip("/").rsplit("/", 1)[1]) for e in entries}
+    assert found == sql_set(db, "select rowid from articles_fts where articles_fts match 'ketamine'")
+    empty = client.get("/catalog/feed_search.atom?q=zzzqqqxxx")
+    assert empty.status_code == 200 and assert_valid_atom(empty.content) == []
+
+
+# -- exports ----------------------------------------------------------------------------------
+
+
+def test_pages_export_ris_bibtex_and_csl_json(client, db):
+    ris = client.get("/catalog/articles.ris?_molecule=unspecified_ketamine&_size=max")
+    assert ris.status_code == 200 and ris.headers["content-type"].startswith("application/x-research-info-systems")
+    entries = rispy.loads(ris.text)
+    assert {int(e["accession_number"]) for e in entries} == sql_set(
+        db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'")
+    bib = bibtexparser.parse_string(client.get("/catalog/search.bib?q=ketamine").text)
+    assert bib.failed_blocks == [] and {f"pmid{p}" for p in KETAMINE} <= {e.key for e in bib.entries}
+    [item] = json.loads(client.get(f"/catalog/articles/{MEPOLIZUMAB_RCT}.csljson").text)
+    assert item["DOI"] == "10.1016/j.jaci.2018.11.041" and item["type"] == "article-journal"
+
+
+def test_pages_export_csv_and_json(client, db):
+    text = client.get("/catalog/articles.csv?_size=max&_notice=Retracted").text
+    assert {int(r["pmid"]) for r in csv.DictReader(io.StringIO(text))} == RETRACTED
+    data = client.json("/catalog/rcts_by_molecule.json?molecule=upadacitinib")
+    assert {r[0] for r in data["rows"]} == UPADACITINIB_RCTS
+
+
+# -- read-only and safe to publish -----------------------------------------------------------
+
+
+def test_every_page_sends_a_content_security_policy_and_loads_nothing_from_elsewhere(client):
+    for path in ("/", "/catalog", "/catalog/articles", "/catalog/search?q=ketamine",
+                 f"/catalog/articles/{MEPOLIZUMAB_RCT}", "/catalog/new_since"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
+        # Scripts, styles, fonts and images come from this server only.
+        loaded = re.findall(r'<script[^>]+src="([^"]+)"|<link rel="stylesheet" href="([^"]+)"|<img[^>]+src="([^"]+)"',
+                            response.text)
+        assert loaded and all(url.startswith("/") and not url.startswith("//")
+                              for found in loaded for url in found if url), loaded
+
+
+def test_robots_txt_lets_crawlers_read_articles_but_not_every_query(client):
+    robots = client.get("/robots.txt").text.splitlines()
+    assert robots[0] == "User-agent: *"
+    assert "Allow: /catalog/articles/" in robots and "Disallow: /" in robots
+
+
+def test_the_catalog_cannot_be_written_through_the_web(client, db):
+    before = db.execute("select count(*) from articles").fetchone()[0]
+    response = client.get("/catalog.json", params={"sql": "delete from articles"})
+    assert response.status_code == 400 and "Statement must be a SELECT" in response.text
+    for path in ("/catalog/articles", "/catalog/articles/-/insert", "/catalog/search", "/-/logout"):
+        assert client.post(path, json={"rows": [{"pmid": 1}]}).status_code == 405, path
+    assert client.get("/catalog.db").status_code in (403, 404)
+    assert db.execute("select count(*) from articles").fetchone()[0] == before
+    settings = client.json("/-/settings.json")
+    assert settings["sql_time_limit_ms"] <= 5000 and settings["allow_download"] is False
+
+
+def test_a_slow_query_stops_at_the_time_limit(client):
+    slow = "with recursive n(i) as (select 1 union all select i + 1 from n) select count(*) from n"
+    response = client.get("/catalog.json", params={"sql": slow, "_timelimit": "50"})
+    assert response.status_code == 400 and "interrupted" in response.text.lower()
+
+
+def test_served_catalog_shows_a_new_harvest_without_a_restart(tmp_path, records_corpus):
+    """`make run` serves the live file read-only: a harvest's records appear at once."""
+    site = copy_config(tmp_path / "site")
+    corpus = records_corpus.copy()
+    for pmid in corpus.pmids()[20:]:
+        corpus.remove(pmid)  # twenty records are enough
+    late = corpus.remove(38011560) if 38011560 in corpus else corpus.remove(corpus.pmids()[0])
+    with EutilsStandIn(corpus, enforce_rate_limit=False) as server:
+        run_harvest(site / "catalog.db", settings=harvest_settings(server))
+        client = Client(site)
+        try:
+            assert client.ds.databases["catalog"].is_mutable
+            before = client.json("/catalog/articles.json?_size=1")["filtered_table_rows_count"]
+            assert client.get(f"/catalog/articles/{late.pmid}").status_code == 404
+            server.corpus.put(late)
+            run_harvest(site / "catalog.db", settings=harvest_settings(server), full=True)
+            assert client.json("/catalog/articles.json?_size=1")["filtered_table_rows_count"] == before + 1
+            assert client.get(f"/catalog/articles/{late.pmid}").status_code == 200
+            assert late.pmid in pmids_of(client.json("/catalog/new_since.json?_shape=array"))
+        finally:
+            client.close()
+
+
+def test_publish_build_makes_an_immutable_copy_and_replaces_it_atomically(site, tmp_path):
+    sys.path.insert(0, str(CONFIG))
+    try:
+        import publish
+    finally:
+        sys.path.remove(str(CONFIG))
+    target = tmp_path / "published"
+    published = publish.build(site / "catalog.db", target)
+    inspect = json.loads((target / "inspect-data.json").read_text())
+    assert inspect["catalog"]["file"] == "catalog.db"
+    assert sorted(p.name for p in target.iterdir()) == [
+        "catalog.db", "inspect-data.json", "metadata.yml", "plugins", "settings.json", "static", "templates"]
+    client = Client(target)
+    try:
+        assert not client.ds.databases["catalog"].is_mutable
+        assert client.json("/catalog/articles.json?_size=1")["filtered_table_rows_count"] == \
+            inspect["catalog"]["tables"]["articles"]["count"]
+        assert client.get("/catalog/search?q=ketamine").status_code == 200
+        assert client.get("/catalog/articles/38011560.ris").status_code == 200
+    finally:
+        client.close()
+    # A rebuild renames a new file over the old one: a reader holding the old file keeps it whole.
+    reader = sqlite3.connect(f"file:{published}?immutable=1", uri=True)
+    count = reader.execute("select count(*) from articles").fetchone()[0]
+    old_inode = os.stat(published).st_ino
+    publish.build(site / "catalog.db", target)
+    assert os.stat(published).st_ino != old_inode
+    assert reader.execute("select count(*) from articles").fetchone()[0] == count
+    reader.close()
+    assert not [p for p in target.iterdir() if p.name.startswith(".")]
