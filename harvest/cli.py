@@ -162,6 +162,45 @@ def import_(files, db_path, match_topic):
     )
 
 
+@cli.command()
+@db_option
+def retag(db_path):
+    """Re-tag every stored record with the current rules (after a rule change)."""
+    from .tags import RULES_VERSION
+
+    db_path = db_path or default_db_path()
+    if not Path(db_path).exists():
+        _fail(f"no catalog at {db_path}")
+    with store.harvest_lock(db_path):
+        db = store.open_db(db_path)
+        count = store.retag_all(db)
+    click.echo(f"re-tagged {count} records with {RULES_VERSION}")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@db_option
+@click.option("--no-baseline", is_flag=True, help="Skip the TF-IDF + logistic-regression baseline.")
+@click.option("--check", is_flag=True, help="Exit 1 when a target of the evaluation is not met.")
+def evaluate(files, db_path, no_baseline, check):
+    """Score the text-only tagger against PubMed's own indexing (MEDLINE records, report split).
+
+    Reads the catalog's stored records, or the PubMed XML FILES given.
+    """
+    from .evaluate import format_report, run_evaluation
+
+    if files:
+        report = run_evaluation(paths=list(files), baseline=not no_baseline)
+    else:
+        db_path = db_path or default_db_path()
+        if not Path(db_path).exists():
+            _fail(f"no catalog at {db_path}")
+        report = run_evaluation(db=db_path, baseline=not no_baseline)
+    click.echo(format_report(report))
+    if check and not report.targets_met:
+        sys.exit(EXIT_FAILED)
+
+
 def parse_age(text: str) -> dt.timedelta:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text or "")
     if not match:

@@ -364,20 +364,3 @@ def run_evaluation(*, db: Path | str | None = None, paths: Sequence[Path | str] 
     else:
         records = iter_records_from_files(paths or default_corpus_paths())
     return evaluate(records, baseline=baseline)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m harvest.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("files", nargs="*", help="PubMed XML files (default: the shared records)")
-    parser.add_argument("--db", help="score the records stored in this catalog instead")
-    parser.add_argument("--no-baseline", action="store_true")
-    args = parser.parse_args(argv)
-    report = run_evaluation(db=args.db, paths=args.files or None, baseline=not args.no_baseline)
-    print(format_report(report))
-    return 0 if report.targets_met else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

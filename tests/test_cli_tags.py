@@ -1,0 +1,33 @@
+"""`harvest retag` and `harvest evaluate` on a harvested catalog, through the CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.conftest import harvest_env, run_cli
+
+
+def test_retag_rewrites_the_same_tags_and_evaluate_prints_the_report_split(records_server, tmp_path):
+    db_path = tmp_path / "c.db"
+    assert run_cli("run", "--db", db_path, env=harvest_env(records_server.url)).returncode == 0
+    tags = lambda: sqlite3.connect(db_path).execute(  # noqa: E731
+        "select pmid, facet, value, method, evidence from article_tags order by 1, 2, 3").fetchall()
+    before = tags()
+    assert before
+    # A lost tag (as after a rule change) comes back with one command.
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("delete from article_tags where pmid = 38011560")
+    result = run_cli("retag", "--db", db_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "re-tagged 215 records with rules-v1"
+    assert tags() == before
+    designs = sqlite3.connect(db_path).execute(
+        "select count(*) from articles where study_design is null").fetchone()[0]
+    assert designs == 0
+
+    report = run_cli("evaluate", "--db", db_path)
+    assert report.returncode == 0, report.stderr
+    gold = sqlite3.connect(db_path).execute(
+        "select count(*) from articles where citation_status = 'MEDLINE' and pmid % 5 = 0").fetchone()[0]
+    assert f"report split: PMID % 5 == 0, citation status MEDLINE: {gold} records" in report.stdout
+    assert "baseline: TF-IDF + logistic regression" in report.stdout
