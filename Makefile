@@ -6,7 +6,7 @@ DB     ?= db/catalog.db
 HOST   ?= 127.0.0.1
 PORT   ?= 8001
 
-.PHONY: run install harvest serve test clean
+.PHONY: run install harvest serve test clean browser publish-build
 
 # Creates .venv and installs the project with its test tools; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -27,8 +27,19 @@ serve: install
 	$(BIN)/datasette serve db/ --host $(HOST) --port $(PORT)
 
 ## make test: the offline test suite (its own E-utilities stand-in, temporary catalogs)
-test: install
+test: install browser
 	$(BIN)/python -m pytest
+
+## make browser: Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium),
+## installed only where it is missing; never a browser download of Playwright's own.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+## make publish-build: an immutable copy of $(DB) in $(PUBLISH_DIR) with inspect-data.json,
+## built beside the published file and renamed over it; serve it with `datasette $(PUBLISH_DIR)`
+PUBLISH_DIR ?= build/publish
+publish-build: install
+	$(BIN)/python db/publish.py $(DB) $(PUBLISH_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -680,11 +680,14 @@ async def query_page_vars(datasette, request, template) -> dict:
     return out
 
 
-async def table_page_vars(datasette) -> dict:
-    metadata = datasette.metadata(database=DATABASE, table="articles") or {}
+async def table_page_vars(datasette, table) -> dict:
+    metadata = datasette.metadata(database=DATABASE, table=table) or {}
     labels = {name: label for name, (label, _) in MULTI_FACETS.items()}
     labels.update(metadata.get("facet_labels") or {})
-    return {"facet_labels": labels, "value_label": value_label}
+    order = []
+    for config in metadata.get("facets") or []:
+        order.append(config if isinstance(config, str) else next(iter(config.values())))
+    return {"facet_labels": labels, "facet_order": order, "value_label": value_label}
 
 
 @hookimpl
@@ -697,7 +700,7 @@ def extra_template_vars(template, database, table, view_name, request, datasette
         if template.startswith("query-catalog"):
             return await query_page_vars(datasette, request, template)
         if view_name == "table" and database == DATABASE:
-            return await table_page_vars(datasette)
+            return await table_page_vars(datasette, table)
         return {}
 
     return inner

@@ -1,0 +1,165 @@
+"""The catalog in a real browser: Debian's headless Chromium, driven by Playwright, against
+`datasette serve` over a temporary copy of db/ holding the session's catalog, on 127.0.0.1.
+
+A researcher's path: the front page, a search, a result, a facet, a retracted record, a typo in
+the search syntax. Every request the pages make must stay on this server (no CDN), and no page
+may log a script error or a Content-Security-Policy violation. Screenshots go to screenshots/
+(gitignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.test_catalog import KETAMINE, RETRACTED, build_catalog_site
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(os.environ.get("CATALOG_SCREENSHOTS") or ROOT / "screenshots")
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium missing: run `make browser`")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    site = build_catalog_site(tmp_path_factory)
+    port = free_port()
+    datasette = Path(sys.executable).with_name("datasette")
+    # As `make serve` runs it: the project importable (the RIS/BibTeX renderers use harvest.export).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([str(datasette), "serve", str(site), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/-/versions.json", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"datasette did not start: {proc.stdout.read().decode(errors='replace')}")
+                time.sleep(0.2)
+        yield base, site
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    base, _ = server
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.requested = []
+    pg.problems = []
+    pg.on("request", lambda r: pg.requested.append(r.url))
+    pg.on("pageerror", lambda e: pg.problems.append(f"page error: {e}"))
+    pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    yield pg
+    elsewhere = [u for u in pg.requested if not u.startswith(base) and not u.startswith("data:")]
+    assert elsewhere == [], "the pages fetched from another host"
+    assert pg.problems == []
+    context.close()
+
+
+def shot(pg, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_researcher_searches_opens_a_record_and_filters_by_a_facet(page, server):
+    base, site = server
+    db = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
+
+    page.goto(base + "/")
+    assert page.locator("h1").inner_text().startswith("Ketamine for depression")
+    assert page.locator("svg.year-chart rect").count() > 5
+    assert page.locator("svg.year-chart").bounding_box()["width"] > 300
+    shot(page, "1-front-page")
+
+    # The front page's search box leads to ranked results.
+    page.fill("input[name=q]", "ketamine depression")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/catalog/search?q=ketamine+depression")
+    results = page.locator("ol.search-results > li")
+    assert results.count() >= 3
+    found = {int(results.nth(i).get_attribute("data-pmid")) for i in range(results.count())}
+    assert KETAMINE <= found
+    assert page.locator(".snippet mark").first.is_visible()
+    shot(page, "2-search-results")
+
+    # A result opens as a record: title, byline, abstract, links out.
+    page.click("ol.search-results a[href='/catalog/articles/38011560']")
+    page.wait_for_url("**/catalog/articles/38011560")
+    assert "Ketamine and the neurobiology of depression" in page.locator("h1.record-title").inner_text()
+    assert "Krystal JH" in page.locator("p.byline").inner_text()
+    assert page.locator("a.link-pubmed").get_attribute("href") == "https://pubmed.ncbi.nlm.nih.gov/38011560/"
+    assert page.locator("a.link-doi").get_attribute("href") == "https://doi.org/10.1073/pnas.2305772120"
+    assert page.locator("a.link-pmc").is_visible()
+    exports = page.locator("p.export-links").inner_text()
+    assert "RIS" in exports and "BibTeX" in exports and "CSL-JSON" in exports
+    shot(page, "3-article")
+
+    # The articles table, newest first; a facet value narrows it.
+    page.goto(base + "/catalog/articles")
+    molecule = page.locator("#facet-molecule a", has_text="unspecified ketamine")
+    molecule.click()
+    page.wait_for_url("**/catalog/articles?_molecule=unspecified_ketamine")
+    expected = db.execute("select count(*) from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'").fetchone()[0]
+    assert page.locator("ol.record-list > li").count() == expected
+    assert page.locator("#facet-molecule li.selected").inner_text().startswith("unspecified ketamine")
+    shot(page, "4-facet")
+    db.close()
+
+
+def test_a_retracted_record_warns_before_anything_else(page, server):
+    base, _ = server
+    pmid = sorted(RETRACTED)[0]
+    page.goto(f"{base}/catalog/articles/{pmid}")
+    warning = page.locator(".notice-retracted")
+    assert warning.is_visible() and "Retracted" in warning.inner_text()
+    assert warning.bounding_box()["y"] < page.locator("h1.record-title").bounding_box()["y"]
+    shot(page, "5-retracted")
+
+
+def test_search_syntax_mistakes_get_a_message(page, server):
+    base, _ = server
+    page.goto(base + "/catalog/search")
+    assert page.locator("#syntax").is_visible()
+    page.fill("input[name=q]", '"rapid-acting antidepressant')
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    assert "is not valid search syntax" in page.locator(".search-syntax-note").inner_text()
+    assert page.locator("ol.search-results > li").count() >= 1
+    shot(page, "6-search-syntax")
