@@ -1,32 +1,39 @@
 """Streaming parser for PubMed XML: bytes in, one plain dict per record out.
 
 What this module owns
-    Turning one PubMed XML document -- an EFetch response, an annual baseline or
-    daily update file (``PubmedArticleSet``), an old ``MedlineCitationSet`` file,
-    or a bare ``<PubmedArticle>`` / ``<PubmedBookArticle>`` -- into dicts, in
-    document order:
+    Turning one PubMed XML document into dicts, in document order. Accepted
+    documents: ``PubmedArticleSet`` (EFetch answers, annual baseline and daily
+    update files), ``MedlineCitationSet`` (the old MEDLINE format, no
+    ``PubmedData``), ``PubmedBookArticleSet``, and a bare ``PubmedArticle``,
+    ``PubmedBookArticle`` or ``MedlineCitation`` -- which is what an article's
+    own ``xml`` bytes are, so a stored record can be parsed again on its own.
+    It yields
 
     * ``{"type": "delete", "pmid": int, "pmid_version": int}`` for every PMID of
       a ``DeleteCitation`` block;
     * ``{"type": "article", ...}`` for every ``PubmedArticle``,
-      ``PubmedBookArticle`` and bare ``MedlineCitation`` (see ``_article`` for the
-      keys; every key is always present, lists empty and scalars None when the
-      record has nothing for them).
+      ``PubmedBookArticle`` and bare ``MedlineCitation``, with every key of
+      ``_empty_article`` always present (lists empty and scalars None when the
+      record has nothing for them). Identifiers (doi, pii, pmcid, article_ids)
+      come only from the article's own ArticleIdList and ELocationID, never
+      from its reference list. Book chapters list their authors with
+      ``role="author"`` and the book's editors with ``role="editor"``,
+      positions counted within each role.
 
-    It also owns the decision of which documents are not PubMed article
-    documents (eSummary/eLink results, NCBI ``<ERROR>`` answers, HTML pages) and
-    which are unsafe (entity declarations), and says so with ``PubmedXMLError``.
+    It also owns deciding which documents are not PubMed article documents
+    (eSummary/eLink results, NCBI ``<ERROR>`` answers, HTML pages) and which
+    are unsafe (entity declarations), and saying so with ``PubmedXMLError``.
 
 What it must never do
     No I/O beyond reading ``source``: no files opened, no network, no DTD
-    loading, no external or internal entity expansion, no database, no logging
-    side effects. It never keeps records after yielding them: the tree is cleared
-    as it goes, so memory does not grow with the size of the document.
+    loading, no entity expansion, no database, no logging. It never keeps
+    records after yielding them: each finished record is cleared from the tree
+    with everything before it, so memory does not grow with the document.
 
-Errors are raised lazily, while iterating: records before the fault in a
-document have already been yielded when the error arrives, so a caller that
-must treat a document as all-or-nothing should collect (or stage) the records
-and commit only once iteration has finished without an exception.
+Errors are raised lazily, while iterating: the records before a fault have
+already been yielded when the error arrives, so a caller that must treat a
+document as all-or-nothing collects (or stages) its records and commits only
+once iteration has finished without an exception.
 """
 
 from __future__ import annotations
@@ -61,7 +68,10 @@ ACCEPTED_ROOTS = frozenset(
     }
 )
 _RECORD_TAGS = frozenset({"PubmedArticle", "PubmedBookArticle"})
+_WATCHED_TAGS = _RECORD_TAGS | {"MedlineCitation", "DeleteCitation", "ERROR"}
 _MAX_EVENTS_AFTER_REFUSED_ROOT = 20_000  # enough to find an <ERROR> in any real NCBI answer
+_HEAD_BYTES = 4096
+_FIRST_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 
 
 # --------------------------------------------------------------------------
@@ -109,6 +119,7 @@ class _BinaryReader:
                 f"parse_pubmed_xml needs bytes or a binary file-like object, not {type(source).__name__}"
             )
         self._name = source_name
+        self.head = b""  # the first bytes read, to name the root of a document that fails early
 
     def read(self, size: int = -1) -> bytes:
         try:
@@ -121,7 +132,10 @@ class _BinaryReader:
             raise TypeError(
                 f"{self._name} was opened in text mode; parse_pubmed_xml needs a binary stream ('rb')"
             )
-        return bytes(chunk) if chunk is not None else b""
+        chunk = bytes(chunk) if chunk is not None else b""
+        if len(self.head) < _HEAD_BYTES:
+            self.head += chunk[: _HEAD_BYTES - len(self.head)]
+        return chunk
 
 
 class _RefuseAllResolver(etree.Resolver):
@@ -134,7 +148,7 @@ class _RefuseAllResolver(etree.Resolver):
 def _new_iterparse(reader: _BinaryReader):
     context = etree.iterparse(
         reader,
-        events=("start", "end"),
+        events=("end",),
         load_dtd=False,
         dtd_validation=False,
         attribute_defaults=False,
@@ -151,39 +165,33 @@ def _new_iterparse(reader: _BinaryReader):
 
 def _iter_documents_records(reader: _BinaryReader, source_name: str) -> Iterator[dict]:
     context = _new_iterparse(reader)
-    root_tag = None
-    depth = 0
+    root = None
     try:
-        for event, element in context:
-            if event == "start":
-                depth += 1
-                if depth == 1:
-                    root_tag = element.tag
-                    _refuse_entity_declarations(element, source_name)
-                    if root_tag not in ACCEPTED_ROOTS:
-                        _refuse_root(context, element, source_name)
-                continue
-            depth -= 1
+        for _event, element in context:
+            if root is None:  # the first finished element: the root and DOCTYPE are known
+                root = element.getroottree().getroot()
+                _refuse_entity_declarations(root, source_name)
+                if root.tag not in ACCEPTED_ROOTS:
+                    _refuse_root(context, root, element, source_name)
             tag = element.tag
-            if tag in _RECORD_TAGS and depth <= 1:
+            if tag not in _WATCHED_TAGS:
+                continue
+            top_level = element is root or element.getparent() is root
+            if not top_level:
+                continue
+            if tag in _RECORD_TAGS or (tag == "MedlineCitation" and root.tag in ("MedlineCitationSet", "MedlineCitation")):
                 yield _article(element, source_name)
                 _forget(element)
-            elif tag == "MedlineCitation" and (
-                (depth == 1 and root_tag == "MedlineCitationSet") or (depth == 0 and root_tag == "MedlineCitation")
-            ):
-                yield _article(element, source_name)
-                _forget(element)
-            elif tag == "DeleteCitation" and depth == 1:
+            elif tag == "DeleteCitation":
                 yield from _deletes(element, source_name)
                 _forget(element)
-            elif tag == "ERROR" and depth == 1:
+            elif tag == "ERROR":
                 raise PubmedXMLError(
                     f"NCBI returned an error inside {source_name}: {_text(element) or '(empty <ERROR>)'}"
                 )
     except etree.XMLSyntaxError as exc:
+        root_tag = root.tag if root is not None else _sniffed_root(reader.head)
         raise _syntax_error(exc, context, source_name, root_tag) from exc
-    if root_tag is None:  # pragma: no cover - libxml2 raises "no element found" first
-        raise PubmedXMLError(f"truncated or malformed XML in {source_name}: no root element")
 
 
 def _forget(element) -> None:
@@ -208,10 +216,10 @@ def _refuse_entity_declarations(root, source_name: str) -> None:
         )
 
 
-def _refuse_root(context, root, source_name: str) -> None:
+def _refuse_root(context, root, first_finished, source_name: str) -> None:
     """Raise for a document whose root is not a PubMed article document,
     naming the root and any NCBI <ERROR> text it carries."""
-    errors = _error_texts_until_end(context)
+    errors = _error_texts_until_end(context, first_finished)
     name = _local(root.tag)
     if errors:
         raise PubmedXMLError(
@@ -224,19 +232,34 @@ def _refuse_root(context, root, source_name: str) -> None:
     )
 
 
-def _error_texts_until_end(context) -> list[str]:
-    """Texts of the <ERROR> elements (a bare <ERROR> root included) in the rest
-    of a refused document; stops early on a syntax error or a long document."""
+def _error_texts_until_end(context, first_finished) -> list[str]:
+    """Texts of the <ERROR> elements (a bare <ERROR> root included) in a refused
+    document, from its first finished element on; stops early on a syntax
+    error or a long document."""
     errors: list[str] = []
+
+    def note(element) -> None:
+        if element.tag == "ERROR":
+            errors.append(_text(element) or "(empty <ERROR>)")
+
+    note(first_finished)
     try:
-        for count, (event, element) in enumerate(context):
-            if event == "end" and element.tag == "ERROR":
-                errors.append(_text(element) or "(empty <ERROR>)")
+        for count, (_event, element) in enumerate(context):
+            note(element)
             if count > _MAX_EVENTS_AFTER_REFUSED_ROOT or len(errors) >= 5:
                 break
     except etree.XMLSyntaxError:
         pass  # an HTML page need not be well-formed; the root is the clearer message
     return errors
+
+
+def _sniffed_root(head: bytes) -> str | None:
+    """The first element name in the document's first bytes, skipping the XML
+    declaration, DOCTYPE and comments (for documents that fail before any
+    element is finished, such as an HTML page with an &nbsp; up front)."""
+    head = re.sub(rb"<!--.*?-->|<!DOCTYPE[^\[>]*(\[.*?\])?\s*>|<\?.*?\?>", b"", head, flags=re.S | re.I)
+    match = _FIRST_TAG.search(head)
+    return match.group(1).decode("ascii", "replace") if match else None
 
 
 def _local(tag) -> str:
@@ -253,6 +276,11 @@ def _syntax_error(exc: etree.XMLSyntaxError, context, source_name: str, root_tag
     if root_tag is None and "no element found" in message:
         return PubmedXMLError(f"truncated or malformed XML in {source_name}: empty document, no root element")
     where = f"{source_name} (line {line}, column {column})"
+    if root_tag is not None and _local(root_tag) not in ACCEPTED_ROOTS:
+        return PubmedXMLError(
+            f"not a PubMed article document: {source_name} has root element <{_local(root_tag)}>, "
+            f"and it is not even well-formed XML (line {line}, column {column}): {message}"
+        )
     lowered = message.lower()
     if "entity" in lowered:
         return PubmedXMLError(
@@ -279,8 +307,8 @@ def _text(element) -> str | None:
     whitespace-collapsed; None when empty or absent."""
     if element is None:
         return None
-    collapsed = " ".join("".join(element.itertext()).split())
-    return collapsed or None
+    raw = "".join(element.itertext()) if len(element) else element.text
+    return " ".join(raw.split()) or None if raw else None
 
 
 def _plain(element) -> str | None:
@@ -553,16 +581,15 @@ _TRIAL_DATABANKS = {
 
 
 def _trial_ids_in_text(text: str | None) -> list[tuple[str, str]]:
-    found = []
+    """(registry, trial id) for every registration id written in the text, in text order."""
     if not text:
-        return found
+        return []
+    found = []
     lowered = text.lower()
     for registry, hint, pattern, canonical in _TRIAL_PATTERNS:
-        if hint not in lowered:
-            continue
-        for match in pattern.finditer(text):
-            found.append((registry, canonical(match)))
-    return found
+        if hint in lowered:
+            found.extend((match.start(), registry, canonical(match)) for match in pattern.finditer(text))
+    return [(registry, trial_id) for _, registry, trial_id in sorted(found)]
 
 
 def _canonical_accession(registry: str, accession: str) -> str:
@@ -586,11 +613,10 @@ def _trial_registrations(databanks: list[dict], texts: list[str | None]) -> list
         if trial_id not in seen:
             seen.add(trial_id)
             registrations.append({"registry": registry, "trial_id": trial_id, "source": "databank"})
-    for text in texts:
-        for registry, trial_id in _trial_ids_in_text(text):
-            if trial_id not in seen:
-                seen.add(trial_id)
-                registrations.append({"registry": registry, "trial_id": trial_id, "source": "abstract"})
+    for registry, trial_id in _trial_ids_in_text("\n".join(text for text in texts if text)):
+        if trial_id not in seen:
+            seen.add(trial_id)
+            registrations.append({"registry": registry, "trial_id": trial_id, "source": "abstract"})
     return registrations
 
 

@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -663,6 +664,63 @@ def test_external_parameter_entity_is_refused():
     assert seen == [] and "refusing XML with entity declarations" in str(error)
 
 
+FETCH_PROBE = r"""
+import sys
+from harvest.pubmed_xml import PubmedXMLError, parse_pubmed_xml
+
+try:
+    records = list(parse_pubmed_xml(sys.stdin.buffer.read(), source_name="probe"))
+except PubmedXMLError as exc:
+    print("refused:", exc)
+else:
+    print("parsed:", len(records))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
+def test_entities_and_dtds_pointing_at_files_or_servers_are_never_fetched(tmp_path):
+    """Each document points at a named pipe (opening it for reading would block
+    the parser until the timeout) or at a local server that notes any
+    connection. The parse runs in a subprocess, so a fetch shows as a timeout
+    or as a connection, never as a hung test run."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}".encode()
+    data = _real_record_document()
+    documents = {
+        "general entity, file": _with_internal_subset(data, b'<!ENTITY x SYSTEM "file://%s">' % bytes(pipe), b"&x;"),
+        "general entity, http": _with_internal_subset(data, b'<!ENTITY x SYSTEM "%s/x">' % url, b"&x;"),
+        "parameter entity, file": _with_internal_subset(data, b'<!ENTITY %% p SYSTEM "file://%s"> %%p;' % bytes(pipe), b"t"),
+        "parameter entity, http": _with_internal_subset(data, b'<!ENTITY %% p SYSTEM "%s/p"> %%p;' % url, b"t"),
+        # No internal subset, only the DOCTYPE's DTD URL, as NLM's own files have:
+        "external DTD, http": data.replace(b"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd", url + b"/pubmed.dtd"),
+    }
+    outcomes = {}
+    try:
+        for name, document in documents.items():
+            probe = subprocess.run(
+                [sys.executable, "-c", FETCH_PROBE], input=document, capture_output=True, timeout=60,
+                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            assert probe.returncode == 0, probe.stderr.decode()
+            outcomes[name] = probe.stdout.decode().split(":")[0]
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nobody connected
+    finally:
+        server.close()
+    assert outcomes == {
+        "general entity, file": "refused",
+        "general entity, http": "refused",
+        "parameter entity, file": "refused",
+        "parameter entity, http": "refused",
+        "external DTD, http": "parsed",
+    }
+
+
 def test_billion_laughs_is_refused_quickly():
     lol = [b'<!ENTITY lol0 "lol">'] + [
         b"<!ENTITY lol%d \"%s\">" % (i, b"".join(b"&lol%d;" % (i - 1) for _ in range(10))) for i in range(1, 10)
@@ -702,6 +760,9 @@ def test_html_error_pages_are_refused_naming_the_root():
     assert "not a PubMed article document" in str(error) and "<html>" in str(error)
     _, error = _collect_until_error((DATA / "eutils" / "biopython" / "pubmed3.html").read_bytes(), "pubmed3.html")
     assert "<html>" in str(error)
+    # HTML is rarely well-formed XML: an undefined &nbsp; before any element closes
+    _, error = _collect_until_error(b"<!DOCTYPE html>\n<html><body>&nbsp;Service Unavailable</body></html>", "503.html")
+    assert "not a PubMed article document" in str(error) and "<html>" in str(error)
 
 
 def test_esummary_and_elink_results_are_refused_naming_the_root():
