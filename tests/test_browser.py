@@ -163,3 +163,16 @@ def test_search_syntax_mistakes_get_a_message(page, server):
     assert "is not valid search syntax" in page.locator(".search-syntax-note").inner_text()
     assert page.locator("ol.search-results > li").count() >= 1
     shot(page, "6-search-syntax")
+
+
+def test_datasettes_own_pages_run_under_the_content_security_policy(page, server):
+    """The SQL editor (CodeMirror) and the spreadsheet view's column menus are Datasette's own
+    scripts: served from /-/static/ and inline, they must run without a CSP violation."""
+    base, _ = server
+    page.goto(base + "/catalog?sql=select+pmid,+title+from+articles+limit+3")
+    assert page.locator(".CodeMirror, .cm-editor").first.is_visible()
+    assert page.locator("table.rows-and-columns tbody tr").count() == 3
+    page.goto(base + "/catalog/articles?_view=table")
+    page.locator("th.col-title svg").first.click()  # table.js's column menu
+    assert page.locator(".dropdown-menu").first.is_visible()
+    shot(page, "7-spreadsheet-view")

@@ -167,7 +167,7 @@ def test_front_page_says_what_the_catalog_holds_and_when_it_was_harvested(client
     assert "ketamin*[Title/Abstract]" in html  # the query text itself
     # Where to start: the ranked search box, the main table, every ready-made question.
     assert 'action="/catalog/search"' in html and 'name="q"' in html
-    assert 'href="/catalog/articles"' in html
+    assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0"' in html
     for name in ("new_since", "rcts_by_molecule", "systematic_reviews", "retracted_or_corrected",
                  "counts_per_year_by_design", "registered_trials"):
         assert f'href="/catalog/{name}"' in html
@@ -184,7 +184,7 @@ def test_front_page_chart_counts_records_per_year_as_sql_does(client, db):
         "select pub_year, count(*) from articles where matches_query = 1 and is_deleted = 0 "
         "and pub_year is not null group by pub_year")}
     assert drawn == expected
-    assert 'href="/catalog/articles?pub_year=2021"' in svg
+    assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0&amp;pub_year=2021"' in svg
 
 
 # -- search -----------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ def _import_export():
 export = _import_export()
 
 DATABASE = "catalog"
+# The records the topic query currently returns (the rest stay, flagged).
+CURRENT = "matches_query=1&is_deleted=0"
 PUBMED = "https://pubmed.ncbi.nlm.nih.gov/{}/"
 DOI = "https://doi.org/{}"
 PMC = "https://pmc.ncbi.nlm.nih.gov/articles/{}/"
@@ -472,7 +474,7 @@ def year_design_chart(counts: list[dict], *, database: str = DATABASE, urls=None
         y = top_pad + plot_h
         total = sum(by_year[year])
         if total:
-            parts.append(f'<a href="{html.escape(table_url)}?pub_year={year}">')
+            parts.append(f'<a href="{html.escape(f"{table_url}?{CURRENT}&pub_year={year}")}">')
             parts.append(f"<title>{year}: {total:,} records</title>")
             for g, n in enumerate(by_year[year]):
                 if not n:
@@ -513,7 +515,8 @@ async def front_page_vars(datasette) -> dict:
                coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as current,
                coalesce(sum(is_retracted = 1), 0) as retracted,
                coalesce(sum(trial_ids is not null and trial_ids != ''), 0) as with_trials,
-               min(pub_year) as first_year, max(pub_year) as last_year
+               min(case when matches_query = 1 and is_deleted = 0 then pub_year end) as first_year,
+               max(case when matches_query = 1 and is_deleted = 0 then pub_year end) as last_year
         from articles"""))[0]
     last_run = (await _rows(db, """
         select * from harvest_runs where status = 'success' order by id desc limit 1"""))
@@ -543,6 +546,7 @@ async def front_page_vars(datasette) -> dict:
             "designs": [dict(d, label=value_label("study_design", d["study_design"] or "unclassified"))
                         for d in designs],
             "chart": year_design_chart(by_year, urls=datasette.urls),
+            "current_filter": CURRENT,
             "questions": [q for q in queries if not q["name"].startswith("feed_") and q["name"] != "search"],
             "feeds": [q for q in queries if q["name"].startswith("feed_")],
         }
