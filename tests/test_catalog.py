@@ -26,7 +26,6 @@ import pytest
 import rispy
 from lxml import etree
 
-from harvest import store
 from harvest.config import Settings
 from harvest.runner import run_harvest
 from tests.conftest import PUBMED, RECORDS
@@ -89,9 +88,6 @@ def build_catalog_site(tmp_path_factory) -> Path:
             second = run_harvest(site / "catalog.db", settings=harvest_settings(server),
                                  since=SECOND_HARVEST_SINCE)
         assert second.new == len(LATE_ARRIVALS) and first.new > 700
-        views = CONFIG / "views.sql"
-        if views.exists():  # the migration that adds them is the schema's; apply them here
-            store.open_db(site / "catalog.db").executescript(views.read_text())
         _SITE["site"] = site
     return _SITE["site"]
 
