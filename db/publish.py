@@ -24,9 +24,14 @@ import sys
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent
-CONFIG_FILES = ("metadata.yml", "settings.json")
-CONFIG_DIRS = ("templates", "plugins", "static")
 NAME = "catalog"
+# Everything in db/ is configuration except the live database and what goes with it.
+NOT_CONFIG = ("*.db", "*.db-*", "*.sqlite", "*.sqlite3", "*.lock", "inspect-data.json", "publish.py",
+              ".*", "__pycache__", "*.pyc")
+
+
+def config_entries(config_dir: Path = CONFIG_DIR) -> list[Path]:
+    return sorted(p for p in config_dir.iterdir() if not any(p.match(pattern) for pattern in NOT_CONFIG))
 
 
 def snapshot(source: Path, target: Path) -> None:
@@ -81,7 +86,7 @@ def _replace_dir(source: Path, target: Path) -> None:
     old = target.with_name(f".{target.name}.old")
     for leftover in (staged, old):
         shutil.rmtree(leftover, ignore_errors=True)
-    shutil.copytree(source, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(source, staged, ignore=shutil.ignore_patterns(*NOT_CONFIG))
     if target.exists():
         target.rename(old)
     staged.rename(target)
@@ -89,13 +94,15 @@ def _replace_dir(source: Path, target: Path) -> None:
 
 
 def copy_config(target_dir: Path, config_dir: Path = CONFIG_DIR) -> None:
-    for name in CONFIG_FILES:
-        staged = target_dir / f".{name}.new"
-        shutil.copyfile(config_dir / name, staged)
-        os.replace(staged, target_dir / name)
-    for name in CONFIG_DIRS:
-        if (config_dir / name).is_dir():
-            _replace_dir(config_dir / name, target_dir / name)
+    """metadata.yml, settings.json, templates/, plugins/, static/ and whatever else db/ holds
+    for them (e.g. the queries a plugin reads), each replaced whole."""
+    for entry in config_entries(config_dir):
+        if entry.is_dir():
+            _replace_dir(entry, target_dir / entry.name)
+        else:
+            staged = target_dir / f".{entry.name}.new"
+            shutil.copyfile(entry, staged)
+            os.replace(staged, target_dir / entry.name)
 
 
 def build(source: Path, target_dir: Path, config_dir: Path = CONFIG_DIR) -> Path:

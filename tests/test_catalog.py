@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import sqlite3
-import sys
 from pathlib import Path
 
 import bibtexparser
@@ -59,13 +58,24 @@ def catalog_corpus() -> Corpus:
 
 
 def copy_config(target: Path) -> Path:
-    """A Datasette configuration directory like db/, without db/'s database."""
+    """A Datasette configuration directory like db/, without db/'s database (as publish does)."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("metadata.yml", "settings.json"):
-        shutil.copyfile(CONFIG / name, target / name)
-    for name in ("templates", "plugins", "static"):
-        shutil.copytree(CONFIG / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for entry in load_publish().config_entries(CONFIG):
+        if entry.is_dir():
+            shutil.copytree(entry, target / entry.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copyfile(entry, target / entry.name)
     return target
+
+
+def load_publish():
+    """db/publish.py, the publish step (a script beside the configuration, not a package module)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("catalog_publish", CONFIG / "publish.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def harvest_settings(server: EutilsStandIn) -> Settings:
@@ -547,17 +557,14 @@ def test_served_catalog_shows_a_new_harvest_without_a_restart(tmp_path, records_
 
 
 def test_publish_build_makes_an_immutable_copy_and_replaces_it_atomically(site, tmp_path):
-    sys.path.insert(0, str(CONFIG))
-    try:
-        import publish
-    finally:
-        sys.path.remove(str(CONFIG))
+    publish = load_publish()
     target = tmp_path / "published"
     published = publish.build(site / "catalog.db", target)
     inspect = json.loads((target / "inspect-data.json").read_text())
     assert inspect["catalog"]["file"] == "catalog.db"
-    assert sorted(p.name for p in target.iterdir()) == [
-        "catalog.db", "inspect-data.json", "metadata.yml", "plugins", "settings.json", "static", "templates"]
+    assert {p.name for p in target.iterdir()} == {"catalog.db", "inspect-data.json"} | {
+        p.name for p in publish.config_entries(CONFIG)}
+    assert {"metadata.yml", "settings.json", "templates", "plugins", "static"} <= {p.name for p in target.iterdir()}
     client = Client(target)
     try:
         assert not client.ds.databases["catalog"].is_mutable
