@@ -177,6 +177,8 @@ def _biopython_fields(entry) -> dict:
             (d.get("DataBankName"), a) for d in article_.get("DataBankList", []) for a in d.get("AccessionNumberList", [])
         ],
         "comments_corrections": [c.attributes.get("RefType") for c in citation.get("CommentsCorrectionsList", [])],
+        # not compared: lets a disagreement be put in its category
+        "label_only_sections": [s.attributes["Label"] for s in sections if s.attributes.get("Label") and not norm(s)],
     }
     return {name: norm(value) for name, value in fields.items()}
 
@@ -225,9 +227,12 @@ def biopython_reference(path: str) -> dict[tuple[int, int], dict]:
     return reference
 
 
-def _disagreement_category(field: str, theirs, ours) -> str | None:
-    if field == "abstract" and theirs and ours and theirs.replace(":", "") == ours.replace(":", ""):
-        return "label_only_section"
+def _disagreement_category(field: str, theirs, ours, theirs_fields: dict) -> str | None:
+    if field == "abstract" and theirs_fields["label_only_sections"]:
+        for label in theirs_fields["label_only_sections"]:
+            theirs = re.sub(re.escape(label) + r":(?= |$)", label, theirs, count=1)
+        if theirs == ours:
+            return "label_only_section"
     if field == "keywords" and None in theirs and [k for k in theirs if k is not None] == ours:
         return "empty_keyword"
     return None
@@ -256,7 +261,8 @@ def biopython_comparison(request) -> dict:
                 if theirs == mine:
                     agree[field] += 1
                 else:
-                    disagreements.append((name, key, field, _disagreement_category(field, theirs, mine), theirs, mine))
+                    category = _disagreement_category(field, theirs, mine, theirs_fields)
+                    disagreements.append((name, key, field, category, theirs, mine))
     compared = len(keys["theirs"])
     return {"agree": agree, "compared": compared, "disagreements": disagreements, "keys": keys}
 
