@@ -29,7 +29,6 @@ from __future__ import annotations
 import gzip
 import math
 import sqlite3
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harvest import evaluate as E
-from tests.test_tags import SHARED, load_shared_records
+from tests.test_tags import load_shared_records
 
 
 @pytest.fixture(scope="module")
