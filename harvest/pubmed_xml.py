@@ -364,7 +364,7 @@ def _month_number(token: str | None) -> int | None:
 
 def _iso(year: int | None, month: int | None = None, day: int | None = None) -> str | None:
     """ISO date, month/day defaulting to 01; an impossible day falls back to 01."""
-    if year is None:
+    if year is None or not 1 <= year <= 9999:
         return None
     month = month or 1
     if day is None or day < 1 or (day > 28 and day > calendar.monthrange(year, month)[1]):
@@ -422,12 +422,16 @@ def _pub_date(pub_date) -> tuple[str | None, int | None, str | None]:
 
 def _medline_date(text: str) -> tuple[str | None, int | None]:
     """'1998 Dec-1999 Jan' -> ('1998-12-01', 1998); '2000 Apr 12-18' -> 2000-04-12;
-    '1979-1980 Fall-Winter' -> 1979-09-01; '1977-1978' -> 1977-01-01."""
+    '1979-1980 Fall-Winter' -> 1979-09-01; '1977-1978' -> 1977-01-01.
+    (PubMed writes the year first; 'Summer 2019' is read as 2019-06-01 too.)"""
     tokens = _TOKENS.findall(text)
     year_index = next((i for i, token in enumerate(tokens) if len(token) == 4 and token.isdigit()), None)
     if year_index is None:
         return None, None
     year = int(tokens[year_index])
+    before = tokens[year_index - 1] if year_index and tokens[year_index - 1].isalpha() else None
+    if before and _month_number(before):
+        return _iso(year, _month_number(before)), year
     month = day = None
     rest = tokens[year_index + 1 :]
     for i, token in enumerate(rest):
