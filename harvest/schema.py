@@ -221,3 +221,87 @@ def _evidence_tags(db: sqlite_utils.Database) -> None:
     from .store import retag_all  # tag what is already stored
 
     retag_all(db)
+
+
+# Views for the joins SQL users would otherwise write by hand (the SQL cookbook,
+# db/queries.sql, and the notebooks read through them). Plain views: they cost
+# nothing to store and always show the current rows. A later migration that
+# rebuilds `articles` (sqlite-utils `transform`) must drop them first and
+# create them again afterwards, since SQLite checks views when a table is renamed.
+COOKBOOK_VIEWS = {
+    # One row per article: first author (and ORCID), journal, primary design, the
+    # evidence tags most filters need, and whether the record is current.
+    "article_overview": """
+        select a.pmid, a.title, a.first_author,
+               (select aa.orcid from article_authors aa
+                 where aa.pmid = a.pmid and aa.role = 'author' order by aa.position limit 1)
+                 as first_author_orcid,
+               a.author_count, a.journal, a.journal_iso, a.pub_year, a.pub_date,
+               coalesce(a.study_design, 'other') as study_design,
+               (select group_concat(value, '; ') from (select t.value from article_tags t
+                 where t.pmid = a.pmid and t.facet = 'molecule' order by t.value)) as molecules,
+               (select group_concat(value, '; ') from (select t.value from article_tags t
+                 where t.pmid = a.pmid and t.facet = 'route' order by t.value)) as routes,
+               (select group_concat(value, '; ') from (select t.value from article_tags t
+                 where t.pmid = a.pmid and t.facet = 'population' order by t.value)) as populations,
+               a.publication_types, a.trial_ids, a.doi, a.pmcid, a.language, a.citation_status,
+               a.awaiting_indexing, a.is_retracted, a.is_retraction_notice, a.has_correction,
+               a.matches_query, a.is_deleted,
+               (coalesce(a.matches_query, 1) = 1 and coalesce(a.is_deleted, 0) = 0) as is_current,
+               a.entrez_date, a.first_seen_run, a.last_changed_run,
+               'https://pubmed.ncbi.nlm.nih.gov/' || a.pmid || '/' as pubmed_url
+        from articles a
+    """,
+    # One row per (article, MeSH descriptor), with the descriptor's name.
+    "article_mesh_named": """
+        select am.pmid, am.descriptor_ui, d.name as descriptor_name, am.major
+        from article_mesh am join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui
+    """,
+    # One row per indexed article: all its MeSH names, and the major topics alone.
+    "article_mesh_names": """
+        select a.pmid, a.title, a.pub_year, coalesce(a.study_design, 'other') as study_design,
+               count(*) as mesh_count,
+               group_concat(m.name, '; ') as mesh_names,
+               group_concat(case when m.major then m.name end, '; ') as major_mesh_names
+        from articles a
+        join (select am.pmid, d.name, am.major from article_mesh am
+              join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui
+              order by am.pmid, d.name) m on m.pmid = a.pmid
+        group by a.pmid
+    """,
+    # One row per author position, with the person's name (or the group's) and ORCID.
+    "article_authors_named": """
+        select aa.pmid, aa.role, aa.position, aa.author_id,
+               coalesce(au.collective_name, au.display_name) as author_name,
+               au.last_name, au.fore_name, au.initials, au.collective_name,
+               aa.orcid, aa.equal_contrib, coalesce(aa.valid, 1) as valid
+        from article_authors aa join authors au on au.id = aa.author_id
+    """,
+    # One row: the last successful harvest and the last failed or aborted run (what the
+    # front page and `harvest status` report). Imports are not harvests: they are left out,
+    # as `harvest status --max-age` leaves them out.
+    "harvest_health": """
+        select s.id as last_success_run, s.mode as last_success_mode,
+               s.started_at as last_success_started_at, s.finished_at as last_success_finished_at,
+               s.new as last_success_new, s.updated as last_success_updated,
+               s.unmatched as last_success_unmatched,
+               f.id as last_failure_run, f.status as last_failure_status,
+               f.started_at as last_failure_started_at, f.finished_at as last_failure_finished_at,
+               f.error as last_failure_error,
+               (f.id is not null and (s.id is null or f.id > s.id)) as failing_since_last_success,
+               r.id as running_run, r.started_at as running_since, r.host as running_host, r.pid as running_pid
+        from (select 1) as one
+        left join (select * from harvest_runs where status = 'success' and mode != 'import'
+                   order by id desc limit 1) s
+        left join (select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import'
+                   order by id desc limit 1) f
+        left join (select * from harvest_runs where status = 'running' order by id desc limit 1) r
+    """,
+}
+
+
+@migrations(name="0004_cookbook_views")
+def _cookbook_views(db: sqlite_utils.Database) -> None:
+    for name, sql in COOKBOOK_VIEWS.items():
+        db.execute(f"drop view if exists [{name}]")
+        db.execute(f"create view [{name}] as {sql.strip()}")
