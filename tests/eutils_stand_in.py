@@ -35,7 +35,8 @@ Content-Length, half the body, connection closed), error_in_200 (``<ERROR>Search
 failed: ...</ERROR>`` in eSearchResult/eFetchResult, HTTP 200), html_200, webenv_expired
 (expires the request's WebEnv and answers ``Unable to obtain query #N``), timeout (sleep
 ``seconds`` then close without answering), slow (sleep then answer), reset (TCP RST, no
-answer), outage (every request 503 for ``seconds``).
+answer), outage (every request 503 for ``seconds``), hostile (the real answer turned hostile,
+option ``variant``: see :func:`hostile_body`).
 
 Typical use in tests::
 
@@ -100,7 +101,7 @@ NO_ID_MESSAGE = "Neither query_key nor id specified"  # verbatim from biopython/
 
 FAULT_KINDS = (
     "429", "500", "502", "503", "truncated", "short_read", "error_in_200", "html_200",
-    "webenv_expired", "timeout", "slow", "reset", "outage",
+    "webenv_expired", "timeout", "slow", "reset", "outage", "hostile",
 )
 #: kinds used by ``random_faults``/``every`` when none are given (the quick ones)
 DEFAULT_RANDOM_KINDS = (
@@ -243,6 +244,71 @@ def _html_page(status: int | None, reason: str, detail: str = "") -> bytes:
         f"<html><head><title>{html.escape(title)}</title></head><body>"
         f"<h1>{html.escape(reason)}</h1>{detail_html}</body></html>\n"
     ).encode()
+
+
+# --------------------------------------------------------------------------------------
+# Hostile answers, derived in code from the real answer (or served from a real file)
+# --------------------------------------------------------------------------------------
+
+HOSTILE_VARIANTS = ("xxe", "entity_bomb", "huge_text", "invalid_utf8", "esummary", "elink")
+#: libxml2 refuses a single text node longer than this unless huge_tree is on
+HUGE_TEXT = 10_000_000
+_TEXT_TARGETS = (b"ArticleTitle", b"BookTitle", b"QueryTranslation", b"Count")
+
+
+def _first_text(body: bytes) -> tuple[int, int]:
+    """(start, end) of the text of the first element in ``_TEXT_TARGETS`` (title first)."""
+    for tag in _TEXT_TARGETS:
+        m = re.search(rb"<" + tag + rb"(?:\s[^>]*)?>([^<]*)</" + tag + rb">", body)
+        if m:
+            return m.start(1), m.end(1)
+    raise ValueError("no text element to make hostile in this answer")
+
+
+def _with_internal_subset(body: bytes, subset: bytes) -> bytes:
+    """Add ``[subset]`` to the answer's DOCTYPE (or a DOCTYPE for its root when it has none)."""
+    m = re.search(rb"<!DOCTYPE\s+([\w:.-]+)([^>\[]*)>", body)
+    if m:
+        return body[:m.end() - 1] + b" [" + subset + b"]" + body[m.end() - 1:]
+    decl_end = body.find(b"?>") + 2 if body.startswith(b"<?") else 0
+    root = re.compile(rb"<([A-Za-z][\w:.-]*)").search(body, decl_end)
+    return body[:decl_end] + b"\n<!DOCTYPE " + root.group(1) + b" [" + subset + b"]>" + body[decl_end:]
+
+
+def hostile_body(body: bytes, variant: str) -> bytes:
+    """The real answer ``body`` made hostile.  ``variant``:
+
+    * ``xxe`` -- an external entity (``file:///etc/passwd``) declared in the DOCTYPE and used
+      in the first title;
+    * ``entity_bomb`` -- "billion laughs": ten levels of ten-fold entity references, the last
+      used in the first title;
+    * ``huge_text`` -- the first title's own text repeated past ``HUGE_TEXT`` bytes;
+    * ``invalid_utf8`` -- two bytes that are not UTF-8 put in front of the first title's text;
+    * ``esummary`` / ``elink`` -- not the answer at all but a real document with another root
+      (``pubmed/records-pubmedpy/esummary.xml`` / ``records-metapub-repo-extra/
+      sample_related_pmids_result.xml``), as if the server mixed up its answers.
+    """
+    if variant == "esummary":
+        return (PUBMED_DATA / "records-pubmedpy/esummary.xml").read_bytes()
+    if variant == "elink":
+        return (PUBMED_DATA / "records-metapub-repo-extra/sample_related_pmids_result.xml").read_bytes()
+    start, end = _first_text(body)
+    if variant == "xxe":
+        body = body[:start] + b"&xxe;" + body[start:]
+        return _with_internal_subset(body, b'<!ENTITY xxe SYSTEM "file:///etc/passwd">')
+    if variant == "entity_bomb":
+        levels = [b'<!ENTITY lol0 "lol">'] + [
+            b"<!ENTITY lol%d \"%s\">" % (i, b"".join(b"&lol%d;" % (i - 1) for _ in range(10)))
+            for i in range(1, 10)
+        ]
+        body = body[:start] + b"&lol9;" + body[start:]
+        return _with_internal_subset(body, b"".join(levels))
+    if variant == "huge_text":
+        text = body[start:end] or b"lol "
+        return body[:start] + text * (HUGE_TEXT // len(text) + 1) + body[end:]
+    if variant == "invalid_utf8":
+        return body[:start] + b"\xff\xfe" + body[start:]
+    raise ValueError(f"unknown hostile variant {variant!r}; known: {HOSTILE_VARIANTS}")
 
 
 # --------------------------------------------------------------------------------------
@@ -799,7 +865,8 @@ class FaultPlan:
             path: str | None = None, after: int = 0, **options) -> Fault:
         """Add a rule.  ``kind`` is one kind or a sequence (used in turn).  Options:
         ``seconds`` (timeout/slow/outage), ``fraction`` (truncated/short_read, default 0.5),
-        ``message`` (error_in_200), ``retry_after`` (429, default "1")."""
+        ``message`` (error_in_200), ``retry_after`` (429, default "1"), ``variant`` (hostile,
+        one of ``HOSTILE_VARIANTS``, default "xxe")."""
         rule = Fault(self._kinds(kind), times=times, every=every, path=path, after=after,
                      options=options)
         with self._lock:
@@ -1103,6 +1170,11 @@ class EutilsStandIn:
                               {"Retry-After": str(opts.get("retry_after", "1"))}), kind, opts
             reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}[code]
             return _Reply(code, _html_page(code, reason), "text/html"), kind, opts
+        if kind == "hostile":
+            reply = self._dispatch(entry)
+            if reply.status == 200:
+                reply = _Reply(200, hostile_body(reply.body, opts.get("variant", "xxe")), reply.ctype)
+            return reply, kind, opts
         if kind == "html_200":
             page = _html_page(None, "Service unavailable",
                               "The server is temporarily unable to service your request.")

@@ -18,6 +18,7 @@ from lxml import etree
 from tests.eutils_stand_in import (
     CAP_MESSAGE,
     EUTILS_DATA,
+    HUGE_TEXT,
     PUBMED_DATA,
     Corpus,
     EutilsStandIn,
@@ -380,6 +381,40 @@ def test_fault_webenv_expired(server):
     assert fresh != webenv
     server.expire_webenv(fresh)
     assert b"<ERROR>" in efetch(server, WebEnv=fresh, query_key=1).content
+
+
+def test_fault_hostile_answers_are_the_real_answer_made_hostile(server):
+    real = efetch(server, id="38011560").content
+    title = re.search(rb"<ArticleTitle>([^<]*)</ArticleTitle>", real)
+
+    def hostile(variant):
+        server.faults.add("hostile", variant=variant, path="efetch")
+        r = efetch(server, id="38011560")
+        assert r.status_code == 200 and r.headers["Content-Type"] == "text/xml; charset=UTF-8"
+        return r.content
+
+    xxe = hostile("xxe")
+    assert b'[<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' in xxe and b"<ArticleTitle>&xxe;" in xxe
+    assert xxe.replace(b' [<!ENTITY xxe SYSTEM "file:///etc/passwd">]', b"").replace(b"&xxe;", b"") == real
+    bomb = hostile("entity_bomb")
+    assert bomb.count(b"<!ENTITY lol") == 10 and b"<ArticleTitle>&lol9;" in bomb
+    assert re.sub(rb" \[(<!ENTITY[^>]*>)+\]", b"", bomb).replace(b"&lol9;", b"") == real
+    huge = hostile("huge_text")
+    assert len(huge) > HUGE_TEXT
+    assert huge.startswith(real[:title.start(1)]) and huge.endswith(real[title.end(1):])
+    assert huge[title.start(1):title.start(1) + 3 * len(title.group(1))] == title.group(1) * 3
+    bad = hostile("invalid_utf8")
+    with pytest.raises(UnicodeDecodeError):
+        bad.decode("utf-8")
+    assert bad.replace(b"\xff\xfe", b"", 1) == real
+    assert hostile("esummary") == (PUBMED_DATA / "records-pubmedpy/esummary.xml").read_bytes()
+    assert etree.fromstring(hostile("elink")).tag == "eLinkResult"
+    # Any other answer's first text element serves as well: esearch's QueryTranslation.
+    server.faults.add("hostile", variant="xxe", path="esearch")
+    r = requests.get(server.url + "esearch.fcgi", params={"term": "x"}, timeout=10)
+    assert b"<!ENTITY xxe" in r.content and b"<QueryTranslation>&xxe;x</QueryTranslation>" in r.content
+    assert efetch(server, id="38011560").content == real
+    assert server.faults_seen() == ["hostile"] * 7
 
 
 def test_fault_timeout_slow_reset(server):
