@@ -44,31 +44,43 @@ class RetryableResponse(Exception):
 
 
 class RateLimiter:
-    """At most `limit` requests in any `window`-second span, counted at send time.
+    """At most `limit` requests in any `window`-second span, as the server counts them.
 
-    A sliding window rather than a fixed interval, so bursts of three are allowed
-    and the fourth waits until the first is more than a window old. `margin`
-    covers the difference between our send time and the server's arrival time.
-    Thread-safe: one instance is shared by everything in the process.
+    The server counts a request when it arrives, which is somewhere between our send
+    and the end of its answer. So a request holds its place in the window from
+    `acquire` until `window` (+ `margin`) after `release`, called when its answer has
+    arrived (or failed): counting from the send time alone let a request that was slow
+    to reach the server (a busy machine, a new connection) land in one server-side
+    window with `limit` later ones. Bursts of `limit` are allowed. Thread-safe: one
+    instance is shared by everything in the process.
     """
 
     def __init__(self, limit: int, window: float = 1.0, margin: float = 0.05):
         self.limit = limit
         self.window = window
         self.margin = margin
-        self._sent: collections.deque[float] = collections.deque()
-        self._lock = threading.Lock()
+        self._slots: list[list] = []  # [sent, answered or None while in flight]
+        self._cond = threading.Condition()
 
-    def acquire(self) -> None:
-        with self._lock:
+    def acquire(self) -> list:
+        """Wait for a place in the window; returns the slot to `release`."""
+        with self._cond:
             while True:
                 now = time.monotonic()
-                while self._sent and now - self._sent[0] > self.window + self.margin:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return
-                time.sleep(self._sent[0] + self.window + self.margin - now + 0.001)
+                hold = self.window + self.margin
+                self._slots = [s for s in self._slots if s[1] is None or now - s[1] <= hold]
+                if len(self._slots) < self.limit:
+                    slot = [now, None]
+                    self._slots.append(slot)
+                    return slot
+                answered = [s[1] for s in self._slots if s[1] is not None]
+                self._cond.wait(min(answered) + hold - now + 0.001 if answered else None)
+
+    def release(self, slot: list) -> None:
+        """The request of `slot` is over (answered, failed or timed out)."""
+        with self._cond:
+            slot[1] = time.monotonic()
+            self._cond.notify_all()
 
 
 _limiters: dict[int, RateLimiter] = {}
@@ -202,18 +214,21 @@ class EutilsClient:
         while True:
             attempt += 1
             retry_after: float | None = None
-            self.limiter.acquire()
+            slot = self.limiter.acquire()
             self.stats.requests += 1
             try:
-                if post:
-                    response = self.session.post(
-                        url, data=data, timeout=(settings.connect_timeout, settings.read_timeout)
-                    )
-                else:
-                    response = self.session.get(
-                        url, params=data, timeout=(settings.connect_timeout, settings.read_timeout)
-                    )
-                body = response.content
+                try:
+                    if post:
+                        response = self.session.post(
+                            url, data=data, timeout=(settings.connect_timeout, settings.read_timeout)
+                        )
+                    else:
+                        response = self.session.get(
+                            url, params=data, timeout=(settings.connect_timeout, settings.read_timeout)
+                        )
+                    body = response.content
+                finally:
+                    self.limiter.release(slot)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = f"{type(exc).__name__}: {_root_cause(exc)}"
                 kind = "connection"
