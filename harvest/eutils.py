@@ -130,6 +130,12 @@ def parse_esearch(body: bytes) -> SearchResult:
     message = error_in_body(body)
     if message:
         raise RetryableResponse(f"E-utilities reported an error: {message[:300]}")
+    if b"<!ENTITY" in body:
+        # Not expanded (resolve_entities=False), but not to be trusted either.
+        raise RetryableResponse(
+            "refusing an esearch answer with entity declarations: E-utilities never declares "
+            "entities, and declaring them is how XXE and entity-bomb attacks work"
+        )
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
         root = etree.fromstring(body, parser)
