@@ -188,18 +188,30 @@ def _harvest(db, client: EutilsClient, run_id: int, windows: list[DateRange], re
     progress.start(len(promised))
     progress.advance(len(reused))
     done: set[int] = set(reused)
-    for plan in plans:
-        for piece in plan.slices:
-            _fetch_slice(db, client, run_id, piece, done, batch_size, progress, outcome)
+    try:
+        for plan in plans:
+            for piece in plan.slices:
+                _fetch_slice(db, client, run_id, piece, done, batch_size, progress, outcome)
+    except Exception as exc:
+        # Say what is missing, not only which request failed: the operator's one line.
+        outcome.stored = len(done)
+        missing = promised - done
+        raise HarvestFailed(
+            f"could not store {len(missing)} of {len(promised)} promised records "
+            f"(PMIDs {_sample(missing)}; the {len(done)} stored are kept): {exc}"
+        ) from exc
     progress.finish()
     missing = promised - done
     if missing:
-        sample = ", ".join(str(p) for p in sorted(missing)[:10])
         raise HarvestFailed(
             f"{len(missing)} of {len(promised)} records that esearch listed were not returned by "
-            f"efetch, even when asked for by id (PMIDs {sample}{' ...' if len(missing) > 10 else ''})"
+            f"efetch, even when asked for by id (PMIDs {_sample(missing)})"
         )
     outcome.stored = len(done)
+
+
+def _sample(pmids: set[int], n: int = 10) -> str:
+    return ", ".join(str(p) for p in sorted(pmids)[:n]) + (" ..." if len(pmids) > n else "")
 
 
 def _fetch_slice(db, client: EutilsClient, run_id: int, piece: Slice, done: set[int],
