@@ -201,6 +201,33 @@ def evaluate(files, db_path, no_baseline, check):
         sys.exit(EXIT_FAILED)
 
 
+@cli.command(name="export")
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["ris", "bibtex", "csl-json"]), required=True)
+@click.option("--search", metavar="TEXT", help="Only records this full-text search matches (FTS5 syntax).")
+@click.option("--since", metavar="YYYY-MM-DD", callback=_parse_date,
+              help="Only records first stored on or after this date.")
+@click.option("--pmid", "pmids", type=int, multiple=True, help="Exactly these PMIDs (repeatable).")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
+def export_(db_path, fmt, search, since, pmids, output):
+    """Export records as RIS, BibTeX or CSL-JSON for reference managers."""
+    import sqlite3
+
+    from .export import export_catalog
+
+    db_path = db_path or default_db_path()
+    if not Path(db_path).exists():
+        _fail(f"no catalog at {db_path}: run `python -m harvest run` first")
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        output.write(export_catalog(conn, fmt, pmids=list(pmids) or None, search=search,
+                                    since=since.isoformat() if since else None))
+    except sqlite3.OperationalError as exc:  # malformed FTS5 syntax in --search
+        raise click.BadParameter(str(exc), param_hint="--search")
+    finally:
+        conn.close()
+
+
 def parse_age(text: str) -> dt.timedelta:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text or "")
     if not match:
