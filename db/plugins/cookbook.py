@@ -4,7 +4,7 @@ Owns reading `queries.sql` (the file beside this folder: db/queries.sql in the c
 TARGET_DIR/queries.sql in a published copy) into Datasette canned queries of the `catalog`
 database through the `canned_queries` hook, so the cookbook needs no entry in metadata.yml.
 The file is re-read when it changes. A query that metadata.yml also defines keeps the
-metadata's version (a warning says so).
+metadata's version (a warning says so, unless the SQL is the same).
 Must never: write to the database, or hide a broken cookbook: a file that does not parse
 raises, naming the line.
 
@@ -158,14 +158,19 @@ def canned_queries(datasette, database, actor):
     from_metadata = datasette.metadata("queries", database=DATABASE, fallback=False) or {}
     queries = {}
     for name, entry in _canned(path).items():
-        if name in from_metadata and id(from_metadata[name]) not in _served:
-            log.warning("canned query %r is defined in metadata and in %s: the metadata's is served", name, path)
+        theirs = from_metadata.get(name)
+        if theirs is not None and id(theirs) not in _served:
+            # A published copy may carry the cookbook in its metadata already: the same SQL is fine.
+            if (theirs.get("sql") if isinstance(theirs, dict) else theirs) != entry["sql"] and name not in _warned:
+                _warned.add(name)
+                log.warning("canned query %r is defined in metadata and in %s: the metadata's is served", name, path)
             continue
         queries[name] = entry
     return queries
 
 
 _served: set[int] = set()
+_warned: set[str] = set()
 _canned_cache: dict[str, tuple[dict, dict]] = {}
 
 
