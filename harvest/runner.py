@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -103,7 +105,7 @@ def run_harvest(
 ) -> RunOutcome:
     progress = progress or NoProgress()
     client = client or EutilsClient(settings)
-    with store.harvest_lock(db_path):
+    with _catalog_trouble(db_path), store.harvest_lock(db_path):
         db = store.open_db(db_path)
         aborted = store.mark_abandoned_runs(db)
         if aborted:
@@ -152,11 +154,24 @@ def run_harvest(
             outcome.status = status
             try:
                 store.finish_run(db, run_id, status=status, error=message, **_run_values(outcome, client))
+            except Exception as unrecorded:  # e.g. the full disk that failed the run
+                log.error("run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
+                message += f" (the catalog could not record this failure: {unrecorded})"
             finally:
                 progress.finish()
             if isinstance(exc, Exception):
                 raise HarvestFailed(message, run_id) from exc
             raise
+
+
+@contextmanager
+def _catalog_trouble(db_path):
+    """A catalog that cannot be opened or written (full disk, read-only, corrupt) fails
+    the run with a one-line reason, like any other failure, not a traceback."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise HarvestFailed(f"the catalog {db_path} cannot be opened or written: {exc}") from exc
 
 
 def _run_values(outcome: RunOutcome, client: EutilsClient) -> dict:
