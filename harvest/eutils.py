@@ -82,6 +82,13 @@ class RateLimiter:
             slot[1] = time.monotonic()
             self._cond.notify_all()
 
+    def assume_full(self) -> None:
+        """Count the window as used up just now, e.g. by a process that has just died:
+        NCBI counts per client, and that process's requests are not in our slots."""
+        with self._cond:
+            now = time.monotonic()
+            self._slots = [[now, now] for _ in range(self.limit)]
+
 
 _limiters: dict[int, RateLimiter] = {}
 _limiters_lock = threading.Lock()

@@ -110,6 +110,9 @@ def run_harvest(
         aborted = store.mark_abandoned_runs(db)
         if aborted:
             log.warning("runs %s were left running by a process that died: marked aborted", aborted)
+            # It may have died (been killed, restarted) a moment ago, its last requests
+            # still in NCBI's window: leave it that window before our first request.
+            client.limiter.assume_full()
         last = store.last_successful_run(db)
         mode, since_date = choose_mode(last, full=full, since=since, overlap_days=overlap_days)
         today = today_utc()
