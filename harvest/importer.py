@@ -55,6 +55,10 @@ def record_matches_topic(record: dict) -> bool:
     )
 
 
+def _matched(record: dict) -> bool:
+    return True  # --match-topic: only matching records reach the store
+
+
 class _CountingReader(io.RawIOBase):
     """The file on disk, reporting the bytes read (compressed or not) for progress."""
 
@@ -143,11 +147,10 @@ def _import_one(db, path: Path, run_id: int, match_topic: bool, progress: Progre
         nonlocal stored_here
         if not batch:
             return
-        counts = store.save_articles(db, batch, run_id, matches_query=None)
         # New records are marked by the local evaluation of the query; a record a
         # harvest already stored keeps what PubMed's own search said of it.
-        store.set_topic_match(db, {r["pmid"]: match_topic or record_matches_topic(r)
-                                   for r in batch if r["pmid"] in counts.new_pmids})
+        counts = store.save_articles(db, batch, run_id, matches_query=None,
+                                     topic_match=_matched if match_topic else record_matches_topic)
         outcome.new += counts.new
         outcome.updated += counts.updated
         outcome.unchanged += counts.unchanged

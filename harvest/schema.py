@@ -305,3 +305,29 @@ def _cookbook_views(db: sqlite_utils.Database) -> None:
     for name, sql in COOKBOOK_VIEWS.items():
         db.execute(f"drop view if exists [{name}]")
         db.execute(f"create view [{name}] as {sql.strip()}")
+
+
+# The search index follows the text it indexes, not every write to `articles`. The
+# trigger sqlite-utils made for migration 2 fires on any UPDATE, so setting a flag
+# (last_fetched_run, matches_query, study_design, is_deleted) deleted and re-inserted the
+# row's whole text in articles_fts: a new record was tokenized five times on import, and
+# a re-fetch of an unchanged record rewrote its index entries. Fired only when title,
+# abstract, keywords or MeSH names really change, the index stays in step with the
+# table in the same transaction (a killed import leaves both at the last whole batch).
+FTS_UPDATE_TRIGGER = """
+create trigger [articles_au] after update of [title], [abstract], [keywords], [mesh_terms] on [articles]
+when old.[title] is not new.[title] or old.[abstract] is not new.[abstract]
+  or old.[keywords] is not new.[keywords] or old.[mesh_terms] is not new.[mesh_terms]
+begin
+  insert into [articles_fts] ([articles_fts], rowid, [title], [abstract], [keywords], [mesh_terms])
+    values ('delete', old.rowid, old.[title], old.[abstract], old.[keywords], old.[mesh_terms]);
+  insert into [articles_fts] (rowid, [title], [abstract], [keywords], [mesh_terms])
+    values (new.rowid, new.[title], new.[abstract], new.[keywords], new.[mesh_terms]);
+end
+"""
+
+
+@migrations(name="0005_fts_follows_text_only")
+def _fts_follows_text_only(db: sqlite_utils.Database) -> None:
+    db.execute("drop trigger if exists [articles_au]")
+    db.execute(FTS_UPDATE_TRIGGER.strip())

@@ -500,6 +500,13 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "route.sublingual_buccal": ("sublingual", "buccal", "transmucosal", "lozenge", "troche", "wafer"),
 }
 
+# The same for whole-record patterns (`unless`/`requires`), keyed by the pattern text: lower-case
+# substrings one of which every match of the pattern contains.
+PATTERN_TRIGGERS: dict[str, tuple[str, ...]] = {
+    _SYNTHESIS: ("meta", "systematic", "search", "selection criteria", "eligible", "included", "protocol",
+                 "will be", "hoc", "analys", "this issue", "et al"),
+}
+
 # -- indexing tables ------------------------------------------------------------------------------------
 
 # Publication type name -> (facet, value).
@@ -646,9 +653,10 @@ def _author_keywords(record: Mapping) -> list[str]:
 
 class _Text:
     """One record's title and abstract, with what the rules share: the joined text, its lower-case
-    form (for the substring pre-filters) and its word tokens (for the word-list rules)."""
+    form (for the substring pre-filters), its word tokens (for the word-list rules), and the
+    answers of whole-record patterns already asked (several rules share `_SYNTHESIS`)."""
 
-    __slots__ = ("fields", "joined", "low", "tokens", "token_set")
+    __slots__ = ("fields", "joined", "low", "tokens", "token_set", "_found")
 
     def __init__(self, title: str, abstract: str):
         self.fields = (title, abstract)
@@ -656,6 +664,19 @@ class _Text:
         self.low = self.joined.lower()
         self.tokens = _TOKEN.findall(self.low)
         self.token_set = frozenset(self.tokens)
+        self._found: dict = {}
+
+    def has(self, rx: re.Pattern) -> bool:
+        """Whether `rx` matches anywhere in title + abstract (asked once per record)."""
+        found = self._found.get(rx)
+        if found is None:
+            needles = PATTERN_TRIGGERS.get(rx.pattern)
+            if needles is not None and not any(n in self.low for n in needles):
+                found = False  # none of the substrings every match contains: no match
+            else:
+                found = rx.search(self.joined) is not None
+            self._found[rx] = found
+        return found
 
 
 def _first_word(words: frozenset[str], text: _Text) -> str | None:
@@ -694,9 +715,9 @@ def _run(rules: Iterable[_Compiled], text: _Text) -> list[tuple[Rule, str]]:
         if rule.words:
             evidence = _first_word(rule.words, text)
         else:
-            if c.unless is not None and c.unless.search(text.joined):
+            if c.unless is not None and text.has(c.unless):
                 continue
-            if c.requires is not None and not c.requires.search(text.joined):
+            if c.requires is not None and not text.has(c.requires):
                 continue
             evidence = _first_match(c, text)
         if evidence is not None:
