@@ -110,8 +110,11 @@ def run_harvest(
         aborted = store.mark_abandoned_runs(db)
         if aborted:
             log.warning("runs %s were left running by a process that died: marked aborted", aborted)
-            # It may have died (been killed, restarted) a moment ago, its last requests
-            # still in NCBI's window: leave it that window before our first request.
+        # NCBI counts requests per client, not per process: a run that died (killed, then
+        # restarted) or ended a moment ago may still have requests in the server's window.
+        # Leave it that window before our first request (a second at most).
+        ended = db.execute("select max(finished_at) from harvest_runs").fetchone()[0]
+        if aborted or (ended and _seconds_since(ended) < RATE_WINDOW_AFTER_A_RUN):
             client.limiter.assume_full()
         last = store.last_successful_run(db)
         mode, since_date = choose_mode(last, full=full, since=since, overlap_days=overlap_days)
@@ -165,6 +168,20 @@ def run_harvest(
             if isinstance(exc, Exception):
                 raise HarvestFailed(message, run_id) from exc
             raise
+
+
+# finished_at has whole seconds; one more covers the rate window (1 s + margin) after it.
+RATE_WINDOW_AFTER_A_RUN = 2.1
+
+
+def _seconds_since(iso: str) -> float:
+    try:
+        then = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return float("inf")
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.timezone.utc)
+    return (dt.datetime.now(dt.timezone.utc) - then).total_seconds()
 
 
 @contextmanager
