@@ -6,7 +6,7 @@ DB     ?= db/catalog.db
 HOST   ?= 127.0.0.1
 PORT   ?= 8001
 
-.PHONY: run install harvest serve test clean browser publish-build
+.PHONY: run install harvest serve test clean browser publish-build chaos
 
 # Creates .venv and installs the project with its test tools; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -40,6 +40,14 @@ browser:
 PUBLISH_DIR ?= build/publish
 publish-build: install
 	$(BIN)/python db/publish.py $(DB) $(PUBLISH_DIR)
+
+## make chaos: the harvester under faults, kills, a full disk, two runs at once and hostile
+## answers, and the served catalog under crafted SQL and load; a table on stdout, JSON in $(CHAOS_JSON)
+## (the fast subset, `python -m tests.chaos --fast`, is part of `make test`)
+CHAOS_JSON ?= build/chaos.json
+chaos: install
+	@mkdir -p $(dir $(CHAOS_JSON))
+	$(BIN)/python -m tests.chaos --json $(CHAOS_JSON)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
