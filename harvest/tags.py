@@ -69,7 +69,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-RULES_VERSION = "rules-v1"
+RULES_VERSION = "rules-v2"
 
 DESIGNS = (
     "rct", "crossover_rct", "open_label_trial", "observational_cohort", "case_control",
@@ -323,10 +323,10 @@ RULES: tuple[Rule, ...] = (
 
     # ---- molecule (topic) -------------------------------------------------------------------------
     _R("molecule.esketamine", "molecule", "esketamine",
-       r"\besketamin\w*|(?<![,/])\b(?:\(S\)|S\(\+\)|\(S\)-?\(\+\)|S|\(\+\)|S-\(\+\))-?\s?ketamin\w*|\bspravato\b|\bketanest[- ]?S\b",
+       r"\besketamin\w*|(?<![\w,/(])(?:\(S\)|S\(\+\)|\(S\)-?\(\+\)|S|\(\+\)|S-\(\+\))-?\s?ketamin\w*|\bspravato\b|\bketanest[- ]?S\b",
        0.95),
     _R("molecule.arketamine", "molecule", "arketamine",
-       r"\barketamin\w*|(?<![,/])\b(?:\(R\)|R\(-\)|\(R\)-?\(-\)|R|\(-\)|R-\(-\))-?\s?ketamin\w*", 0.95),
+       r"\barketamin\w*|(?<![\w,/(])(?:\(R\)|R\(-\)|\(R\)-?\(-\)|R|\(-\)|R-\(-\))-?\s?ketamin\w*", 0.95),
     _R("molecule.racemic", "molecule", "racemic_ketamine",
        r"\bracemic (?:\w+ ){0,2}?ketamin\w*|\(R,\s?S\)-?\s?ketamin\w*|\(R/S\)-?\s?ketamin\w*|\bR,\s?S-ketamin\w*|"
        r"\(±\)-?\s?ketamin\w*|\bketalar\b|\bketamine racemate\b", 0.95),

@@ -19,7 +19,9 @@ def test_retag_rewrites_the_same_tags_and_evaluate_prints_the_report_split(recor
         conn.execute("delete from article_tags where pmid = 38011560")
     result = run_cli("retag", "--db", db_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "re-tagged 215 records with rules-v1"
+    from harvest.tags import RULES_VERSION
+
+    assert result.stdout.strip() == f"re-tagged 215 records with {RULES_VERSION}"
     assert tags() == before
     designs = sqlite3.connect(db_path).execute(
         "select count(*) from articles where study_design is null").fetchone()[0]

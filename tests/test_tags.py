@@ -129,11 +129,13 @@ def test_34023336_methoxetamine_in_mice(by_pmid):
     assert by_value(tags, "outcome", "abuse_misuse")["evidence"] == "conditioned place preference"
 
 
-def test_racemic_form_named_in_a_letter(by_pmid):
-    """33813054 comments on "(S)-ketamine and racemic (R/S)-ketamine": the racemate is named, so
-    no unspecified_ketamine."""
+def test_both_forms_named_in_a_letter(by_pmid):
+    """33813054 comments on "(S)-ketamine and racemic (R/S)-ketamine": both forms are named, each
+    with its own span, so no unspecified_ketamine."""
     tags = T.tag_article(by_pmid[33813054])
-    assert "racemic_ketamine" in facet(tags, "molecule")
+    assert facet(tags, "molecule") >= {"esketamine", "racemic_ketamine"}
+    assert by_value(tags, "molecule", "esketamine")["evidence"] == "(S)-ketamine"
+    assert by_value(tags, "molecule", "racemic_ketamine")["evidence"] == "(R/S)-ketamine"
     assert "unspecified_ketamine" not in facet(tags, "molecule")
     assert T.primary_design(tags) == "commentary_letter"
 
