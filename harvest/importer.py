@@ -97,7 +97,39 @@ def import_files(
     *,
     match_topic: bool = False,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> ImportOutcome:
+    """Import `paths` in order into the catalog at `db_path`, as one run.
+
+    `workers` > 1 parses and tags files in that many processes (`import_files_parallel`);
+    the catalog ends up the same either way.
+    """
+    if workers > 1:
+        return import_files_parallel(db_path, paths, workers, match_topic=match_topic, progress=progress)
+    return _import(db_path, paths, match_topic, progress, _read_sequentially)
+
+
+def import_files_parallel(
+    db_path: Path | str,
+    paths: list[Path],
+    workers: int,
+    *,
+    match_topic: bool = False,
+    progress: Progress | None = None,
+) -> ImportOutcome:
+    """`import_files` with parsing, hashing, compressing and tagging in `workers` processes.
+
+    File i goes to worker i % workers, which streams it as batches of prepared records
+    (`read_prepared_batches`, the same function a Dask or Spark job would map over files)
+    into a bounded queue; this process is the one writer and stores the files strictly in
+    the order given, so a later update file still wins over an earlier one and memory
+    stays bounded (at most `QUEUE_BATCHES` batches per worker are in flight).
+    """
+    return _import(db_path, paths, match_topic, progress,
+                   lambda paths, match_topic, progress: _read_in_processes(paths, match_topic, workers))
+
+
+def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
     progress = progress or NoProgress()
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
@@ -110,8 +142,8 @@ def import_files(
         outcome = ImportOutcome(run_id=run_id)
         progress.start(sum(Path(p).stat().st_size for p in paths))
         try:
-            for path in paths:
-                _import_one(db, Path(path), run_id, match_topic, progress, outcome)
+            for path, items in read([Path(p) for p in paths], match_topic, progress):
+                _store_file(db, path, items, run_id, match_topic, progress, outcome)
             progress.finish()
             store.finish_run(db, run_id, status="success", **_values(outcome))
             return outcome
@@ -138,41 +170,92 @@ def _values(outcome: ImportOutcome) -> dict:
     }
 
 
-def _import_one(db, path: Path, run_id: int, match_topic: bool, progress: Progress, outcome: ImportOutcome) -> None:
+# -- reading: one file -> batches ----------------------------------------------------------
+
+
+class FileFault(Exception):
+    """A file could not be read to its end (the message names it)."""
+
+
+def read_batches(path: Path, match_topic: bool, on_read=lambda n: None, *, prepare: bool = False):
+    """One file as a stream of items, in document order:
+    ("batch", records, records_read, skipped_off_topic) per BATCH records kept,
+    then ("end", deletions, records_read, skipped_off_topic); raises FileFault when the
+    file is cut off or not PubMed XML. With `prepare`, records come with their hash,
+    compressed XML and tags (`store.prepare_records`) and without their raw XML."""
     batch: list[dict] = []
     deletions: list[dict] = []
-    stored_here = 0
-
-    def flush() -> None:
-        nonlocal stored_here
-        if not batch:
-            return
-        # New records are marked by the local evaluation of the query; a record a
-        # harvest already stored keeps what PubMed's own search said of it.
-        counts = store.save_articles(db, batch, run_id, matches_query=None,
-                                     topic_match=_matched if match_topic else record_matches_topic)
-        outcome.new += counts.new
-        outcome.updated += counts.updated
-        outcome.unchanged += counts.unchanged
-        stored_here += len(batch)
-        batch.clear()
-
-    with open_xml(path, progress.advance) as stream:
-        try:
+    read = skipped = 0
+    try:
+        with open_xml(path, on_read) as stream:
             for item in parse_pubmed_xml(stream, source_name=str(path)):
                 if item["type"] == "delete":
                     deletions.append(item)
                     continue
-                outcome.records += 1
+                read += 1
                 if match_topic and not record_matches_topic(item):
-                    outcome.skipped_off_topic += 1
+                    skipped += 1
                     continue
                 batch.append(item)
                 if len(batch) >= BATCH:
-                    flush()
-            flush()
-        except (PubmedXMLError, OSError, EOFError) as exc:
-            raise ImportFailed(f"{path}: {exc} ({stored_here} records of this file stored before it)") from None
+                    yield ("batch", _prepared(batch, match_topic) if prepare else batch, read, skipped)
+                    batch, read, skipped = [], 0, 0
+            if batch:
+                yield ("batch", _prepared(batch, match_topic) if prepare else batch, read, skipped)
+                read = skipped = 0
+    except (PubmedXMLError, OSError, EOFError) as exc:
+        raise FileFault(str(exc)) from None
+    yield ("end", deletions, read, skipped)
+
+
+def read_prepared_batches(path: Path, match_topic: bool = False):
+    """`read_batches` with the database-free work done: what a worker process runs per file."""
+    return read_batches(path, match_topic, prepare=True)
+
+
+def _prepared(records: list[dict], match_topic: bool) -> list[dict]:
+    store.prepare_records(records)
+    for record in records:
+        record["xml"] = b""  # hashed and compressed already; not worth sending between processes
+        record["_matches_topic"] = True if match_topic else record_matches_topic(record)
+    return records
+
+
+def _topic_of(record: dict) -> bool:
+    matched = record.get("_matches_topic")
+    return record_matches_topic(record) if matched is None else matched
+
+
+def _read_sequentially(paths: list[Path], match_topic: bool, progress: Progress):
+    for path in paths:
+        yield path, read_batches(path, match_topic, progress.advance)
+
+
+def _store_file(db, path: Path, items, run_id: int, match_topic: bool, progress: Progress,
+                outcome: ImportOutcome) -> None:
+    stored_here = 0
+    deletions: list[dict] = []
+    try:
+        for item in items:
+            kind, payload, read, skipped = item
+            outcome.records += read
+            outcome.skipped_off_topic += skipped
+            if kind == "end":
+                deletions = payload
+                continue
+            if kind == "bytes":
+                progress.advance(payload)
+                continue
+            # New records are marked by the local evaluation of the query; a record a
+            # harvest already stored keeps what PubMed's own search said of it.
+            counts = store.save_articles(db, payload, run_id, matches_query=None,
+                                         topic_match=_matched if match_topic else _topic_of)
+            outcome.new += counts.new
+            outcome.updated += counts.updated
+            outcome.unchanged += counts.unchanged
+            stored_here += len(payload)
+    except FileFault as exc:
+        raise ImportFailed(f"{path}: {exc} ({stored_here} records of this file stored before it)") from None
     flagged = store.apply_deletions(db, deletions, run_id) if deletions else 0
     outcome.deleted += flagged
     outcome.files += 1
@@ -180,3 +263,70 @@ def _import_one(db, path: Path, run_id: int, match_topic: bool, progress: Progre
     log.log(logging.INFO if stored_here >= BATCH or deletions else logging.DEBUG,
             "%s: %d records stored; %d deletions listed, %d stored records marked deleted",
             path, stored_here, len(deletions), flagged)
+
+
+# -- reading in worker processes -------------------------------------------------------------
+
+# Batches a worker may have waiting for the writer: enough to keep every worker busy while
+# the writer is on another worker's file, small enough that memory stays bounded.
+QUEUE_BATCHES = 12
+
+
+def _worker(index: int, workers: int, paths: list[Path], match_topic: bool, queue) -> None:
+    for i in range(index, len(paths), workers):
+        path = paths[i]
+        size = path.stat().st_size
+        try:
+            for item in read_prepared_batches(path, match_topic):
+                queue.put((i, item))
+        except FileFault as exc:
+            queue.put((i, ("fault", str(exc), 0, 0)))
+            return
+        except BaseException as exc:  # anything else: the writer reports it and stops
+            queue.put((i, ("error", f"{type(exc).__name__}: {exc}", 0, 0)))
+            return
+        queue.put((i, ("bytes", size, 0, 0)))
+        queue.put((i, ("done", None, 0, 0)))
+
+
+def _read_in_processes(paths: list[Path], match_topic: bool, workers: int):
+    import multiprocessing
+
+    workers = max(1, min(workers, len(paths)))
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    queues = [context.Queue(QUEUE_BATCHES) for _ in range(workers)]
+    processes = [context.Process(target=_worker, args=(w, workers, paths, match_topic, queues[w]), daemon=True)
+                 for w in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        for i, path in enumerate(paths):
+            yield path, _items_of(i, path, queues[i % workers], processes[i % workers])
+        for process in processes:
+            process.join()
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+def _items_of(i: int, path: Path, queue, process):
+    import queue as queue_module
+
+    while True:
+        try:
+            index, item = queue.get(timeout=5)
+        except queue_module.Empty:
+            if not process.is_alive():
+                raise ImportFailed(f"{path}: the worker process reading it died (exit code {process.exitcode})")
+            continue
+        assert index == i, (index, i)  # each worker sends its files in order
+        kind = item[0]
+        if kind == "fault":
+            raise FileFault(item[1])
+        if kind == "error":
+            raise RuntimeError(f"{path}: {item[1]}")
+        if kind == "done":
+            return
+        yield item
