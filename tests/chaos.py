@@ -17,7 +17,8 @@ interrupted run had already stored in full, and where the watermark lands.
 The catalog side (`catalog`) serves a published copy of a harvested catalog with db/'s own
 configuration (db/publish.py, `datasette serve DIR` on 127.0.0.1) and checks that it is
 immutable, that SQL has a time limit, that crafted `?sql=` can neither write nor hang it,
-and that 200 concurrent requests are all answered.
+and that 200 concurrent requests are all answered; the full run also serves a copy the way
+`make serve` serves db/ (mutable, no inspect-data.json) and throws the same writes at it.
 
 Report columns (one row per scenario; `--json` writes the same rows plus every check):
   requests  requests the stand-in received, faulted ones included
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -901,6 +903,59 @@ def _load_publish():
     return module
 
 
+@contextlib.contextmanager
+def _datasette(site: Path, log: Path):
+    """`datasette serve SITE` on a free loopback port, as `make serve` runs it; yields its URL."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with open(log, "w") as log_file:
+        server = subprocess.Popen([str(Path(sys.executable).with_name("datasette")), "serve", str(site),
+                                   "--host", "127.0.0.1", "--port", str(port)], cwd=site.parent,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log_file,
+                                  stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 90
+            while server.poll() is None and time.monotonic() < deadline:
+                try:
+                    if requests.get(base + "/-/versions.json", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.2)
+            if server.poll() is not None or time.monotonic() >= deadline:
+                raise RuntimeError("datasette did not start: " + log.read_text()[-2000:])
+            yield base, server
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _crafted_writes(base: str, workdir: Path) -> tuple[list[str], set[str]]:
+    """(writes that were answered, the errors the refused ones got)."""
+    accepted, refusals = [], set()
+    for sql in WRITES:
+        sql = sql.format(dir=workdir)
+        r = requests.get(base + "/catalog.json", params={"sql": sql}, timeout=60)
+        answered, error = _answer(r)
+        if answered or r.status_code == 200:
+            accepted.append(f"{sql!r} -> {r.status_code} {r.text[:120]}")
+        refusals.add(re.sub(r"<[^>]+>|\s+", " ", error).strip()[:60])
+    r = requests.post(base + "/catalog", data={"sql": "delete from articles"}, timeout=30)
+    if r.status_code not in (403, 405):
+        accepted.append(f"POST /catalog -> {r.status_code}")
+    return accepted, refusals
+
+
+def _count_articles(base: str) -> int | None:
+    r = requests.get(base + "/catalog.json", params={"sql": "select count(*) as n from articles", "_shape": "array"},
+                     timeout=30)
+    return r.json()[0]["n"] if r.status_code == 200 else None
+
+
 @scenario("catalog")
 def catalog(chaos: Chaos) -> list[Row]:
     row = Row("catalog", "Datasette on a published copy: immutable, time-limited, crafted ?sql=, 200 at once")
@@ -908,143 +963,119 @@ def catalog(chaos: Chaos) -> list[Row]:
     site = chaos.workdir / "site"
     published = _load_publish().build(chaos.base_catalog(), site)
     digest = hashlib.sha256(published.read_bytes()).hexdigest()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_file = open(chaos.workdir / "datasette.log", "w")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("datasette")), "serve", str(site),
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=chaos.workdir, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
     def check(ok: bool, name: str, detail: str = "") -> None:
         (row.checks.append(name) if ok else row.problems.append(name + (f" -- {detail}" if detail else "")))
 
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(base + "/-/versions.json", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if server.poll() is not None:
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("datasette did not start")
-        if server.poll() is not None:
-            raise RuntimeError("datasette exited: " + (chaos.workdir / "datasette.log").read_text()[-2000:])
-        databases = requests.get(base + "/-/databases.json", timeout=30).json()
-        catalog_db = [d for d in databases if d["name"] == "catalog"]
-        check(bool(catalog_db) and catalog_db[0]["is_mutable"] is False, "the catalog is served immutable",
-              json.dumps(databases)[:300])
-        settings = requests.get(base + "/-/settings.json", timeout=30).json()
-        limit_ms = settings.get("sql_time_limit_ms") or 0
-        check(0 < limit_ms <= 10_000, f"SQL has a time limit ({limit_ms} ms)", str(settings))
-        pmids = sorted(stored_pmids(published))
-        articles = len(pmids)
+        with _datasette(site, chaos.workdir / "datasette.log") as (base, server):
+            databases = requests.get(base + "/-/databases.json", timeout=30).json()
+            catalog_db = [d for d in databases if d["name"] == "catalog"]
+            check(bool(catalog_db) and catalog_db[0]["is_mutable"] is False, "the catalog is served immutable",
+                  json.dumps(databases)[:300])
+            settings = requests.get(base + "/-/settings.json", timeout=30).json()
+            limit_ms = settings.get("sql_time_limit_ms") or 0
+            check(0 < limit_ms <= 10_000, f"SQL has a time limit ({limit_ms} ms)", str(settings))
+            pmids = sorted(stored_pmids(published))
+            articles = len(pmids)
 
-        # Crafted SQL that tries to write: refused, and the file is untouched.
-        accepted, refusals = [], set()
-        for sql in WRITES:
-            sql = sql.format(dir=chaos.workdir)
-            r = requests.get(base + "/catalog.json", params={"sql": sql}, timeout=60)
-            answered, error = _answer(r)
-            if answered or r.status_code == 200:
-                accepted.append(f"{sql!r} -> {r.status_code} {r.text[:120]}")
-            refusals.add(re.sub(r"<[^>]+>|\s+", " ", error).strip()[:60])
-        r = requests.post(base + "/catalog", data={"sql": "delete from articles"}, timeout=30)
-        if r.status_code not in (403, 405):
-            accepted.append(f"POST /catalog -> {r.status_code}")
-        check(not accepted, f"{len(WRITES)} crafted writes and a POST are refused", "; ".join(accepted))
-        row.notes.append("writes refused with: " + "; ".join(sorted(refusals)))
-        created = [p.name for p in chaos.workdir.glob("owned*")]
-        check(not created, "no file written by crafted SQL", str(created))
+            # Crafted SQL that tries to write: refused, and the file is untouched.
+            accepted, refusals = _crafted_writes(base, chaos.workdir)
+            check(not accepted, f"{len(WRITES)} crafted writes and a POST are refused", "; ".join(accepted))
+            row.notes.append("writes refused with: " + "; ".join(sorted(refusals)))
+            created = [p.name for p in chaos.workdir.glob("owned*")]
+            check(not created, "no file written by crafted SQL", str(created))
 
-        # Crafted SQL that tries to hang: cut off at the time limit, one at a time and many at once.
-        slow = []
-        hangs = [HANGS[0], HANGS[-1]] if chaos.fast else HANGS
-        for sql, says in hangs:
-            started = time.monotonic()
-            r = requests.get(base + "/catalog.json", params={"sql": sql}, timeout=limit_ms / 1000 + 60)
-            took = time.monotonic() - started
-            answered, error = _answer(r)
-            if answered or says not in error:
-                slow.append(f"{sql[:40]!r} -> HTTP {r.status_code} {error[:80]!r}")
-            if took > limit_ms / 1000 + 5:
-                slow.append(f"{sql[:40]!r} took {took:.1f} s")
-            row.notes.append(f"refused after {took:.1f} s (HTTP {r.status_code}, {says!r}): {sql[:60]}")
-        check(not slow, f"{len(hangs)} hanging queries are cut off at the time limit", "; ".join(slow))
-        at_once = 0 if chaos.fast else 6  # each burns a CPU for the whole time limit
-        if at_once:
-            with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                hung = [pool.submit(requests.get, base + "/catalog.json", params={"sql": HANGS[0][0]},
-                                    timeout=limit_ms / 1000 * 8 + 60) for _ in range(at_once)]
-                time.sleep(0.3)
-                probe_started = time.monotonic()
-                probe = requests.get(base + f"/catalog/articles/{pmids[0]}.json", timeout=limit_ms / 1000 * 8 + 60)
-                probe_took = time.monotonic() - probe_started
-                for f in hung:
-                    f.result()
-            check(probe.status_code == 200 and probe_took < limit_ms / 1000 * 3 + 10,
-                  f"a page is served while {at_once} hanging queries run ({probe_took:.1f} s)",
-                  f"status {probe.status_code}")
+            # Crafted SQL that tries to hang: cut off at the time limit, one at a time and many at once.
+            slow = []
+            hangs = [HANGS[0], HANGS[-1]] if chaos.fast else HANGS
+            for sql, says in hangs:
+                started = time.monotonic()
+                r = requests.get(base + "/catalog.json", params={"sql": sql}, timeout=limit_ms / 1000 + 60)
+                took = time.monotonic() - started
+                answered, error = _answer(r)
+                if answered or says not in error:
+                    slow.append(f"{sql[:40]!r} -> HTTP {r.status_code} {error[:80]!r}")
+                if took > limit_ms / 1000 + 5:
+                    slow.append(f"{sql[:40]!r} took {took:.1f} s")
+                row.notes.append(f"refused after {took:.1f} s (HTTP {r.status_code}, {says!r}): {sql[:60]}")
+            check(not slow, f"{len(hangs)} hanging queries are cut off at the time limit", "; ".join(slow))
+            at_once = 0 if chaos.fast else 6  # each burns a CPU for the whole time limit
+            if at_once:
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                    hung = [pool.submit(requests.get, base + "/catalog.json", params={"sql": HANGS[0][0]},
+                                        timeout=limit_ms / 1000 * 8 + 60) for _ in range(at_once)]
+                    time.sleep(0.3)
+                    probe_started = time.monotonic()
+                    probe = requests.get(base + f"/catalog/articles/{pmids[0]}.json", timeout=limit_ms / 1000 * 8 + 60)
+                    probe_took = time.monotonic() - probe_started
+                    for f in hung:
+                        f.result()
+                check(probe.status_code == 200 and probe_took < limit_ms / 1000 * 3 + 10,
+                      f"a page is served while {at_once} hanging queries run ({probe_took:.1f} s)",
+                      f"status {probe.status_code}")
 
-        # 200 concurrent requests: every one answered 200.
-        rng = random.Random(f"{chaos.seed}/catalog")
-        light = ["/-/versions.json", "/catalog/articles/{pmid}.json", "/catalog/articles.json?_size=10",
-                 "/catalog.json?sql=select+count(*)+from+articles", "/catalog/search.json?q=depression"]
-        pages = ["/", "/catalog", "/catalog/articles", "/catalog/articles/{pmid}", "/catalog/search?q=ketamine",
-                 "/catalog/articles?_facet=pub_year"]
-        mix = light + ([] if chaos.fast else pages)
-        urls = [base + rng.choice(mix).format(pmid=rng.choice(pmids)) for _ in range(200)]
-        barrier = threading.Barrier(len(urls))
-        results: list[tuple[int | str, float]] = [(0, 0.0)] * len(urls)
+            # 200 concurrent requests: every one answered 200.
+            rng = random.Random(f"{chaos.seed}/catalog")
+            light = ["/-/versions.json", "/catalog/articles/{pmid}.json", "/catalog/articles.json?_size=10",
+                     "/catalog.json?sql=select+count(*)+from+articles", "/catalog/search.json?q=depression"]
+            pages = ["/", "/catalog", "/catalog/articles", "/catalog/articles/{pmid}", "/catalog/search?q=ketamine",
+                     "/catalog/articles?_facet=pub_year"]
+            mix = light + ([] if chaos.fast else pages)
+            urls = [base + rng.choice(mix).format(pmid=rng.choice(pmids)) for _ in range(200)]
+            barrier = threading.Barrier(len(urls))
+            results: list[tuple[int | str, float]] = [(0, 0.0)] * len(urls)
 
-        def hit(i: int) -> None:
-            try:
-                barrier.wait(timeout=60)
-            except threading.BrokenBarrierError:
-                pass
-            started = time.monotonic()
-            try:
-                results[i] = (requests.get(urls[i], timeout=120).status_code, time.monotonic() - started)
-            except requests.RequestException as exc:
-                results[i] = (type(exc).__name__, time.monotonic() - started)
+            def hit(i: int) -> None:
+                try:
+                    barrier.wait(timeout=60)
+                except threading.BrokenBarrierError:
+                    pass
+                started = time.monotonic()
+                try:
+                    results[i] = (requests.get(urls[i], timeout=120).status_code, time.monotonic() - started)
+                except requests.RequestException as exc:
+                    results[i] = (type(exc).__name__, time.monotonic() - started)
 
-        load_started = time.monotonic()
-        threads = [threading.Thread(target=hit, args=(i,)) for i in range(len(urls))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-        wall = time.monotonic() - load_started
-        errors = [f"{urls[i][len(base):]} -> {s}" for i, (s, _) in enumerate(results) if s != 200]
-        times = sorted(t for _, t in results)
-        check(not errors, f"200 concurrent requests all answered 200 (in {wall:.1f} s, "
-              f"p50 {statistics.median(times):.2f} s, max {times[-1]:.2f} s)", "; ".join(errors[:5]))
-        row.requests = len(WRITES) + 1 + len(hangs) + (at_once + 1 if at_once else 0) + len(urls)
-        row.notes.append(f"200 concurrent: {len(errors)} errors, p50 {statistics.median(times):.2f} s, "
-                         f"p95 {times[int(len(times) * 0.95) - 1]:.2f} s, max {times[-1]:.2f} s, wall {wall:.1f} s")
+            load_started = time.monotonic()
+            threads = [threading.Thread(target=hit, args=(i,)) for i in range(len(urls))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=300)
+            wall = time.monotonic() - load_started
+            errors = [f"{urls[i][len(base):]} -> {s}" for i, (s, _) in enumerate(results) if s != 200]
+            times = sorted(t for _, t in results)
+            check(not errors, f"200 concurrent requests all answered 200 (in {wall:.1f} s, "
+                  f"p50 {statistics.median(times):.2f} s, max {times[-1]:.2f} s)", "; ".join(errors[:5]))
+            row.requests = len(WRITES) + 1 + len(hangs) + (at_once + 1 if at_once else 0) + len(urls)
+            row.notes.append(f"200 concurrent: {len(errors)} errors, p50 {statistics.median(times):.2f} s, "
+                             f"p95 {times[int(len(times) * 0.95) - 1]:.2f} s, max {times[-1]:.2f} s, wall {wall:.1f} s")
 
-        # Nothing changed on disk, and the server still answers.
-        alive = requests.get(base + "/catalog.json", params={"sql": "select count(*) as n from articles",
-                                                             "_shape": "array"}, timeout=30)
-        check(alive.status_code == 200 and alive.json()[0]["n"] == articles, "the server still answers, counts unchanged")
-        check(hashlib.sha256(published.read_bytes()).hexdigest() == digest, "the published file is byte-identical")
-        row.stored = row.served = articles
-        row.exits.append("ok" if server.poll() is None else str(server.returncode))
-        check(server.poll() is None, "datasette is still running")
-    except Exception as exc:  # the server could not be checked at all
+            # Nothing changed on disk, and the server still answers.
+            check(_count_articles(base) == articles, "the server still answers, counts unchanged")
+            check(hashlib.sha256(published.read_bytes()).hexdigest() == digest, "the published file is byte-identical")
+            row.stored = row.served = articles
+            row.exits.append("ok" if server.poll() is None else str(server.returncode))
+            check(server.poll() is None, "datasette is still running")
+        if not chaos.fast:
+            # `make serve` serves db/ itself, mutable (a harvest may be writing): no write either.
+            live = chaos.workdir / "live"
+            shutil.copytree(site, live, ignore=shutil.ignore_patterns("inspect-data.json", "catalog.db"))
+            shutil.copyfile(published, live / "catalog.db")
+            live_digest = hashlib.sha256((live / "catalog.db").read_bytes()).hexdigest()
+            with _datasette(live, chaos.workdir / "datasette-live.log") as (live_base, _):
+                mutable = [d["is_mutable"] for d in requests.get(live_base + "/-/databases.json", timeout=30).json()
+                           if d["name"] == "catalog"]
+                accepted, _ = _crafted_writes(live_base, chaos.workdir)
+                check(mutable == [True] and not accepted and _count_articles(live_base) == articles,
+                      "served mutable like `make serve` (db/ as is), crafted writes are refused too",
+                      f"mutable {mutable}; " + "; ".join(accepted))
+            check(hashlib.sha256((live / "catalog.db").read_bytes()).hexdigest() == live_digest,
+                  "the live catalog file is byte-identical after them")
+    except Exception as exc:  # the servers could not be checked at all
         row.problems.append(f"catalog checks aborted: {type(exc).__name__}: {exc}")
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log_file.close()
         row.seconds = round(time.monotonic() - t0, 1)
     return [row]
 
