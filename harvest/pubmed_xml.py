@@ -586,6 +586,14 @@ _TRIAL_PATTERNS = [
     ("CRiS", "kct", re.compile(r"\bKCT\s?(\d{7})\b", re.I), lambda m: "KCT" + m.group(1)),
 ]
 
+# Hints that common words contain ("distinct", "albumin", "electric"): ask for the
+# digits or slash that every id has right after the prefix before running the pattern.
+_HINT_DIGITS = {
+    "nct": re.compile(r"nct\s?\d"),
+    "umin": re.compile(r"umin\s?\d"),
+    "ctri": re.compile(r"ctri\s?/"),
+}
+
 # DataBankName values NLM uses for trial registries.
 _TRIAL_DATABANKS = {
     "clinicaltrials.gov": "ClinicalTrials.gov",
@@ -616,7 +624,11 @@ def _trial_ids_in_text(text: str | None) -> list[tuple[str, str]]:
     found = []
     lowered = text.lower()
     for registry, hint, pattern, canonical in _TRIAL_PATTERNS:
-        if hint in lowered:
+        if pattern.flags & re.I:
+            hinted = _HINT_DIGITS[hint].search(lowered) if hint in _HINT_DIGITS else hint in lowered
+        else:
+            hinted = hint.upper() in text  # a case-sensitive pattern: its prefix as written
+        if hinted:
             found.extend((match.start(), registry, canonical(match)) for match in pattern.finditer(text))
     return [(registry, trial_id) for _, registry, trial_id in sorted(found)]
 
