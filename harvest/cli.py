@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -246,7 +247,15 @@ def status(db_path, max_age, show_runs):
     db_path = db_path or default_db_path()
     if not Path(db_path).exists():
         _fail(f"no catalog at {db_path}: run `python -m harvest run` first", EXIT_STALE if max_delta else EXIT_FAILED)
+    try:
+        _print_status(db_path, max_age, max_delta, show_runs)
+    except sqlite3.Error as exc:
+        _fail(f"cannot read the catalog {db_path}: {exc}")
+
+
+def _print_status(db_path: Path, max_age: str | None, max_delta: dt.timedelta | None, show_runs: int) -> None:
     db = store.open_db(db_path)
+    holder = store.lock_holder(db_path)
     counts = next(db.query(
         "select count(*) as articles, coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as matching, "
         "coalesce(sum(matches_query = 0), 0) as unmatched, coalesce(sum(is_deleted = 1), 0) as deleted from articles"
@@ -261,6 +270,9 @@ def status(db_path, max_age, show_runs):
                     f"promised {r['records_promised'] or 0}, new {r['new'] or 0}, updated {r['updated'] or 0}, "
                     f"unchanged {r['unchanged'] or 0}, unmatched {r['unmatched'] or 0}, requests {r['requests'] or 0}")
             click.echo(line)
+            if r["status"] == "running":
+                click.echo(f"      in progress: {holder}" if holder else
+                           "      no process holds the lock: it died, and the next run marks it aborted")
             if r["error"]:
                 click.echo(f"      error: {r['error']}")
             if r["count_discrepancy"]:

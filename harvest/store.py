@@ -87,6 +87,20 @@ def harvest_lock(db_path: Path | str) -> Iterator[Path]:
         handle.close()
 
 
+def lock_holder(db_path: Path | str) -> str | None:
+    """Who holds the harvest lock now (None when nobody does); takes nothing."""
+    lock_path = Path(f"{db_path}.lock")
+    if not lock_path.exists():
+        return None
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().strip() or "another process"
+        return None
+
+
 # -- the run log --------------------------------------------------------------
 
 

@@ -263,3 +263,20 @@ def test_known_ketamine_record_is_in_the_catalog(records_server, tmp_path):
     db_path = tmp_path / "c.db"
     assert run_cli("run", "--db", db_path, env=harvest_env(records_server.url)).returncode == 0
     assert KETAMINE_PMIDS & stored_pmids(db_path) == {38011560}
+
+
+def test_status_tells_a_run_in_progress_from_a_dead_one(records_server, tmp_path):
+    db_path = tmp_path / "c.db"
+    env = harvest_env(records_server.url)
+    assert run_cli("run", "--db", db_path, env=env).returncode == 0
+    db = sqlite_utils.Database(db_path)
+    db["harvest_runs"].insert({"started_at": "2026-01-01T00:00:00+00:00", "mode": "incremental",
+                               "query_version": QUERY_VERSION, "status": "running", "pid": 999999})
+    dead = run_cli("status", "--db", db_path, env=env)
+    assert "no process holds the lock: it died" in dead.stdout
+    with open(f"{db_path}.lock", "w") as held:
+        held.write("pid 4242 on cron-host since 2026-01-01T00:00:00+00:00\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alive = run_cli("status", "--db", db_path, env=env)
+    assert "in progress: pid 4242 on cron-host" in alive.stdout
