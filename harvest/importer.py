@@ -20,17 +20,15 @@ from typing import BinaryIO, Iterator
 from . import store
 from .pubmed_xml import PubmedXMLError, parse_pubmed_xml
 from .query import QUERY_VERSION, TOPIC_QUERY, matches_topic
-from .runner import NoProgress, Progress
+from .runner import HarvestFailed, NoProgress, Progress
 
 log = logging.getLogger("harvest.import")
 
 BATCH = 1000
 
 
-class ImportFailed(RuntimeError):
-    def __init__(self, message: str, run_id: int | None = None):
-        super().__init__(message)
-        self.run_id = run_id
+class ImportFailed(HarvestFailed):
+    """An import that could not read a file to its end (what it stored stays)."""
 
 
 @dataclass

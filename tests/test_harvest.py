@@ -216,13 +216,18 @@ def test_second_concurrent_run_is_refused(records_server, tmp_path):
     assert run_cli("run", "--db", db_path, env=harvest_env(records_server.url)).returncode == 0
 
 
+def leave_a_run_running(db_path) -> None:
+    """What a SIGKILLed harvest leaves behind: its run row, still 'running'."""
+    sqlite_utils.Database(db_path)["harvest_runs"].insert(
+        {"started_at": "2026-01-01T00:00:00+00:00", "mode": "incremental",
+         "query_version": QUERY_VERSION, "status": "running", "pid": 999999})
+
+
 def test_run_left_running_by_a_dead_process_is_marked_aborted(records_server, tmp_path):
     db_path = tmp_path / "c.db"
     env = harvest_env(records_server.url)
     assert run_cli("run", "--db", db_path, env=env).returncode == 0
-    db = sqlite_utils.Database(db_path)
-    db["harvest_runs"].insert({"started_at": "2026-01-01T00:00:00+00:00", "mode": "incremental",
-                               "query_version": QUERY_VERSION, "status": "running", "pid": 999999})
+    leave_a_run_running(db_path)
     assert run_cli("run", "--db", db_path, env=env).returncode == 0
     statuses = [r["status"] for r in runs(db_path)]
     assert statuses == ["success", "aborted", "success"]
@@ -269,9 +274,7 @@ def test_status_tells_a_run_in_progress_from_a_dead_one(records_server, tmp_path
     db_path = tmp_path / "c.db"
     env = harvest_env(records_server.url)
     assert run_cli("run", "--db", db_path, env=env).returncode == 0
-    db = sqlite_utils.Database(db_path)
-    db["harvest_runs"].insert({"started_at": "2026-01-01T00:00:00+00:00", "mode": "incremental",
-                               "query_version": QUERY_VERSION, "status": "running", "pid": 999999})
+    leave_a_run_running(db_path)
     dead = run_cli("status", "--db", db_path, env=env)
     assert "no process holds the lock: it died" in dead.stdout
     with open(f"{db_path}.lock", "w") as held:
