@@ -20,7 +20,7 @@ from typing import Protocol
 
 from . import store
 from .config import Settings
-from .eutils import EutilsClient, EutilsError, error_in_body
+from .eutils import EutilsClient, error_in_body
 from .pubmed_xml import parse_pubmed_xml
 from .query import QUERY_VERSION, TOPIC_QUERY
 from .search import Plan, Slice, DateRange, full_window, plan_window, since_windows, today_utc
