@@ -45,6 +45,14 @@ class DateRange:
             DateRange(self.field, middle + dt.timedelta(days=1), self.hi),
         )
 
+    def cut_newest(self, share: float) -> tuple["DateRange", "DateRange"]:
+        """(older, newer): the newer part holds the last `share` of the days (at least one,
+        at most half); for a range of two days or more."""
+        days = (self.hi - self.lo).days + 1
+        newer_days = min(days // 2, max(1, round(days * share)))
+        cut = self.hi - dt.timedelta(days=newer_days - 1)
+        return DateRange(self.field, self.lo, cut - dt.timedelta(days=1)), DateRange(self.field, cut, self.hi)
+
     @property
     def single_day(self) -> bool:
         return self.lo >= self.hi
@@ -110,15 +118,23 @@ def plan_window(client: EutilsClient, topic: str, window: DateRange, cap: int = 
     Counts can shift while we slice (PubMed indexes continuously). If the
     slices' counts do not add up to the window's count we count again; a
     difference that persists is kept on the plan (and so on the run) and the
-    union of the slices' PMIDs is what the run promises to store.
+    union of the slices' PMIDs is what the run promises to store. Ranges that
+    slicing inferred to be empty (see `_explore`) are searched after all when
+    that second count differs, so a record indexed mid-plan is never skipped.
     """
     slices: list[Slice] = []
+    skipped: list[tuple[DateRange, ...]] = []
     root = _search(client, topic, (window,), cap)
-    _explore(client, topic, (window,), root, cap, slices)
+    _explore(client, topic, (window,), root, cap, slices, skipped)
     plan = Plan(window=window, total=root.count, slices=slices)
     summed = sum(s.count for s in slices)
-    if summed != root.count:
+    if summed != root.count or skipped:
         recount = client.esearch(term_for(topic, (window,)), retmax=0).count
+        if recount != summed and skipped:
+            log.info("%s: counts moved while slicing; searching the %d ranges inferred empty", window, len(skipped))
+            for ranges in skipped:
+                _explore(client, topic, ranges, _search(client, topic, ranges, cap), cap, slices, None)
+            summed = sum(s.count for s in slices)
         if recount != summed:
             plan.discrepancy = (
                 f"{window}: the window counts {recount} records (earlier {root.count}) "
@@ -133,20 +149,43 @@ def _search(client: EutilsClient, topic: str, ranges: tuple[DateRange, ...], cap
     return client.esearch(term_for(topic, ranges), retmax=cap, usehistory=True)
 
 
+# Slices are cut to hold about this share of the cap: close to full (fewer searches and
+# fewer part-filled efetch batches) with room for the estimate to be off.
+FILL = 0.7
+
+
 def _explore(
     client: EutilsClient,
     topic: str,
     ranges: tuple[DateRange, ...],
-    result: SearchResult,
+    result: SearchResult | None,
     cap: int,
     out: list[Slice],
+    skipped: list | None,
+    estimate: int | None = None,
 ) -> None:
-    if result.count <= cap:
+    """Slice `ranges`, whose search `result` is known (or, with result None, whose count is
+    `estimate`: the parent's count less its searched part, not yet asked).
+
+    A range over the cap is cut where its newest part should hold FILL x cap records if
+    its records were spread evenly (at most half of it), and the newest part is searched
+    first: the older rest's count is then known by subtraction, so it is searched only
+    when it is under the cap (its list is needed) and split further without a search when
+    it is over. A rest of zero is left out and noted in `skipped` (plan_window's final
+    count decides whether it really was empty); with `skipped` None every part is searched.
+    Every request is an esearch, and requests are what a harvest is rationed in.
+    """
+    count = result.count if result is not None else estimate
+    if count <= cap:
+        if result is None:
+            result = _search(client, topic, ranges, cap)
+            if result.count > cap:
+                return _explore(client, topic, ranges, result, cap, out, skipped)
         if len(result.ids) != result.count:
             # The count moved between counting and listing: ask once more.
             result = _search(client, topic, ranges, cap)
         if result.count > cap:
-            return _explore(client, topic, ranges, result, cap, out)
+            return _explore(client, topic, ranges, result, cap, out, skipped)
         out.append(
             Slice(
                 ranges=ranges,
@@ -161,15 +200,29 @@ def _explore(
         return
     last = ranges[-1]
     if not last.single_day:
-        children = [ranges[:-1] + (half,) for half in last.halves()]
-    elif len(ranges) == 1:
+        older, newer = last.cut_newest(FILL * cap / count)
+        newer_ranges, older_ranges = ranges[:-1] + (newer,), ranges[:-1] + (older,)
+        newer_result = _search(client, topic, newer_ranges, cap)
+        _explore(client, topic, newer_ranges, newer_result, cap, out, skipped)
+        rest = count - newer_result.count
+        if rest <= 0 and skipped is not None:
+            log.info("%s: the newer part holds all %d records; no search", " & ".join(map(str, older_ranges)), count)
+            skipped.append(older_ranges)
+        elif rest > cap:
+            _explore(client, topic, older_ranges, None, cap, out, skipped, estimate=rest)
+        else:
+            _explore(client, topic, older_ranges, _search(client, topic, older_ranges, cap), cap, out, skipped)
+        return
+    if result is None:  # one day over the cap by estimate: ask before crossing it with a second axis
+        return _explore(client, topic, ranges, _search(client, topic, ranges, cap), cap, out, skipped)
+    if len(ranges) == 1:
         # Publication dates can run years ahead of the create date (print after epub).
         second = DateRange(SECOND_AXIS[last.field], EARLIEST, last.hi + dt.timedelta(days=3 * 366))
         children = [ranges + (half,) for half in second.halves()]
     else:
         raise SliceError(
-            f"{' & '.join(map(str, ranges))} still holds {result.count} records, "
+            f"{' & '.join(map(str, ranges))} still holds {count} records, "
             f"more than PubMed's cap of {cap}, and cannot be split further"
         )
     for child in children:
-        _explore(client, topic, child, _search(client, topic, child, cap), cap, out)
+        _explore(client, topic, child, _search(client, topic, child, cap), cap, out, skipped)
