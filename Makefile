@@ -6,7 +6,7 @@ DB     ?= db/catalog.db
 HOST   ?= 127.0.0.1
 PORT   ?= 8001
 
-.PHONY: run install harvest serve test clean browser publish-build chaos
+.PHONY: run install harvest serve test clean browser publish-build chaos bench
 
 # Creates .venv and installs the project with its test tools; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -51,3 +51,13 @@ chaos: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
+
+## make bench: request economy, parse, import and 1,000,000-article catalog latency (about 15 minutes);
+## prints the tables, writes bench/results.json and bench/RESULTS.md. BENCH_CLONE_FILES=10 imports
+## 300,000 cloned records instead of 120,000; BENCH_DIR=path keeps the clones and catalogs.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench

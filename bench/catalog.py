@@ -1,0 +1,276 @@
+"""Catalog latency at 1,000,000 articles, served by Datasette with db/'s own configuration.
+
+The million-article catalog is built fast, at the SQL level: the rows of an imported catalog
+(every table the pages read) are copied N times with PMIDs shifted by N x 200,000,000 into a
+bench-only database made by `store.open_db` (the real schema), with indexes dropped during
+the copy and created once after it, and the FTS index rebuilt once (no ANALYZE: a catalog the
+harvester builds has no statistics either, and they change SQLite's plans). Left out:
+article_xml (the compressed originals, which no page reads) and article_events.
+
+It is served as `make serve` serves db/: `datasette serve DIR` where DIR holds a copy of
+every file of db/ except its database, and the bench catalog as catalog.db. A bounded
+loopback load (CONCURRENCY clients, at most REQUESTS requests and SECONDS seconds per page)
+measures p50 and p95 of: ranked search, the faceted articles page, an article page, and
+every canned query of the catalog (metadata.yml's and the cookbook's), first page load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench.common import ROOT, LoadSampler, log
+
+TARGET = 1_000_000
+SHIFT = 200_000_000
+CONCURRENCY = 4
+REQUESTS = 16
+SECONDS = 10
+SEARCH_TERMS = ["depression", "ketamine", "randomized controlled trial", "heart failure", "children asthma",
+                "cancer therapy", "mice", "suicid*", "pregnancy outcome", "hypertension treatment"]
+# Tables copied N times (keyed by pmid) and tables copied once (shared vocabularies, the run log).
+PER_ARTICLE = ["articles", "abstract_sections", "article_authors", "article_author_affiliations", "article_mesh",
+               "article_mesh_qualifiers", "article_publication_types", "article_languages", "keywords",
+               "article_ids", "grants", "trial_registrations", "databanks", "comments_corrections", "chemicals",
+               "supplementary_concepts", "article_history", "article_tags"]
+ONCE = ["authors", "mesh_descriptors", "publication_types", "harvest_runs"]
+
+
+def build(source: Path, target_dir: Path, target: int = TARGET) -> dict:
+    from harvest import store
+
+    target_dir.mkdir(parents=True, exist_ok=True)
+    path = target_dir / "catalog.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    start = time.perf_counter()
+    store.open_db(path).conn.close()  # the real schema, every migration applied
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("pragma journal_mode=delete")
+    conn.execute("pragma synchronous=off")
+    conn.execute("pragma foreign_keys=off")
+    conn.execute("pragma cache_size=-1048576")
+    conn.execute("pragma temp_store=memory")
+    indexes = conn.execute("select name, sql from sqlite_master where type = 'index' and sql is not null").fetchall()
+    triggers = conn.execute("select name, sql from sqlite_master where type = 'trigger' and tbl_name = 'articles'").fetchall()
+    for name, _ in indexes:
+        conn.execute(f"drop index [{name}]")
+    for name, _ in triggers:
+        conn.execute(f"drop trigger [{name}]")
+    conn.execute("attach ? as src", [str(source)])
+    n = conn.execute("select count(*) from src.articles").fetchone()[0]
+    copies = math.ceil(target / n)
+    timings = {}
+    conn.execute("begin")
+    for table in ONCE:
+        conn.execute(f"insert or ignore into main.[{table}] select * from src.[{table}]")
+    for k in range(copies):
+        limit = min(n, target - k * n)
+        cutoff = conn.execute("select pmid from src.articles order by pmid limit 1 offset ?", [limit - 1]).fetchone()[0]
+        for table in PER_ARTICLE:
+            t = time.perf_counter()
+            columns = [row[1] for row in conn.execute(f"pragma main.table_info([{table}])")]
+            # A harvested catalog holds what the topic query returned: every row matches it
+            # (an import marks most of the shared records, which are not about ketamine, 0).
+            select = ", ".join(f"pmid + {k * SHIFT}" if c == "pmid" else "1" if c == "matches_query" else f"[{c}]"
+                               for c in columns)
+            names = ", ".join(f"[{c}]" for c in columns)
+            conn.execute(f"insert into main.[{table}] ({names}) select {select} from src.[{table}] where pmid <= ?",
+                         [cutoff])
+            timings[table] = timings.get(table, 0) + time.perf_counter() - t
+    conn.execute("commit")
+    conn.execute("detach src")
+    copied = time.perf_counter() - start
+    log(f"catalog: rows copied in {copied:.0f} s; creating indexes")
+    t = time.perf_counter()
+    conn.execute("begin")
+    for _, sql in indexes:
+        conn.execute(sql)
+    for _, sql in triggers:
+        conn.execute(sql)
+    conn.execute("commit")
+    indexed = time.perf_counter() - t
+    log(f"catalog: indexes in {indexed:.0f} s; rebuilding the search index")
+    t = time.perf_counter()
+    conn.execute("insert into articles_fts(articles_fts) values ('rebuild')")
+    fts = time.perf_counter() - t
+    articles = conn.execute("select count(*) from articles").fetchone()[0]
+    conn.close()
+    return {"source_articles": n, "copies": copies, "articles": articles,
+            "seconds": {"copy": round(copied, 1), "indexes": round(indexed, 1), "fts_rebuild": round(fts, 1),
+                        "total": round(time.perf_counter() - start, 1)},
+            "db_gib": round(path.stat().st_size / 2**30, 2)}
+
+
+def config_dir(target_dir: Path) -> None:
+    """Every file of db/ except its databases, beside the bench catalog (as publish copies do)."""
+    source = ROOT / "db"
+    for item in source.iterdir():
+        if item.suffix in (".db", ".db-wal", ".db-shm", ".lock") or item.name == "inspect-data.json":
+            continue
+        dest = target_dir / item.name
+        if item.is_dir():
+            shutil.copytree(item, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(item, dest)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(client, url: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    try:
+        response = client.get(url, timeout=60)
+        status = response.status_code
+    except Exception:  # noqa: BLE001 - a timeout or reset counts as a failed request
+        status = 0
+    return (time.perf_counter() - start) * 1000, status
+
+
+def _measure(base: str, urls: list[str], requests: int = REQUESTS, seconds: float = SECONDS) -> dict:
+    import httpx
+
+    with httpx.Client(base_url=base) as client:
+        _get(client, urls[0])  # warm-up: first touch of the page's tables
+    latencies: list[float] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+    counter = iter(range(requests))
+
+    def worker():
+        with httpx.Client(base_url=base) as client:
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                ms, status = _get(client, urls[i % len(urls)])
+                with lock:
+                    latencies.append(ms)
+                    statuses.append(status)
+
+    threads = [threading.Thread(target=worker) for _ in range(CONCURRENCY)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+
+    def pct(p):
+        return round(latencies[min(len(latencies) - 1, int(math.ceil(p * len(latencies))) - 1)], 1)
+
+    return {"requests": len(latencies), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "max_ms": round(latencies[-1], 1),
+            "errors": sum(1 for s in statuses if s != 200), "example": urls[0]}
+
+
+def pages(catalog: Path, base: str) -> dict[str, list[str]]:
+    import httpx
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(catalog)
+    pmids = [r[0] for r in conn.execute("select pmid from articles order by random() limit 200")]
+    design = conn.execute("select study_design from articles where study_design != 'other' "
+                          "group by 1 order by count(*) desc limit 1").fetchone()[0]
+    conn.close()
+    out = {
+        "search": [f"/catalog/search?q={quote(t)}" for t in SEARCH_TERMS],
+        "articles_faceted": ["/catalog/articles"],
+        "articles_faceted_filtered": [f"/catalog/articles?study_design={design}"],
+        "article_page": [f"/catalog/articles/{p}" for p in pmids],
+        "front_page": ["/"],
+    }
+    queries = httpx.get(base + "/catalog.json", timeout=120).json().get("queries", [])
+    for q in queries:
+        name = q["name"]
+        if name == "search":
+            continue
+        params = q.get("params") or re.findall(r"(?<![:\w]):([A-Za-z_]\w*)", q.get("sql") or "")
+        if "q" in params:
+            out[f"query:{name}"] = [f"/catalog/{name}?q={quote(t)}" for t in SEARCH_TERMS]
+        else:
+            out[f"query:{name}"] = [f"/catalog/{name}"]
+    return out
+
+
+def serve_and_measure(target_dir: Path) -> dict:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "datasette", "serve", str(target_dir), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        import httpx
+
+        for _ in range(600):
+            try:
+                if httpx.get(base + "/-/versions.json", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()[-2000:])
+            time.sleep(0.2)
+        results = {}
+        for name, urls in pages(target_dir / "catalog.db", base).items():
+            results[name] = _measure(base, urls)
+            log(f"  {name}: p50 {results[name]['p50_ms']} ms, p95 {results[name]['p95_ms']} ms"
+                + (f", {results[name]['errors']} errors" if results[name]["errors"] else ""))
+        return results
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run(workdir: Path, source: Path) -> dict:
+    target_dir = workdir / "catalog_1m"
+    with LoadSampler() as load:
+        log(f"catalog: building {TARGET:,} articles from {source.name}")
+        built = build(source, target_dir)
+        log(f"  {built}")
+        config_dir(target_dir)
+        built["load"] = load.summary()
+    with LoadSampler() as load:
+        latency = serve_and_measure(target_dir)
+    search_like = ["search", "article_page"]
+    faceted = ["articles_faceted", "articles_faceted_filtered"]
+    return {
+        "build": built, "latency": latency, "load": load.summary(),
+        "concurrency": CONCURRENCY,
+        "goals": {
+            "search_and_article_p95_under_200ms": all(latency[k]["p95_ms"] < 200 for k in search_like),
+            "faceted_p95_under_500ms": all(latency[k]["p95_ms"] < 500 for k in faceted),
+            "canned_queries_p95_under_500ms": all(v["p95_ms"] < 500 for k, v in latency.items() if k.startswith("query:")),
+        },
+    }
+
+
+if __name__ == "__main__":
+    # python -m bench.catalog SOURCE_DB WORKDIR [build|serve]
+    source, workdir = Path(sys.argv[1]), Path(sys.argv[2])
+    step = sys.argv[3] if len(sys.argv) > 3 else "all"
+    if step == "build":
+        print(json.dumps(build(source, workdir / "catalog_1m")))
+        config_dir(workdir / "catalog_1m")
+    elif step == "serve":
+        print(json.dumps(serve_and_measure(workdir / "catalog_1m"), indent=1))
+    else:
+        print(json.dumps(run(workdir, source), indent=1))
