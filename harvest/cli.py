@@ -142,13 +142,15 @@ def run(db_path, full, since, overlap_days, batch_size):
 @db_option
 @click.option("--match-topic", is_flag=True,
               help="Keep only records the topic query matches (evaluated locally over title, abstract, keywords, MeSH).")
-def import_(files, db_path, match_topic):
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes that parse and tag files while one writer stores them (for many large files).")
+def import_(files, db_path, match_topic, workers):
     """Load PubMed XML files (.xml or .xml.gz: efetch output, NLM baseline/update files)."""
     from .importer import ImportFailed, import_files
 
     db_path = db_path or default_db_path()
     try:
-        outcome = import_files(db_path, list(files), match_topic=match_topic,
+        outcome = import_files(db_path, list(files), match_topic=match_topic, workers=workers,
                                progress=TerminalProgress("reading files", "bytes"))
     except store.HarvestLocked as exc:
         _fail(str(exc), EXIT_LOCKED)

@@ -48,3 +48,20 @@ def test_parallel_import_reports_a_broken_file_and_keeps_what_came_before(tmp_pa
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("select count(*) from articles").fetchone()[0] >= 600
     assert conn.execute("select status from harvest_runs").fetchone()[0] == "failed"
+
+
+def test_import_command_with_workers_builds_the_same_catalog(tmp_path):
+    from tests.conftest import PUBMED, RECORDS, run_cli
+
+    files = [*sorted(RECORDS.glob("*.xml"))[:60], PUBMED / "medline16n0902.xml.gz"]
+    summaries, contents = [], []
+    for workers in ("1", "2"):
+        db_path = tmp_path / f"w{workers}.db"
+        result = run_cli("import", *files, "--db", db_path, "--workers", workers)
+        assert result.returncode == 0, result.stderr
+        summaries.append(result.stdout.split(":", 1)[1])
+        with sqlite3.connect(db_path) as conn:
+            contents.append(conn.execute(
+                "select pmid, title, abstract, mesh_terms, study_design, matches_query from articles order by pmid").fetchall())
+    assert summaries[0] == summaries[1] and "664 records read; 664 new" in summaries[0]
+    assert contents[0] == contents[1] and len(contents[0]) == 664
