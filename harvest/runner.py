@@ -224,9 +224,26 @@ def _harvest(db, client: EutilsClient, run_id: int, windows: list[DateRange], re
     progress.advance(len(reused))
     done: set[int] = set(reused)
     try:
+        # Whole batches come from each slice's history; what is left of every slice (its last,
+        # part-filled batch, or PMIDs an interrupted run already stored) is pooled and fetched
+        # by id in full batches, so a run needs no more efetches than ceil(records / batch).
+        pooled: list[int] = []
+        missing: list[int] = []
         for plan in plans:
             for piece in plan.slices:
-                _fetch_slice(db, client, run_id, piece, done, batch_size, progress, outcome)
+                _fetch_slice(db, client, run_id, piece, done, batch_size, progress, outcome, pooled, missing)
+        pooled = list(dict.fromkeys(pmid for pmid in pooled if pmid not in done))
+        if pooled:
+            log.info("run %d: fetching the %d records left over from the slices' whole batches by id",
+                     run_id, len(pooled))
+        missing.extend(_fetch_ids(db, client, run_id, pooled, done, batch_size, progress, outcome))
+        for _ in range(MISSING_RETRIES):
+            missing = list(dict.fromkeys(pmid for pmid in missing if pmid not in done))
+            if not missing:
+                break
+            log.warning("run %d: %d listed records missing from efetch; asking for them by id",
+                        run_id, len(missing))
+            missing = _fetch_ids(db, client, run_id, missing, done, batch_size, progress, outcome)
     except Exception as exc:
         # Say what is missing, not only which request failed: the operator's one line.
         outcome.stored = len(done)
@@ -249,39 +266,43 @@ def _sample(pmids: set[int], n: int = 10) -> str:
     return ", ".join(str(p) for p in sorted(pmids)[:n]) + (" ..." if len(pmids) > n else "")
 
 
-def _fetch_slice(db, client: EutilsClient, run_id: int, piece: Slice, done: set[int],
-                 batch_size: int, progress: Progress, outcome: RunOutcome) -> None:
-    missing: list[int] = []
+def _fetch_slice(db, client: EutilsClient, run_id: int, piece: Slice, done: set[int], batch_size: int,
+                 progress: Progress, outcome: RunOutcome, pooled: list[int], missing: list[int]) -> None:
+    """Fetch the slice's whole batches from the history server; add to `pooled` the PMIDs
+    left for fetching by id, and to `missing` those a batch was asked for and did not return."""
     for start in range(0, len(piece.ids), batch_size):
         batch = piece.ids[start : start + batch_size]
         wanted = [pmid for pmid in batch if pmid not in done]
         if not wanted:
             continue
-        records = None
-        if len(wanted) == len(batch) and piece.webenv and piece.query_key:
-            try:
-                records = client.efetch_history(
-                    piece.webenv, piece.query_key, start, len(batch), _parse_history_answer
-                )
-            except HistoryUnusable as exc:
-                log.warning("history server unusable for %s (%s); fetching by id", piece.label, exc)
-        if records is None:
-            records = client.efetch_ids(wanted, _parse_answer)
+        if len(batch) < batch_size or len(wanted) < len(batch) or not (piece.webenv and piece.query_key):
+            pooled.extend(wanted)
+            continue
+        try:
+            records = client.efetch_history(
+                piece.webenv, piece.query_key, start, len(batch), _parse_history_answer
+            )
+        except HistoryUnusable as exc:
+            log.warning("history server unusable for %s (%s); fetching by id", piece.label, exc)
+            pooled.extend(wanted)
+            continue
         got = _store(db, records, run_id, outcome)
-        newly = (got & set(batch)) - done
+        progress.advance(len((got & set(batch)) - done))
         done |= got
-        progress.advance(len(newly))
         missing.extend(pmid for pmid in wanted if pmid not in got)
-    for _ in range(MISSING_RETRIES):
-        missing = [pmid for pmid in missing if pmid not in done]
-        if not missing:
-            break
-        log.warning("%s: %d listed records missing from efetch; asking for them by id", piece.label, len(missing))
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
-            got = _store(db, client.efetch_ids(chunk, _parse_answer), run_id, outcome)
-            progress.advance(len((got & set(chunk)) - done))
-            done |= got
+
+
+def _fetch_ids(db, client: EutilsClient, run_id: int, pmids: list[int], done: set[int], batch_size: int,
+               progress: Progress, outcome: RunOutcome) -> list[int]:
+    """Fetch `pmids` by id in batches; return those efetch did not return."""
+    missing: list[int] = []
+    for start in range(0, len(pmids), batch_size):
+        chunk = pmids[start : start + batch_size]
+        got = _store(db, client.efetch_ids(chunk, _parse_answer), run_id, outcome)
+        progress.advance(len((got & set(chunk)) - done))
+        done |= got
+        missing.extend(pmid for pmid in chunk if pmid not in got)
+    return missing
 
 
 def _store(db, records: list[dict], run_id: int, outcome: RunOutcome) -> set[int]:
