@@ -143,11 +143,14 @@ def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
             for path, items in read([Path(p) for p in paths], match_topic, progress):
                 _store_file(db, path, items, run_id, match_topic, progress, outcome)
             progress.finish()
+            store.refresh_summaries(db)
             store.finish_run(db, run_id, status="success", **_values(outcome))
             return outcome
         except BaseException as exc:
             progress.finish()
             message = str(exc) or type(exc).__name__
+            if isinstance(exc, Exception) and outcome.records:
+                store.refresh_summaries(db)  # the files stored before the failure are kept: count them
             store.finish_run(db, run_id, status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
                              error=message, **_values(outcome))
             if isinstance(exc, Exception):

@@ -146,6 +146,7 @@ def run_harvest(
             _harvest(db, client, run_id, windows, reusable, batch_size, progress, outcome)
             if since_date is None:
                 outcome.unmatched = store.mark_unmatched(db, outcome.promised_pmids, run_id)
+            store.refresh_summaries(db)
             outcome.status = "success"
             outcome.requests = client.stats.requests
             store.finish_run(
@@ -158,6 +159,8 @@ def run_harvest(
             status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
             message = client.redact(str(exc) or type(exc).__name__)
             outcome.status = status
+            if isinstance(exc, Exception) and (outcome.new or outcome.updated):
+                store.refresh_summaries(db)  # what the run stored is kept: count it
             try:
                 store.finish_run(db, run_id, status=status, error=message, **_run_values(outcome, client))
             except Exception as unrecorded:  # e.g. the full disk that failed the run

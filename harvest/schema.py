@@ -344,3 +344,22 @@ def _indexes_for_counts_and_new_records(db: sqlite_utils.Database) -> None:
     )
     # What a run added (front page, new_since, the Atom feed of new records).
     db["articles"].create_index(["first_seen_run"], if_not_exists=True)
+
+
+@migrations(name="0007_facet_summaries_and_sorted_filters")
+def _facet_summaries_and_sorted_filters(db: sqlite_utils.Database) -> None:
+    from . import summaries
+
+    # A page filtered on one of these columns lists its rows newest first: with the sort
+    # column in the index SQLite walks it and stops after a page, where it sorted every
+    # matching row before (232,000 rows of one design at 1,000,000 articles: 1.3 s -> ms).
+    for column in ("study_design", "pub_year", "journal", "citation_status"):
+        db.execute(f"drop index if exists [idx_articles_{column}]")
+        db["articles"].create_index([column, "pub_date"], index_name=f"idx_articles_{column}_pub_date",
+                                    if_not_exists=True)
+    # What runs added, newest first (new_since, the feed of new records) without a sort.
+    db.execute("drop index if exists [idx_articles_first_seen_run]")
+    db["articles"].create_index(["first_seen_run", "entrez_date", "pmid"],
+                                index_name="idx_articles_first_seen_run_entrez_date", if_not_exists=True)
+    summaries.install(db)
+    summaries.refresh(db)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import logging
 import os
 import socket
 import zlib
@@ -22,6 +23,8 @@ from typing import Iterable, Iterator
 import sqlite_utils
 
 from .schema import migrations
+
+log = logging.getLogger("harvest.store")
 
 
 CACHE_KIB = 256 * 1024
@@ -742,4 +745,19 @@ def retag_all(db: sqlite_utils.Database, progress=None) -> int:
             count += len(records)
             if progress:
                 progress(len(records))
+    refresh_summaries(db)
     return count
+
+
+def refresh_summaries(db: sqlite_utils.Database) -> None:
+    """Recount the catalog's facet and front-page summaries after a write (harvest, import,
+    retag). A failure is logged, not raised: the rows are stored, and until a later refresh
+    succeeds the catalog counts them live (slower, never wrong)."""
+    from . import summaries
+
+    try:
+        seconds = summaries.refresh(db)
+    except Exception as exc:  # noqa: BLE001 - e.g. the full disk that failed the run
+        log.warning("facet counts not refreshed (the catalog counts live until the next run): %s", exc)
+    else:
+        log.info("facet counts refreshed in %.1f s", seconds)

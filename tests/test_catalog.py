@@ -208,6 +208,20 @@ def test_search_finds_the_ketamine_records_ranked_by_relevance(client, db):
     assert "**" in rows[0]["search_snippet"]
 
 
+def test_a_common_word_lists_the_100_most_relevant_and_says_how_many_match(client, db):
+    total = db.execute("select count(*) from articles_fts where articles_fts match 'patients'").fetchone()[0]
+    best = [r[0] for r in db.execute(
+        "select rowid from articles_fts where articles_fts match 'patients' "
+        "order by bm25(articles_fts, 10.0, 1.0, 4.0, 3.0) limit 100")]
+    assert total > 100
+    rows = client.json("/catalog/search.json?q=patients&_shape=array")
+    assert len(rows) == 100 and {r["total_matches"] for r in rows} == {total}
+    assert set(pmids_of(rows)) == set(best)
+    page = client.get("/catalog/search?q=patients").text
+    assert f"<strong>{total:,}</strong> records match" in page
+    assert "the 100 most relevant are listed" in page and 'href="/catalog/articles?_search=patients"' in page
+
+
 def test_search_supports_phrases_operators_prefixes_and_columns(client, db):
     def found(q):
         return set(pmids_of(client.json(f"/catalog/search.json?_shape=array&q={q}")))
@@ -249,9 +263,13 @@ def test_search_results_link_to_article_pages_feed_and_exports(client):
 # -- the articles table: facets, sort, descriptions, labels -----------------------------------
 
 
+def facet_result(client, name, query="") -> dict:
+    data = client.json(f"/catalog/articles.json?_facet_size=max&_size=1&_facet_catalog={name}{query}")
+    return data["facet_results"][name]
+
+
 def facet(client, name, query="") -> dict:
-    data = client.json(f"/catalog/articles.json?_facet_size=max&_size=1{query}")
-    return {str(v["value"]): v["count"] for v in data["facet_results"][name]["results"]}
+    return {str(v["value"]): v["count"] for v in facet_result(client, name, query)["results"]}
 
 
 @pytest.mark.parametrize("column", ["pub_year", "study_design", "journal", "citation_status"])
@@ -275,6 +293,48 @@ def test_multi_valued_facets_count_what_sql_counts(client, db, name, pairs):
     # At most max_returned_rows values, the most frequent first.
     assert counts == dict(sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:1000])
     assert counts  # the shared records do carry these
+
+
+@pytest.mark.parametrize("name", ["pub_year", "study_design", "journal", "molecule", "population", "notice"])
+def test_facets_of_a_page_filtered_by_one_facet_value_count_its_rows(client, db, name):
+    """The summarised path (one facet value chosen) and the live path (two) agree with SQL."""
+    design = "preclinical_animal"
+    live_sql = ("select value, count(distinct pmid) from ({pairs}) where value is not null and pmid in "
+                "(select pmid from articles where study_design = ?{more}) group by value")
+    pairs = db.execute("select pairs from facet_sources where name = ?", [name]).fetchone()[0]
+    expected = {str(k): n for k, n in db.execute(live_sql.format(pairs=pairs, more=""), [design])}
+    one = facet_result(client, name, f"&study_design={design}")
+    assert one["summarised"] is True
+    assert {str(v["value"]): v["count"] for v in one["results"]} == dict(
+        sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:1000])
+    assert expected  # the shared records have animal studies with these facets
+    more = " and pmid in (select pmid from article_tags where facet = 'population' and value = 'animals')"
+    expected_two = {str(k): n for k, n in db.execute(live_sql.format(pairs=pairs, more=more), [design])}
+    two = facet_result(client, name, f"&study_design={design}&_population=animals")
+    assert two["summarised"] is False
+    assert {str(v["value"]): v["count"] for v in two["results"]} == expected_two
+
+
+def test_unfiltered_facets_come_from_the_summaries_and_a_write_makes_them_count_live(site, tmp_path):
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy, ignore=shutil.ignore_patterns("inspect-data.json"))
+    c = Client(copy)
+    try:
+        assert facet_result(c, "pub_year")["summarised"] is True
+        with sqlite3.connect(copy / "catalog.db") as conn:  # any write, even by hand
+            year, n = conn.execute("select pub_year, count(*) from articles group by pub_year "
+                                   "order by count(*) desc limit 1").fetchone()
+            conn.execute("delete from articles where pmid in (select pmid from articles where pub_year = ? "
+                         "limit 1)", [year])
+        stale = facet_result(c, "pub_year")
+        assert stale["summarised"] is False and facet(c, "pub_year")[str(year)] == n - 1
+        from harvest import store
+
+        store.refresh_summaries(store.open_db(copy / "catalog.db"))
+        fresh = facet_result(c, "pub_year")
+        assert fresh["summarised"] is True and facet(c, "pub_year")[str(year)] == n - 1
+    finally:
+        c.close()
 
 
 def test_retraction_facet_and_its_filter(client, db):

@@ -3,9 +3,10 @@
 Owns, for `datasette db/`:
 * `fts_query(q)`, a SQL function: the search box's text as FTS5 syntax when it parses,
   else as plain words (never a 500 for a stray quote or operator);
-* multi-valued facets on `articles` (`{multi: molecule}` in metadata) over the evidence tags,
-  publication types, MeSH, languages and retraction/correction notices, with the
-  `_molecule=...`-style filters their links use;
+* the facets of `articles` (`{catalog: molecule}` in metadata): columns, and one-to-many
+  relations (evidence tags, publication types, MeSH, languages, retraction/correction
+  notices) with the `_molecule=...`-style filters their links use, counted from the
+  harvester's summary tables where they answer for the page;
 * RIS, BibTeX and CSL-JSON output renderers for any page whose rows carry a `pmid`
   (formatting lives in harvest/export.py, shared with `python -m harvest export`);
 * the template variables of the front page (counts, last harvest, the per-year chart as
@@ -97,46 +98,13 @@ def prepare_connection(conn):
     conn.create_function("fts_query", 1, fts_query, deterministic=True)
 
 
-# -- multi-valued facets ----------------------------------------------------------------------
+# -- facets -----------------------------------------------------------------------------------
+# The facets' SQL lives in the catalog itself (table facet_sources, written by the harvester's
+# harvest/summaries.py with the counts it summarises), so a published copy needs nothing else.
+# Counts come from the summary tables (facet_counts, facet_pair_counts) when the page is the
+# whole table or one facet value of a paired facet and the summaries are current; otherwise
+# they are counted live over the page's rows.
 
-
-def _tag_pairs(facet: str) -> str:
-    return f"select pmid, value from article_tags where facet = '{facet}'"
-
-
-NOTICE_PAIRS = """
-    select pmid, 'Retracted' as value from articles where is_retracted = 1
-    union all select pmid, 'Retraction notice' from articles where is_retraction_notice = 1
-    union all select distinct pmid, case ref_type
-        when 'ErratumIn' then 'Erratum published'
-        when 'ExpressionOfConcernIn' then 'Expression of concern'
-        when 'UpdateIn' then 'Updated version published'
-        else 'Corrected and republished' end
-      from comments_corrections
-      where ref_type in ('ErratumIn', 'ExpressionOfConcernIn', 'UpdateIn', 'CorrectedandRepublishedIn')
-    union all select pmid, 'Deleted by NLM' from articles where is_deleted = 1
-    union all select pmid, 'No longer matches the query' from articles where matches_query = 0
-"""
-
-# name -> (label, SQL giving (pmid, value) pairs). The filter argument is `_<name>=<value>`.
-MULTI_FACETS = {
-    "molecule": ("Molecule", _tag_pairs("molecule")),
-    "route": ("Route", _tag_pairs("route")),
-    "population": ("Population", _tag_pairs("population")),
-    "comparator": ("Comparator", _tag_pairs("comparator")),
-    "outcome": ("Outcome", _tag_pairs("outcome")),
-    "theme": ("Theme", _tag_pairs("theme")),
-    "design": ("Design (any tag)", _tag_pairs("design")),
-    "pubtype": ("Publication type", """
-        select apt.pmid, pt.name as value from article_publication_types apt
-        join publication_types pt on pt.ui = apt.publication_type_ui"""),
-    "mesh": ("MeSH heading", """
-        select am.pmid, d.name as value from article_mesh am
-        join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui"""),
-    "lang": ("Language", "select pmid, language as value from article_languages"),
-    "notice": ("Retractions and corrections", NOTICE_PAIRS),
-    "registry": ("Trial registry", "select distinct pmid, registry as value from trial_registrations"),
-}
 TAG_FACETS = {"molecule", "route", "population", "comparator", "outcome", "theme", "design"}
 
 LANGUAGES = {
@@ -147,6 +115,10 @@ LANGUAGES = {
     "per": "Persian", "ara": "Arabic", "gre": "Greek", "ukr": "Ukrainian", "hrv": "Croatian",
     "slv": "Slovenian", "srp": "Serbian", "rum": "Romanian", "bul": "Bulgarian", "lit": "Lithuanian",
 }
+# Query-string arguments that change how a page looks, never which rows it holds.
+NEUTRAL_ARGS = {"_sort", "_sort_desc", "_next", "_size", "_col", "_nocol", "_labels", "_nolabels", "_nofacet",
+                "_nocount", "_trace", "_shape", "_json", "_extra", "_timelimit", "_ttl", "_stream", "_dl",
+                "_nosuggest", "_context"}
 
 
 def value_label(facet: str, value) -> str:
@@ -160,9 +132,50 @@ def value_label(facet: str, value) -> str:
     return str(value)
 
 
-def _multi_where(name: str, index: int) -> tuple[str, str]:
-    param = f"multi_{name}_{index}"
-    return f"pmid in (select pmid from ({MULTI_FACETS[name][1]}) where value = :{param})", param
+async def facet_sources(datasette) -> dict[str, dict]:
+    """name -> {label, kind ("column" or "multi"), pairs (SQL of (pmid, value)), paired}."""
+    db = _catalog_db(datasette)
+    if db is None:
+        return {}
+    try:
+        rows = await db.execute("select name, label, kind, pairs, paired from facet_sources order by position")
+    except Exception:  # noqa: BLE001 - a catalog from before migration 7: no such facets
+        return {}
+    return {row["name"]: dict(row) for row in rows}
+
+
+async def summaries_current(db) -> bool:
+    """True when the harvester's summary tables answer for the rows as they are now."""
+    try:
+        rows = await db.execute("select stale from summary_state where id = 1")
+    except Exception:  # noqa: BLE001 - a catalog from before the summaries
+        return False
+    return bool(rows.rows) and rows.rows[0]["stale"] == 0
+
+
+def _selection(request, sources: dict) -> list[tuple[str, str]] | None:
+    """The (facet, value) filters of a page, when every filter it has is a facet value;
+    None when it has any other filter (a search, a range, custom SQL)."""
+    chosen = []
+    for key in request.args.keys():
+        values = request.args.getlist(key)
+        if key in NEUTRAL_ARGS or key.startswith("_facet"):
+            continue
+        name = key[1:] if key.startswith("_") else key.removesuffix("__exact")
+        source = sources.get(name)
+        expected = "multi" if key.startswith("_") else "column"
+        if source is None or source["kind"] != expected:
+            return None
+        chosen.extend((name, v) for v in dict.fromkeys(values))
+    return chosen
+
+
+def _value_params(value: str) -> list:
+    """A query-string value and, when it reads as an integer, the integer (years are stored as such)."""
+    try:
+        return [value, int(value)]
+    except ValueError:
+        return [value, value]
 
 
 @hookimpl
@@ -170,24 +183,59 @@ def filters_from_request(request, database, table, datasette):
     """`?_molecule=esketamine&_mesh=Ketamine`: rows having every value asked for."""
     if table != "articles":
         return None
-    where, params, described = [], {}, []
-    for name, (label, _) in MULTI_FACETS.items():
-        for i, value in enumerate(request.args.getlist(f"_{name}")):
-            clause, param = _multi_where(name, i)
-            where.append(clause)
-            params[param] = value
-            described.append(f'{label.lower()} is "{value_label(name, value)}"')
-    return FilterArguments(where, params, described)
+
+    async def inner():
+        where, params, described = [], {}, []
+        for name, source in (await facet_sources(datasette)).items():
+            if source["kind"] != "multi":
+                continue
+            for i, value in enumerate(request.args.getlist(f"_{name}")):
+                param = f"facet_{name}_{i}"
+                where.append(f"pmid in (select pmid from ({source['pairs']}) where value = :{param})")
+                params[param] = value
+                described.append(f'{source["label"].lower()} is "{value_label(name, value)}"')
+        return FilterArguments(where, params, described)
+
+    return inner
 
 
-class MultiFacet(Facet):
-    """Counts over a one-to-many relation of `articles` (tags, MeSH, publication types...),
-    restricted to the rows the table page currently shows."""
+class CatalogFacet(Facet):
+    """Counts of a facet of `articles` (a column, or a one-to-many relation such as the tags,
+    MeSH or publication types) over the rows the table page shows."""
 
-    type = "multi"
+    type = "catalog"
 
     async def suggest(self):
         return []
+
+    async def _counts(self, name: str, source: dict, sources: dict, selection, limit: int):
+        """(rows of (value, count), True when they came from the summary tables)."""
+        if selection is not None and len(selection) <= 1 and await summaries_current(self.ds.get_database(self.database)):
+            if not selection:
+                sql = ("select value, count from facet_counts where facet = :facet "
+                       "order by count desc, value limit :limit")
+                params = {"facet": name, "limit": limit}
+                return (await self.ds.execute(self.database, sql, params)).rows, True
+            (chosen, value), = selection
+            if source["paired"] and sources[chosen]["paired"]:
+                text, number = _value_params(value)
+                sql = ("select other_value as value, count from facet_pair_counts "
+                       "where facet = :chosen and value in (:text, :number) and other_facet = :facet "
+                       "order by count desc, other_value limit :limit")
+                params = {"chosen": chosen, "text": text, "number": number, "facet": name, "limit": limit}
+                return (await self.ds.execute(self.database, sql, params)).rows, True
+        if source["kind"] == "column":
+            sql = f"""
+                select [{name}] as value, count(*) as count from ({self.sql})
+                where [{name}] is not null group by [{name}] order by count desc, value limit {limit}"""
+        else:
+            sql = f"""
+                select v.value as value, count(distinct v.pmid) as count from ({source['pairs']}) v
+                where v.pmid in (select pmid from ({self.sql})) and v.value is not null
+                group by v.value order by count desc, v.value limit {limit}"""
+        rows = await self.ds.execute(self.database, sql, self.params, truncate=False,
+                                     custom_time_limit=self.ds.setting("facet_time_limit_ms"))
+        return rows.rows, False
 
     async def facet_results(self):
         results, timed_out = [], []
@@ -195,25 +243,22 @@ class MultiFacet(Facet):
             return results, timed_out
         size = self.get_facet_size()
         selected_pairs = self.get_querystring_pairs()
+        sources = await facet_sources(self.ds)
+        selection = _selection(self.request, sources)
         for source_and_config in self.get_configs():
             config = source_and_config["config"]
             name = config.get("simple") or config.get("name")
-            if name not in MULTI_FACETS:
+            source = sources.get(name)
+            if source is None:
                 continue
-            label, pairs = MULTI_FACETS[name]
-            sql = f"""
-                select v.value as value, count(distinct v.pmid) as count from ({pairs}) v
-                where v.pmid in (select pmid from ({self.sql})) and v.value is not null
-                group by v.value order by count desc, v.value limit {size + 1}"""
             try:
-                rows = await self.ds.execute(self.database, sql, self.params, truncate=False,
-                                             custom_time_limit=self.ds.setting("facet_time_limit_ms"))
+                rows, summarised = await self._counts(name, source, sources, selection, size + 1)
             except QueryInterrupted:
                 timed_out.append(name)
                 continue
-            arg = f"_{name}"
+            arg = name if source["kind"] == "column" else f"_{name}"
             values = []
-            for row in rows.rows[:size]:
+            for row in rows[:size]:
                 value = row["value"]
                 selected = (arg, str(value)) in selected_pairs
                 path = (path_with_removed_args(self.request, {arg: str(value)}) if selected
@@ -227,19 +272,20 @@ class MultiFacet(Facet):
                 })
             results.append({
                 "name": name,
-                "label": label,
+                "label": source["label"],
                 "type": self.type,
                 "hideable": source_and_config["source"] != "metadata",
-                "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {"_facet_multi": name})),
+                "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {"_facet_catalog": name})),
                 "results": values,
-                "truncated": len(rows.rows) > size,
+                "truncated": len(rows) > size,
+                "summarised": summarised,
             })
         return results, timed_out
 
 
 @hookimpl
 def register_facet_classes():
-    return [MultiFacet]
+    return [CatalogFacet]
 
 
 # -- exports ----------------------------------------------------------------------------------
@@ -510,7 +556,8 @@ async def front_page_vars(datasette) -> dict:
     db = _catalog_db(datasette)
     if db is None:
         return {}
-    counts = (await _rows(db, """
+    summarised = await summaries_current(db)
+    counts = (await _rows(db, "select * from catalog_counts"))[0] if summarised else (await _rows(db, """
         select count(*) as stored,
                coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as current,
                coalesce(sum(is_retracted = 1), 0) as retracted,
@@ -527,10 +574,12 @@ async def front_page_vars(datasette) -> dict:
     if last_run:
         new_in_last = (await _rows(db, "select count(*) as n from articles where first_seen_run = ?",
                                    [last_run["id"]]))[0]["n"]
-    by_year = await _rows(db, """
+    by_year = await _rows(db, "select pub_year, study_design, records from current_year_design" if summarised else """
         select pub_year, study_design, count(*) as records from articles
         where matches_query = 1 and is_deleted = 0 group by pub_year, study_design""")
     designs = await _rows(db, """
+        select study_design, sum(records) as records from current_year_design
+        group by study_design order by records desc""" if summarised else """
         select study_design, count(*) as records from articles
         where matches_query = 1 and is_deleted = 0 group by study_design order by records desc""")
     queries = [
@@ -686,7 +735,7 @@ async def query_page_vars(datasette, request, template) -> dict:
 
 async def table_page_vars(datasette, table) -> dict:
     metadata = datasette.metadata(database=DATABASE, table=table) or {}
-    labels = {name: label for name, (label, _) in MULTI_FACETS.items()}
+    labels = {name: source["label"] for name, source in (await facet_sources(datasette)).items()}
     labels.update(metadata.get("facet_labels") or {})
     order = []
     for config in metadata.get("facets") or []:
