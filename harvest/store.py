@@ -755,6 +755,8 @@ def refresh_summaries(db: sqlite_utils.Database) -> None:
     succeeds the catalog counts them live (slower, never wrong)."""
     from . import summaries
 
+    if not db["facet_sources"].exists():
+        return  # an earlier migration writing: migration 0007 counts once it has made the tables
     try:
         seconds = summaries.refresh(db)
     except Exception as exc:  # noqa: BLE001 - e.g. the full disk that failed the run
