@@ -26,9 +26,10 @@ harvest: install
 serve: install
 	$(BIN)/datasette serve db/ --host $(HOST) --port $(PORT)
 
-## make test: the offline test suite (its own E-utilities stand-in, temporary catalogs)
+## make test: the offline test suite (its own E-utilities stand-in, temporary catalogs), its
+## files spread over every core; `.venv/bin/python -m pytest tests/FILE` runs one file alone
 test: install browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 ## make browser: Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium),
 ## installed only where it is missing; never a browser download of Playwright's own.

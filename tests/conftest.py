@@ -73,3 +73,15 @@ def records_server(records_corpus):
 def large_server(large_corpus):
     with EutilsStandIn(large_corpus.copy()) as server:
         yield server
+
+
+# `make test` runs the suite on every core (pytest-xdist, `--dist loadgroup`). Each test file
+# stays on one worker, so a session fixture a file builds is built once; files that share
+# an expensive session fixture share a group, so it is built once for all of them.
+SHARED_FIXTURE_GROUPS = {"test_cookbook": "catalog_fixtures", "test_notebooks": "catalog_fixtures"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
