@@ -69,7 +69,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-RULES_VERSION = "rules-v2"
+from . import design_model
+
+RULES_VERSION = "rules-v3"
 
 DESIGNS = (
     "rct", "crossover_rct", "open_label_trial", "observational_cohort", "case_control",
@@ -788,9 +790,8 @@ def tag_article(record: Mapping, *, use_indexing: bool = True) -> list[dict]:
     text = _Text(*_fields(record))
     topic = mentions_ketamine(record, use_indexing=use_indexing, _low=text.low)
 
-    hits = _run(_GENERIC, text)
-    if topic:
-        hits += _run(_TOPIC, text)
+    generic_hits = _run(_GENERIC, text)
+    hits = generic_hits + _run(_TOPIC, text) if topic else generic_hits
 
     signals: dict[str, str] = {}
     text_tags: list[dict] = []
@@ -809,11 +810,71 @@ def tag_article(record: Mapping, *, use_indexing: bool = True) -> list[dict]:
     text_tags = _combine_text(text_tags, signals, text)
     if indexed:
         text_tags = [t for t in text_tags if not (t["facet"] == "design" and t["value"] in INDEXING_DECIDES)]
+    else:  # the design model decides rct, case reports, reviews and animal studies from the text
+        text_tags = _apply_design_model(record, text, generic_hits, text_tags)
     tags = _merge(index_tags, text_tags)
     tags = _add_crossover(tags, signals)
     if topic:
         tags = _molecule_fallback(tags)
     return tags
+
+
+def _animal_human_counts(text: _Text) -> tuple[int, int]:
+    n_animal = sum(1 for w in text.tokens if w in ANIMAL_WORDS or w in ANIMAL_EXPERIMENT_WORDS)
+    n_human = sum(1 for w in text.tokens if w in HUMAN_WORDS)
+    return n_animal, n_human
+
+
+def _model_inputs(record: Mapping, text: _Text, generic_hits: list[tuple[Rule, str]],
+                  text_tags: list[dict]) -> tuple[set[str], set[str]]:
+    n_animal, n_human = _animal_human_counts(text)
+    return design_model.features(
+        *text.fields,
+        rule_ids=[rule.id for rule, _ in generic_hits],
+        combined_designs=[t["value"] for t in text_tags if t["facet"] == "design"],
+        n_animal=n_animal, n_human=n_human,
+        structured=any(s.get("label") for s in record.get("abstract_sections") or []),
+    )
+
+
+def design_features(record: Mapping) -> tuple[set[str], set[str]]:
+    """The design model's input for one record, from its title and abstract alone: (fixed
+    features, scaled word features), exactly as `tag_article` computes them
+    (`harvest.train_tagger` trains on this)."""
+    text = _Text(*_fields(record))
+    generic_hits = _run(_GENERIC, text)
+    signals: dict[str, str] = {}
+    text_tags = []
+    for rule, evidence in generic_hits:
+        if rule.facet == "signal":
+            signals.setdefault(rule.value, evidence)
+        else:
+            text_tags.append(_tag(rule.facet, rule.value, f"rule:{rule.id}", evidence, rule.confidence))
+    return _model_inputs(record, text, generic_hits, _combine_text(text_tags, signals, text))
+
+
+def _apply_design_model(record: Mapping, text: _Text, generic_hits: list[tuple[Rule, str]],
+                        text_tags: list[dict]) -> list[dict]:
+    """Replace the rules' verdict on the modelled designs (rct, case_report_series,
+    narrative_review, preclinical_animal) with the design model's (`harvest.design_model`);
+    the evidence is the rule spans and words that pushed the model's score up most."""
+    model = design_model.load_model()
+    fixed, words = _model_inputs(record, text, generic_hits, text_tags)
+    decisions = model.decide(fixed, words)
+    out = [t for t in text_tags if not (t["facet"] == "design" and t["value"] in design_model.MODELLED_VALUES)]
+    if not decisions:
+        return out
+    rule_evidence = {rule.id: evidence for rule, evidence in generic_hits}
+    design_evidence = {t["value"]: t["evidence"] for t in text_tags if t["facet"] == "design"}
+    title, abstract = text.fields
+    for label, score, contributions in decisions:
+        evidence = design_model.readable_evidence(contributions, title=title, abstract=abstract,
+                                                  rule_evidence=rule_evidence, design_evidence=design_evidence)
+        if not evidence:  # nothing readable pushed it: cite what the model read
+            evidence = (title or abstract)[:160].strip()
+        out.append(_tag("design", design_model.LABEL_VALUES[label], model.method, evidence,
+                        design_model.probability(score)))
+    return out
 
 
 def _indexing_tags(record: Mapping, topic: bool, signals: dict[str, str]) -> list[dict]:
@@ -874,8 +935,7 @@ def _combine_text(tags: list[dict], signals: dict[str, str], text: _Text) -> lis
     animal_ev = animal_ev or signals.get("animal_experiment")
     animal_study = False
     if animal_ev is not None:
-        n_animal = sum(1 for w in text.tokens if w in ANIMAL_WORDS or w in ANIMAL_EXPERIMENT_WORDS)
-        n_human = sum(1 for w in text.tokens if w in HUMAN_WORDS)
+        n_animal, n_human = _animal_human_counts(text)
         animal_study = n_human == 0 or n_animal > n_human
     out = []
     for t in tags:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harvest import design_model as D
 from harvest import tags as T
 from harvest.evaluate import default_corpus_paths, iter_records_from_files
 
@@ -99,7 +100,9 @@ def test_33984391_review_of_the_anterior_cingulate_cortex(by_pmid):
     assert facet(tags, "population") == {"major_depressive_disorder", "animals"}
     assert "rapid_onset" in facet(tags, "theme")
     text_only = T.tag_article(r, use_indexing=False)
-    assert by_value(text_only, "design", "narrative_review")["evidence"] == "We review"
+    review = by_value(text_only, "design", "narrative_review")
+    assert review["method"] == "model:design-v1"
+    assert review["evidence"].split("; ")[0] == "We review"  # the rule's span pushed the model most
 
 
 def test_38011560_indexed_review(by_pmid):
@@ -172,6 +175,13 @@ def test_every_tag_has_method_evidence_and_a_listed_value(shared_records, by_pmi
                     assert use_indexing and t["evidence"] in pubtypes
                 elif t["method"] == "mesh":
                     assert use_indexing and t["evidence"] in mesh | mesh_q | concepts
+                elif t["method"] == D.load_model().method:
+                    # the design model: one of its four designs, never on an indexed record, and its
+                    # evidence is text it read (rule spans, words) from this record's title or abstract
+                    assert t["facet"] == "design" and t["value"] in D.MODELLED_VALUES, t
+                    assert not (use_indexing and T.is_indexed(r)), t
+                    for part in t["evidence"].split("; "):
+                        assert part and (part in text[0] or part in text[1]), t
                 else:
                     assert t["method"].startswith("rule:") and t["method"][5:] in rule_ids
                     assert t["evidence"] and (t["evidence"] in text[0] or t["evidence"] in text[1]), t
@@ -182,7 +192,8 @@ def test_use_indexing_false_ignores_mesh_and_publication_types(by_pmid):
     with its title and abstract removed, text-only tagging finds nothing at all."""
     r = by_pmid[38011560]
     text_only = T.tag_article(r, use_indexing=False)
-    assert {t["method"] for t in text_only} <= {f"rule:{x.id}" for x in T.RULES} | {"rule:design.animal_only"}
+    assert {t["method"] for t in text_only} <= ({f"rule:{x.id}" for x in T.RULES} | {"rule:design.animal_only"}
+                                               | {D.load_model().method})
     blank = dict(r, title="", abstract="", keywords=[])
     assert T.tag_article(blank, use_indexing=False) == []
     indexed = T.tag_article(blank)
@@ -214,7 +225,9 @@ def test_text_rules_on_real_abstracts(by_pmid):
     assert text_design(33787569) == "meta_analysis"     # "... a meta-analysis ..."
     assert text_design(399298) == "preclinical_animal"  # "Fifteen dogs ..."
     tags = T.tag_article(by_pmid[400867], use_indexing=False)  # "In a double-blind and randomized study"
-    assert by_value(tags, "design", "rct")["evidence"] == "randomized"
+    rct = by_value(tags, "design", "rct")
+    assert rct["method"] == "model:design-v1"
+    assert rct["evidence"].split("; ")[:2] == ["randomized", "double-blind"]
 
 
 def test_primary_design_precedence_and_default():
@@ -245,3 +258,44 @@ def test_tagging_the_whole_shared_corpus_is_fast(tagged_corpus):
     # about 6-8 s on a quiet 2-core machine; generous so a loaded CI box does not fail it
     assert elapsed < 45, f"{elapsed:.1f} s"
     assert all(T.primary_design(tags) in T.DESIGNS for _, tags in tagged)
+
+
+# -- the design model -------------------------------------------------------------------------------------
+
+
+def test_indexed_records_keep_their_indexing_designs(tagged_corpus):
+    """The design model speaks only for records NLM has not indexed: on an indexed record the
+    designs come from publication types and MeSH, and articles.study_design follows them."""
+    model_method = D.load_model().method
+    indexed = [(r, tags) for r, tags in tagged_corpus[1] if T.is_indexed(r)]
+    assert len(indexed) > 15000
+    for r, tags in indexed:
+        assert all(t["method"] != model_method for t in tags), r["pmid"]
+    unindexed = [tags for r, tags in tagged_corpus[1] if not T.is_indexed(r)]
+    assert sum(1 for tags in unindexed if any(t["method"] == model_method for t in tags)) > 100
+
+
+def test_committed_model_matches_the_feature_code(by_pmid):
+    """design_model.json keeps the scores scikit-learn gave some training records when it was
+    trained; the pure-Python inference over today's feature code must give the same scores. A rule
+    change that alters the model's input fails here: retrain with `python -m harvest.train_tagger`."""
+    model = D.load_model()
+    assert model.data["rules_version"] == T.RULES_VERSION
+    checks = model.data["checks"]
+    assert len(checks) >= 20
+    for pmid, expected in checks.items():
+        r = by_pmid[int(pmid)]
+        assert r["pmid"] % 5 != 0 and r["citation_status"] == "MEDLINE"  # training records only
+        totals, _ = model.scores(*T.design_features(r))
+        for label, score in zip(model.labels, totals):
+            assert score == pytest.approx(expected[label], abs=2e-3), (pmid, label)
+
+
+def test_model_file_is_small_and_packaged():
+    size = D.MODEL_PATH.stat().st_size
+    assert size < 400_000, size
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert "design_model.json" in pyproject
+    model = D.load_model()
+    assert set(model.labels) == set(D.LABEL_VALUES)
+    assert all(len(model.data["weights"][label]) <= model.data["training"]["keep"] for label in model.labels)

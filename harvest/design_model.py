@@ -1,0 +1,196 @@
+"""The learned part of the design tagger: four linear models over title and abstract.
+
+`harvest.tags` decides four design values with these models instead of with its design
+rules alone: ``rct``, ``case_report_series``, ``narrative_review`` and ``preclinical_animal``
+(the designs that NLM's indexers express as publication types "Randomized Controlled
+Trial", "Case Reports", "Review" and the check tag "Animals" without "Humans"). The rules
+still run; what they found is part of each model's input, and the spans they matched are
+the tag's evidence whenever they pushed the decision.
+
+Input (`features`): from the title and abstract only, never MeSH, publication types or
+other indexing --
+
+* ``r:<rule id>``: a generic (non-topic) text rule of `harvest.tags` fired;
+* ``c:<design>``: the rules' combined design verdict (`tags._combine_text`);
+* ``n:animal<k>``, ``n:human<k>``, ``n:pct<k>``: log2 bins of the counts of animal words,
+  human-subject words and per-cent signs;
+* ``x:...``: no abstract, abstract and title length bins, a translated title (``[...]``),
+  a structured abstract (labelled sections);
+* ``t:``/``u:`` title words and word pairs (``u:`` when the record has no abstract),
+  ``a:`` abstract words and word pairs (digits folded to ``<num>``/``<bignum>``), and
+  ``k:`` character 4-grams of the title; these are scaled by 1/sqrt(their number).
+
+Inference is pure Python over the committed weight file `design_model.json` (sparse
+logistic-regression weights, one intercept and one decision threshold per label); the score
+is the linear function, a tag is emitted when it reaches the label's threshold, and its
+evidence is the readable part of the largest positive contributions. `harvest.train_tagger`
+writes the file (scikit-learn is needed only there); see its module doc for the training
+records, the feature selection and how thresholds are chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Mapping
+
+MODEL_PATH = Path(__file__).with_name("design_model.json")
+
+# label -> the design value its tag carries (evaluate.GOLD_LABELS uses the same label names)
+LABEL_VALUES: dict[str, str] = {
+    "rct": "rct",
+    "case_report": "case_report_series",
+    "review": "narrative_review",
+    "animal_study": "preclinical_animal",
+}
+MODELLED_VALUES = frozenset(LABEL_VALUES.values())
+
+# Whole-record vetoes kept from the rules: an evidence synthesis, protocol or secondary analysis
+# quotes trials it did not run; a systematic review or meta-analysis is not a case report.
+VETOES: dict[str, frozenset[str]] = {
+    "rct": frozenset({"c:systematic_review", "c:meta_analysis", "c:trial_protocol", "c:secondary_analysis"}),
+    "case_report": frozenset({"c:systematic_review", "c:meta_analysis"}),
+}
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def _norm(token: str) -> str:
+    if token.isdigit():
+        return "<num>" if len(token) < 4 else "<bignum>"
+    return token
+
+
+def _bin(n: int, cap: int = 6) -> int:
+    return min(cap, int(math.log2(n + 1)))
+
+
+def features(title: str, abstract: str, *, rule_ids: Iterable[str], combined_designs: Iterable[str],
+             n_animal: int, n_human: int, structured: bool) -> tuple[set[str], set[str]]:
+    """(fixed features, scaled word features) of one record; see the module doc."""
+    fixed = {"r:" + r for r in rule_ids}
+    fixed.update("c:" + v for v in combined_designs)
+    fixed.add(f"n:animal{_bin(n_animal)}")
+    fixed.add(f"n:human{_bin(n_human)}")
+    fixed.add(f"n:pct{_bin(abstract.count('%'))}")
+    no_abstract = not abstract.strip()
+    words: set[str] = set()
+    prefix = "u:" if no_abstract else "t:"
+    title_tokens = [_norm(t) for t in _TOKEN.findall(title.lower())]
+    prev = None
+    for t in title_tokens:
+        words.add(prefix + t)
+        if prev is not None:
+            words.add(prefix + prev + "_" + t)
+        prev = t
+    abstract_tokens = [_norm(t) for t in _TOKEN.findall(abstract.lower())]
+    prev = None
+    for t in abstract_tokens:
+        words.add("a:" + t)
+        if prev is not None:
+            words.add("a:" + prev + "_" + t)
+        prev = t
+    padded = " " + " ".join(title.lower().split()) + " "
+    words.update("k:" + padded[i:i + 4] for i in range(len(padded) - 3))
+    if no_abstract:
+        fixed.add("x:no_abstract")
+    else:
+        fixed.add(f"x:alen{_bin(len(abstract_tokens), 9)}")
+    fixed.add(f"x:tlen{_bin(len(title_tokens))}")
+    if title.startswith("["):
+        fixed.add("x:title_translated")
+    if structured:
+        fixed.add("x:structured")
+    return fixed, words
+
+
+class DesignModel:
+    """The committed weights, loaded once (`load_model`)."""
+
+    def __init__(self, data: Mapping):
+        self.version: str = data["version"]
+        self.method = f"model:{self.version}"
+        self.labels: tuple[str, ...] = tuple(data["labels"])
+        self.intercepts = tuple(float(data["intercepts"][name]) for name in self.labels)
+        self.thresholds = tuple(float(data["thresholds"][name]) for name in self.labels)
+        # feature -> ((label index, weight), ...): one dict lookup per feature of a record
+        table: dict[str, list[tuple[int, float]]] = {}
+        for i, name in enumerate(self.labels):
+            for feature, weight in data["weights"][name].items():
+                table.setdefault(feature, []).append((i, float(weight)))
+        self.table = {f: tuple(v) for f, v in table.items()}
+        self.data = data
+
+    def scores(self, fixed: set[str], words: set[str]) -> tuple[list[float], list[list[tuple[float, str]]]]:
+        """Per label: the linear score, and the positive contributions (weight, feature)."""
+        scale = 1.0 / math.sqrt(len(words)) if words else 0.0
+        totals = list(self.intercepts)
+        contributions: list[list[tuple[float, str]]] = [[] for _ in self.labels]
+        table = self.table
+        for group, x in ((fixed, 1.0), (words, scale)):
+            for feature in group:
+                hit = table.get(feature)
+                if hit is None:
+                    continue
+                for i, w in hit:
+                    c = w * x
+                    totals[i] += c
+                    if c > 0:
+                        contributions[i].append((c, feature))
+        return totals, contributions
+
+    def decide(self, fixed: set[str], words: set[str]) -> list[tuple[str, float, list[tuple[float, str]]]]:
+        """The labels whose score reaches their threshold (and no veto applies):
+        (label, score, positive contributions)."""
+        totals, contributions = self.scores(fixed, words)
+        out = []
+        for i, name in enumerate(self.labels):
+            if totals[i] >= self.thresholds[i] and not (VETOES.get(name, frozenset()) & fixed):
+                out.append((name, totals[i], contributions[i]))
+        return out
+
+
+@lru_cache(maxsize=1)
+def load_model(path: str | None = None) -> DesignModel:
+    with open(path or MODEL_PATH, encoding="utf-8") as handle:
+        return DesignModel(json.load(handle))
+
+
+def probability(score: float) -> float:
+    """The logistic function of a score, rounded, kept inside (0, 1]."""
+    p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, score))))
+    return max(0.01, round(p, 2))
+
+
+def _span(text: str, words: list[str]) -> str | None:
+    rx = re.compile(r"\b" + r"\W+".join(re.escape(w) for w in words) + r"\b", re.I)
+    m = rx.search(text)
+    return m.group(0) if m else None
+
+
+def readable_evidence(contributions: list[tuple[float, str]], *, title: str, abstract: str,
+                      rule_evidence: Mapping[str, str], design_evidence: Mapping[str, str],
+                      limit: int = 3) -> str:
+    """The largest positive contributions that point at text: a rule's matched span, or a word pair
+    or a word of four letters or more as written in the title or abstract; `limit` of them,
+    ``; ``-joined, none inside an earlier one."""
+    spans: list[str] = []
+    seen: set[str] = set()
+    for _, feature in sorted(contributions, key=lambda c: (-c[0], c[1])):
+        kind, _, rest = feature.partition(":")
+        span = None
+        if kind == "r":
+            span = rule_evidence.get(rest)
+        elif kind == "c":
+            span = design_evidence.get(rest)
+        elif kind in ("t", "u", "a") and "<" not in rest and ("_" in rest or len(rest) >= 4):
+            span = _span(abstract if kind == "a" else title, rest.split("_"))
+        if span and not any(span.lower() in s for s in seen):
+            seen.add(span.lower())
+            spans.append(span)
+            if len(spans) == limit:
+                break
+    return "; ".join(spans)

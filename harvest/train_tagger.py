@@ -1,0 +1,188 @@
+"""Train the design model (`harvest.design_model`) and write `harvest/design_model.json`.
+
+``python -m harvest.train_tagger [FILE...] [-o PATH]`` (defaults: the shared PubMed records
+that ``harvest evaluate`` reads, and the committed model file). Deterministic: the same
+records give the same file, byte for byte.
+
+* **Training records**: citation status MEDLINE (NLM has indexed them), highest version of each
+  PMID, **outside the report split** (`evaluate.report_split`: PMID % 5 != 0). The report split is
+  never read here.
+* **Gold**: the labels of `harvest.evaluate.GOLD_LABELS` (rct, case_report, review,
+  animal_study), i.e. the indexers' publication types and Animals/Humans check tags.
+* **Input**: `harvest.tags.design_features` (title and abstract only; see `design_model`).
+  Vocabulary: every fixed feature, and word / word-pair / title 4-gram features seen in at least
+  `MIN_DF` training records.
+* **Model, per label**: L2 logistic regression (liblinear, C=`C`, random_state 0) on the whole
+  vocabulary; the `KEEP` features with the largest absolute weights are kept and the model is
+  fitted again on them alone (so the weight file stays small and inference cheap).
+* **Threshold, per label**: chosen on out-of-fold scores of the training records (5 folds fixed
+  by PMID: ``(pmid // 5) % 5``; the feature selection and both fits are redone inside each fold),
+  after the vetoes of `design_model.VETOES`: the threshold with the highest F1, placed halfway
+  to the next lower out-of-fold score. The out-of-fold precision, recall and F1 are written
+  into the file (``cv``).
+* **Checks**: the file keeps the scores scikit-learn gives a few training records; the tests
+  recompute them with the pure-Python inference, so a change of the rules or of the feature
+  code that would make the committed weights stale fails the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from . import design_model
+from . import tags as tagging
+from .evaluate import GOLD_LABELS, _latest_versions, default_corpus_paths, iter_records_from_files, report_split
+
+VERSION = "design-v1"
+C = 4.0
+KEEP = 2500
+MIN_DF = 2
+N_FOLDS = 5
+N_CHECKS = 40
+WEIGHT_DIGITS = 4
+
+
+def fold_of(pmid: int) -> int:
+    return (int(pmid) // 5) % N_FOLDS
+
+
+def training_records(records: Iterable[Mapping]) -> list[Mapping]:
+    """MEDLINE records (highest version) outside the report split, in PMID order."""
+    return [r for r in _latest_versions(records)
+            if r.get("citation_status") == "MEDLINE" and not report_split(r["pmid"])]
+
+
+def _matrix(feats: Sequence[tuple[set[str], set[str]]]):
+    import scipy.sparse as sp
+    from collections import Counter
+
+    df: Counter = Counter()
+    fixed_names: set[str] = set()
+    for fixed, words in feats:
+        df.update(words)
+        fixed_names |= fixed
+    names = sorted(fixed_names) + sorted(w for w, n in df.items() if n >= MIN_DF)
+    index = {name: i for i, name in enumerate(names)}
+    rows, cols, vals = [], [], []
+    for i, (fixed, words) in enumerate(feats):
+        scale = 1.0 / math.sqrt(len(words)) if words else 0.0
+        for f in fixed:
+            rows.append(i), cols.append(index[f]), vals.append(1.0)
+        for w in words:
+            j = index.get(w)
+            if j is not None:
+                rows.append(i), cols.append(j), vals.append(scale)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(feats), len(names))), names
+
+
+def _fit_selected(x, y):
+    """Fit on everything, keep the KEEP largest |weights|, fit again on those: (model, columns)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    def fit(m):
+        return LogisticRegression(C=C, solver="liblinear", max_iter=5000, random_state=0).fit(m, y)
+
+    first = fit(x)
+    order = np.argsort(-np.abs(first.coef_[0]), kind="stable")[:KEEP]
+    columns = np.sort(order)
+    return fit(x[:, columns]), columns
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def choose_threshold(scores, gold) -> tuple[float, dict]:
+    """The threshold with the best F1 on these (out-of-fold) scores, halfway to the next lower score."""
+    pairs = sorted(zip(scores, gold), key=lambda p: -p[0])
+    positives = sum(1 for _, g in pairs if g)
+    best = (-1.0, math.inf, 0, 0)
+    tp = fp = 0
+    for i, (s, g) in enumerate(pairs):
+        tp += g
+        fp += not g
+        if i + 1 < len(pairs) and pairs[i + 1][0] == s:
+            continue  # ties are decided together
+        f1 = _f1(tp, fp, positives - tp)
+        if f1 > best[0]:
+            lower = pairs[i + 1][0] if i + 1 < len(pairs) else s - 1.0
+            best = (f1, (s + max(lower, -30.0)) / 2 if math.isfinite(lower) else s - 1.0, tp, fp)
+    f1, threshold, tp, fp = best
+    cv = {"positives": positives, "predicted": tp + fp, "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
+          "recall": round(tp / positives, 4) if positives else 0.0, "f1": round(f1, 4)}
+    return threshold, cv
+
+
+def train(records: Iterable[Mapping], *, log=print) -> dict:
+    """The model file's content, from parsed article records (the report split is dropped here)."""
+    import numpy as np
+
+    started = time.perf_counter()
+    train_records = training_records(records)
+    feats = [tagging.design_features(r) for r in train_records]
+    x, names = _matrix(feats)
+    log(f"{len(train_records)} training records, {len(names)} features ({time.perf_counter() - started:.0f} s)")
+    pmids = np.array([int(r["pmid"]) for r in train_records])
+    folds = np.array([fold_of(p) for p in pmids])
+    out: dict = {"version": VERSION, "rules_version": tagging.RULES_VERSION, "labels": list(design_model.LABEL_VALUES),
+                 "intercepts": {}, "thresholds": {}, "weights": {}, "cv": {},
+                 "training": {"records": len(train_records), "features": len(names), "C": C, "keep": KEEP,
+                              "min_df": MIN_DF, "folds": N_FOLDS,
+                              "split": "citation status MEDLINE, PMID % 5 != 0 (the report split is never used)"}}
+    check_rows = sorted(range(len(train_records)), key=lambda i: (i * 7919) % len(train_records))[:N_CHECKS]
+    checks = {int(pmids[i]): {} for i in check_rows}
+    for label in design_model.LABEL_VALUES:
+        y = np.array([GOLD_LABELS[label].gold(r) for r in train_records])
+        vetoed = np.array([bool(design_model.VETOES.get(label, frozenset()) & fixed) for fixed, _ in feats])
+        oof = np.zeros(len(y))
+        for k in range(N_FOLDS):
+            inside = folds != k
+            model, columns = _fit_selected(x[inside], y[inside])
+            oof[~inside] = model.decision_function(x[~inside][:, columns])
+        oof[vetoed] = -math.inf
+        threshold, cv = choose_threshold(oof.tolist(), y.tolist())
+        model, columns = _fit_selected(x, y)
+        weights = {names[j]: round(float(w), WEIGHT_DIGITS) for j, w in zip(columns, model.coef_[0])}
+        out["weights"][label] = {k: v for k, v in sorted(weights.items()) if v != 0.0}
+        out["intercepts"][label] = round(float(model.intercept_[0]), WEIGHT_DIGITS)
+        out["thresholds"][label] = round(threshold, WEIGHT_DIGITS)
+        out["cv"][label] = cv
+        full = model.decision_function(x[check_rows][:, columns])
+        for i, s in zip(check_rows, full):
+            checks[int(pmids[i])][label] = round(float(s), 6)
+        log(f"{label}: {int(y.sum())} positives; out-of-fold at threshold {threshold:.3f}: P {cv['precision']:.3f} "
+            f"R {cv['recall']:.3f} F1 {cv['f1']:.3f} ({time.perf_counter() - started:.0f} s)")
+    out["checks"] = {str(p): v for p, v in sorted(checks.items())}
+    return out
+
+
+def write_model(model: Mapping, path: Path | str) -> None:
+    text = json.dumps(model, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harvest.train_tagger", description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path, help="PubMed XML files (default: the shared records)")
+    parser.add_argument("-o", "--output", type=Path, default=design_model.MODEL_PATH)
+    args = parser.parse_args(argv)
+    paths = args.files or default_corpus_paths()
+    if not paths:
+        print("train_tagger: no PubMed files given and none found in ../shared/data/pubmed", file=sys.stderr)
+        return 2
+    records = ({k: v for k, v in r.items() if k != "xml"} for r in iter_records_from_files(paths))
+    model = train(records, log=lambda m: print(m, file=sys.stderr))
+    write_model(model, args.output)
+    print(f"wrote {args.output} ({Path(args.output).stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
