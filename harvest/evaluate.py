@@ -7,10 +7,12 @@
   records are left out: they are not indexed (yet). A PMID seen in several versions counts once,
   in its highest version.
 * **The split is fixed in code**: `report_split(pmid)` is ``pmid % 5 == 0``. Only report-split
-  records are scored; the rules were tuned, and the baseline is trained, on the other records
-  only. Nothing here takes a seed or a fraction, so the split cannot drift.
+  records are scored; the rules were tuned, and the tagger's design model
+  (`harvest.design_model`, written by `harvest.train_tagger`) and the baseline are trained, on
+  the other records only. Nothing here takes a seed or a fraction, so the split cannot drift.
 * **Tagger**: `harvest.tags.tag_article(record, use_indexing=False)`, which ignores MeSH,
-  publication types, chemicals and NLM keywords and reads the title and abstract alone. A label
+  publication types, chemicals and NLM keywords and reads the title and abstract alone (its
+  rules, and for rct, case reports, reviews and animal studies its design model). A label
   is predicted when the tagger emits one of the label's design values (`GOLD_LABELS`).
 * **Baseline**: TF-IDF (words and word pairs, sublinear tf, min_df 2) + logistic regression
   (C=4, balanced class weights, lbfgs, random_state 0), one classifier per label, trained on the
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
+from . import design_model
 from . import tags as tagging
 
 REPORT_MODULUS = 5
@@ -156,6 +159,8 @@ class EvaluationReport:
     scores: dict[str, dict[str, dict[str, Score | None]]]
     targets: list[Target]
     baseline_error: str | None = None
+    model_version: str = ""  # the tagger's design model (harvest.design_model)
+    model_training_records: int = 0
     seconds_tagging: float = 0.0
     seconds_baseline: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -244,6 +249,8 @@ def evaluate(records: Iterable[Mapping], *, baseline: bool = True) -> Evaluation
         n_gold_with_abstract=sum(has_abstract), n_train=len(train), scores=scores, targets=[],
         baseline_error=baseline_error, seconds_tagging=seconds_tagging, seconds_baseline=seconds_baseline,
     )
+    model = design_model.load_model()
+    report.model_version, report.model_training_records = model.version, model.data["training"]["records"]
     report.targets = _targets(report)
     return report
 
@@ -291,8 +298,9 @@ def format_report(report: EvaluationReport) -> str:
         f"Evidence tags ({report.rules_version}) scored against PubMed's indexing",
         f"report split: PMID % {REPORT_MODULUS} == 0, citation status MEDLINE: {report.n_gold} records "
         f"({report.n_gold_with_abstract} with an abstract) of {report.n_records} distinct records given",
-        f"tagger: title + abstract only (use_indexing=False); baseline: TF-IDF + logistic regression trained on "
-        f"{report.n_train} MEDLINE records outside the split",
+        f"tagger: title + abstract only (use_indexing=False), rules with design model {report.model_version} trained "
+        f"on {report.model_training_records} MEDLINE records outside the split",
+        f"baseline: TF-IDF + logistic regression trained on {report.n_train} MEDLINE records outside the split",
         "cells: precision [95% Wilson CI]  recall [95% Wilson CI]  F1  predicted",
     ]
     if report.baseline_error:

@@ -140,6 +140,8 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
     checks = {int(pmids[i]): {} for i in check_rows}
     for label in design_model.LABEL_VALUES:
         y = np.array([GOLD_LABELS[label].gold(r) for r in train_records])
+        if y.all() or not y.any():  # nothing to learn: the label is never (or always) predicted
+            raise ValueError(f"train_tagger: label {label} has {int(y.sum())} positives in {len(y)} records")
         vetoed = np.array([bool(design_model.VETOES.get(label, frozenset()) & fixed) for fixed, _ in feats])
         oof = np.zeros(len(y))
         for k in range(N_FOLDS):

@@ -13,6 +13,11 @@ def report():
     return E.evaluate(load_shared_records())
 
 
+@pytest.fixture(scope="module")
+def by_pmid_latest():
+    return {r["pmid"]: r for r in E._latest_versions(load_shared_records())}
+
+
 # -- pieces ---------------------------------------------------------------------------------------------
 
 
@@ -57,36 +62,38 @@ def test_gold_is_the_medline_records_of_the_report_split(report):
 
 
 def test_figures_on_the_report_split(report):
-    """What the text-only tagger reaches on the held-out split (rules-v1). Measured, not asserted
-    beyond what it reaches; the issue's targets are checked (and reported) separately below.
+    """What the text-only tagger (rules-v3: rules plus the design model design-v1) reaches on the
+    held-out split. Measured, not asserted beyond what it reaches (floors a little under the
+    measured figures, so a regression fails); the issue's targets are checked separately below.
 
-    RCT: 1979 records, where the indexers (who read the full text) labelled double-blind trials
-    RCT or CCT without the abstract telling which; only an explicit randomisation statement is
-    precise, and about half of the RCTs have none (18 of 118 on the tuning split have no abstract
-    at all). On the tuning split the rules reach P 0.90 / R 0.53; the report split has only 22 RCTs.
+    RCT: 1977-79 records, where the indexers (who read the full text) labelled double-blind trials
+    RCT or CCT without the abstract telling which; about half of the RCTs say nothing a reader
+    could tell them by (18 of 118 on the training split have no abstract at all). Out of fold on
+    the training split the model reaches P 0.78 / R 0.61; the report split has only 22 RCTs.
     """
     rct = report.scores["all"]["rct"]["tagger"]
     assert rct.positives == 22
-    assert rct.precision >= 0.60 and rct.recall >= 0.40
+    assert rct.precision >= 0.55 and rct.recall >= 0.50
     cr = report.scores["with_abstract"]["case_report"]["tagger"]
     assert cr.positives == 183
-    assert cr.precision >= 0.65 and cr.recall >= 0.50
+    assert cr.precision >= 0.65 and cr.recall >= 0.75
     animals = report.scores["all"]["animal_study"]["tagger"]
     assert animals.positives == 1275
-    assert animals.precision >= 0.85 and animals.recall >= 0.73
-    for name in ("systematic_review",):
-        s = report.scores["all"][name]["tagger"]
-        assert s.recall == 1.0  # 3 of 3
+    assert animals.precision >= 0.80 and animals.recall >= 0.85
+    review = report.scores["all"]["review"]["tagger"]
+    assert review.positives == 223
+    assert review.f1 >= 0.40
+    s = report.scores["all"]["systematic_review"]["tagger"]
+    assert s.recall == 1.0  # 3 of 3, by the rules
     base = report.scores["all"]["rct"]["baseline"]
     assert base is not None and base.predicted > 0
 
 
 def test_targets_are_reported_honestly(report):
-    """Every target line agrees with the numbers it quotes. On rules-v1 these targets are NOT met
-    on the report split: RCT P>=0.80 with R>=0.60; case reports with an abstract P>=0.90 with
-    R>=0.75; tagger F1 above the baseline's for case reports, reviews and animal studies (the
-    TF-IDF model learns the indexers' broad 1979 notions of "Case Reports", "Review" and
-    "Animals" better than readable rules do). The tagger does beat the baseline on RCTs."""
+    """Every target line agrees with the numbers it quotes. With rules-v3 the tagger beats the
+    baseline's F1 on RCTs, case reports and animal studies on the report split; the precision
+    targets (RCT P>=0.80 with R>=0.60, case reports with an abstract P>=0.90 with R>=0.75) and the
+    review F1 target are not met (README, "Measured, not asserted", says why)."""
     by_name = {t.name: t for t in report.targets}
     rct = report.scores["all"]["rct"]["tagger"]
     assert by_name["RCT precision >= 0.80 with recall >= 0.60 (all gold records)"].holds == \
@@ -102,7 +109,9 @@ def test_targets_are_reported_honestly(report):
         row = report.scores["all"][name]
         assert t.holds == (row["tagger"].f1 > row["baseline"].f1)
     assert by_name["rct: tagger F1 > baseline F1 (22 positives)"].holds
-    assert not report.targets_met
+    assert by_name["case_report: tagger F1 > baseline F1 (377 positives)"].holds
+    assert by_name["animal_study: tagger F1 > baseline F1 (1275 positives)"].holds
+    assert report.targets_met == all(t.holds for t in report.targets)
 
 
 def test_format_report_is_a_readable_table(report):
@@ -110,5 +119,43 @@ def test_format_report_is_a_readable_table(report):
     for name in E.GOLD_LABELS:
         assert name in text
     assert "PMID % 5 == 0" in text and "Wilson" in text
-    assert "[NOT MET]" in text and "[ok]" in text
+    assert "[ok]" in text
+    assert ("[NOT MET]" in text) == (not report.targets_met)
     assert "primary design (articles.study_design)" in text
+    assert f"design model design-v1 trained on {report.n_train} MEDLINE records outside the split" in text
+
+
+# -- the design model's training (harvest.train_tagger) ---------------------------------------------------
+
+
+def test_training_drops_the_report_split_and_its_file_reproduces_its_scores(tmp_path, by_pmid_latest):
+    """Training on a slice of the shared records (the full run, `python -m harvest.train_tagger`,
+    takes minutes): report-split records are dropped before anything is computed; the file it
+    writes loads, and the pure-Python inference over it gives the scores scikit-learn gave."""
+    from harvest import design_model as D
+    from harvest import tags as T
+    from harvest import train_tagger as TT
+
+    records = [r for r in load_shared_records() if r["pmid"] % 29 == 0 and r["pmid"] < 600000]
+    kept = TT.training_records(records)
+    assert kept and all(r["pmid"] % 5 and r["citation_status"] == "MEDLINE" for r in kept)
+    assert len(kept) < sum(1 for r in records if r["citation_status"] == "MEDLINE")
+    content = TT.train(records, log=lambda m: None)
+    assert content["training"]["records"] == len(kept)
+    TT.write_model(content, tmp_path / "model.json")
+    model = D.load_model(str(tmp_path / "model.json"))
+    assert model.method == "model:design-v1" and set(model.labels) == set(D.LABEL_VALUES)
+    for pmid, expected in content["checks"].items():
+        totals, _ = model.scores(*T.design_features(by_pmid_latest[int(pmid)]))
+        for label, score in zip(model.labels, totals):
+            assert score == pytest.approx(expected[label], abs=2e-3), (pmid, label)
+    for label, cv in content["cv"].items():
+        assert 0 <= cv["precision"] <= 1 and 0 <= cv["f1"] <= 1 and cv["positives"] >= 1, label
+
+
+def test_choose_threshold_takes_the_best_f1():
+    threshold, cv = __import__("harvest.train_tagger", fromlist=["x"]).choose_threshold(
+        [3.0, 2.0, 1.0, 0.0, -1.0], [True, True, False, True, False])
+    # cutting below 2.0 gives P 1.0 R 0.67 (F1 0.8); below 0.0 gives P 0.75 R 1.0 (F1 0.857)
+    assert -1.0 < threshold < 0.0
+    assert (cv["precision"], cv["recall"], cv["f1"]) == (0.75, 1.0, 0.8571)
