@@ -94,10 +94,10 @@ select n.author_id, n.author_name,
        sum(n.position = 1) as as_first_author,
        min(o.pub_year) as first_year, max(o.pub_year) as latest_year,
        group_concat(o.pmid, ' ') as pmids
-from article_authors_named n
-join article_overview o on o.pmid = n.pmid
+from (select pmid, pub_year from articles  -- the trials first: a few rows per thousand
+      where study_design in ('rct', 'crossover_rct') and matches_query = 1 and is_deleted = 0) o
+join article_authors_named n on n.pmid = o.pmid
 where n.role = 'author' and n.valid = 1
-  and o.is_current and o.study_design in ('rct', 'crossover_rct')
 group by n.author_id
 having count(distinct o.pmid) >= coalesce(cast(nullif(trim(:min_trials), '') as integer), 1)
 order by trials desc, as_first_author desc, n.author_name, n.author_id
@@ -113,19 +113,22 @@ limit 50
 -- example: term=Depression
 with focus_term(name) as (
   select coalesce(nullif(trim(:term), ''), 'Suicidal Ideation')
+), focus_ui as (  -- the heading's descriptor(s) by name, then its records by descriptor
+  select d.descriptor_ui from mesh_descriptors d, focus_term f where d.name = f.name collate nocase
 ), focus as (
   select distinct m.pmid
-  from article_mesh_named m join articles a on a.pmid = m.pmid, focus_term f
-  where m.descriptor_name = f.name collate nocase
+  from article_mesh m join articles a on a.pmid = m.pmid
+  where m.descriptor_ui in (select descriptor_ui from focus_ui)
     and a.matches_query = 1 and a.is_deleted = 0
 )
-select m.descriptor_name as co_occurring_heading, m.descriptor_ui,
+select d.name as co_occurring_heading, m.descriptor_ui,
        count(*) as records,
        round(100.0 * count(*) / (select count(*) from focus), 1) as percent_of_focus_records,
        sum(m.major) as as_major_topic
-from article_mesh_named m, focus_term f
-where m.pmid in (select pmid from focus)
-  and m.descriptor_name != f.name collate nocase
+from focus
+join article_mesh m on m.pmid = focus.pmid
+join mesh_descriptors d on d.descriptor_ui = m.descriptor_ui
+where m.descriptor_ui not in (select descriptor_ui from focus_ui)
 group by m.descriptor_ui
 order by records desc, co_occurring_heading
 

@@ -361,5 +361,7 @@ def _facet_summaries_and_sorted_filters(db: sqlite_utils.Database) -> None:
     db.execute("drop index if exists [idx_articles_first_seen_run]")
     db["articles"].create_index(["first_seen_run", "entrez_date", "pmid"],
                                 index_name="idx_articles_first_seen_run_entrez_date", if_not_exists=True)
+    # Retraction notices are a few per thousand records (retracted_or_corrected, prisma_flow).
+    db["articles"].create_index(["is_retraction_notice"], if_not_exists=True)
     summaries.install(db)
     summaries.refresh(db)
