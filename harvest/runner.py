@@ -146,6 +146,11 @@ def run_harvest(
             _harvest(db, client, run_id, windows, reusable, batch_size, progress, outcome)
             if since_date is None:
                 outcome.unmatched = store.mark_unmatched(db, outcome.promised_pmids, run_id)
+            # After an upgrade to new tagging rules, the scheduled run re-tags what older
+            # rules tagged (from the stored XML; once), so nobody has to remember `retag`.
+            retagged = store.retag_all(db, only_outdated=True, refresh=False)
+            if retagged:
+                log.info("run %d: re-tagged %d records tagged by older rules", run_id, retagged)
             store.refresh_summaries(db)
             outcome.status = "success"
             outcome.requests = client.stats.requests

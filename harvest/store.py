@@ -721,13 +721,17 @@ def write_tags(db: sqlite_utils.Database, records: list[dict]) -> None:
     )
 
 
-def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000):
-    """Every stored record (its current version), re-parsed from the kept XML, in batches."""
+def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000, *, tagged_not_by: str | None = None):
+    """Every stored record (its current version), re-parsed from the kept XML, in batches;
+    with `tagged_not_by`, only those whose tags another rules version made."""
     from .pubmed_xml import parse_pubmed_xml
 
-    cursor = db.conn.execute(
-        "select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid and a.pmid_version = x.pmid_version"
-    )
+    sql = "select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid and a.pmid_version = x.pmid_version"
+    params = []
+    if tagged_not_by is not None:
+        sql += " where a.tags_version is null or a.tags_version != ?"
+        params = [tagged_not_by]
+    cursor = db.conn.execute(sql, params)
     while rows := cursor.fetchmany(batch):
         records = []
         for (blob,) in rows:
@@ -736,16 +740,21 @@ def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000):
         yield records
 
 
-def retag_all(db: sqlite_utils.Database, progress=None) -> int:
-    """Re-tag the whole catalog from the stored XML (after a rule change)."""
+def retag_all(db: sqlite_utils.Database, progress=None, *, only_outdated: bool = False,
+              refresh: bool = True) -> int:
+    """Re-tag the whole catalog from the stored XML (after a rule change); with
+    `only_outdated`, just the records the current rules version did not tag."""
+    from .tags import RULES_VERSION
+
     count = 0
     with db.atomic():
-        for records in iter_stored_records(db):
+        for records in iter_stored_records(db, tagged_not_by=RULES_VERSION if only_outdated else None):
             write_tags(db, records)
             count += len(records)
             if progress:
                 progress(len(records))
-    refresh_summaries(db)
+    if refresh:
+        refresh_summaries(db)
     return count
 
 
