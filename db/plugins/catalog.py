@@ -574,7 +574,9 @@ async def front_page_vars(datasette) -> dict:
     latest_attempt = (await _rows(db, "select * from harvest_runs order by id desc limit 1"))
     latest_attempt = latest_attempt[0] if latest_attempt else None
     new_in_last = 0
-    if last_run:
+    if last_run and last_run.get("new") is not None:
+        new_in_last = last_run["new"]  # what the run recorded: rows are flagged, never removed
+    elif last_run:
         new_in_last = (await _rows(db, "select count(*) as n from articles where first_seen_run = ?",
                                    [last_run["id"]]))[0]["n"]
     by_year = await _rows(db, "select pub_year, study_design, records from current_year_design" if summarised else """
