@@ -81,7 +81,17 @@ def large_server(large_corpus):
 SHARED_FIXTURE_GROUPS = {"test_cookbook": "catalog_fixtures", "test_notebooks": "catalog_fixtures"}
 
 
+# Files with the longest session builds go first, so that no worker is left running one of
+# them alone at the end (most to least, as measured here; the rest follow in file order).
+LONGEST_FIRST = ["test_pubmed_xml", "test_evaluate", "test_complete_current", "test_store", "test_tags",
+                 "test_cookbook", "test_notebooks", "test_chaos", "test_harvest", "test_browser"]
+
+
 def pytest_collection_modifyitems(config, items):
+    def module(item):
+        return item.module.__name__.rsplit(".", 1)[-1]
+
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
+        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module(item), module(item))))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: file order within a file
