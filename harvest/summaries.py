@@ -165,15 +165,6 @@ def install(db: sqlite_utils.Database) -> None:
                 begin update summary_state set stale = 1 where stale = 0; end""")
 
 
-def is_current(conn) -> bool:
-    """True when the summary tables answer for the rows as they are now."""
-    try:
-        row = conn.execute("select stale from summary_state where id = 1").fetchone()
-    except Exception:  # noqa: BLE001 - a catalog from before the summaries: count live
-        return False
-    return bool(row) and row[0] == 0
-
-
 def refresh(db: sqlite_utils.Database) -> float:
     """Recount everything in one transaction; returns the seconds it took."""
     start = time.perf_counter()
