@@ -54,6 +54,16 @@ def _tag_counts(facet: str) -> str:  # article_tags' key is (pmid, facet, value)
     return f"select value, count(*) from article_tags where facet = '{facet}' group by value"
 
 
+def _named(link: str, key: str, vocabulary: str, vocabulary_key: str) -> tuple[str, str]:
+    """(pairs, counts) for a relation to a vocabulary of names (MeSH, publication types):
+    counts by identifier over the link table's index, then named."""
+    pairs = (f"select l.pmid, v.name as value from {link} l "
+             f"join {vocabulary} v on v.{vocabulary_key} = l.{key}")
+    counts = (f"select v.name, sum(n) from (select {key}, count(*) as n from {link} group by {key}) c "
+              f"join {vocabulary} v on v.{vocabulary_key} = c.{key} group by v.name")
+    return pairs, counts
+
+
 def _column_counts(column: str) -> str:
     return f"select {column}, count(*) from articles where {column} is not null group by {column}"
 
@@ -90,18 +100,10 @@ FACETS: dict[str, FacetSource] = {
         FacetSource("outcome", "Outcome", "multi", _tags("outcome"), _tag_counts("outcome")),
         FacetSource("theme", "Theme", "multi", _tags("theme"), _tag_counts("theme")),
         FacetSource("design", "Design (any tag)", "multi", _tags("design"), _tag_counts("design")),
-        FacetSource("pubtype", "Publication type", "multi", """
-            select apt.pmid, pt.name as value from article_publication_types apt
-            join publication_types pt on pt.ui = apt.publication_type_ui""", """
-            select pt.name, sum(n) from (select publication_type_ui, count(*) as n
-                from article_publication_types group by publication_type_ui) c
-            join publication_types pt on pt.ui = c.publication_type_ui group by pt.name"""),
-        FacetSource("mesh", "MeSH heading", "multi", """
-            select am.pmid, d.name as value from article_mesh am
-            join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui""", """
-            select d.name, sum(n) from (select descriptor_ui, count(*) as n
-                from article_mesh group by descriptor_ui) c
-            join mesh_descriptors d on d.descriptor_ui = c.descriptor_ui group by d.name"""),
+        FacetSource("pubtype", "Publication type", "multi",
+                    *_named("article_publication_types", "publication_type_ui", "publication_types", "ui")),
+        FacetSource("mesh", "MeSH heading", "multi",
+                    *_named("article_mesh", "descriptor_ui", "mesh_descriptors", "descriptor_ui")),
         FacetSource("lang", "Language", "multi", "select pmid, language as value from article_languages",
                     "select language, count(*) from article_languages group by language"),
         FacetSource("notice", "Retractions and corrections", "multi", NOTICE_PAIRS),
