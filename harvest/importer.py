@@ -149,8 +149,8 @@ def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
         except BaseException as exc:
             progress.finish()
             message = str(exc) or type(exc).__name__
-            if isinstance(exc, Exception) and outcome.records:
-                store.refresh_summaries(db)  # the files stored before the failure are kept: count them
+            if isinstance(exc, Exception):
+                store.refresh_summaries(db)  # what was stored before the failure is kept: count it
             store.finish_run(db, run_id, status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
                              error=message, **_values(outcome))
             if isinstance(exc, Exception):

@@ -164,7 +164,7 @@ def run_harvest(
             status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
             message = client.redact(str(exc) or type(exc).__name__)
             outcome.status = status
-            if isinstance(exc, Exception) and (outcome.new or outcome.updated):
+            if isinstance(exc, Exception):
                 store.refresh_summaries(db)  # what the run stored is kept: count it
             try:
                 store.finish_run(db, run_id, status=status, error=message, **_run_values(outcome, client))

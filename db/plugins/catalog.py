@@ -118,7 +118,7 @@ LANGUAGES = {
 # Query-string arguments that change how a page looks, never which rows it holds.
 NEUTRAL_ARGS = {"_sort", "_sort_desc", "_next", "_size", "_col", "_nocol", "_labels", "_nolabels", "_nofacet",
                 "_nocount", "_trace", "_shape", "_json", "_extra", "_timelimit", "_ttl", "_stream", "_dl",
-                "_nosuggest", "_context"}
+                "_nosuggest", "_context", "_view"}
 
 
 def value_label(facet: str, value) -> str:
