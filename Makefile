@@ -29,7 +29,7 @@ serve: install
 ## make test: the offline test suite (its own E-utilities stand-in, temporary catalogs), its
 ## files spread over every core; `.venv/bin/python -m pytest tests/FILE` runs one file alone
 test: install browser
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 ## make browser: Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium),
 ## installed only where it is missing; never a browser download of Playwright's own.

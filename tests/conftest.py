@@ -75,23 +75,15 @@ def large_server(large_corpus):
         yield server
 
 
-# `make test` runs the suite on every core (pytest-xdist, `--dist loadgroup`). Each test file
-# stays on one worker, so a session fixture a file builds is built once; files that share
-# an expensive session fixture share a group, so it is built once for all of them.
-SHARED_FIXTURE_GROUPS = {"test_cookbook": "catalog_fixtures", "test_notebooks": "catalog_fixtures"}
-
-
+# `make test` runs the suite on every core (pytest-xdist, `--dist loadfile`): each test file
+# stays on one worker, so a session fixture a file builds is built once per worker that runs it.
 # Files with the longest session builds go first, so that no worker is left running one of
 # them alone at the end (most to least, as measured here; the rest follow in file order).
-LONGEST_FIRST = ["test_pubmed_xml", "test_evaluate", "test_complete_current", "test_store", "test_tags",
-                 "test_cookbook", "test_notebooks", "test_chaos", "test_harvest", "test_browser"]
+LONGEST_FIRST = ["test_pubmed_xml", "test_complete_current", "test_store", "test_evaluate", "test_cookbook",
+                 "test_tags", "test_notebooks", "test_chaos", "test_browser", "test_harvest"]
 
 
 def pytest_collection_modifyitems(config, items):
-    def module(item):
-        return item.module.__name__.rsplit(".", 1)[-1]
-
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module(item), module(item))))
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    module = lambda item: item.module.__name__.rsplit(".", 1)[-1]  # noqa: E731
     items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: file order within a file
