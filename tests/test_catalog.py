@@ -328,6 +328,11 @@ def test_unfiltered_facets_come_from_the_summaries_and_a_write_makes_them_count_
                          "limit 1)", [year])
         stale = facet_result(c, "pub_year")
         assert stale["summarised"] is False and facet(c, "pub_year")[str(year)] == n - 1
+        with sqlite3.connect(copy / "catalog.db") as conn:  # the front page counts live too
+            current = conn.execute("select count(*) from articles where matches_query = 1 "
+                                   "and is_deleted = 0").fetchone()[0]
+            assert conn.execute("select current from catalog_counts").fetchone()[0] == current + 1  # stale
+        assert f"<strong>{current:,}</strong> records" in c.get("/").text
         from harvest import store
 
         store.refresh_summaries(store.open_db(copy / "catalog.db"))
