@@ -353,10 +353,13 @@ def _facet_summaries_and_sorted_filters(db: sqlite_utils.Database) -> None:
     # A page filtered on one of these columns lists its rows newest first: with the sort
     # column in the index SQLite walks it and stops after a page, where it sorted every
     # matching row before (232,000 rows of one design at 1,000,000 articles: 1.3 s -> ms).
+    # The journal index also carries what "journals with the most records" counts, so that
+    # query reads the index alone (1,000,000 articles: 8-17 s -> 0.45 s).
+    extra = {"journal": ["matches_query", "is_deleted", "study_design", "pub_year"]}
     for column in ("study_design", "pub_year", "journal", "citation_status"):
         db.execute(f"drop index if exists [idx_articles_{column}]")
-        db["articles"].create_index([column, "pub_date"], index_name=f"idx_articles_{column}_pub_date",
-                                    if_not_exists=True)
+        db["articles"].create_index([column, "pub_date", *extra.get(column, [])],
+                                    index_name=f"idx_articles_{column}_pub_date", if_not_exists=True)
     # What runs added, newest first (new_since, the feed of new records) without a sort.
     db.execute("drop index if exists [idx_articles_first_seen_run]")
     db["articles"].create_index(["first_seen_run", "entrez_date", "pmid"],
