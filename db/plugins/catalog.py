@@ -209,8 +209,9 @@ class CatalogFacet(Facet):
         return []
 
     async def _counts(self, name: str, source: dict, sources: dict, selection, limit: int):
-        """(rows of (value, count), True when they came from the summary tables)."""
-        if selection is not None and len(selection) <= 1 and await summaries_current(self.ds.get_database(self.database)):
+        """(rows of (value, count), True when they came from the summary tables); `selection`
+        is None when no summary can answer for the page (see facet_results)."""
+        if selection is not None:
             if not selection:
                 sql = ("select value, count from facet_counts where facet = :facet "
                        "order by count desc, value limit :limit")
@@ -248,6 +249,10 @@ class CatalogFacet(Facet):
         selected_pairs = self.get_querystring_pairs()
         sources = await facet_sources(self.ds)
         selection = _selection(self.request, sources)
+        # Asked once per page, not once per facet: can the summaries answer for it?
+        if selection is not None and (len(selection) > 1 or
+                                      not await summaries_current(self.ds.get_database(self.database))):
+            selection = None
         for source_and_config in self.get_configs():
             config = source_and_config["config"]
             name = config.get("simple") or config.get("name")
