@@ -66,12 +66,16 @@ so the ``rct`` facet finds it) and wins the primary design.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from . import design_model
 
-RULES_VERSION = "rules-v3"
+# Dates the rules and the design model they ship with (design_model.json records the version it
+# was trained under): stored in articles.tags_version, so a scheduled run re-tags what an older
+# version tagged. rules-v4: the same rules, design model design-v2 (a second, TF-IDF view).
+RULES_VERSION = "rules-v4"
 
 DESIGNS = (
     "rct", "crossover_rct", "open_label_trial", "observational_cohort", "case_control",
@@ -826,7 +830,7 @@ def _animal_human_counts(text: _Text) -> tuple[int, int]:
 
 
 def _model_inputs(record: Mapping, text: _Text, generic_hits: list[tuple[Rule, str]],
-                  text_tags: list[dict]) -> tuple[set[str], set[str]]:
+                  text_tags: list[dict]) -> tuple[set[str], set[str], Counter]:
     n_animal, n_human = _animal_human_counts(text)
     return design_model.features(
         *text.fields,
@@ -837,9 +841,9 @@ def _model_inputs(record: Mapping, text: _Text, generic_hits: list[tuple[Rule, s
     )
 
 
-def design_features(record: Mapping) -> tuple[set[str], set[str]]:
+def design_features(record: Mapping) -> tuple[set[str], set[str], Counter]:
     """The design model's input for one record, from its title and abstract alone: (fixed
-    features, scaled word features), exactly as `tag_article` computes them
+    features, scaled word features, term counts), exactly as `tag_article` computes them
     (`harvest.train_tagger` trains on this)."""
     text = _Text(*_fields(record))
     generic_hits = _run(_GENERIC, text)
@@ -859,8 +863,8 @@ def _apply_design_model(record: Mapping, text: _Text, generic_hits: list[tuple[R
     narrative_review, preclinical_animal) with the design model's (`harvest.design_model`);
     the evidence is the rule spans and words that pushed the model's score up most."""
     model = design_model.load_model()
-    fixed, words = _model_inputs(record, text, generic_hits, text_tags)
-    decisions = model.decide(fixed, words)
+    fixed, words, counts = _model_inputs(record, text, generic_hits, text_tags)
+    decisions = model.decide(fixed, words, counts)
     out = [t for t in text_tags if not (t["facet"] == "design" and t["value"] in design_model.MODELLED_VALUES)]
     if not decisions:
         return out

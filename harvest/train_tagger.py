@@ -15,6 +15,13 @@ records give the same file, byte for byte.
 * **Model, per label**: L2 logistic regression (liblinear, C=`C`, random_state 0) on the whole
   vocabulary; the `KEEP` features with the largest absolute weights are kept and the model is
   fitted again on them alone (so the weight file stays small and inference cheap).
+* **Second model, per label** (`design_model.terms` / `design_model.tfidf`): idf from the
+  training records' document frequencies (smoothed, terms in at least `MIN_DF` records); L2
+  logistic regression (liblinear, C=`C`) on every term, keep the `KEEP_TERMS` largest
+  |weights|, refit on those (re-normalised over them). Its out-of-fold scores are added to the
+  first model's with a weight from `BLENDS` (times the ratio of the two models' out-of-fold
+  standard deviations), the one whose sum has the best out-of-fold F1 (0: the label does
+  without it).
 * **Threshold, per label**: chosen on out-of-fold scores of the training records (5 folds fixed
   by PMID: ``(pmid // 5) % 5``; the feature selection and both fits are redone inside each fold),
   after the vetoes of `design_model.VETOES`: the threshold with the highest F1, placed halfway
@@ -39,9 +46,11 @@ from . import design_model
 from . import tags as tagging
 from .evaluate import GOLD_LABELS, _latest_versions, default_corpus_paths, iter_records_from_files, report_split
 
-VERSION = "design-v1"
+VERSION = "design-v2"
 C = 4.0
 KEEP = 2500
+KEEP_TERMS = 3000
+BLENDS = (0.0, 0.5, 1.0, 2.0)
 MIN_DF = 2
 N_FOLDS = 5
 N_CHECKS = 40
@@ -64,13 +73,13 @@ def _matrix(feats: Sequence[tuple[set[str], set[str]]]):
 
     df: Counter = Counter()
     fixed_names: set[str] = set()
-    for fixed, words in feats:
+    for fixed, words, _ in feats:
         df.update(words)
         fixed_names |= fixed
     names = sorted(fixed_names) + sorted(w for w, n in df.items() if n >= MIN_DF)
     index = {name: i for i, name in enumerate(names)}
     rows, cols, vals = [], [], []
-    for i, (fixed, words) in enumerate(feats):
+    for i, (fixed, words, _) in enumerate(feats):
         scale = 1.0 / math.sqrt(len(words)) if words else 0.0
         for f in fixed:
             rows.append(i), cols.append(index[f]), vals.append(1.0)
@@ -93,6 +102,53 @@ def _fit_selected(x, y):
     order = np.argsort(-np.abs(first.coef_[0]), kind="stable")[:KEEP]
     columns = np.sort(order)
     return fit(x[:, columns]), columns
+
+
+def term_idf(feats) -> dict[str, float]:
+    """Smoothed idf, ln((1 + n) / (1 + df)) + 1, of the terms in at least MIN_DF records."""
+    from collections import Counter
+
+    df: Counter = Counter()
+    for _, _, counts in feats:
+        df.update(counts.keys())
+    n = len(feats)
+    return {t: math.log((1 + n) / (1 + d)) + 1.0 for t, d in sorted(df.items()) if d >= MIN_DF}
+
+
+def _term_matrix(feats, idf: Mapping[str, float]):
+    """Unnormalised sublinear-tf x idf rows over every term with an idf: (matrix, term names)."""
+    import scipy.sparse as sp
+
+    names = list(idf)
+    index = {t: i for i, t in enumerate(names)}
+    rows, cols, vals = [], [], []
+    for i, (_, _, counts) in enumerate(feats):
+        for t, c in counts.items():
+            j = index.get(t)
+            if j is not None:
+                rows.append(i), cols.append(j), vals.append((1.0 + math.log(c)) * idf[t])
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(feats), len(names))), names
+
+
+def _fit_terms(raw, y):
+    """The second model: fit on every term (L2-normalised rows), keep the KEEP_TERMS largest
+    |weights|, refit on those with rows re-normalised over them: (model, columns)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import normalize
+
+    def fit(m):
+        return LogisticRegression(C=C, solver="liblinear", max_iter=5000, random_state=0).fit(m, y)
+
+    first = fit(normalize(raw))
+    columns = np.sort(np.argsort(-np.abs(first.coef_[0]), kind="stable")[:KEEP_TERMS])
+    return fit(normalize(raw[:, columns])), columns
+
+
+def _term_scores(model, columns, raw):
+    from sklearn.preprocessing import normalize
+
+    return model.decision_function(normalize(raw[:, columns]))
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:
@@ -128,28 +184,44 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
     train_records = training_records(records)
     feats = [tagging.design_features(r) for r in train_records]
     x, names = _matrix(feats)
-    log(f"{len(train_records)} training records, {len(names)} features ({time.perf_counter() - started:.0f} s)")
+    idf = term_idf(feats)
+    raw, term_names = _term_matrix(feats, idf)
+    log(f"{len(train_records)} training records, {len(names)} features, {len(term_names)} terms "
+        f"({time.perf_counter() - started:.0f} s)")
     pmids = np.array([int(r["pmid"]) for r in train_records])
     folds = np.array([fold_of(p) for p in pmids])
     out: dict = {"version": VERSION, "rules_version": tagging.RULES_VERSION, "labels": list(design_model.LABEL_VALUES),
-                 "intercepts": {}, "thresholds": {}, "weights": {}, "cv": {},
-                 "training": {"records": len(train_records), "features": len(names), "C": C, "keep": KEEP,
-                              "min_df": MIN_DF, "folds": N_FOLDS,
+                 "intercepts": {}, "thresholds": {}, "weights": {}, "blend": {}, "term_intercepts": {},
+                 "term_weights": {}, "idf": {}, "cv": {},
+                 "training": {"records": len(train_records), "features": len(names), "terms": len(term_names),
+                              "C": C, "keep": KEEP, "keep_terms": KEEP_TERMS, "min_df": MIN_DF, "folds": N_FOLDS,
                               "split": "citation status MEDLINE, PMID % 5 != 0 (the report split is never used)"}}
     check_rows = sorted(range(len(train_records)), key=lambda i: (i * 7919) % len(train_records))[:N_CHECKS]
     checks = {int(pmids[i]): {} for i in check_rows}
+    used_terms: set[str] = set()
     for label in design_model.LABEL_VALUES:
         y = np.array([GOLD_LABELS[label].gold(r) for r in train_records])
         if y.all() or not y.any():  # nothing to learn: the label is never (or always) predicted
             raise ValueError(f"train_tagger: label {label} has {int(y.sum())} positives in {len(y)} records")
-        vetoed = np.array([bool(design_model.VETOES.get(label, frozenset()) & fixed) for fixed, _ in feats])
+        vetoed = np.array([bool(design_model.VETOES.get(label, frozenset()) & f[0]) for f in feats])
         oof = np.zeros(len(y))
+        oof_terms = np.zeros(len(y))
         for k in range(N_FOLDS):
             inside = folds != k
             model, columns = _fit_selected(x[inside], y[inside])
             oof[~inside] = model.decision_function(x[~inside][:, columns])
-        oof[vetoed] = -math.inf
-        threshold, cv = choose_threshold(oof.tolist(), y.tolist())
+            term_model, term_columns = _fit_terms(raw[inside], y[inside])
+            oof_terms[~inside] = _term_scores(term_model, term_columns, raw[~inside])
+        ratio = float(np.std(oof) / np.std(oof_terms))
+        best = None
+        for b in BLENDS:
+            blended = oof + b * ratio * oof_terms
+            blended[vetoed] = -math.inf
+            threshold, cv = choose_threshold(blended.tolist(), y.tolist())
+            cv["blend"] = b
+            if best is None or cv["f1"] > best[2]["f1"]:
+                best = (b * ratio, threshold, cv)
+        blend, threshold, cv = best
         model, columns = _fit_selected(x, y)
         weights = {names[j]: round(float(w), WEIGHT_DIGITS) for j, w in zip(columns, model.coef_[0])}
         out["weights"][label] = {k: v for k, v in sorted(weights.items()) if v != 0.0}
@@ -157,10 +229,21 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
         out["thresholds"][label] = round(threshold, WEIGHT_DIGITS)
         out["cv"][label] = cv
         full = model.decision_function(x[check_rows][:, columns])
+        if blend:
+            blend = round(blend, WEIGHT_DIGITS)
+            term_model, term_columns = _fit_terms(raw, y)
+            term_weights = {term_names[j]: round(float(w), WEIGHT_DIGITS)
+                            for j, w in zip(term_columns, term_model.coef_[0])}
+            out["term_weights"][label] = {k: v for k, v in sorted(term_weights.items()) if v != 0.0}
+            used_terms |= set(out["term_weights"][label])
+            out["term_intercepts"][label] = round(float(term_model.intercept_[0]), WEIGHT_DIGITS)
+            full = full + blend * _term_scores(term_model, term_columns, raw[check_rows])
+        out["blend"][label] = blend
         for i, s in zip(check_rows, full):
             checks[int(pmids[i])][label] = round(float(s), 6)
-        log(f"{label}: {int(y.sum())} positives; out-of-fold at threshold {threshold:.3f}: P {cv['precision']:.3f} "
-            f"R {cv['recall']:.3f} F1 {cv['f1']:.3f} ({time.perf_counter() - started:.0f} s)")
+        log(f"{label}: {int(y.sum())} positives; blend {cv['blend']}; out-of-fold at threshold {threshold:.3f}: "
+            f"P {cv['precision']:.3f} R {cv['recall']:.3f} F1 {cv['f1']:.3f} ({time.perf_counter() - started:.0f} s)")
+    out["idf"] = {t: round(idf[t], WEIGHT_DIGITS) for t in sorted(used_terms)}
     out["checks"] = {str(p): v for p, v in sorted(checks.items())}
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from harvest import design_model as D
 from harvest import evaluate as E
 from tests.test_tags import load_shared_records
 
@@ -62,7 +63,7 @@ def test_gold_is_the_medline_records_of_the_report_split(report):
 
 
 def test_figures_on_the_report_split(report):
-    """What the text-only tagger (rules-v3: rules plus the design model design-v1) reaches on the
+    """What the text-only tagger (rules-v4: rules plus the design model design-v2) reaches on the
     held-out split. Measured, not asserted beyond what it reaches (floors a little under the
     measured figures, so a regression fails); the issue's targets are checked separately below.
 
@@ -76,13 +77,13 @@ def test_figures_on_the_report_split(report):
     assert rct.precision >= 0.55 and rct.recall >= 0.50
     cr = report.scores["with_abstract"]["case_report"]["tagger"]
     assert cr.positives == 183
-    assert cr.precision >= 0.65 and cr.recall >= 0.75
+    assert cr.precision >= 0.72 and cr.recall >= 0.70
     animals = report.scores["all"]["animal_study"]["tagger"]
     assert animals.positives == 1275
-    assert animals.precision >= 0.80 and animals.recall >= 0.85
+    assert animals.precision >= 0.84 and animals.recall >= 0.85
     review = report.scores["all"]["review"]["tagger"]
     assert review.positives == 223
-    assert review.f1 >= 0.40
+    assert review.f1 >= 0.43
     s = report.scores["all"]["systematic_review"]["tagger"]
     assert s.recall == 1.0  # 3 of 3, by the rules
     base = report.scores["all"]["rct"]["baseline"]
@@ -90,10 +91,10 @@ def test_figures_on_the_report_split(report):
 
 
 def test_targets_are_reported_honestly(report):
-    """Every target line agrees with the numbers it quotes. With rules-v3 the tagger beats the
-    baseline's F1 on RCTs, case reports and animal studies on the report split; the precision
-    targets (RCT P>=0.80 with R>=0.60, case reports with an abstract P>=0.90 with R>=0.75) and the
-    review F1 target are not met (README, "Measured, not asserted", says why)."""
+    """Every target line agrees with the numbers it quotes. With rules-v4 the tagger beats the
+    baseline's F1 on RCTs, case reports, reviews and animal studies on the report split; the precision
+    targets (RCT P>=0.80 with R>=0.60, case reports with an abstract P>=0.90 with R>=0.75) are not
+    met (README, "Measured, not asserted", says why)."""
     by_name = {t.name: t for t in report.targets}
     rct = report.scores["all"]["rct"]["tagger"]
     assert by_name["RCT precision >= 0.80 with recall >= 0.60 (all gold records)"].holds == \
@@ -111,6 +112,7 @@ def test_targets_are_reported_honestly(report):
     assert by_name["rct: tagger F1 > baseline F1 (22 positives)"].holds
     assert by_name["case_report: tagger F1 > baseline F1 (377 positives)"].holds
     assert by_name["animal_study: tagger F1 > baseline F1 (1275 positives)"].holds
+    assert by_name["review: tagger F1 > baseline F1 (223 positives)"].holds
     assert report.targets_met == all(t.holds for t in report.targets)
 
 
@@ -122,7 +124,7 @@ def test_format_report_is_a_readable_table(report):
     assert "[ok]" in text
     assert ("[NOT MET]" in text) == (not report.targets_met)
     assert "primary design (articles.study_design)" in text
-    assert f"design model design-v1 trained on {report.n_train} MEDLINE records outside the split" in text
+    assert f"design model {D.load_model().version} trained on {report.n_train} MEDLINE records outside the split" in text
 
 
 # -- the design model's training (harvest.train_tagger) ---------------------------------------------------
@@ -144,7 +146,7 @@ def test_training_drops_the_report_split_and_its_file_reproduces_its_scores(tmp_
     assert content["training"]["records"] == len(kept)
     TT.write_model(content, tmp_path / "model.json")
     model = D.load_model(str(tmp_path / "model.json"))
-    assert model.method == "model:design-v1" and set(model.labels) == set(D.LABEL_VALUES)
+    assert model.method == f"model:{TT.VERSION}" and set(model.labels) == set(D.LABEL_VALUES)
     for pmid, expected in content["checks"].items():
         totals, _ = model.scores(*T.design_features(by_pmid_latest[int(pmid)]))
         for label, score in zip(model.labels, totals):
