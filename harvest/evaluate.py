@@ -161,6 +161,8 @@ class EvaluationReport:
     baseline_error: str | None = None
     model_version: str = ""  # the tagger's design model (harvest.design_model)
     model_training_records: int = 0
+    # label -> the model file's out-of-fold ceiling at the target's recall (train_tagger.CEILINGS)
+    ceilings: dict[str, dict] = field(default_factory=dict)
     seconds_tagging: float = 0.0
     seconds_baseline: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -251,6 +253,7 @@ def evaluate(records: Iterable[Mapping], *, baseline: bool = True) -> Evaluation
     )
     model = design_model.load_model()
     report.model_version, report.model_training_records = model.version, model.data["training"]["records"]
+    report.ceilings = {label: cv["ceiling"] for label, cv in model.data["cv"].items() if "ceiling" in cv}
     report.targets = _targets(report)
     return report
 
@@ -317,6 +320,12 @@ def format_report(report: EvaluationReport) -> str:
     lines += ["", "targets:"]
     for t in report.targets:
         lines.append(f"  [{'ok' if t.holds else 'NOT MET'}] {t.name}: {t.detail}")
+    if report.ceilings:
+        lines += ["", f"ceilings: the best precision any threshold of {report.model_version} reaches out of fold on "
+                      "its training records at the target's recall"]
+        for label, c in report.ceilings.items():
+            records = "records with an abstract" if c["records"] == "with_abstract" else "all records"
+            lines.append(f"  {label}: precision {c['best_precision']:.2f} at recall >= {c['recall']:.2f} ({records})")
     lines.append(f"tagging {report.seconds_tagging:.1f} s, baseline {report.seconds_baseline:.1f} s")
     return "\n".join(lines)
 

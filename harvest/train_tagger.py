@@ -27,6 +27,9 @@ records give the same file, byte for byte.
   after the vetoes of `design_model.VETOES`: the threshold with the highest F1, placed halfway
   to the next lower out-of-fold score. The out-of-fold precision, recall and F1 are written
   into the file (``cv``).
+* **Ceilings**: for the labels the issue sets a precision target on (`CEILINGS`), the best
+  precision any threshold reaches out of fold at the target's recall, written into ``cv``:
+  what the report split can be expected to show at best (``harvest evaluate`` prints it).
 * **Checks**: the file keeps the scores scikit-learn gives a few training records; the tests
   recompute them with the pure-Python inference, so a change of the rules or of the feature
   code that would make the committed weights stale fails the tests.
@@ -54,6 +57,8 @@ BLENDS = (0.0, 0.5, 1.0, 2.0)
 MIN_DF = 2
 N_FOLDS = 5
 N_CHECKS = 40
+# label -> (recall, records): the issue's precision targets are set at these recalls
+CEILINGS = {"rct": (0.60, "all"), "case_report": (0.75, "with_abstract")}
 WEIGHT_DIGITS = 4
 
 
@@ -151,6 +156,22 @@ def _term_scores(model, columns, raw):
     return model.decision_function(normalize(raw[:, columns]))
 
 
+def best_precision_at_recall(scores, gold, recall: float) -> float:
+    """The highest precision of any threshold on these scores whose recall is at least `recall`
+    (0.0 when none reaches it)."""
+    pairs = sorted(zip(scores, gold), key=lambda p: -p[0])
+    positives = sum(1 for _, g in pairs if g)
+    best = 0.0
+    tp = 0
+    for i, (s, g) in enumerate(pairs):
+        tp += g
+        if i + 1 < len(pairs) and pairs[i + 1][0] == s:
+            continue  # ties are decided together
+        if positives and tp / positives >= recall and math.isfinite(s):
+            best = max(best, tp / (i + 1))
+    return round(best, 4)
+
+
 def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
@@ -190,6 +211,7 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
         f"({time.perf_counter() - started:.0f} s)")
     pmids = np.array([int(r["pmid"]) for r in train_records])
     folds = np.array([fold_of(p) for p in pmids])
+    has_abstract = np.array([bool((r.get("abstract") or "").strip()) for r in train_records])
     out: dict = {"version": VERSION, "rules_version": tagging.RULES_VERSION, "labels": list(design_model.LABEL_VALUES),
                  "intercepts": {}, "thresholds": {}, "weights": {}, "blend": {}, "term_intercepts": {},
                  "term_weights": {}, "idf": {}, "cv": {},
@@ -220,8 +242,13 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
             threshold, cv = choose_threshold(blended.tolist(), y.tolist())
             cv["blend"] = b
             if best is None or cv["f1"] > best[2]["f1"]:
-                best = (b * ratio, threshold, cv)
-        blend, threshold, cv = best
+                best = (b * ratio, threshold, cv, blended)
+        blend, threshold, cv, blended = best
+        if label in CEILINGS:
+            recall, subset = CEILINGS[label]
+            keep = has_abstract if subset == "with_abstract" else np.ones(len(y), dtype=bool)
+            cv["ceiling"] = {"recall": recall, "records": subset,
+                             "best_precision": best_precision_at_recall(blended[keep].tolist(), y[keep].tolist(), recall)}
         model, columns = _fit_selected(x, y)
         weights = {names[j]: round(float(w), WEIGHT_DIGITS) for j, w in zip(columns, model.coef_[0])}
         out["weights"][label] = {k: v for k, v in sorted(weights.items()) if v != 0.0}

@@ -124,6 +124,11 @@ def test_format_report_is_a_readable_table(report):
     assert "[ok]" in text
     assert ("[NOT MET]" in text) == (not report.targets_met)
     assert "primary design (articles.study_design)" in text
+    ceilings = D.load_model().data["cv"]
+    assert (f"  rct: precision {ceilings['rct']['ceiling']['best_precision']:.2f} at recall >= 0.60 (all records)"
+            in text)
+    assert (f"  case_report: precision {ceilings['case_report']['ceiling']['best_precision']:.2f} at recall >= 0.75 "
+            "(records with an abstract)" in text)
     assert f"design model {D.load_model().version} trained on {report.n_train} MEDLINE records outside the split" in text
 
 
@@ -153,6 +158,17 @@ def test_training_drops_the_report_split_and_its_file_reproduces_its_scores(tmp_
             assert score == pytest.approx(expected[label], abs=2e-3), (pmid, label)
     for label, cv in content["cv"].items():
         assert 0 <= cv["precision"] <= 1 and 0 <= cv["f1"] <= 1 and cv["positives"] >= 1, label
+
+
+def test_best_precision_at_recall_scans_every_threshold():
+    from harvest.train_tagger import best_precision_at_recall
+
+    scores, gold = [3.0, 2.0, 1.0, 0.0, -1.0], [True, False, True, True, False]
+    # recall >= 1/3 first at 3.0 (P 1.0); >= 2/3 at 1.0 (P 0.67); 1.0 at 0.0 (P 0.75)
+    assert best_precision_at_recall(scores, gold, 0.3) == 1.0
+    assert best_precision_at_recall(scores, gold, 0.6) == 0.75
+    assert best_precision_at_recall(scores, gold, 1.0) == 0.75
+    assert best_precision_at_recall([1.0, 1.0], [True, False], 0.5) == 0.5  # a tie is one threshold
 
 
 def test_choose_threshold_takes_the_best_f1():
