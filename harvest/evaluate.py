@@ -380,3 +380,21 @@ def run_evaluation(*, db: Path | str | None = None, paths: Sequence[Path | str] 
     else:
         records = iter_records_from_files(paths or default_corpus_paths())
     return evaluate(records, baseline=baseline)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m harvest.evaluate [FILES...]``: the report on the given PubMed XML files, else on
+    the shared records (``../shared/data/pubmed``); exit 1 when a target is not met."""
+    import sys
+
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if not paths and not default_corpus_paths():
+        print("evaluate: no PubMed files given and none found in ../shared/data/pubmed", file=sys.stderr)
+        return 2
+    report = run_evaluation(paths=paths or None)
+    print(format_report(report))
+    return 0 if report.targets_met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

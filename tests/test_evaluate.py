@@ -177,3 +177,19 @@ def test_choose_threshold_takes_the_best_f1():
     # cutting below 2.0 gives P 1.0 R 0.67 (F1 0.8); below 0.0 gives P 0.75 R 1.0 (F1 0.857)
     assert -1.0 < threshold < 0.0
     assert (cv["precision"], cv["recall"], cv["f1"]) == (0.75, 1.0, 0.8571)
+
+
+def test_module_command_prints_the_report_and_exits_by_the_targets():
+    """``python -m harvest.evaluate FILES`` prints the same table; exit 1 while a target is not met."""
+    import subprocess
+    import sys
+
+    from tests.conftest import DATA, ROOT
+
+    files = sorted(str(p) for p in (DATA / "pubmed" / "records").glob("*.xml"))
+    assert len(files) > 200
+    done = subprocess.run([sys.executable, "-m", "harvest.evaluate", *files], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.startswith("Evidence tags (")
+    assert "report split: PMID % 5 == 0" in done.stdout and "ceilings:" in done.stdout
+    assert done.returncode == (1 if "[NOT MET]" in done.stdout else 0), done.stderr
