@@ -30,7 +30,9 @@ than either alone (the numbers are in `design_model.json` under ``cv``).
 Inference is pure Python over the committed weight file `design_model.json` (sparse
 logistic-regression weights, intercepts, blend weights and one decision threshold per label);
 the score is the blended linear function, a tag is emitted when it reaches the label's
-threshold, and its evidence is the readable part of the largest positive contributions. `harvest.train_tagger`
+threshold, its confidence is the score's calibrated probability (a per-label slope and
+intercept fitted on out-of-fold scores), and its evidence is the readable part of the largest
+positive contributions. `harvest.train_tagger`
 writes the file (scikit-learn is needed only there); see its module doc for the training
 records, the feature selection and how thresholds are chosen.
 """
@@ -155,7 +157,16 @@ class DesignModel:
         self.term_intercepts = tuple(float(data.get("term_intercepts", {}).get(name, 0.0)) for name in self.labels)
         self.term_weights: tuple[dict[str, float], ...] = tuple(
             {t: float(w) for t, w in data.get("term_weights", {}).get(name, {}).items()} for name in self.labels)
+        # label -> (slope, intercept) of the out-of-fold calibration (train_tagger)
+        self.calibration = {name: tuple(float(v) for v in data.get("calibration", {}).get(name, (1.0, 0.0)))
+                            for name in self.labels}
         self.data = data
+
+    def confidence(self, label: str, score: float) -> float:
+        """The tag's confidence: the calibrated probability that the indexers would give the
+        label to a record with this score (rounded, kept inside (0, 1])."""
+        slope, intercept = self.calibration[label]
+        return probability(slope * score + intercept)
 
     def scores(self, fixed: set[str], words: set[str], counts: Mapping[str, int] | None = None
                ) -> tuple[list[float], list[list[tuple[float, str]]]]:

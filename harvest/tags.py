@@ -11,7 +11,9 @@ Pure functions, no I/O. `tag_article(record)` takes one article dict from
 * ``evidence`` is what fired: the MeSH name (``"Ketamine/adverse effects"`` for a
   descriptor with a qualifier), the publication type name, or the exact span of
   the title or abstract that the rule matched (a substring of that field).
-* ``confidence`` is the rule's prior (0..1), not a calibrated probability.
+* ``confidence`` is the rule's prior (0..1), not a calibrated probability; for a tag of
+  the design model (``model:<version>``) it is the model's calibrated probability (see
+  `harvest.design_model`).
 
 Sources, in order of authority
 ------------------------------
@@ -877,7 +879,7 @@ def _apply_design_model(record: Mapping, text: _Text, generic_hits: list[tuple[R
         if not evidence:  # nothing readable pushed it: cite what the model read
             evidence = (title or abstract)[:160].strip()
         out.append(_tag("design", design_model.LABEL_VALUES[label], model.method, evidence,
-                        design_model.probability(score)))
+                        model.confidence(label, score)))
     return out
 
 

@@ -27,6 +27,9 @@ records give the same file, byte for byte.
   after the vetoes of `design_model.VETOES`: the threshold with the highest F1, placed halfway
   to the next lower out-of-fold score. The out-of-fold precision, recall and F1 are written
   into the file (``cv``).
+* **Calibration, per label**: a one-variable logistic regression of the gold label on the
+  out-of-fold (blended) score, so a tag's confidence is an estimated probability, not the raw
+  score pushed through the logistic function (the blended score is a sum of two models' logits).
 * **Ceilings**: for the labels the issue sets a precision target on (`CEILINGS`), the best
   precision any threshold reaches out of fold at the target's recall, written into ``cv``:
   what the report split can be expected to show at best (``harvest evaluate`` prints it).
@@ -200,6 +203,7 @@ def choose_threshold(scores, gold) -> tuple[float, dict]:
 def train(records: Iterable[Mapping], *, log=print) -> dict:
     """The model file's content, from parsed article records (the report split is dropped here)."""
     import numpy as np
+    from sklearn.linear_model import LogisticRegression
 
     started = time.perf_counter()
     train_records = training_records(records)
@@ -214,7 +218,7 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
     has_abstract = np.array([bool((r.get("abstract") or "").strip()) for r in train_records])
     out: dict = {"version": VERSION, "rules_version": tagging.RULES_VERSION, "labels": list(design_model.LABEL_VALUES),
                  "intercepts": {}, "thresholds": {}, "weights": {}, "blend": {}, "term_intercepts": {},
-                 "term_weights": {}, "idf": {}, "cv": {},
+                 "term_weights": {}, "idf": {}, "calibration": {}, "cv": {},
                  "training": {"records": len(train_records), "features": len(names), "terms": len(term_names),
                               "C": C, "keep": KEEP, "keep_terms": KEEP_TERMS, "min_df": MIN_DF, "folds": N_FOLDS,
                               "split": "citation status MEDLINE, PMID % 5 != 0 (the report split is never used)"}}
@@ -244,6 +248,11 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
             if best is None or cv["f1"] > best[2]["f1"]:
                 best = (b * ratio, threshold, cv, blended)
         blend, threshold, cv, blended = best
+        usable = np.isfinite(blended)
+        calibration = LogisticRegression(C=1e4, solver="lbfgs", max_iter=1000).fit(
+            blended[usable].reshape(-1, 1), y[usable])
+        out["calibration"][label] = [round(float(calibration.coef_[0][0]), WEIGHT_DIGITS),
+                                     round(float(calibration.intercept_[0]), WEIGHT_DIGITS)]
         if label in CEILINGS:
             recall, subset = CEILINGS[label]
             keep = has_abstract if subset == "with_abstract" else np.ones(len(y), dtype=bool)

@@ -193,3 +193,31 @@ def test_module_command_prints_the_report_and_exits_by_the_targets():
     assert done.stdout.startswith("Evidence tags (")
     assert "report split: PMID % 5 == 0" in done.stdout and "ceilings:" in done.stdout
     assert done.returncode == (1 if "[NOT MET]" in done.stdout else 0), done.stderr
+
+
+def test_model_confidence_is_calibrated_on_the_report_split(by_pmid_latest):
+    """A design-model tag's confidence is a probability a reader can take at its word: on the
+    held-out split, the mean confidence of each label's text-only tags matches how often the
+    indexers agreed, and confident tags are right more often than hesitant ones."""
+    from harvest import tags as T
+
+    label_of = {value: label for label, value in D.LABEL_VALUES.items()}
+    model_method = D.load_model().method
+    seen: dict[str, list[tuple[float, bool]]] = {label: [] for label in D.LABEL_VALUES}
+    for r in by_pmid_latest.values():
+        if not E.report_split(r["pmid"]) or r["citation_status"] != "MEDLINE":
+            continue
+        for tag in T.tag_article(r, use_indexing=False):
+            if tag["method"] == model_method:
+                label = label_of[tag["value"]]
+                seen[label].append((tag["confidence"], E.GOLD_LABELS[label].gold(r)))
+    for label in ("animal_study", "case_report", "review"):
+        pairs = seen[label]
+        assert len(pairs) >= 200, label
+        mean_confidence = sum(c for c, _ in pairs) / len(pairs)
+        precision = sum(g for _, g in pairs) / len(pairs)
+        assert abs(mean_confidence - precision) <= 0.05, (label, mean_confidence, precision)
+        confident = [g for c, g in pairs if c >= 0.8]
+        hesitant = [g for c, g in pairs if c < 0.5]
+        assert confident and hesitant, label
+        assert sum(confident) / len(confident) > sum(hesitant) / len(hesitant) + 0.2, label
