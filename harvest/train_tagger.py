@@ -75,7 +75,7 @@ def training_records(records: Iterable[Mapping]) -> list[Mapping]:
             if r.get("citation_status") == "MEDLINE" and not report_split(r["pmid"])]
 
 
-def _matrix(feats: Sequence[tuple[set[str], set[str]]]):
+def _matrix(feats: Sequence[tuple[set[str], set[str], Mapping[str, int]]]):
     import scipy.sparse as sp
     from collections import Counter
 
