@@ -88,13 +88,10 @@ def terms(title: str, abstract: str) -> Counter:
     return counts
 
 
-def tfidf(counts: Mapping[str, int], idf: Mapping[str, float], kept: Iterable[str] | None = None) -> dict[str, float]:
-    """Sublinear-tf x idf weights of the terms that have an idf (and are `kept`, when given),
-    L2-normalised over those terms."""
-    vec = {t: (1.0 + math.log(c)) * idf[t] for t, c in counts.items()
-           if t in idf and (kept is None or t in kept)}
-    norm = math.sqrt(sum(v * v for v in vec.values()))
-    return {t: v / norm for t, v in vec.items()} if norm else {}
+def tfidf_weights(counts: Mapping[str, int], idf: Mapping[str, float]) -> dict[str, float]:
+    """Sublinear-tf x idf weights, (1 + ln tf) * idf, of the terms that have an idf; each model
+    L2-normalises them over the terms it keeps."""
+    return {t: (1.0 + math.log(c)) * idf[t] for t, c in counts.items() if t in idf}
 
 
 def features(title: str, abstract: str, *, rule_ids: Iterable[str], combined_designs: Iterable[str],
@@ -187,14 +184,18 @@ class DesignModel:
                     totals[i] += c
                     if c > 0:
                         contributions[i].append((c, feature))
+        if counts is None or not any(self.blends):
+            return totals, contributions
+        weighted = tfidf_weights(counts, self.idf)  # once; each label normalises over its own terms
         for i, blend in enumerate(self.blends):
-            if not blend or counts is None:
+            if not blend:
                 continue
             weights = self.term_weights[i]
-            vec = tfidf(counts, self.idf, weights)
+            vec = [(t, v, weights[t]) for t, v in weighted.items() if t in weights]
+            norm = math.sqrt(sum(v * v for _, v, _ in vec))
             total = self.term_intercepts[i]
-            for term, v in vec.items():
-                c = weights[term] * v
+            for term, v, w in vec:
+                c = w * v / norm
                 total += c
                 if c > 0:
                     contributions[i].append((blend * c, "w:" + term.replace(" ", "_")))

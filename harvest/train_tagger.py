@@ -15,7 +15,7 @@ records give the same file, byte for byte.
 * **Model, per label**: L2 logistic regression (liblinear, C=`C`, random_state 0) on the whole
   vocabulary; the `KEEP` features with the largest absolute weights are kept and the model is
   fitted again on them alone (so the weight file stays small and inference cheap).
-* **Second model, per label** (`design_model.terms` / `design_model.tfidf`): idf from the
+* **Second model, per label** (`design_model.terms` / `design_model.tfidf_weights`): idf from the
   training records' document frequencies (smoothed, terms in at least `MIN_DF` records); L2
   logistic regression (liblinear, C=`C`) on every term, keep the `KEEP_TERMS` largest
   |weights|, refit on those (re-normalised over them). Its out-of-fold scores are added to the
