@@ -184,7 +184,8 @@ def retag(db_path):
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @db_option
 @click.option("--no-baseline", is_flag=True, help="Skip the TF-IDF + logistic-regression baseline.")
-@click.option("--check", is_flag=True, help="Exit 1 when a target of the evaluation is not met (or cannot be judged: no positives).")
+@click.option("--check", is_flag=True,
+              help="Exit 1 when a target of the evaluation is not met (or cannot be judged: no positives).")
 def evaluate(files, db_path, no_baseline, check):
     """Score the text-only tagger against PubMed's own indexing (MEDLINE records, report split).
 

@@ -228,11 +228,9 @@ def test_model_confidence_is_calibrated_on_the_report_split(by_pmid_latest):
 def test_a_target_without_positives_in_the_split_reads_n_a_not_a_verdict():
     """A small catalog whose report split holds no RCT or case report cannot tell whether the
     tagger meets those targets: the report says so instead of printing P=0 as a failure."""
-    from harvest.pubmed_xml import parse_pubmed_xml
     from tests.conftest import DATA
 
-    records = [r for p in sorted((DATA / "pubmed" / "records").glob("*.xml"))
-               for r in parse_pubmed_xml(p.read_bytes())]
+    records = list(E.iter_records_from_files(sorted((DATA / "pubmed" / "records").glob("*.xml"))))
     report = E.evaluate(records, baseline=False)
     assert report.n_gold > 0
     rct = report.scores["all"]["rct"]["tagger"]
