@@ -1366,6 +1366,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = dict(getattr(entry, "_rate_headers", {}))
         headers.update(reply.headers)
         length = len(body)
+        # Log before the reply goes out: a client that acts on the answer (or stops the
+        # server) must find the line already written.
+        si._print(entry)
         if kind in ("truncated", "short_read"):
             cut = max(1, int(len(body) * float(opts.get("fraction", 0.5))))
             body = body[:cut]
@@ -1386,17 +1389,16 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         if kind == "short_read":
             self.close_connection = True
-        si._print(entry)
 
     def _drop(self, entry, si, rst: bool):
         self.close_connection = True
+        si._print(entry)
         if rst:
             try:
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
             except OSError:
                 pass
-        si._print(entry)
 
 
 def _print_entry(entry: LoggedRequest) -> str:
