@@ -34,9 +34,21 @@ XML_ZLIB_LEVEL = 1
 
 
 def open_db(path: Path | str) -> sqlite_utils.Database:
-    """Open (creating if needed) the catalog at `path`, with the schema up to date."""
+    """Open (creating if needed) the catalog at `path`, with the schema up to date.
+
+    A new catalog is built beside `path` and linked into place only once its schema is
+    complete: a process killed while creating it leaves no catalog rather than one that
+    Datasette and `export` would open and find without its tables."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.stat().st_size == 0:
+        _create_catalog(path)
+    db = _connect(path)
+    migrations.apply(db)  # an existing catalog: each pending migration is one transaction
+    return db
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     # WAL: Datasette keeps reading while a harvest writes; a reader never
     # sees half a batch.
@@ -50,8 +62,60 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
     # a page cache of 256 MiB (an upper bound, allocated as used) keeps per-record cost
     # flat as the catalog grows.
     db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-    migrations.apply(db)
     return db
+
+
+CREATING_SUFFIX = ".creating-"
+
+
+def _create_catalog(path: Path) -> None:
+    """Build an empty catalog with the whole schema at a temporary name, then put it at
+    `path`: a hard link when nothing is there (never replacing a catalog another process
+    made meanwhile), a rename over an empty file (a bare connect leaves one; it holds
+    nothing to lose)."""
+    _remove_abandoned_builds(path)
+    tmp = path.with_name(f"{path.name}{CREATING_SUFFIX}{os.getpid()}")
+    _remove_with_sidecars(tmp)
+    try:
+        db = _connect(tmp)
+        migrations.apply(db)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        _remove_with_sidecars(tmp, keep_main=True)
+        if path.exists():
+            if path.stat().st_size == 0:
+                os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process created it first; theirs is as good
+            except OSError:  # a file system without hard links
+                if not path.exists():
+                    os.replace(tmp, path)
+    finally:
+        _remove_with_sidecars(tmp)
+
+
+def _remove_abandoned_builds(path: Path) -> None:
+    """Temporary catalogs left by creators that were killed (their PID is gone)."""
+    for leftover in path.parent.glob(f"{path.name}{CREATING_SUFFIX}*"):
+        pid = leftover.name.rsplit(CREATING_SUFFIX, 1)[1].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        leftover.unlink(missing_ok=True)
+
+
+def _remove_with_sidecars(db_file: Path, *, keep_main: bool = False) -> None:
+    for suffix in ("-wal", "-shm", "-journal") + (() if keep_main else ("",)):
+        Path(f"{db_file}{suffix}").unlink(missing_ok=True)
 
 
 def now_utc() -> str:

@@ -11,7 +11,7 @@ import sqlite_utils
 
 from harvest import store
 from harvest.schema import migrations
-from tests.conftest import KETAMINE_PMIDS, LARGE_FILES, PUBMED, RECORDS, harvest_env, run_cli
+from tests.conftest import KETAMINE_PMIDS, LARGE_FILES, PUBMED, RECORDS, ROOT, harvest_env, run_cli
 
 UPDATE_FILE = PUBMED / "pubmed21n1298-part1.xml.gz"
 MEDLINE_FILE = PUBMED / "medline16n0902.xml.gz"
@@ -189,6 +189,49 @@ def test_catalog_built_by_the_first_migration_upgrades_in_place(tmp_path):
         "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match ?", [f'"{word}"'])}
     assert sample["pmid"] in hits
     assert upgraded.execute("pragma foreign_key_check").fetchall() == []
+
+
+def test_a_process_killed_while_creating_the_catalog_leaves_no_half_built_catalog(tmp_path):
+    """Killed between two migrations of a new catalog: nothing at the catalog's path that
+    `export` or Datasette would open without its tables; the next open builds it whole and
+    clears the dead process's temporary files."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db_path = tmp_path / "catalog.db"
+    # The child applies the schema's first migration, then dies as a SIGKILL would leave it.
+    child = (
+        "import os, signal, sys\n"
+        "from harvest import store\n"
+        "from harvest.schema import migrations\n"
+        "real = migrations.apply\n"
+        "def apply_then_die(db, **kw):\n"
+        "    real(db, stop_before='0002_full_record_model')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "migrations.apply = apply_then_die\n"
+        "store.open_db(sys.argv[1])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", child, str(db_path)], cwd=ROOT)
+    assert proc.returncode == -signal.SIGKILL
+    assert not db_path.exists()
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers and all(".creating-" in name for name in leftovers)
+
+    result = run_cli("export", "--db", db_path, "--format", "ris")
+    assert result.returncode != 0 and "no catalog at" in result.stderr
+
+    db = store.open_db(db_path)
+    assert db["articles"].exists() and migrations.pending(db) == []
+    assert [p.name for p in tmp_path.iterdir() if ".creating-" in p.name] == []
+    db.close()
+
+    # A bare connect leaves an empty file at the path; it is built over, not served empty.
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    assert empty.exists() and empty.stat().st_size == 0
+    assert store.open_db(empty)["articles"].exists()
 
 
 def test_schema_is_consistent_and_every_field_is_populated_where_pubmed_has_it(imported_catalog):
