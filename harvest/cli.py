@@ -86,7 +86,18 @@ db_option = click.option(
 )
 
 
-@click.group()
+class _CatalogGroup(click.Group):
+    """A `--db` that names something other than a catalog fails every command the same way:
+    one line naming the file and what it is, exit 1, the file untouched."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except store.NotACatalog as exc:
+            _fail(str(exc))
+
+
+@click.group(cls=_CatalogGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 @click.version_option(package_name="ketamine-catalog")
 def cli(verbose: bool) -> None:
@@ -199,6 +210,7 @@ def evaluate(files, db_path, no_baseline, check):
         db_path = db_path or default_db_path()
         if not Path(db_path).exists():
             _fail(f"no catalog at {db_path}")
+        store.check_catalog(db_path)
         report = run_evaluation(db=db_path, baseline=not no_baseline)
     click.echo(format_report(report))
     if check and not report.targets_met:
@@ -222,6 +234,7 @@ def export_(db_path, fmt, search, since, pmids, output):
     db_path = db_path or default_db_path()
     if not Path(db_path).exists():
         _fail(f"no catalog at {db_path}: run `python -m harvest run` first")
+    store.check_catalog(db_path)
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         output.write(export_catalog(conn, fmt, pmids=list(pmids) or None, search=search,

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import socket
+import sqlite3
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,9 +44,49 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.stat().st_size == 0:
         _create_catalog(path)
+    else:
+        check_catalog(path)
     db = _connect(path)
     migrations.apply(db)  # an existing catalog: each pending migration is one transaction
     return db
+
+
+class NotACatalog(ValueError):
+    """The file at a catalog path is something else: not SQLite, another tool's database,
+    or a catalog from a newer version of this one."""
+
+
+def check_catalog(path: Path | str) -> None:
+    """Refuse, naming what is wrong, a file that is not a catalog this code can keep:
+    a `--db` pointed at the wrong file must fail, not gain the catalog's tables or be
+    half-read. A SQLite file with no tables yet is fine (it becomes a catalog)."""
+    path = Path(path)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        try:
+            tables = {name for (name,) in conn.execute("select name from sqlite_master where type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise NotACatalog(f"{path} is not a SQLite database ({exc})") from None
+        if not tables:
+            return
+        applied = set()
+        if migrations.migrations_table in tables:
+            applied = {name for (name,) in conn.execute(
+                f"select name from [{migrations.migrations_table}] where migration_set = ?", [migrations.name])}
+        if not applied:
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise NotACatalog(
+                f"{path} is a SQLite database but not a ketamine catalog (its tables: {shown}); "
+                f"give --db a catalog's path, or a new one")
+        # Every registered migration is pending on an empty database: the public way to list them.
+        known = {m.name for m in migrations.pending(sqlite_utils.Database(memory=True))}
+        unknown = sorted(applied - known)
+        if unknown:
+            raise NotACatalog(
+                f"{path} was built by a newer ketamine-catalog (schema migration {unknown[-1]} is "
+                f"unknown to this one); upgrade this checkout before writing to it")
+    finally:
+        conn.close()
 
 
 def _connect(path: Path) -> sqlite_utils.Database:

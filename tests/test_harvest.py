@@ -11,7 +11,7 @@ import pytest
 import sqlite_utils
 
 from harvest.query import QUERY_VERSION, TOPIC_QUERY
-from tests.conftest import KETAMINE_PMIDS, harvest_env, run_cli
+from tests.conftest import KETAMINE_PMIDS, RECORDS, harvest_env, run_cli
 
 
 def served_pmids(server) -> set[int]:
@@ -289,3 +289,52 @@ def test_status_tells_a_run_in_progress_from_a_dead_one(records_server, tmp_path
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         alive = run_cli("status", "--db", db_path, env=env)
     assert "in progress: pid 4242 on cron-host" in alive.stdout
+
+
+COMMANDS_ON_A_CATALOG = [
+    ("run",), ("status",), ("retag",), ("import", str(RECORDS / "38011560.xml")),
+    ("export", "--format", "ris"), ("evaluate", "--no-baseline"),
+]
+
+
+def test_every_command_refuses_a_db_that_is_not_a_catalog_and_leaves_it_as_it_was(records_server, tmp_path):
+    """`--db` pointed at the wrong file: a PubMed XML file, another tool's SQLite database.
+    Each command says what the file is in one line and exits 1; the file is not touched
+    (before, `status` and `run` would have added the catalog's tables to it)."""
+    env = harvest_env(records_server.url)
+    xml_file = tmp_path / "38011560.xml"
+    xml_file.write_bytes((RECORDS / "38011560.xml").read_bytes())
+    other = tmp_path / "notes.db"
+    sqlite_utils.Database(other)["notes"].insert({"pmid": 38011560, "note": "read in full"})
+    for path, says in [(xml_file, "is not a SQLite database"),
+                       (other, "is a SQLite database but not a ketamine catalog (its tables: notes)")]:
+        before = path.read_bytes()
+        for command in COMMANDS_ON_A_CATALOG:
+            result = run_cli(*command, "--db", path, env=env)
+            assert result.returncode == 1, (command, result.stdout, result.stderr)
+            assert result.error_lines == [f"harvest: error: {path} {says}" + (
+                "; give --db a catalog's path, or a new one" if path == other else
+                " (file is not a database)")], (command, result.stderr)
+            assert "Traceback" not in result.stderr
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(path.name + "-")) == []
+
+
+def test_a_catalog_from_a_newer_version_is_not_written_to(records_server, tmp_path):
+    """A checkout rolled back under a catalog that a newer one migrated: no run writes
+    into a schema it does not know."""
+    env = harvest_env(records_server.url)
+    db_path = tmp_path / "c.db"
+    assert run_cli("run", "--db", db_path, env=env).returncode == 0
+    db = sqlite_utils.Database(db_path)
+    db["_sqlite_migrations"].insert({"migration_set": "ketamine-catalog", "name": "9999_from_the_future",
+                                     "applied_at": "2027-01-01 00:00:00+00:00"})
+    db.close()
+    stored, run_count = len(stored_pmids(db_path)), len(runs(db_path))
+    for command in [("run", "--full"), ("retag",)]:
+        result = run_cli(*command, "--db", db_path, env=env)
+        assert result.returncode == 1
+        assert result.error_lines == [
+            f"harvest: error: {db_path} was built by a newer ketamine-catalog (schema migration "
+            "9999_from_the_future is unknown to this one); upgrade this checkout before writing to it"]
+    assert len(stored_pmids(db_path)) == stored and len(runs(db_path)) == run_count
