@@ -173,6 +173,8 @@ class HarvestLocked(RuntimeError):
 @contextmanager
 def harvest_lock(db_path: Path | str) -> Iterator[Path]:
     """An OS lock beside the database: one writer at a time, freed when the process dies."""
+    if Path(db_path).is_file() and Path(db_path).stat().st_size:
+        check_catalog(db_path)  # no lock file beside a file that is not ours
     lock_path = Path(f"{db_path}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(lock_path, "a+")

@@ -317,7 +317,7 @@ def test_every_command_refuses_a_db_that_is_not_a_catalog_and_leaves_it_as_it_wa
                 " (file is not a database)")], (command, result.stderr)
             assert "Traceback" not in result.stderr
         assert path.read_bytes() == before
-        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(path.name + "-")) == []
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(path.name) and p != path) == []
 
 
 def test_a_catalog_from_a_newer_version_is_not_written_to(records_server, tmp_path):
