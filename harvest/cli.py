@@ -86,6 +86,15 @@ db_option = click.option(
 )
 
 
+def _existing_catalog(db_path, missing_code: int = EXIT_FAILED) -> Path:
+    """The catalog a command that reads one works on: it must exist and be a catalog."""
+    path = Path(db_path or default_db_path())
+    if not path.exists():
+        _fail(f"no catalog at {path}: run `python -m harvest run` first", missing_code)
+    store.check_catalog(path)
+    return path
+
+
 class _CatalogGroup(click.Group):
     """A `--db` that names something other than a catalog fails every command the same way:
     one line naming the file and what it is, exit 1, the file untouched."""
@@ -182,9 +191,7 @@ def retag(db_path):
     """Re-tag every stored record with the current rules (after a rule change)."""
     from .tags import RULES_VERSION
 
-    db_path = db_path or default_db_path()
-    if not Path(db_path).exists():
-        _fail(f"no catalog at {db_path}")
+    db_path = _existing_catalog(db_path)
     with store.harvest_lock(db_path):
         db = store.open_db(db_path)
         count = store.retag_all(db)
@@ -207,10 +214,7 @@ def evaluate(files, db_path, no_baseline, check):
     if files:
         report = run_evaluation(paths=list(files), baseline=not no_baseline)
     else:
-        db_path = db_path or default_db_path()
-        if not Path(db_path).exists():
-            _fail(f"no catalog at {db_path}")
-        store.check_catalog(db_path)
+        db_path = _existing_catalog(db_path)
         report = run_evaluation(db=db_path, baseline=not no_baseline)
     click.echo(format_report(report))
     if check and not report.targets_met:
@@ -231,10 +235,7 @@ def export_(db_path, fmt, search, since, pmids, output):
 
     from .export import export_catalog
 
-    db_path = db_path or default_db_path()
-    if not Path(db_path).exists():
-        _fail(f"no catalog at {db_path}: run `python -m harvest run` first")
-    store.check_catalog(db_path)
+    db_path = _existing_catalog(db_path)
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         output.write(export_catalog(conn, fmt, pmids=list(pmids) or None, search=search,
@@ -260,9 +261,7 @@ def parse_age(text: str) -> dt.timedelta:
 def status(db_path, max_age, show_runs):
     """Recent runs, catalog counts, and what the next run will ask for."""
     max_delta = parse_age(max_age) if max_age else None
-    db_path = db_path or default_db_path()
-    if not Path(db_path).exists():
-        _fail(f"no catalog at {db_path}: run `python -m harvest run` first", EXIT_STALE if max_delta else EXIT_FAILED)
+    db_path = _existing_catalog(db_path, EXIT_STALE if max_delta else EXIT_FAILED)
     try:
         _print_status(db_path, max_age, max_delta, show_runs)
     except sqlite3.Error as exc:
