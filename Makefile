@@ -6,7 +6,7 @@ DB     ?= db/catalog.db
 HOST   ?= 127.0.0.1
 PORT   ?= 8001
 
-.PHONY: run install harvest serve test clean browser publish-build chaos bench
+.PHONY: run install harvest serve test tools clean publish-build chaos bench
 
 # Creates .venv and installs the project with its test tools; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -27,14 +27,24 @@ serve: install
 	$(BIN)/datasette serve db/ --host $(HOST) --port $(PORT)
 
 ## make test: the offline test suite (its own E-utilities stand-in, temporary catalogs), its
-## files spread over every core; `.venv/bin/python -m pytest tests/FILE` runs one file alone
-test: install browser
-	$(BIN)/python -m pytest -n auto --dist loadfile
+## files spread over every core; then the tests marked `dated` again under a clock 400 days
+## ahead (faketime; monotonic time stays real so that timeouts hold), so that no test passes
+## only near the day it was written. `.venv/bin/python -m pytest tests/FILE` runs one file alone.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile
+test: install tools
+	$(PYTEST)
+	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f '+400d' $(PYTEST) -m dated -p no:cacheprovider
 
-## make browser: Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium),
-## installed only where it is missing; never a browser download of Playwright's own.
-browser:
-	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+## make tools: Debian's packages the tests drive (Chromium for the browser tests, faketime for the
+## shifted clock), installed with apt-get only where they are missing and we are root; anyone
+## else is told in one line what to install. Never a browser download of Playwright's own.
+DEBIAN_TOOLS := chromium:/usr/bin/chromium faketime:/usr/bin/faketime
+tools:
+	@missing=""; for pair in $(DEBIAN_TOOLS); do test -x "$${pair#*:}" || missing="$$missing $${pair%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
+	  else echo "make test needs Debian's$$missing: run 'sudo apt-get install$$missing', then make test again" >&2; exit 1; fi; \
+	fi
 
 ## make publish-build: an immutable copy of $(DB) in $(PUBLISH_DIR) with inspect-data.json,
 ## built beside the published file and renamed over it; serve it with `datasette $(PUBLISH_DIR)`

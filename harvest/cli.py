@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from . import store
+from . import clock, store
 from .config import Settings, default_db_path
 from .eutils import EutilsError
 from .query import QUERY_VERSION, TOPIC_QUERY
@@ -307,7 +307,7 @@ def _print_status(db_path: Path, max_age: str | None, max_delta: dt.timedelta | 
         ))["at"]
         if not last_any:
             _fail("no successful harvest yet", EXIT_STALE)
-        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(last_any)
+        age = clock.now() - dt.datetime.fromisoformat(last_any)
         if age > max_delta:
             _fail(f"the last successful harvest finished {last_any}, {_human(age)} ago (limit {max_age})", EXIT_STALE)
 

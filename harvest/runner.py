@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import store
+from . import clock, store
 from .config import Settings
 from .eutils import EutilsClient, error_in_body
 from .pubmed_xml import parse_pubmed_xml
@@ -189,7 +189,7 @@ def _seconds_since(iso: str) -> float:
         return float("inf")
     if then.tzinfo is None:
         then = then.replace(tzinfo=dt.timezone.utc)
-    return (dt.datetime.now(dt.timezone.utc) - then).total_seconds()
+    return (clock.now() - then).total_seconds()
 
 
 @contextmanager

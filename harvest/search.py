@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from . import clock
 from .eutils import EutilsClient, SearchResult
 
 log = logging.getLogger("harvest.search")
@@ -98,7 +99,7 @@ def term_for(topic: str, ranges: tuple[DateRange, ...]) -> str:
 
 
 def today_utc() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return clock.today()
 
 
 def full_window(today: dt.date | None = None) -> DateRange:

@@ -23,6 +23,7 @@ from typing import Iterable, Iterator
 
 import sqlite_utils
 
+from . import clock
 from .schema import migrations
 
 log = logging.getLogger("harvest.store")
@@ -160,7 +161,7 @@ def _remove_with_sidecars(db_file: Path, *, keep_main: bool = False) -> None:
 
 
 def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return clock.now_iso()
 
 
 # -- the lock ---------------------------------------------------------------
@@ -744,7 +745,7 @@ def set_topic_match(db: sqlite_utils.Database, matches: dict[int, bool]) -> None
 def apply_deletions(db: sqlite_utils.Database, deletions: Iterable[dict], run_id: int) -> int:
     """NLM deleted these citations (DeleteCitation): keep the rows, flag and date them."""
     pmids = list(dict.fromkeys(d["pmid"] for d in deletions))
-    today = dt.date.today().isoformat()
+    today = clock.today().isoformat()
     changed = 0
     with db.atomic():
         for chunk in _in_chunks(pmids):

@@ -75,6 +75,7 @@ from typing import Callable
 
 import requests
 
+from harvest import clock
 from harvest.pubmed_xml import parse_pubmed_xml
 from harvest.store import record_sha1
 from tests.eutils_stand_in import DEFAULT_RANDOM_KINDS, Corpus, EutilsStandIn
@@ -89,7 +90,7 @@ KILLED = -signal.SIGKILL
 
 
 def today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return clock.today()  # the harvester's own today, so that the stand-in and the runs agree
 
 
 # ---------------------------------------------------------------------------------------------

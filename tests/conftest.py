@@ -33,7 +33,7 @@ class CliResult:
 
 
 def harvest_env(server_url: str | None = None, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NCBI_", "CATALOG_DB"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NCBI_", "CATALOG_DB", "HARVEST_TODAY"))}
     if server_url:
         env["NCBI_EUTILS_URL"] = server_url
     # Retries in tests back off in tens of milliseconds, not seconds.

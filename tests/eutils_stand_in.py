@@ -77,6 +77,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from lxml import etree
 
+from harvest import clock
+
 log = logging.getLogger("eutils_stand_in")
 
 #: ``../shared/data`` relative to the project root; override with ``KETAMINE_SHARED_DATA``.
@@ -700,7 +702,7 @@ class Corpus:
         the bytes with ``change(raw) -> raw`` (e.g. edit the abstract)."""
         old = self[pmid]
         raw = change(old.raw) if change is not None else old.raw
-        raw = _set_date_revised(raw, mdat if mdat is not None else (today or _dt.date.today()))
+        raw = _set_date_revised(raw, mdat if mdat is not None else (today or clock.today()))
         rec = parse_record_bytes(raw, old.source)
         if rec.pmid != old.pmid:
             raise ValueError("change() must not alter the PMID")
@@ -1018,7 +1020,7 @@ class EutilsStandIn:
 
     @property
     def today(self) -> _dt.date:
-        return self._today or _dt.date.today()
+        return self._today or clock.today()
 
     @today.setter
     def today(self, value) -> None:
@@ -1419,7 +1421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--no-rate-limit", action="store_true", help="do not answer 429 above 3 (10) req/s")
-    ap.add_argument("--today", help="YYYY-MM-DD used by reldate (default: the real today)")
+    ap.add_argument("--today", help="YYYY-MM-DD used by reldate (default: the harvester's today, HARVEST_TODAY or the clock)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--random-faults", type=float, metavar="P", help="fail each request with probability P")
     ap.add_argument("--fail-every", type=int, metavar="N", help="every N-th request fails (mixed kinds)")

@@ -439,6 +439,7 @@ def query(client, name, **params):
     return client.json(f"/catalog/{name}.json?_shape=array&{qs}")
 
 
+@pytest.mark.dated
 def test_new_since_defaults_to_the_last_harvest_not_the_clock(client, db):
     assert set(pmids_of(query(client, "new_since"))) == LATE_ARRIVALS
     everything = db.execute("select count(*) from articles").fetchone()[0]

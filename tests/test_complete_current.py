@@ -13,12 +13,18 @@ import time
 import pytest
 import sqlite_utils
 
+from harvest import clock
 from tests.conftest import ROOT, harvest_env, run_cli
 from tests.eutils_stand_in import EutilsStandIn
 
-# An API key lifts both the client's and the stand-in's limit to 10 requests/s: the big runs go faster.
-FAST = {"NCBI_API_KEY": "test-key-for-the-stand-in"}
-TODAY = dt.date(2026, 11, 26)
+# Every test here reasons about "today" (windows, watermarks, records added today): the
+# harvester and the stand-in read the same clock, pinned for the session so that a run that
+# crosses midnight cannot split them. `make test` runs these again 400 days ahead (faketime).
+pytestmark = pytest.mark.dated
+TODAY = clock.today()
+# An API key lifts both the client's and the stand-in's limit to 10 requests/s: the big runs go
+# faster. HARVEST_TODAY gives the harvester the very date the stand-in was given.
+FAST = {"NCBI_API_KEY": "test-key-for-the-stand-in", clock.ENV: TODAY.isoformat()}
 
 
 def stored(db_path) -> set[int]:

@@ -88,6 +88,7 @@ def read_crontab(path: Path) -> tuple[dict, list[tuple[list[str], str]]]:
     return env, jobs
 
 
+@pytest.mark.dated
 def test_cron_line_as_committed(tmp_path, checkout, records_server):
     cron_env, jobs = read_crontab(DEPLOY / "crontab")
     [(schedule, command)] = jobs

@@ -299,6 +299,7 @@ def test_date_ranges_filter_by_each_date_type(server):
     assert pmid not in ids_of(esearch(server, retmax=500, term='("2023/12/06"[dp] : "3000"[dp])'))
 
 
+@pytest.mark.dated
 def test_mindate_maxdate_and_reldate(server):
     pmid = 38011560
     crdt = independent_dates(RECORDS / f"{pmid}.xml")["crdt"]
