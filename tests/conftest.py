@@ -75,6 +75,13 @@ def large_server(large_corpus):
         yield server
 
 
+def pytest_report_header(config):
+    """Say which day the suite believes it is: `make test`'s second pass runs 400 days ahead."""
+    from harvest import clock
+    shifted = " (shifted by libfaketime: FAKETIME=" + os.environ["FAKETIME"] + ")" if os.environ.get("FAKETIME") else ""
+    return f"today, as the harvester sees it: {clock.today()}{shifted}"
+
+
 # `make test` runs the suite on every core (pytest-xdist, `--dist loadfile`): each test file
 # stays on one worker, so a session fixture a file builds is built once per worker that runs it.
 # Files with the longest session builds go first, so that no worker is left running one of

@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import datetime as dt
 import fcntl
+import os
 import re
 import shlex
 import shutil
@@ -46,6 +47,9 @@ def base_env(tmp_path: Path, server_url: str, **extra: str) -> dict:
     """What a scheduler gives a job: almost nothing (no PYTHONPATH, no virtualenv)."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh", "LANG": "C.UTF-8",
            "NCBI_EUTILS_URL": server_url, "NCBI_BACKOFF_BASE": "0.05", "NCBI_BACKOFF_CAP": "1"}
+    # ...but the clock the test runs on (make test's shifted-clock pass): the job must see the
+    # same "now" as the test that ages its runs.
+    env.update({k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "HARVEST_TODAY") or k.startswith("FAKETIME")})
     env.update(extra)
     return env
 
