@@ -6,7 +6,7 @@ DB     ?= db/catalog.db
 HOST   ?= 127.0.0.1
 PORT   ?= 8001
 
-.PHONY: run install harvest serve test tools clean publish-build chaos bench
+.PHONY: run install harvest serve test tools debian-tools clean publish-build chaos bench
 
 # Creates .venv and installs the project with its test tools; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -45,10 +45,19 @@ $(CLOCK_FIX): tests/clock/monotonic_sleep.c
 	cc -shared -fPIC -O2 -o $@ $< -ldl
 
 ## make tools: Debian's packages the tests drive (Chromium for the browser tests, faketime for the
-## shifted clock), installed with apt-get only where they are missing and we are root; anyone
-## else is told in one line what to install. Never a browser download of Playwright's own.
-DEBIAN_TOOLS := chromium:/usr/bin/chromium faketime:/usr/bin/faketime
-tools:
+## shifted clock, npm for axe-core), installed with apt-get only where they are missing and we are
+## root; anyone else is told in one line what to install. Never a browser download of Playwright's
+## own. Then axe-core, the accessibility rules the browser tests run in each page, from npm at the
+## version tests/package-lock.json pins, into tests/node_modules (no network when the tests run).
+DEBIAN_TOOLS := chromium:/usr/bin/chromium faketime:/usr/bin/faketime npm:/usr/bin/npm
+AXE := tests/node_modules/axe-core/axe.min.js
+tools: debian-tools $(AXE)
+
+$(AXE): tests/package.json tests/package-lock.json | debian-tools
+	cd tests && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+debian-tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do test -x "$${pair#*:}" || missing="$$missing $${pair%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
@@ -70,7 +79,7 @@ chaos: install
 	$(BIN)/python -m tests.chaos --json $(CHAOS_JSON)
 
 clean:
-	rm -rf $(VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache *.egg-info tests/node_modules
 
 ## make bench: request economy, parse, import and 1,000,000-article catalog latency (about 15 minutes);
 ## prints the tables, writes bench/results.json and bench/RESULTS.md. BENCH_CLONE_FILES=10 imports

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_catalog import KETAMINE, RETRACTED, build_catalog_site
+from tests.test_catalog import KETAMINE, MEPOLIZUMAB_RCT, RETRACTED, build_catalog_site
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -184,3 +184,52 @@ def test_datasettes_own_pages_run_under_the_content_security_policy(page, server
     page.locator("th.col-title svg").first.click()  # table.js's column menu
     assert page.locator(".dropdown-menu").first.is_visible()
     shot(page, "7-spreadsheet-view")
+
+
+# -- accessibility ----------------------------------------------------------------------------
+# axe-core (npm, pinned in tests/package.json; `make tools` runs `npm ci` there) injected into
+# each kind of page the catalog serves, its WCAG 2.0/2.1 A and AA rules run in Chromium.
+AXE = ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+EVERY_KIND_OF_PAGE = [
+    "/",
+    "/catalog",
+    "/catalog/articles",
+    "/catalog/articles?pub_year=2021&_molecule=unspecified_ketamine",
+    "/catalog/articles?_view=table",
+    f"/catalog/articles/{MEPOLIZUMAB_RCT}",
+    f"/catalog/articles/{sorted(RETRACTED)[0]}",
+    "/catalog/search",
+    "/catalog/search?q=ketamine",
+    "/catalog/prisma_flow",
+    "/catalog/search_strategy",
+    "/catalog/new_since",
+    "/catalog/retracted_or_corrected",
+    "/catalog/harvest_runs",
+    "/catalog/harvest_runs/1",
+    "/catalog/article_tags?facet=molecule",
+    "/catalog?sql=select+pmid,+title+from+articles+limit+3",
+]
+
+
+def axe_violations(pg) -> list[str]:
+    if not AXE.exists():
+        pytest.fail(f"{AXE.relative_to(ROOT)} is missing: `make tools` installs it (npm ci in tests/)", pytrace=False)
+    # Evaluated through the DevTools protocol, so the page's Content-Security-Policy still holds for
+    # the page itself and does not need loosening for the test.
+    pg.evaluate(AXE.read_text())
+    found = pg.evaluate("""async (tags) => {
+        const result = await axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
+        return result.violations.map(v => v.id + ' (' + v.impact + '): ' +
+            v.nodes.map(n => n.target.join(' ')).slice(0, 4).join(' | '));
+    }""", WCAG_AA)
+    return found
+
+
+@pytest.mark.parametrize("path", EVERY_KIND_OF_PAGE)
+def test_every_kind_of_page_passes_axe_wcag_21_aa(page, server, path):
+    base, _ = server
+    response = page.goto(base + path)
+    assert response.status == 200, path
+    violations = axe_violations(page)
+    assert not violations, f"{path}:\n" + "\n".join(violations)

@@ -514,7 +514,7 @@ def year_design_chart(counts: list[dict], *, database: str = DATABASE, urls=None
     bar_w = plot_w / len(years)
     table_url = urls.table(database, "articles") if urls else f"/{database}/articles"
     parts = [
-        f'<svg class="year-chart" role="img" aria-labelledby="year-chart-title" '
+        f'<svg class="year-chart" role="group" aria-labelledby="year-chart-title" '
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
         '<title id="year-chart-title">Records per publication year, by study design</title>',
     ]
