@@ -186,6 +186,34 @@ def test_datasettes_own_pages_run_under_the_content_security_policy(page, server
     shot(page, "7-spreadsheet-view")
 
 
+def test_facet_values_wrap_between_words_never_inside_one(page, server):
+    """Datasette's app.css breaks facet values anywhere ("Process es", "healt h")."""
+    base, _ = server
+    page.goto(base + "/catalog/articles?_facet_catalog=mesh&_facet_catalog=pubtype&_facet_catalog=theme")
+    report = page.evaluate("""() => {
+        const broken = [], wrapped = [];
+        for (const li of document.querySelectorAll('.facet-info li')) {
+            const walker = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);
+            let lines = new Set();
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                for (const m of node.textContent.matchAll(/\\S+/g)) {
+                    const range = document.createRange();
+                    range.setStart(node, m.index);
+                    range.setEnd(node, m.index + m[0].length);
+                    const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+                    if (tops.size > 1) broken.push(m[0]);
+                    tops.forEach(t => lines.add(t));
+                }
+            }
+            if (lines.size > 1) wrapped.push(li.innerText);
+        }
+        return {broken, wrapped};
+    }""")
+    assert report["wrapped"], "no facet value is long enough to wrap: the test proves nothing"
+    assert report["broken"] == []
+    shot(page, "8-facets")
+
+
 # -- accessibility ----------------------------------------------------------------------------
 # axe-core (npm, pinned in tests/package.json; `make tools` runs `npm ci` there) injected into
 # each kind of page the catalog serves, its WCAG 2.0/2.1 A and AA rules run in Chromium.

@@ -342,6 +342,41 @@ def test_unfiltered_facets_come_from_the_summaries_and_a_write_makes_them_count_
         c.close()
 
 
+@pytest.mark.parametrize("query", ["", "&study_design=rct", "&study_design=preclinical_animal&_population=animals"])
+def test_the_year_facet_reads_newest_year_first(client, query):
+    """Summarised, paired and live counts alike list years in year order, not by count."""
+    years = [int(v["value"]) for v in facet_result(client, "pub_year", query)["results"]]
+    assert len(years) > 1 and years == sorted(years, reverse=True)
+    html = client.get(f"/catalog/articles?_facet_size=5{query}").text
+    shown = re.findall(r'pub_year=(\d{4})', html[html.index('id="facet-pub_year"'):html.index('id="facet-study_design"')])
+    assert [int(y) for y in shown] == years[:5]
+
+
+def test_a_facet_with_no_values_on_the_page_is_not_shown(client, db):
+    # The mepolizumab trial carries no ketamine molecule or route: no empty headings for them.
+    html = client.get(f"/catalog/articles?pmid={MEPOLIZUMAB_RCT}").text
+    assert 'id="facet-pub_year"' in html and 'id="facet-study_design"' in html
+    assert 'id="facet-molecule"' not in html and 'id="facet-route"' not in html
+
+
+def test_a_record_without_authors_does_not_start_its_line_with_a_separator(client, db):
+    authorless = sql_set(db, "select pmid from articles where first_author is null")
+    assert authorless  # real records (e.g. 33743979) with no AuthorList
+    html = client.get("/catalog/articles?first_author__isnull=1").text
+    lines = re.findall(r'<div class="record-meta">(.*?)</div>', html, re.S)
+    assert len(lines) == len(authorless)
+    for line in lines:
+        assert not line.strip().startswith(("·", "&middot;")) and "· ·" not in line, line
+        assert line.strip().startswith("<em>")  # the journal comes first
+    pmid = min(authorless)
+    title = db.execute("select title from articles where pmid = ?", [pmid]).fetchone()[0]
+    words = " ".join(re.findall(r"\w{4,}", title)[:4])
+    page = client.get("/catalog/search", params={"q": words}).text
+    item = page[page.index(f'data-pmid="{pmid}"'):]
+    meta = re.search(r'<div class="result-meta">(.*?)</div>', item, re.S).group(1)
+    assert not meta.strip().startswith(("·", "&middot;")), meta
+
+
 def test_retraction_facet_and_its_filter(client, db):
     counts = facet(client, "notice")
     assert counts["Retracted"] == len(RETRACTED)
