@@ -214,6 +214,22 @@ def test_facet_values_wrap_between_words_never_inside_one(page, server):
     shot(page, "8-facets")
 
 
+def test_search_strategy_fits_a_1280_px_screen_with_the_whole_query(page, server):
+    base, site = server
+    db = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
+    query_text = db.execute("select query_text from harvest_runs where status = 'success' "
+                            "order by id desc limit 1").fetchone()[0]
+    db.close()
+    page.goto(base + "/catalog/search_strategy")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scrolling
+    latest = page.locator("section.strategy-run").first
+    assert latest.locator("pre.strategy-query").inner_text().strip() == query_text.strip()
+    for box in (latest.locator("pre.strategy-query").bounding_box(), latest.locator("table.strategy-counts").bounding_box()):
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280
+    assert latest.locator("td.col-records_found").is_visible()
+    shot(page, "9-search-strategy")
+
+
 # -- accessibility ----------------------------------------------------------------------------
 # axe-core (npm, pinned in tests/package.json; `make tools` runs `npm ci` there) injected into
 # each kind of page the catalog serves, its WCAG 2.0/2.1 A and AA rules run in Chromium.

@@ -533,6 +533,25 @@ def test_records_with_a_registered_trial(client, db):
     assert isrctn and all(r["registry_url"].startswith("https://www.isrctn.com/ISRCTN") for r in isrctn)
 
 
+def test_search_strategy_shows_each_runs_whole_query_and_counts(client, db):
+    """What a PRISMA-S report cites: never cut at truncate_cells_html's 300 characters."""
+    from markupsafe import escape
+
+    html = client.get("/catalog/search_strategy").text
+    runs = db.execute("select * from harvest_runs where status = 'success' order by id desc").fetchall()
+    assert runs and all(len(r["query_text"]) > 300 for r in runs)
+    for run in runs:
+        section = html[html.index(f'id="run-{run["id"]}"'):]
+        section = section[:section.index("</section>")]
+        assert str(escape(run["query_text"])) in section
+        assert "…" not in section and "&hellip;" not in section
+        assert f'<td class="col-records_found">{run["records_promised"]:,}</td>' in section
+        assert f'<td class="col-new">{run["new"]:,}</td>' in section
+    # The exports keep every column, query text included.
+    rows = client.json("/catalog/search_strategy.json?_shape=array")
+    assert [r["query_text"] for r in rows] == [r["query_text"] for r in runs]
+
+
 # -- feeds ------------------------------------------------------------------------------------
 
 
