@@ -180,6 +180,45 @@ def test_front_page_says_what_the_catalog_holds_and_when_it_was_harvested(client
     assert 'href="/catalog/feed_new.atom"' in html
 
 
+def test_front_page_shows_a_failure_since_the_last_full_sweep_even_after_a_later_success(site, tmp_path):
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy, ignore=shutil.ignore_patterns("inspect-data.json"))
+    reason = "could not store 20 of 22 promised records (PMIDs 34023008, 34023009, ...)"
+
+    def add_run(conn, **changes):
+        """A clone of the session's last real run (run 2), a field or two changed."""
+        run = dict(conn.execute("select * from harvest_runs where id = 2").fetchone())
+        run.update(id=conn.execute("select max(id) + 1 from harvest_runs").fetchone()[0], **changes)
+        conn.execute(f"insert into harvest_runs ({', '.join(run)}) values ({', '.join('?' * len(run))})",
+                     list(run.values()))
+        return run["id"]
+
+    def failure_line(html):
+        found = re.search(r'<p class="last-failure[^"]*"[^>]*>(.*?)</p>', html, re.S)
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", found.group(1))) if found else None
+
+    c = Client(copy)
+    try:
+        conn = sqlite3.connect(copy / "catalog.db")
+        conn.row_factory = sqlite3.Row
+        with conn:
+            failed = add_run(conn, mode="incremental", status="failed", error=reason)
+            later = add_run(conn, mode="incremental", status="success", error=None)
+        line = failure_line(c.get("/").text)
+        assert line is not None and f"#{failed}" in line and "failed" in line and reason in line
+        assert f"Run #{later} succeeded after it" in line
+        with conn:  # a full sweep since: the failure is history
+            add_run(conn, mode="full", status="success", error=None)
+        assert failure_line(c.get("/").text) is None
+        with conn:
+            aborted = add_run(conn, mode="incremental", status="aborted", error="the harvest process died (pid 4242)")
+        line = failure_line(c.get("/").text)
+        assert f"#{aborted}" in line and "aborted" in line and "pid 4242" in line and "latest harvest failed" in line
+        conn.close()
+    finally:
+        c.close()
+
+
 def test_front_page_chart_counts_records_per_year_as_sql_does(client, db):
     html = client.get("/").text
     svg = html[html.index("<svg class=\"year-chart\""):html.index("</svg>") + 6]

@@ -583,6 +583,14 @@ async def front_page_vars(datasette) -> dict:
     last_run = last_run[0] if last_run else None
     latest_attempt = (await _rows(db, "select * from harvest_runs order by id desc limit 1"))
     latest_attempt = latest_attempt[0] if latest_attempt else None
+    # A failure since the last full sweep is news even when a later run succeeded (the README's
+    # promise: the front page shows the last failure); one before it is history.
+    last_full = await _rows(db, "select id from harvest_runs where status = 'success' and mode like 'full%' "
+                                "order by id desc limit 1")
+    last_failure = await _rows(db, """
+        select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import'
+        and id > ? order by id desc limit 1""", [last_full[0]["id"] if last_full else 0])
+    last_failure = last_failure[0] if last_failure else None
     new_in_last = 0
     if last_run and last_run.get("new") is not None:
         new_in_last = last_run["new"]  # what the run recorded: rows are flagged, never removed
@@ -606,6 +614,7 @@ async def front_page_vars(datasette) -> dict:
             "counts": counts,
             "last_run": last_run,
             "latest_attempt": latest_attempt,
+            "last_failure": last_failure,
             "new_in_last_run": new_in_last,
             "designs": [dict(d, label=value_label("study_design", d["study_design"] or "unclassified"))
                         for d in designs],
