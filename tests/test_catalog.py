@@ -219,6 +219,40 @@ def test_front_page_shows_a_failure_since_the_last_full_sweep_even_after_a_later
         c.close()
 
 
+def test_front_page_groups_the_ready_made_questions_by_what_a_researcher_is_doing(client):
+    html = client.get("/").text
+    section = html[html.index("<h2>Ready-made questions</h2>"):html.index('<section class="designs">')]
+    groups = re.split(r'<h3 class="question-group">', section)[1:]
+    titles = [g[:g.index("</h3>")] for g in groups]
+    assert titles == ["Find studies", "Follow what is new", "Audit the search (PRISMA)", "Explore the field"]
+    where = {name: title for title, g in zip(titles, groups)
+             for name in re.findall(r'<li class="question"><a href="/catalog/(\w+)"', g)}
+    assert where["rcts_by_molecule"] == "Find studies" and where["new_since"] == "Follow what is new"
+    assert where["prisma_flow"] == where["search_strategy"] == "Audit the search (PRISMA)"
+    assert where["counts_per_year_by_design"] == "Explore the field"
+    # Every question once, the feeds and the search box apart; each description behind a <details>.
+    questions = client.json("/catalog.json")["queries"]
+    expected = {q["name"] for q in questions if q["name"] != "search" and not q["name"].startswith("feed_")}
+    listed = re.findall(r'<li class="question"><a href="/catalog/(\w+)"', section)
+    assert sorted(listed) == sorted(expected)
+    description = "Records tagged as a systematic review or a meta-analysis"
+    assert re.search(r"<details class=\"question-about\"><summary>[^<]*<span[^>]*>[^<]*</span></summary><p>"
+                     + re.escape(description), section)
+
+
+def test_front_page_names_designs_in_words(client, db):
+    html = client.get("/").text
+    designs = html[html.index('<ul class="design-counts">'):]
+    designs = designs[:designs.index("</ul>")]
+    shown = re.findall(r'study_design=(\w+)">([^<]+)</a>', designs)
+    assert ("rct", "Randomised trial") in shown and ("systematic_review", "Systematic review") in shown
+    assert all(label[0].isupper() and "_" not in label for _, label in shown), shown
+    # The same words in the facet and on a record's line.
+    labels = {v["value"]: v["label"] for v in facet_result(client, "study_design")["results"]}
+    assert labels["rct"] == "Randomised trial"
+    assert '<span class="design">Randomised trial</span>' in client.get("/catalog/articles?study_design=rct").text
+
+
 def test_front_page_chart_counts_records_per_year_as_sql_does(client, db):
     html = client.get("/").text
     svg = html[html.index("<svg class=\"year-chart\""):html.index("</svg>") + 6]

@@ -123,12 +123,28 @@ NEUTRAL_ARGS = {"_sort", "_sort_desc", "_next", "_size", "_col", "_nocol", "_lab
                 "_nosuggest", "_context", "_view"}
 
 
+# Study designs as a researcher names them (the stored values are harvest/tags.py's DESIGNS).
+DESIGN_LABELS = {
+    "rct": "Randomised trial", "crossover_rct": "Crossover randomised trial",
+    "open_label_trial": "Open-label or non-randomised trial", "observational_cohort": "Observational cohort",
+    "case_control": "Case-control study", "case_report_series": "Case report or series",
+    "systematic_review": "Systematic review", "meta_analysis": "Meta-analysis",
+    "narrative_review": "Narrative review", "trial_protocol": "Trial protocol",
+    "secondary_analysis": "Secondary analysis", "preclinical_animal": "Preclinical (animal)",
+    "in_vitro": "In vitro", "guideline_consensus": "Guideline or consensus statement",
+    "commentary_letter": "Commentary or letter", "other": "Other", "unclassified": "Unclassified",
+}
+
+
 def value_label(facet: str, value) -> str:
-    """How a researcher reads a stored value: "racemic_ketamine" -> "racemic ketamine"."""
+    """How a researcher reads a stored value: "racemic_ketamine" -> "racemic ketamine",
+    design "rct" -> "Randomised trial"."""
     if value is None:
         return "-"
     if facet == "lang":
         return LANGUAGES.get(value, value)
+    if facet in ("design", "study_design") and value in DESIGN_LABELS:
+        return DESIGN_LABELS[value]
     if facet in TAG_FACETS or facet == "study_design":
         return str(value).replace("_", " ")
     return str(value)
@@ -565,6 +581,30 @@ def _nice_step(top: int) -> int:
     return 10 ** len(str(top))
 
 
+# The front page's ready-made questions, by what a researcher is doing; a question not
+# named here (a new one in queries.sql) joins the last group until it is placed.
+QUESTION_GROUPS = [
+    ("Find studies", ["rcts_by_molecule", "esketamine_trials", "systematic_reviews", "registered_trials",
+                      "trials_reported_more_than_once", "rcts_awaiting_indexing", "retracted_or_corrected",
+                      "retractions_explained"]),
+    ("Follow what is new", ["new_since", "new_records_by_design", "new_rcts_for_screening"]),
+    ("Audit the search (PRISMA)", ["prisma_flow", "search_strategy", "harvest_health_now"]),
+    ("Explore the field", ["counts_per_year_by_design", "rct_share_by_year", "route_population_mix",
+                           "top_journals", "top_rct_authors", "funders_of_rcts", "mesh_cooccurrence"]),
+]
+
+
+def group_questions(questions: list[dict]) -> list[dict]:
+    """[{title, questions}] in QUESTION_GROUPS' order; every question exactly once."""
+    by_name = {q["name"]: q for q in questions}
+    placed = {name for _, names in QUESTION_GROUPS for name in names}
+    groups = []
+    for title, names in QUESTION_GROUPS:
+        groups.append({"title": title, "questions": [by_name[n] for n in names if n in by_name]})
+    groups[-1]["questions"] += [q for q in questions if q["name"] not in placed]
+    return [g for g in groups if g["questions"]]
+
+
 async def front_page_vars(datasette) -> dict:
     db = _catalog_db(datasette)
     if db is None:
@@ -609,6 +649,7 @@ async def front_page_vars(datasette) -> dict:
         {"name": name, "title": q.get("title") or name, "description": q.get("description")}
         for name, q in (await datasette.get_canned_queries(DATABASE, None)).items()
     ]
+    questions = [q for q in queries if not q["name"].startswith("feed_") and q["name"] != "search"]
     return {
         "catalog": {
             "counts": counts,
@@ -620,7 +661,8 @@ async def front_page_vars(datasette) -> dict:
                         for d in designs],
             "chart": year_design_chart(by_year, urls=datasette.urls),
             "current_filter": CURRENT,
-            "questions": [q for q in queries if not q["name"].startswith("feed_") and q["name"] != "search"],
+            "questions": questions,
+            "question_groups": group_questions(questions),
             "feeds": [q for q in queries if q["name"].startswith("feed_")],
         }
     }
