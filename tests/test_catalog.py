@@ -662,6 +662,48 @@ def test_a_search_is_a_feed_too_even_when_nothing_matches(client, db):
     assert empty.status_code == 200 and assert_valid_atom(empty.content) == []
 
 
+def feed_links(entries) -> list[str]:
+    """Every href in the entries' HTML content and every entry <link>."""
+    links = []
+    for entry in entries:
+        links += [link.get("href") for link in entry.findall(f"{ATOM}link")]
+        content = entry.findtext(f"{ATOM}content") or ""
+        links += re.findall(r'href="([^"]*)"', content)
+    return links
+
+
+def test_each_search_feed_is_titled_with_its_search(client):
+    titles = {}
+    for q in ("esketamine", "ketamine depression", "zzzqqqxxx"):
+        feed = etree.fromstring(client.get("/catalog/feed_search.atom", params={"q": q}).content)
+        titles[q] = feed.findtext(f"{ATOM}title")
+        assert q in titles[q], titles[q]
+    assert len(set(titles.values())) == 3
+    # A feed without a search keeps its own title.
+    feed = etree.fromstring(client.get("/catalog/feed_new.atom").content)
+    assert feed.findtext(f"{ATOM}title") == "Newly added records (Atom feed)"
+
+
+@pytest.mark.parametrize("path", ["/catalog/feed_new.atom", "/catalog/feed_search.atom?q=ketamine"])
+def test_links_inside_feed_entries_are_absolute(client, path):
+    entries = assert_valid_atom(client.get(path).content)
+    links = feed_links(entries)
+    assert any("/catalog/articles/" in link for link in links)  # the entries link to the catalog
+    assert all(link.startswith(("http://", "https://")) for link in links), [l for l in links if not l.startswith("http")][:3]
+    assert "http://localhost/catalog/articles/" in " ".join(links)
+
+
+def test_front_page_feed_links_say_they_are_feeds(client):
+    html = client.get("/").text
+    feeds = re.findall(r'<li class="feed">(.*?)</li>', html, re.S)
+    assert len(feeds) == 2
+    for item in feeds:
+        assert '<span class="badge badge-feed">Atom feed</span>' in item
+        assert 'type="application/atom+xml"' in item and "feed reader" in item
+    assert "A search as an Atom feed" not in html
+    assert "copy it into the reader" in html
+
+
 # -- exports ----------------------------------------------------------------------------------
 
 

@@ -425,6 +425,12 @@ def startup(datasette):
 
     async def render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
                                    query_name, view_name, data):
+        response = await _render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
+                                               query_name, view_name, data)
+        return finish_feed(datasette, request, query_name, response)
+
+    async def _render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
+                                    query_name, view_name, data):
         if rows:
             return render_atom(datasette=datasette, request=request, sql=sql, columns=columns,
                                rows=rows, database=database, table=table, query_name=query_name,
@@ -448,6 +454,45 @@ def startup(datasette):
         return Response(fg.atom_str(pretty=True), content_type="application/xml; charset=utf-8")
 
     datasette.renderers["atom"] = (render_atom_or_empty, can_render_atom)
+
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+_RELATIVE_LINK = re.compile(r'\b(href|src)="/(?!/)')
+
+
+def feed_title(base_title: str, request) -> str:
+    """A feed's title says what it follows: "Search: esketamine", not the query's name alone."""
+    q = (request.args.get("q") or "").strip()
+    if q:
+        return f"Ketamine catalog search: {q}"
+    given = [f"{key} {request.args.get(key).strip()}" for key in request.args.keys()
+             if not key.startswith("_") and (request.args.get(key) or "").strip()]
+    return f"{base_title}: {', '.join(given)}" if given else base_title
+
+
+def finish_feed(datasette, request, query_name, response):
+    """Every feed titled with what it follows, and every link in it absolute: a feed reader
+    has no page to resolve "/catalog/articles/123" against."""
+    from lxml import etree
+
+    try:
+        feed = etree.fromstring(response.body if isinstance(response.body, bytes) else response.body.encode())
+    except (etree.XMLSyntaxError, AttributeError, ValueError):
+        return response
+    base = datasette.absolute_url(request, "/").rstrip("/")
+    title = feed.find(f"{{{ATOM_NS}}}title")
+    if title is not None:
+        title.text = feed_title(title.text or query_name or "", request)
+    for content in feed.iter(f"{{{ATOM_NS}}}content"):
+        if content.text:
+            content.text = _RELATIVE_LINK.sub(rf'\1="{base}/', content.text)
+    for link in feed.iter(f"{{{ATOM_NS}}}link"):
+        href = link.get("href") or ""
+        if href.startswith("/") and not href.startswith("//"):
+            link.set("href", base + href)
+    body = etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return Response(body, status=response.status, headers=dict(response.headers),
+                    content_type=response.content_type)
 
 
 # -- cells ------------------------------------------------------------------------------------
