@@ -425,12 +425,6 @@ def startup(datasette):
 
     async def render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
                                    query_name, view_name, data):
-        response = await _render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
-                                               query_name, view_name, data)
-        return finish_feed(datasette, request, query_name, response)
-
-    async def _render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
-                                    query_name, view_name, data):
         if rows:
             return render_atom(datasette=datasette, request=request, sql=sql, columns=columns,
                                rows=rows, database=database, table=table, query_name=query_name,
@@ -453,7 +447,12 @@ def startup(datasette):
         fg.author({"name": "Ketamine literature catalog"})
         return Response(fg.atom_str(pretty=True), content_type="application/xml; charset=utf-8")
 
-    datasette.renderers["atom"] = (render_atom_or_empty, can_render_atom)
+    async def render_feed(datasette, request, sql, columns, rows, database, table, query_name, view_name, data):
+        response = await render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
+                                              query_name, view_name, data)
+        return finish_feed(datasette, request, query_name, response)
+
+    datasette.renderers["atom"] = (render_feed, can_render_atom)
 
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -461,7 +460,7 @@ _RELATIVE_LINK = re.compile(r'\b(href|src)="/(?!/)')
 
 
 def feed_title(base_title: str, request) -> str:
-    """A feed's title says what it follows: "Search: esketamine", not the query's name alone."""
+    """A feed's title says what it follows ("Ketamine catalog search: esketamine"), not only its query's title."""
     q = (request.args.get("q") or "").strip()
     if q:
         return f"Ketamine catalog search: {q}"
