@@ -13,7 +13,8 @@ Owns, for `datasette db/`:
   server-rendered SVG), the article page and the search page;
 * security headers on every response (a Content-Security-Policy that allows this
   server's own scripts, styles and images only), and 405 for any method but GET/HEAD/OPTIONS;
-* an empty-result guard for datasette-atom 0.9, which answers a 500 for a feed with no rows.
+* an empty-result guard for datasette-atom 0.9, which answers a 500 for a feed with no rows,
+  and every feed titled with what it follows (a search's feed with its words), its links absolute.
 Must never: write to the database (it is served read-only), or load anything from another host.
 """
 
