@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from . import clock, store
+from . import __version__, clock, store
 from .config import Settings, default_db_path
 from .eutils import EutilsError
 from .query import QUERY_VERSION, TOPIC_QUERY
@@ -26,6 +26,7 @@ from .runner import DEFAULT_BATCH, DEFAULT_OVERLAP_DAYS, HarvestFailed, choose_m
 log = logging.getLogger("harvest")
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_LOCKED = 3
 EXIT_STALE = 4
 
@@ -108,7 +109,7 @@ class _CatalogGroup(click.Group):
 
 @click.group(cls=_CatalogGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
-@click.version_option(package_name="ketamine-catalog")
+@click.version_option(version=__version__, prog_name="ketamine-catalog")
 def cli(verbose: bool) -> None:
     """Harvest the PubMed literature on ketamine for depression into a SQLite catalog."""
     _setup_logging(verbose)
@@ -219,6 +220,25 @@ def evaluate(files, db_path, no_baseline, check):
     click.echo(format_report(report))
     if check and not report.targets_met:
         sys.exit(EXIT_FAILED)
+
+
+@cli.command(name="train-tagger")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the model (default: the package's harvest/design_model.json).")
+def train_tagger(files, output):
+    """Retrain the design model from PubMed XML FILES (default: the shared records), deterministically."""
+    from . import design_model
+    from .evaluate import default_corpus_paths, iter_records_from_files
+    from .train_tagger import train, write_model
+
+    paths = list(files) or default_corpus_paths()
+    if not paths:
+        _fail("no PubMed files given and none found in ../shared/data/pubmed", EXIT_USAGE)
+    output = output or design_model.MODEL_PATH
+    records = ({k: v for k, v in r.items() if k != "xml"} for r in iter_records_from_files(paths))
+    write_model(train(records, log=lambda m: click.echo(m, err=True)), output)
+    click.echo(f"wrote {output} ({Path(output).stat().st_size // 1024} KB)")
 
 
 @cli.command(name="export")

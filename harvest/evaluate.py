@@ -391,20 +391,20 @@ def run_evaluation(*, db: Path | str | None = None, paths: Sequence[Path | str] 
     return evaluate(records, baseline=baseline)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m harvest.evaluate [FILES...]``: the report on the given PubMed XML files, else on
-    the shared records (``../shared/data/pubmed``); exit 1 when a target is not met or
-    cannot be judged (no positives in the split)."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m harvest.evaluate [FILES...]``, an alias of ``python -m harvest evaluate --check``
+    on the given PubMed XML files, else on the shared records (``../shared/data/pubmed``): exit 1
+    when a target is not met or cannot be judged (no positives in the split)."""
     import sys
 
-    paths = list(sys.argv[1:] if argv is None else argv)
-    if not paths and not default_corpus_paths():
-        print("evaluate: no PubMed files given and none found in ../shared/data/pubmed", file=sys.stderr)
-        return 2
-    report = run_evaluation(paths=paths or None)
-    print(format_report(report))
-    return 0 if report.targets_met else 1
+    from .cli import cli
+
+    paths = [str(p) for p in (list(sys.argv[1:] if argv is None else argv) or default_corpus_paths())]
+    if not paths:
+        print("harvest: error: no PubMed files given and none found in ../shared/data/pubmed", file=sys.stderr)
+        raise SystemExit(2)
+    cli(["evaluate", "--check", *paths], prog_name="python -m harvest")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -40,7 +40,6 @@ records give the same file, byte for byte.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -289,21 +288,12 @@ def write_model(model: Mapping, path: Path | str) -> None:
     Path(path).write_text(text + "\n", encoding="utf-8")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harvest.train_tagger", description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="*", type=Path, help="PubMed XML files (default: the shared records)")
-    parser.add_argument("-o", "--output", type=Path, default=design_model.MODEL_PATH)
-    args = parser.parse_args(argv)
-    paths = args.files or default_corpus_paths()
-    if not paths:
-        print("train_tagger: no PubMed files given and none found in ../shared/data/pubmed", file=sys.stderr)
-        return 2
-    records = ({k: v for k, v in r.items() if k != "xml"} for r in iter_records_from_files(paths))
-    model = train(records, log=lambda m: print(m, file=sys.stderr))
-    write_model(model, args.output)
-    print(f"wrote {args.output} ({Path(args.output).stat().st_size // 1024} KB)")
-    return 0
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m harvest.train_tagger`` is an alias of ``python -m harvest train-tagger``."""
+    from .cli import cli
+
+    cli(["train-tagger", *(sys.argv[1:] if argv is None else argv)], prog_name="python -m harvest")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
