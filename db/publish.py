@@ -105,6 +105,20 @@ def copy_config(target_dir: Path, config_dir: Path = CONFIG_DIR) -> None:
             os.replace(staged, target_dir / entry.name)
 
 
+# The pure module the catalog's plugin renders RIS/BibTeX/CSL-JSON with, copied beside the
+# published plugin (db/plugins/catalog.py loads it from there by path; Datasette also loads it
+# as a plugin module, which has no hooks and does nothing).
+EXPORT_MODULE = CONFIG_DIR.parent / "harvest" / "export.py"
+EXPORT_COPY = Path("plugins") / "harvest_export.py"
+
+
+def copy_export_module(target_dir: Path) -> None:
+    (target_dir / EXPORT_COPY).parent.mkdir(parents=True, exist_ok=True)
+    staged = target_dir / EXPORT_COPY.with_name(f".{EXPORT_COPY.name}.new")
+    shutil.copyfile(EXPORT_MODULE, staged)
+    os.replace(staged, target_dir / EXPORT_COPY)
+
+
 def build(source: Path, target_dir: Path, config_dir: Path = CONFIG_DIR) -> Path:
     """Publish `source` into `target_dir`; returns the published database's path."""
     source, target_dir = Path(source), Path(target_dir)
@@ -120,6 +134,7 @@ def build(source: Path, target_dir: Path, config_dir: Path = CONFIG_DIR) -> Path
         snapshot(source, building)
         building_json.write_text(json.dumps(inspect_data(building, published.name), indent=2))
         copy_config(target_dir, config_dir)
+        copy_export_module(target_dir)
         os.replace(building, published)
         os.replace(building_json, target_dir / "inspect-data.json")
     finally:

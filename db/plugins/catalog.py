@@ -21,6 +21,8 @@ Must never: write to the database (it is served read-only), or load anything fro
 from __future__ import annotations
 
 import html
+import importlib
+import importlib.util
 import re
 import sqlite3
 import sys
@@ -38,23 +40,32 @@ from markupsafe import Markup, escape
 
 
 
-def _import_export():
-    """harvest.export, installed (`pip install -e .`) or from the checkout this folder is in;
-    None where neither is there (a bare published copy then serves everything but RIS/BibTeX)."""
-    try:
-        from harvest import export as module
-        return module
-    except ImportError:
-        pass
-    for parent in Path(__file__).resolve().parents[1:5]:
-        if (parent / "harvest" / "export.py").is_file():
-            sys.path.insert(0, str(parent))
-            from harvest import export as module
+# The reference-manager formats are written by harvest/export.py (pure Python, no imports from
+# the rest of the package), shared with `python -m harvest export`. Where it comes from, first
+# found wins: the installed package (`pip install .`); the copy `make publish-build` puts beside
+# this plugin in a published folder (EXPORT_COPY; `datasette package/publish --plugins-dir`
+# carry it along), so that a published catalog serves RIS, BibTeX and CSL-JSON with nothing but
+# Datasette and its plugins installed; the checkout this folder sits in. Loaded by path, never
+# through sys.path edits; missing everywhere, the catalog refuses to start.
+EXPORT_COPY = Path(__file__).resolve().parent / "harvest_export.py"
+CHECKOUT_EXPORT = Path(__file__).resolve().parents[2] / "harvest" / "export.py"
+
+
+def _load_export():
+    if importlib.util.find_spec("harvest") is not None and importlib.util.find_spec("harvest.export") is not None:
+        return importlib.import_module("harvest.export")
+    for path in (EXPORT_COPY, CHECKOUT_EXPORT):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("ketamine_catalog_export", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
             return module
-    return None
+    raise ImportError(f"the catalog's export formats (harvest/export.py) are not installed and not at "
+                      f"{EXPORT_COPY}: build a published copy with `make publish-build`")
 
 
-export = _import_export()
+export = _load_export()
 
 DATABASE = "catalog"
 # The records the topic query currently returns (the rest stay, flagged).
@@ -352,8 +363,6 @@ def _export_renderer(fmt: str):
 
 @hookimpl
 def register_output_renderer(datasette):
-    if export is None:
-        return []
     out = []
     for extension, fmt in (("ris", "ris"), ("bib", "bibtex"), ("csljson", "csl-json")):
         render, can_render = _export_renderer(fmt)
