@@ -137,6 +137,10 @@ def run(db_path, full, since, overlap_days, batch_size):
     """Harvest PubMed into the catalog (incremental unless the catalog is new or --full)."""
     if full and since:
         raise click.UsageError("--full and --since exclude each other")
+    if since and since > clock.today():
+        # A window that starts tomorrow is empty: it would "succeed" having searched nothing.
+        raise click.BadParameter(f"{since} is after today ({clock.today()}): records cannot be "
+                                 "created or revised in the future", param_hint="--since")
     db_path = db_path or default_db_path()
     settings = Settings.from_env()
     try:
@@ -253,17 +257,25 @@ def export_(db_path, fmt, search, since, pmids, output):
     """Export records as RIS, BibTeX or CSL-JSON for reference managers."""
     import sqlite3
 
-    from .export import export_catalog
+    from .export import load_records, render, select_pmids
 
     db_path = _existing_catalog(db_path)
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        output.write(export_catalog(conn, fmt, pmids=list(pmids) or None, search=search,
-                                    since=since.isoformat() if since else None))
+        chosen = list(pmids) or select_pmids(conn, search=search, since=since.isoformat() if since else None)
+        records = load_records(conn, chosen)
     except sqlite3.OperationalError as exc:  # malformed FTS5 syntax in --search
         raise click.BadParameter(str(exc), param_hint="--search")
     finally:
         conn.close()
+    output.write(render(records, fmt))
+    if not records:
+        # An empty file and exit 0 look like success: say that nothing matched, and what was asked.
+        asked = [f"--pmid {', '.join(map(str, pmids))}" if pmids else None,
+                 f"--search {search!r}" if search and not pmids else None,
+                 f"--since {since}" if since and not pmids else None]
+        asked = "; ".join(a for a in asked if a) or "every record matching the query"
+        click.echo(f"harvest: 0 records to export ({asked}) in {db_path}", err=True)
 
 
 def parse_age(text: str) -> dt.timedelta:
@@ -316,17 +328,19 @@ def _print_status(db_path: Path, max_age: str | None, max_delta: dt.timedelta | 
         click.echo("no runs yet")
     last = store.last_successful_run(db)
     try:
-        mode, since = choose_mode(last, full=False, since=None, overlap_days=DEFAULT_OVERLAP_DAYS)
+        mode, since = choose_mode(last, full=False, since=None, overlap_days=DEFAULT_OVERLAP_DAYS,
+                                  partial=store.has_partial_runs(db))
     except (TypeError, ValueError):
         mode, since = "full", None
     next_run = f"{mode}" + (f": records created or revised since {since}" if since else ": every record the query matches")
     click.echo(f"next run: {next_run} (query version {QUERY_VERSION})")
     if max_delta is not None:
-        last_any = next(db.query(
-            "select max(finished_at) as at from harvest_runs where status = 'success' and mode != 'import'"
-        ))["at"]
+        # Current means the full-sweep chain is: a `--since` run or an import alone leaves
+        # the catalog incomplete however recent it is.
+        last_any = last["finished_at"] if last else None
         if not last_any:
-            _fail("no successful harvest yet", EXIT_STALE)
+            _fail("no successful harvest yet" + (" (only --since runs or imports: the next plain run is a full sweep)"
+                                                 if store.has_partial_runs(db) else ""), EXIT_STALE)
         age = clock.now() - dt.datetime.fromisoformat(last_any)
         if age > max_delta:
             _fail(f"the last successful harvest finished {last_any}, {_human(age)} ago (limit {max_age})", EXIT_STALE)

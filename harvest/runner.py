@@ -78,14 +78,18 @@ class RunOutcome:
 
 
 def choose_mode(last: dict | None, *, full: bool, since: dt.date | None,
-                overlap_days: int) -> tuple[str, dt.date | None]:
-    """(mode, since-date) for this run; since is None for a full sweep."""
+                overlap_days: int, partial: bool = False) -> tuple[str, dt.date | None]:
+    """(mode, since-date) for this run; since is None for a full sweep.
+
+    `last` is the last successful run of the full-sweep chain (`store.last_successful_run`);
+    `partial` says whether `--since` runs or imports stored records without one (the catalog
+    is then not new, but it is not complete either)."""
     if full:
         return "full", None
     if since is not None:
         return "since", since
     if last is None:
-        return "full (new catalog)", None
+        return ("full (no full sweep yet)" if partial else "full (new catalog)"), None
     if last["query_version"] != QUERY_VERSION:
         return f"full (query changed {last['query_version']} -> {QUERY_VERSION})", None
     watermark = dt.date.fromisoformat(last["watermark"])
@@ -117,7 +121,8 @@ def run_harvest(
         if aborted or (ended and _seconds_since(ended) < RATE_WINDOW_AFTER_A_RUN):
             client.limiter.assume_full()
         last = store.last_successful_run(db)
-        mode, since_date = choose_mode(last, full=full, since=since, overlap_days=overlap_days)
+        mode, since_date = choose_mode(last, full=full, since=since, overlap_days=overlap_days,
+                                       partial=store.has_partial_runs(db))
         today = today_utc()
         windows = [full_window(today)] if since_date is None else since_windows(since_date, today)
 
@@ -127,10 +132,9 @@ def run_harvest(
         reuse_runs = [r["id"] for r in interrupted]
         reusable = store.pmids_fetched_by_runs(db, reuse_runs)
         starts = [today] + [dt.date.fromisoformat(r["started_at"][:10]) for r in interrupted]
-        watermark = min(starts)
-        if mode == "since" and last and since_date > dt.date.fromisoformat(last["watermark"]):
-            # A window that starts after the watermark leaves a gap: it cannot move it.
-            watermark = None
+        # Only the full-sweep chain (full and incremental runs) moves the watermark: a
+        # `--since` window covers part of what the query matches, never all of it.
+        watermark = None if mode == "since" else min(starts)
 
         run_id = store.start_run(
             db,

@@ -251,14 +251,29 @@ def mark_abandoned_runs(db: sqlite_utils.Database) -> list[int]:
     return ids
 
 
+# Runs that never move the full sweep's watermark: a `--since` window and an import cover
+# only part of what the query matches, so neither can stand for a full sweep.
+PARTIAL_MODES = ("since", "import")
+
+
 def last_successful_run(db: sqlite_utils.Database) -> dict | None:
+    """The last successful run of the full-sweep chain (a full sweep, or an incremental run
+    that continued one): the run whose watermark the next plain run starts from. None when
+    the catalog has never completed a full sweep, whatever `--since` runs or imports did."""
     rows = list(
         db.query(
-            "select * from harvest_runs where status = 'success' and mode != 'import' "
-            "order by id desc limit 1"
+            "select * from harvest_runs where status = 'success' and mode not in (?, ?) "
+            "order by id desc limit 1",
+            PARTIAL_MODES,
         )
     )
     return rows[0] if rows else None
+
+
+def has_partial_runs(db: sqlite_utils.Database) -> bool:
+    """Whether a `--since` run or an import has stored records (successfully or not)."""
+    return bool(db.execute(
+        "select 1 from harvest_runs where mode in (?, ?) limit 1", PARTIAL_MODES).fetchone())
 
 
 def interrupted_runs_since(db: sqlite_utils.Database, after_run: int | None) -> list[dict]:

@@ -35,3 +35,20 @@ def test_export_command_writes_files_reference_managers_read(records_server, tmp
 
     bad = run_cli("export", "--db", db_path, "--format", "ris", "--search", '"unbalanced')
     assert bad.returncode == 2 and "--search" in bad.stderr
+
+
+def test_export_with_no_matching_record_says_0_records_and_what_was_asked(records_server, tmp_path):
+    db_path = tmp_path / "c.db"
+    assert run_cli("run", "--db", db_path, env=harvest_env(records_server.url)).returncode == 0
+
+    none = run_cli("export", "--db", db_path, "--format", "ris", "--search", "zzyzxnotaword")
+    assert none.returncode == 0
+    assert none.stdout.strip() == ""
+    assert "0 records" in none.stderr and "--search 'zzyzxnotaword'" in none.stderr
+
+    unknown = run_cli("export", "--db", db_path, "--format", "csl-json", "--pmid", "1")
+    assert unknown.returncode == 0 and json.loads(unknown.stdout) == []
+    assert "0 records" in unknown.stderr and "--pmid 1" in unknown.stderr
+
+    some = run_cli("export", "--db", db_path, "--format", "ris", "--pmid", "38011560")
+    assert some.returncode == 0 and "0 records" not in some.stderr
