@@ -149,10 +149,14 @@ def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
         except BaseException as exc:
             progress.finish()
             message = str(exc) or type(exc).__name__
-            if isinstance(exc, Exception):
-                store.refresh_summaries(db)  # what was stored before the failure is kept: count it
-            store.finish_run(db, run_id, status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                             error=message, **_values(outcome))
+            try:
+                if isinstance(exc, Exception):
+                    store.refresh_summaries(db)  # what was stored before the failure is kept: count it
+                store.finish_run(db, run_id, status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                                 error=message, **_values(outcome))
+            except Exception as unrecorded:  # e.g. the full disk that failed the import
+                log.error("import run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
+                message += f" (the catalog could not record this failure: {unrecorded})"
             if isinstance(exc, Exception):
                 raise ImportFailed(message, run_id) from exc
             raise

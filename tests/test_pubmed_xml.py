@@ -928,3 +928,37 @@ def test_resident_memory_stays_flat_when_the_document_doubles():
     assert result["count"] == 40_000
     assert second < 1.5 * first
     assert first < 200 * 1024  # the 118 MB of XML per copy never sit in memory
+
+
+def _without_doctype(data: bytes) -> bytes:
+    return re.sub(rb"<!DOCTYPE[^>]*>", b"", data, count=1)
+
+
+def test_deep_nesting_is_reported_as_what_libxml2_said():
+    data = _real_record_document()
+    first = data.index(b"<PubmedArticle>")
+    deep = data[:first] + b"<x>" * 300 + b"</x>" * 300 + data[first:]
+    _, error = _collect_until_error(deep)
+    assert "nested too deeply" in str(error) and "Excessive depth in document" in str(error)
+    assert "text node" not in str(error)
+
+
+@pytest.mark.parametrize("where", [b"<PubmedArticleSet>", b"<ArticleTitle>"])
+def test_an_undefined_entity_early_in_a_file_is_reported_as_such(where):
+    # Without a DOCTYPE an undefined entity is a fatal error; libxml2's push parser follows it
+    # with a spurious "Start tag expected" at line 1 that must not be what the user reads.
+    data = _without_doctype(_real_record_document()).replace(where, where + b"&nbsp;", 1)
+    _, error = _collect_until_error(data)
+    assert "undefined entity" in str(error) and "Entity 'nbsp' not defined" in str(error)
+    assert "Start tag expected" not in str(error)
+
+
+@pytest.mark.parametrize("filler", [b"<a/>", b"<!-- -->", b'<a x="1" y="2"/>', b"<![CDATA[x]]>"])
+def test_a_document_that_goes_on_without_records_is_refused_after_the_records_before_it(filler):
+    data = _real_record_document()
+    end = data.index(b"</PubmedArticleSet>")
+    record = data[data.index(b"<PubmedArticle>"):end]
+    hostile = data[:end] + filler * (600_000 // filler.count(b"<") + 1) + record + data[end:]
+    seen, error = _collect_until_error(hostile)
+    assert [r["pmid"] for r in seen] == [38011560]  # the record before the filler is yielded
+    assert "without a complete record" in str(error)
