@@ -25,6 +25,13 @@ def _env_float(name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {value!r}")
 
 
+def _env_positive(name: str, default: float) -> float:
+    value = _env_float(name, default)
+    if not value > 0:
+        raise SystemExit(f"{name} must be a number above 0, got {os.environ.get(name)!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     base_url: str = DEFAULT_EUTILS_URL
@@ -39,6 +46,9 @@ class Settings:
     max_tries: int = 8
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    # The most one answer may inflate to (decompressed), in MB. A 500-record efetch batch of
+    # real modern records is under 8 MB; past the cap the request fails, and so the run.
+    max_body_mb: float = 256.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -54,7 +64,12 @@ class Settings:
             backoff_base=_env_float("NCBI_BACKOFF_BASE", 1.0),
             backoff_cap=_env_float("NCBI_BACKOFF_CAP", 60.0),
             read_timeout=_env_float("NCBI_TIMEOUT", 120.0),
+            max_body_mb=_env_positive("NCBI_MAX_BODY_MB", 256.0),
         )
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
 
     @property
     def requests_per_second(self) -> int:

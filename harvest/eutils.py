@@ -39,6 +39,10 @@ class PubMedUnreachable(EutilsError):
     """No answer at all from the configured E-utilities host."""
 
 
+class BodyTooLarge(EutilsError):
+    """An answer that inflates past NCBI_MAX_BODY_MB: not retried (it would come again)."""
+
+
 class RetryableResponse(Exception):
     """A response that arrived but cannot be used; worth asking again."""
 
@@ -231,15 +235,15 @@ class EutilsClient:
             self.stats.requests += 1
             try:
                 try:
+                    timeout = (settings.connect_timeout, settings.read_timeout)
+                    # Streamed, so that a body is read only up to the cap (and a gzip bomb is
+                    # inflated only that far), never whole into memory first.
                     if post:
-                        response = self.session.post(
-                            url, data=data, timeout=(settings.connect_timeout, settings.read_timeout)
-                        )
+                        response = self.session.post(url, data=data, timeout=timeout, stream=True)
                     else:
-                        response = self.session.get(
-                            url, params=data, timeout=(settings.connect_timeout, settings.read_timeout)
-                        )
-                    body = response.content
+                        response = self.session.get(url, params=data, timeout=timeout, stream=True)
+                    with response:
+                        body = read_body(response, settings.max_body_bytes, what)
                 finally:
                     self.limiter.release(slot)
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -330,6 +334,31 @@ class EutilsClient:
             post=True,
             describe=f"efetch records {retstart + 1}-{retstart + retmax} of a search",
         )
+
+
+BODY_CHUNK = 64 * 1024
+
+
+def read_body(response: requests.Response, cap: int, what: str) -> bytes:
+    """The response body, decompressed, or BodyTooLarge as soon as it passes `cap` bytes
+    (counted after Content-Encoding is undone: a small gzip body can inflate to gigabytes)."""
+    def too_large(size: str) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"{what}: the answer is larger than NCBI_MAX_BODY_MB={cap / (1024 * 1024):g} MB ({size}); "
+            "a real efetch batch of 500 records is under 8 MB: raise NCBI_MAX_BODY_MB or lower "
+            "--batch-size if this answer is genuine"
+        )
+
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise too_large(f"Content-Length {int(declared):,} bytes")
+    body = bytearray()
+    for chunk in response.iter_content(chunk_size=BODY_CHUNK):
+        body += chunk
+        if len(body) > cap:
+            encoding = response.headers.get("Content-Encoding")
+            raise too_large(f"over {cap:,} bytes read" + (f" after {encoding} decoding" if encoding else ""))
+    return bytes(body)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -103,7 +103,7 @@ NO_ID_MESSAGE = "Neither query_key nor id specified"  # verbatim from biopython/
 
 FAULT_KINDS = (
     "429", "500", "502", "503", "truncated", "short_read", "error_in_200", "html_200",
-    "webenv_expired", "timeout", "slow", "reset", "outage", "hostile",
+    "webenv_expired", "timeout", "slow", "reset", "outage", "hostile", "gzip_bomb",
 )
 #: kinds used by ``random_faults``/``every`` when none are given (the quick ones)
 DEFAULT_RANDOM_KINDS = (
@@ -311,6 +311,15 @@ def hostile_body(body: bytes, variant: str) -> bytes:
     if variant == "invalid_utf8":
         return body[:start] + b"\xff\xfe" + body[start:]
     raise ValueError(f"unknown hostile variant {variant!r}; known: {HOSTILE_VARIANTS}")
+
+
+def gzip_bomb(body: bytes, inflated_mb: int) -> bytes:
+    """The real answer ``body``, gzip-encoded, with ``inflated_mb`` MB of spaces before its
+    closing root tag (still the same well-formed document once inflated): gzip members, one
+    per MB of padding, so that a gigabyte costs about a megabyte and no time to build."""
+    close = body.rindex(b"</")
+    padding = gzip.compress(b" " * (1 << 20), compresslevel=9)
+    return b"".join([gzip.compress(body[:close]), padding * inflated_mb, gzip.compress(body[close:])])
 
 
 # --------------------------------------------------------------------------------------
@@ -868,7 +877,8 @@ class FaultPlan:
         """Add a rule.  ``kind`` is one kind or a sequence (used in turn).  Options:
         ``seconds`` (timeout/slow/outage), ``fraction`` (truncated/short_read, default 0.5),
         ``message`` (error_in_200), ``retry_after`` (429, default "1"), ``variant`` (hostile,
-        one of ``HOSTILE_VARIANTS``, default "xxe")."""
+        one of ``HOSTILE_VARIANTS``, default "xxe"), ``inflated_mb`` (gzip_bomb: the real answer
+        gzip-encoded with that many MB of padding, default 1024)."""
         rule = Fault(self._kinds(kind), times=times, every=every, path=path, after=after,
                      options=options)
         with self._lock:
@@ -1176,6 +1186,12 @@ class EutilsStandIn:
             reply = self._dispatch(entry)
             if reply.status == 200:
                 reply = _Reply(200, hostile_body(reply.body, opts.get("variant", "xxe")), reply.ctype)
+            return reply, kind, opts
+        if kind == "gzip_bomb":
+            reply = self._dispatch(entry)
+            if reply.status == 200:
+                reply = _Reply(200, gzip_bomb(reply.body, int(opts.get("inflated_mb", 1024))), reply.ctype,
+                               {**reply.headers, "Content-Encoding": "gzip"})
             return reply, kind, opts
         if kind == "html_200":
             page = _html_page(None, "Service unavailable",
