@@ -18,13 +18,23 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 ## make run: install, harvest PubMed into $(DB), serve the catalog on http://$(HOST):$(PORT)/
-run: harvest serve
+## (`make run PORT=8002 HOST=0.0.0.0` for another address). The address is checked first, so
+## that a port in use stops it in one line before the harvest, not after.
+PORT_CHECK := $(BIN)/python -m harvest.port $(HOST) $(PORT)
+HARVEST    := $(BIN)/python -m harvest run --db $(DB)
+SERVE      := $(BIN)/datasette serve db/ --host $(HOST) --port $(PORT)
+
+run: install
+	@$(PORT_CHECK)
+	$(HARVEST)
+	$(SERVE)
 
 harvest: install
-	$(BIN)/python -m harvest run --db $(DB)
+	$(HARVEST)
 
 serve: install
-	$(BIN)/datasette serve db/ --host $(HOST) --port $(PORT)
+	@$(PORT_CHECK)
+	$(SERVE)
 
 ## make test: the offline test suite (its own E-utilities stand-in, temporary catalogs), its
 ## files spread over every core; then the tests marked `dated` again under a clock 400 days
