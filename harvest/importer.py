@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from . import store
+from .prefilter import TopicPrefilter
 from .pubmed_xml import PubmedXMLError, parse_pubmed_xml
 from .query import QUERY_VERSION, TOPIC_QUERY, matches_topic
 from .runner import HarvestFailed, NoProgress, Progress
@@ -193,7 +194,19 @@ def read_batches(path: Path, match_topic: bool, on_read=lambda n: None, *, prepa
     read = skipped = 0
     try:
         with open_xml(path, on_read) as stream:
-            for item in parse_pubmed_xml(stream, source_name=str(path)):
+            # --match-topic: records that cannot match are dropped on their bytes, unparsed
+            # (harvest/prefilter.py); they count as read and skipped like any other.
+            prefilter = TopicPrefilter(stream) if match_topic else None
+            counted = 0
+
+            def dropped_since_last() -> int:
+                nonlocal counted
+                if prefilter is None:
+                    return 0
+                new, counted = prefilter.dropped - counted, prefilter.dropped
+                return new
+
+            for item in parse_pubmed_xml(prefilter or stream, source_name=str(path)):
                 if item["type"] == "delete":
                     deletions.append(item)
                     continue
@@ -203,8 +216,12 @@ def read_batches(path: Path, match_topic: bool, on_read=lambda n: None, *, prepa
                     continue
                 batch.append(item)
                 if len(batch) >= BATCH:
-                    yield ("batch", _prepared(batch, match_topic) if prepare else batch, read, skipped)
+                    dropped = dropped_since_last()
+                    yield ("batch", _prepared(batch, match_topic) if prepare else batch, read + dropped,
+                           skipped + dropped)
                     batch, read, skipped = [], 0, 0
+            dropped = dropped_since_last()
+            read, skipped = read + dropped, skipped + dropped
             if batch:
                 yield ("batch", _prepared(batch, match_topic) if prepare else batch, read, skipped)
                 read = skipped = 0

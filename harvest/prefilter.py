@@ -1,0 +1,203 @@
+"""Which PubMed records could match the topic, decided on their raw bytes before any parse.
+
+`import --match-topic` over NLM's baseline reads millions of records of which a few in ten
+thousand are about ketamine. The topic query needs both of its concepts (`query.CONCEPTS`), and
+every way the ketamine concept can match -- a MeSH heading, or a text term in the title,
+abstract or keywords -- puts one of a few stems ("ketamin", "spravato") into the record's text.
+So a record whose text cannot hold such a stem is dropped here, unparsed; the rest go to the
+full parser and matcher unchanged.
+
+Sound, not clever: a record is dropped only when no field can hold a stem, in whatever form the
+parser would read it -- any letter case, numeric character references (`&#x4b;etamine`), the
+non-ASCII letters that Python's case-insensitive matching equates with ASCII ones (the Kelvin
+sign, dotted and dotless i, long s), inline markup splitting a word (`keta<i>mine</i>`),
+comments and processing instructions the parser removes, CDATA sections. A record with any of
+those is normalised the slow way; a record with none (most of them) is searched as it is, which
+is then the same thing. Anything unusual -- a record split by a comment or CDATA marker, a
+record too large, an encoding other than UTF-8, ASCII or Latin-1, a book record -- passes
+through untouched, for the parser to judge. tests/test_prefilter.py proves the soundness over
+every shared file and over clones carrying the stems in each field and form.
+
+Pure: bytes in, bytes out. Must never: drop a record the full matcher would keep.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from typing import BinaryIO
+
+from .query import KETAMINE
+
+
+def _stems(terms: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The shortest lower-case strings, one of which every term of the concept contains."""
+    words = sorted({t.rstrip("*").lower() for t in terms}, key=len)
+    stems: list[str] = []
+    for word in words:
+        if not any(stem in word for stem in stems):
+            stems.append(word)
+    for stem in stems:
+        # The matcher lets a hyphen or space in a term match either: a stem must have none.
+        if not re.fullmatch(r"[a-z]+", stem):
+            raise ValueError(f"prefilter: the topic term stem {stem!r} is not plain letters")
+    return tuple(s.encode() for s in stems)
+
+
+STEMS = _stems(KETAMINE.text + KETAMINE.mesh)
+
+# The non-ASCII characters that `re.I` or str.lower() equates with a letter of a stem: the
+# dotted and dotless i, the Kelvin sign, the long s. tests/test_prefilter.py checks this list
+# against every Unicode code point (too slow to compute on each start).
+LOOKALIKES: tuple[tuple[bytes, bytes], ...] = (
+    ("\u0130".encode(), b"i"),
+    ("\u0131".encode(), b"i"),
+    ("\u212a".encode(), b"k"),
+    ("\u017f".encode(), b"s"),
+)
+
+
+def lookalikes_of(stems: tuple[bytes, ...]) -> set[tuple[bytes, bytes]]:
+    """Every (non-ASCII character, ASCII letter) pair a case-insensitive match equates."""
+    letters = {chr(c) for stem in stems for c in stem}
+    return {(chr(cp).encode(), letter.encode())
+            for cp in range(128, sys.maxunicode + 1) for letter in letters
+            if re.fullmatch(letter, chr(cp), re.I) or chr(cp).lower() == letter}
+
+
+START, END = b"<PubmedArticle>", b"</PubmedArticle>"
+# Markup that may hide or split a stem, or that makes cutting at record tags unsafe.
+_NEVER_DROP = (b"<!--", b"-->", b"<![CDATA[", b"]]>", b"<?", b"<!")
+# Markup that can stand between two letters of a word: text run into a start (or empty) tag,
+# or a closing tag run into text or into a start tag. Any tag sequence splitting a word starts
+# with the first and ends with one of the others. (PubMed's own layout, one element a line,
+# has none of them; compact XML has the last, and is then searched the slow way.)
+_MIXED = re.compile(rb"[^>\s]<[^/]|</[^>]*>(?:[^<\s]|<[^/])")
+_TAG = re.compile(rb"<(?:[^>\"']|\"[^\"]*\"|'[^']*')*>")
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+MAX_RECORD = 32 * 1024 * 1024  # larger: passed to the parser, whose own bounds apply
+
+
+def _decode_ref(match: re.Match) -> bytes:
+    hexa, decimal = match.groups()
+    code = int(hexa, 16) if hexa else int(decimal)
+    try:
+        return chr(code).encode("utf-8", "surrogatepass")
+    except (ValueError, OverflowError):
+        return match.group(0)
+
+
+def record_may_match(record: bytes) -> bool:
+    """False only when no field of this `<PubmedArticle>` element can hold a ketamine stem."""
+    low = record.lower()
+    if any(stem in low for stem in STEMS):
+        return True
+    if any(marker in record for marker in _NEVER_DROP):
+        return True
+    hidden = b"&#" in record or _MIXED.search(record) is not None or any(bad in record for bad, _ in LOOKALIKES)
+    if not hidden:
+        return False
+    # The slow way: the text as the parser reads it (markup out, references and look-alikes in).
+    text = _CHAR_REF.sub(_decode_ref, _TAG.sub(b"", record))
+    for bad, good in LOOKALIKES:
+        text = text.replace(bad, good)
+    text = text.lower()
+    return any(stem in text for stem in STEMS)
+
+
+def _filterable_encoding(head: bytes) -> bool:
+    declared = re.match(rb"\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", head)
+    if declared is None:
+        return not head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00", b"\x4c\x6f\xa7\x94"))
+    return declared.group(1).lower() in {b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1", b"latin-1", b"latin1"}
+
+
+class TopicPrefilter(io.RawIOBase):
+    """A PubMed XML byte stream without the records that cannot match the topic.
+
+    Everything else -- the declaration, the root, DeleteCitation blocks, the kept records --
+    passes through byte for byte. `dropped` counts the records left out so far."""
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, source: BinaryIO):
+        self.source = source
+        self.dropped = 0
+        self._pending = bytearray()  # read, not yet judged
+        self._out = bytearray()  # judged, not yet handed on
+        self._eof = False
+        self._passthrough: bool | None = None  # decided from the document's first bytes
+        self._root_seen = False  # an element (the root) started in what was handed on
+        self._last_byte = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._out and not (self._eof and not self._pending):
+            self._advance()
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        del self._out[:n]
+        return n
+
+    def _advance(self) -> None:
+        if not self._eof:
+            chunk = self.source.read(self.CHUNK)
+            if chunk:
+                self._pending += chunk
+            else:
+                self._eof = True
+        if self._passthrough is None and (len(self._pending) >= 512 or self._eof):
+            self._passthrough = not _filterable_encoding(bytes(self._pending[:512]))
+        if self._passthrough is None:
+            return
+        if self._passthrough:
+            self._out += self._pending
+            self._pending.clear()
+            return
+        self._judge_complete_records()
+        if self._eof:
+            self._out += self._pending
+            self._pending.clear()
+
+    def _judge_complete_records(self) -> None:
+        pending, position = self._pending, 0
+        while True:
+            start = pending.find(START, position)
+            if start < 0:
+                # Hold back a tail that may be the beginning of a start tag cut by the read.
+                keep = max(position, len(pending) - len(START) + 1)
+                self._emit(pending[position:keep])
+                del pending[:keep]
+                return
+            end = pending.find(END, start + len(START))
+            if end < 0:
+                self._emit(pending[position:start])
+                del pending[:start]
+                if len(pending) > MAX_RECORD:  # no end in sight: the parser judges the rest
+                    self._passthrough = True
+                return
+            end += len(END)
+            self._emit(pending[position:start])
+            if not self._root_seen:
+                # A record that is the document's root (a lone <PubmedArticle>) is never dropped:
+                # the parser needs a root. Any element started before it is the root.
+                self._out += pending[start:]
+                pending.clear()
+                self._passthrough = True
+                return
+            record = bytes(pending[start:end])
+            if record_may_match(record):
+                self._out += record
+            else:
+                self.dropped += 1
+            position = end
+
+    def _emit(self, data) -> None:
+        """Hand `data` on (it is not a record), noting whether an element has started in it."""
+        if not self._root_seen and data:
+            self._root_seen = re.search(rb"<[A-Za-z_]", self._last_byte + bytes(data)) is not None
+            self._last_byte = bytes(data[-1:])
+        self._out += data
