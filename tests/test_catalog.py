@@ -744,6 +744,40 @@ def test_every_page_sends_a_content_security_policy_and_loads_nothing_from_elsew
                               for found in loaded for url in found if url), loaded
 
 
+def test_no_inline_script_runs_but_the_ones_the_policy_names(client):
+    """'unsafe-inline' in script-src would let an injected <script> run: every inline script a
+    page carries is allowed by its hash instead, and the rest are files on this server."""
+    import base64
+    import hashlib
+
+    for path in ("/", "/catalog", "/catalog/articles", "/catalog/articles?_facet=pub_year",
+                 "/catalog/search?q=ketamine", f"/catalog/articles/{MEPOLIZUMAB_RCT}", "/catalog/new_since",
+                 "/catalog?sql=select+pmid+from+articles+limit+1", "/catalog/harvest_runs", "/-/versions"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        script_src = next(part for part in response.headers["content-security-policy"].split(";")
+                          if part.strip().startswith("script-src")).split()
+        assert "'unsafe-inline'" not in script_src and "'self'" in script_src, path
+        for attributes, body in re.findall(r"<script([^>]*)>(.*?)</script>", response.text, re.S):
+            if "src=" in attributes:
+                src = re.search(r'src="([^"]+)"', attributes).group(1)
+                assert client.get(src).status_code == 200, (path, src)
+            else:
+                digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+                assert f"'sha256-{digest}'" in script_src, (path, body[:80])
+
+
+def test_a_row_url_with_too_few_key_values_is_not_found_not_a_server_error(client, db):
+    pmid = db.execute("select pmid from article_xml limit 1").fetchone()[0]
+    assert client.get(f"/catalog/article_xml/{pmid},1.blob?_blob_column=xml_zlib").status_code == 200
+    # article_xml's key is (pmid, pmid_version): one value is not a row.
+    for path in (f"/catalog/article_xml/{pmid}.blob?_blob_column=xml_zlib", f"/catalog/article_xml/{pmid}.json",
+                 f"/catalog/article_xml/{pmid}"):
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+        assert "No such row" in response.text
+
+
 def test_robots_txt_lets_crawlers_read_articles_but_not_every_query(client):
     robots = client.get("/robots.txt").text.splitlines()
     assert robots[0] == "User-agent: *"

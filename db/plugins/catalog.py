@@ -105,9 +105,123 @@ def fts_query(query) -> str:
     return escape_fts(query) or '""'
 
 
+# -- search snippets, bounded per record ------------------------------------------------------
+# FTS5's snippet() scores every window around every hit against every other hit: its cost
+# grows with the square of a record's hits, and one 1 MB abstract made the search page take
+# 13 s and then fail (one C call: the time limit cannot interrupt it). search_snippet() reads
+# at most SNIPPET_HEAD characters of each field (more than any real abstract: the longest of
+# the 33,000 shared records is 14,654), marks the hits there with FTS5's highlight() (one pass)
+# and picks the window in one pass: its cost is linear in SNIPPET_HEAD whatever a record holds.
+
+SNIPPET_HEAD = 16_000
+SNIPPET_TOKENS = 24
+SNIPPET_MARK, SNIPPET_ELLIPSIS = "**", " … "
+_OPEN, _CLOSE = "\x01", "\x02"
+_TOKEN = re.compile(r"[^\W_]+")  # what FTS5's unicode61 tokenizer calls a token, near enough
+# The catalog's index is FTS5 over FTS_COLUMNS with the porter tokenizer (harvest/schema.py).
+FTS_TOKENIZE = "porter"
+
+
+def _snippet_conn() -> sqlite3.Connection:
+    conn = getattr(_probe, "snippets", None)
+    if conn is None:
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        conn.execute(f"create virtual table head using fts5({', '.join(FTS_COLUMNS)}, tokenize='{FTS_TOKENIZE}')")
+        _probe.snippets = conn
+    return conn
+
+
+def _best_window(marked: str) -> tuple[int, tuple[int, int, int]] | None:
+    """(score, (first token, last token + 1, token count)) of the best window of
+    SNIPPET_TOKENS tokens in text whose hits highlight() marked, or None without a hit."""
+    tokens, hits, depth = [], [], 0
+    position = 0
+    for match in _TOKEN.finditer(marked):
+        between = marked[position:match.start()]
+        depth += between.count(_OPEN) - between.count(_CLOSE)
+        position = match.end()
+        if depth > 0:
+            hits.append((len(tokens), match.group().lower()))
+        tokens.append(match)
+    if not hits:
+        return None
+    best, best_start = (-1, 0), 0
+    seen: dict[str, int] = defaultdict(int)
+    right = 0
+    for left, (start, _) in enumerate(hits):  # windows starting at each hit, two pointers
+        while right < len(hits) and hits[right][0] < start + SNIPPET_TOKENS:
+            seen[hits[right][1]] += 1
+            right += 1
+        score = (len(seen), right - left)  # distinct words first, as FTS5 scores phrases
+        if score > best:
+            best, best_start = score, start
+            last_hit = hits[right - 1][0]
+        word = hits[left][1]
+        seen[word] -= 1
+        if not seen[word]:
+            del seen[word]
+    # Centre the hits in the window, as snippet() does.
+    spare = SNIPPET_TOKENS - (last_hit - best_start + 1)
+    first = max(0, min(best_start - spare // 2, len(tokens) - SNIPPET_TOKENS))
+    return best[0] * 1000 + best[1], (first, min(len(tokens), first + SNIPPET_TOKENS), len(tokens), tokens)
+
+
+def _cut(marked: str, window) -> str:
+    first, end, count, tokens = window
+    begin = 0 if first == 0 else tokens[first].start()
+    stop = tokens[end - 1].end()
+    while begin > 0 and marked[begin - 1] == _OPEN:
+        begin -= 1
+    while stop < len(marked) and marked[stop] == _CLOSE:
+        stop += 1
+    text = marked[begin:stop]
+    depth = low = 0
+    for ch in text:  # a window may start or end inside a marked phrase
+        depth += (ch == _OPEN) - (ch == _CLOSE)
+        low = min(low, depth)
+    text = _OPEN * -low + text + _CLOSE * (depth - low)
+    text = text.replace(_OPEN, SNIPPET_MARK).replace(_CLOSE, SNIPPET_MARK)
+    return (SNIPPET_ELLIPSIS if first > 0 else "") + text + (SNIPPET_ELLIPSIS if end < count else "")
+
+
+def search_snippet(query, *fields) -> str | None:
+    """A snippet of a record for a search: about SNIPPET_TOKENS tokens of the field with the
+    best hits, hits between ** marks, from the first SNIPPET_HEAD characters of each field."""
+    heads = [str(f)[:SNIPPET_HEAD].replace(_OPEN, " ").replace(_CLOSE, " ") if f is not None else None
+             for f in fields[:len(FTS_COLUMNS)]]
+    heads += [None] * (len(FTS_COLUMNS) - len(heads))
+    conn = _snippet_conn()
+    try:
+        conn.execute(f"insert into head (rowid, {', '.join(FTS_COLUMNS)}) values (1, ?, ?, ?, ?)", heads)
+        columns = ", ".join(f"highlight(head, {i}, ?, ?)" for i in range(len(FTS_COLUMNS)))
+        row = conn.execute(f"select {columns} from head where head match ?",
+                           [_OPEN, _CLOSE] * len(FTS_COLUMNS) + [fts_query(query)]).fetchone()
+    except sqlite3.Error:
+        row = None
+    finally:
+        conn.execute("delete from head")
+    best = None
+    for marked in row or ():
+        if marked and _OPEN in marked:
+            found = _best_window(marked)
+            if found and (best is None or found[0] > best[0]):  # ties: the first column (the title)
+                best = (found[0], marked, found[1])
+    if best is not None:
+        return _cut(best[1], best[2])
+    # No hit in the heads (the match lies further on): the start of the abstract, or the title.
+    text = next((h for h in (heads[1], heads[0]) if h), None)
+    if text is None:
+        return None
+    tokens = list(_TOKEN.finditer(text[:SNIPPET_TOKENS * 40]))
+    if len(tokens) <= SNIPPET_TOKENS:
+        return text[:SNIPPET_TOKENS * 40]
+    return text[:tokens[SNIPPET_TOKENS - 1].end()] + SNIPPET_ELLIPSIS
+
+
 @hookimpl
 def prepare_connection(conn):
     conn.create_function("fts_query", 1, fts_query, deterministic=True)
+    conn.create_function("search_snippet", -1, search_snippet, deterministic=True)
 
 
 # -- facets -----------------------------------------------------------------------------------
@@ -370,12 +484,199 @@ def register_output_renderer(datasette):
     return out
 
 
+# -- what one query may cost ------------------------------------------------------------------
+# Datasette's time limit interrupts SQLite between steps, so a single C call runs to its end:
+# printf('%.*c', 999999999, 'x') spent 9 s padding, randomblob(999999999) 4 s and 1 GB, three at
+# once 32 s and 2.9 GB. On every connection: a cap on any one value a query builds or reads
+# (more than any real record holds), on the SQL text, and on the bytes one answer carries;
+# printf/format refuse widths past PRINTF_MAX_WIDTH; functions no reader needs are refused.
+# SQL typed by hand (?sql=, ?_where=) runs USER_SQL_AT_ONCE at a time, so pages keep threads.
+
+VALUE_MAX_BYTES = 8_000_000
+SQL_MAX_BYTES = 100_000
+ANSWER_MAX_BYTES = 64_000_000
+PRINTF_MAX_WIDTH = 10_000
+REFUSED_FUNCTIONS = {"randomblob", "zeroblob", "fts3_tokenizer", "load_extension", "readfile", "writefile",
+                     "edit", "sqlite_dbpage"}
+USER_SQL_AT_ONCE = 1
+USER_SQL_WAIT_SECONDS = 10
+_PRINTF_SPEC = re.compile(r"%([-+ #0!,]*)(\*|\d+)?(?:\.(\*|\d*))?(l{0,2})(.)", re.S)
+
+
+def _refuse_functions(action, name1, name2, database, trigger):
+    if action == sqlite3.SQLITE_FUNCTION and (name2 or "").lower() in REFUSED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY  # SQLite says "not authorized to use function: NAME"
+    return sqlite3.SQLITE_OK
+
+
+def _printf_conn() -> sqlite3.Connection:
+    conn = getattr(_probe, "printf", None)
+    if conn is None:
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        if hasattr(conn, "setlimit"):
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_MAX_BYTES)
+        _probe.printf = conn
+    return conn
+
+
+def printf_width_ok(fmt, args) -> bool:
+    """Does every width and precision of a printf() format stay within PRINTF_MAX_WIDTH?"""
+    if not isinstance(fmt, str):
+        return True
+    arg = 0
+    for flags, width, precision, _, kind in _PRINTF_SPEC.findall(fmt):
+        if kind == "%":
+            continue
+        for part in (width, precision):
+            if part == "*":
+                value = args[arg] if arg < len(args) else 0
+                arg += 1
+                try:
+                    part = abs(int(value))
+                except (TypeError, ValueError, OverflowError):
+                    part = 0
+            if part and int(part) > PRINTF_MAX_WIDTH:
+                return False
+        arg += 1
+    return True
+
+
+def bounded_printf(*args):
+    """SQLite's own printf(), when no width or precision passes PRINTF_MAX_WIDTH."""
+    if not args:
+        return None
+    if not printf_width_ok(args[0], args[1:]):
+        raise ValueError(f"printf width or precision over {PRINTF_MAX_WIDTH}")
+    marks = ", ".join("?" * len(args))
+    return _printf_conn().execute(f"select printf({marks})", args).fetchone()[0]
+
+
+def _answer_budget():
+    """A row factory that refuses an answer once its rows carry ANSWER_MAX_BYTES."""
+    import weakref
+
+    state = {"cursor": lambda: None, "bytes": 0}
+
+    def factory(cursor, row):
+        if state["cursor"]() is not cursor:
+            state["cursor"], state["bytes"] = weakref.ref(cursor), 0
+        state["bytes"] += sum(len(v) for v in row if isinstance(v, (str, bytes)))
+        if state["bytes"] > ANSWER_MAX_BYTES:
+            raise sqlite3.OperationalError(
+                f"this answer is larger than {ANSWER_MAX_BYTES // 1_000_000} MB: ask for fewer rows or columns")
+        return sqlite3.Row(cursor, row)
+
+    return factory
+
+
+@hookimpl(specname="prepare_connection")
+def bound_what_a_query_costs(conn):
+    if hasattr(conn, "setlimit"):  # Python 3.11+
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_MAX_BYTES)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, SQL_MAX_BYTES)
+    conn.set_authorizer(_refuse_functions)
+    conn.create_function("printf", -1, bounded_printf, deterministic=True)
+    conn.create_function("format", -1, bounded_printf, deterministic=True)
+    conn.row_factory = _answer_budget()
+
+
+def _is_user_sql(scope) -> bool:
+    from urllib.parse import parse_qsl
+
+    query = scope.get("query_string", b"").decode("latin-1")
+    return any(name in ("sql", "_where") for name, _ in parse_qsl(query, keep_blank_values=True))
+
+
+@hookimpl(specname="asgi_wrapper")
+def user_sql_one_at_a_time(datasette):
+    slots = {}
+
+    def wrap(app):
+        async def limited(scope, receive, send):
+            if scope["type"] != "http" or not _is_user_sql(scope):
+                return await app(scope, receive, send)
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            slot = slots.get(loop)
+            if slot is None:
+                slot = slots[loop] = asyncio.Semaphore(USER_SQL_AT_ONCE)
+            try:
+                await asyncio.wait_for(slot.acquire(), USER_SQL_WAIT_SECONDS)
+            except asyncio.TimeoutError:
+                await send({"type": "http.response.start", "status": 503,
+                            "headers": [(b"retry-after", b"10"), (b"content-type", b"text/plain; charset=utf-8"),
+                                        *SECURITY_HEADERS]})
+                await send({"type": "http.response.body",
+                            "body": b"Busy: other SQL queries are running. Try again in a few seconds.\n"})
+                return
+            try:
+                await app(scope, receive, send)
+            finally:
+                slot.release()
+
+        return limited
+
+    return wrap
+
+
+# -- bidirectional controls -------------------------------------------------------------------
+# A title holding U+202E (right-to-left override) shows its text, and whatever follows it on
+# the line, reversed: "gnp.exe" reads "exe.png". Every value a page template prints has the
+# bidi embedding, override and isolate controls taken out (Jinja's finalize runs on each
+# {{ ... }}); the stored text and the JSON, CSV and exports keep them as published.
+
+BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def without_bidi_controls(value):
+    if isinstance(value, str):  # Markup too: translate() keeps it Markup
+        return value.translate(BIDI_CONTROLS)
+    return value
+
+
+@hookimpl(specname="prepare_jinja2_environment")
+def strip_bidi_controls_for_display(env):
+    previous = env.finalize
+    env.finalize = without_bidi_controls if previous is None else (lambda v: without_bidi_controls(previous(v)))
+
+
+@hookimpl(specname="handle_exception")
+def row_url_with_the_wrong_key(datasette, request, exception):
+    """/catalog/article_xml/1000.blob names one value of a two-column key: Datasette 0.65 runs
+    the row query with a parameter missing and answers 500. That row does not exist: 404."""
+    url_vars = getattr(request, "url_vars", None) or {}
+    if not (isinstance(exception, sqlite3.ProgrammingError) and url_vars.get("pks") is not None
+            and "binding parameter" in str(exception)):
+        return None
+    from datasette.handle_exception import handle_exception as datasette_error_page
+    from datasette.utils.asgi import NotFound
+
+    table = url_vars.get("table", "")
+    given = len(str(url_vars["pks"]).split(","))
+    return datasette_error_page(datasette, request, NotFound(
+        f"No such row: the URL gives {given} key value{'s' * (given != 1)}, and {table} has a longer key"))
+
+
 # -- security headers -------------------------------------------------------------------------
+
+def _script_hash(script: str) -> str:
+    import base64
+    import hashlib
+
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+
+
+# No inline script runs but these: Datasette 0.65's table page sets one variable inline
+# (templates/table.html); its other inline scripts are files in db/static (the templates
+# _close_open_menus.html and _codemirror_foot.html here load them), and the catalog's own
+# templates have none. An injected <script> therefore does not run.
+INLINE_SCRIPTS = ["DATASETTE_ALLOW_FACET = true;", "DATASETTE_ALLOW_FACET = false;"]
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
-    # Datasette's own templates carry inline <script> and <style> blocks.
-    "script-src 'self' 'unsafe-inline'",
+    "script-src 'self' " + " ".join(_script_hash(s) for s in INLINE_SCRIPTS),
+    # Datasette's templates carry inline <style> blocks, the chart's legend style attributes.
     "style-src 'self' 'unsafe-inline'",
     "img-src 'self' data:",
     "font-src 'self'",

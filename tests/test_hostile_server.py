@@ -1,0 +1,214 @@
+"""A server that one record or one query cannot stall: the catalog served over crafted records
+and asked crafted SQL.
+
+The catalog is records/ imported with `python -m harvest import`, plus copies of the real
+record 38011560 (a ketamine review) under PMIDs from 99000001, each with one field changed:
+  99000001  its abstract replaced by its own keywords "ketamine; depression." repeated to 1 MB
+            (FTS5's snippet() took 11 s over it, past the 3 s limit, so the search page failed);
+  99000002  its title with bidirectional controls (a right-to-left override and isolates) in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib.util
+import sqlite3
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.conftest import RECORDS, run_cli
+from tests.test_catalog import CONFIG, Client, copy_config
+
+SOURCE_PMID = 38011560
+BIG = 99000001
+BIDI = 99000002
+BIG_FILLER = "ketamine; depression."  # two of 38011560's own keywords
+RLO, PDF, RLI, PDI = "\u202e", "\u202c", "\u2067", "\u2069"
+BIDI_CONTROLS = {chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
+def crafted_records() -> bytes:
+    """A PubmedArticleSet of copies of a real record, each with one field changed."""
+    source = etree.parse(str(RECORDS / f"{SOURCE_PMID}.xml")).find(".//PubmedArticle")
+    out = etree.Element("PubmedArticleSet")
+
+    def clone(pmid: int):
+        record = copy.deepcopy(source)
+        record.find("MedlineCitation/PMID").text = str(pmid)
+        for article_id in record.iter("ArticleId"):
+            if article_id.get("IdType") == "pubmed" and article_id.getparent().getparent().tag == "PubmedData":
+                article_id.text = str(pmid)
+        out.append(record)
+        return record
+
+    big = clone(BIG)
+    filler = (BIG_FILLER + " ") * (1_000_000 // (len(BIG_FILLER) + 1) + 1)
+    big.find(".//AbstractText").text = filler[:1_000_000]
+    bidi = clone(BIDI)
+    title = bidi.find(".//ArticleTitle")
+    words = title.text.split(" ")
+    title.text = f"{' '.join(words[:2])} {RLO}{' '.join(words[2:5])}{PDF} {RLI}{' '.join(words[5:])}{PDI}"
+    return etree.tostring(out, xml_declaration=True, encoding="UTF-8")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    site = copy_config(tmp_path_factory.mktemp("hostile-site"))
+    crafted = site.parent / "crafted.xml"
+    crafted.write_bytes(crafted_records())
+    result = run_cli("import", *sorted(RECORDS.glob("*.xml")), crafted, "--db", site / "catalog.db")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return site
+
+
+@pytest.fixture(scope="module")
+def client(site):
+    c = Client(site)
+    yield c
+    c.close()
+
+
+def catalog_plugin():
+    spec = importlib.util.spec_from_file_location("catalog_plugin_under_test", CONFIG / "plugins" / "catalog.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- one long record --------------------------------------------------------------------------
+
+
+def test_a_one_megabyte_abstract_does_not_stall_the_search(client, site):
+    with sqlite3.connect(site / "catalog.db") as conn:
+        assert conn.execute("select length(abstract) from articles where pmid = ?", [BIG]).fetchone()[0] == 1_000_000
+    response = client.get("/catalog/search.json", params={"q": "ketamine", "_shape": "array"})
+    assert response.status_code == 200, response.text[:300]  # within the 3 s limit, not interrupted
+    rows = {row["pmid"]: row for row in response.json()}
+    assert {BIG, SOURCE_PMID} <= set(rows)
+    # The big record's snippet is a snippet, hits marked; the real record's too.
+    assert "**ketamine**" in rows[BIG]["search_snippet"] and len(rows[BIG]["search_snippet"]) < 1000
+    assert "**ketamine**" in rows[SOURCE_PMID]["search_snippet"]
+    page = client.get("/catalog/search", params={"q": "ketamine depression"})
+    assert page.status_code == 200 and f"/catalog/articles/{BIG}" in page.text
+    assert client.get(f"/catalog/articles/{BIG}").status_code == 200
+
+
+def test_search_snippets_mark_what_fts5_matched_from_each_fields_head():
+    plugin = catalog_plugin()
+    title = "Ketamine and the neurobiology of depression: Toward rapid-acting antidepressant treatments."
+    abstract = ("Background text without the words. " * 20 + "Esketamine nasal spray reduced suicidal ideation "
+                "in treatment-resistant depression. " + "More text follows here. " * 20)
+    snippet = lambda q: plugin.search_snippet(q, title, abstract, "ketamine; stress", "Ketamine")  # noqa: E731
+    assert snippet('"nasal spray"').count("**nasal spray**") == 1
+    assert "**antidepressant**" in snippet("antidepress*")  # a prefix, found in the title
+    assert "**treatment-resistant**" in snippet('"treatment resistant"')
+    assert snippet("title:ketamine").startswith("**Ketamine** and the neurobiology")
+    assert "**suicidal**" in snippet("suicide")  # the porter stemmer, as the catalog's index
+    assert snippet("esketamine").startswith(" … ") and snippet("esketamine").endswith(" … ")
+    # A hit past the head of a field: the snippet is the start of the abstract, unmarked.
+    far = "Background text. " * 2000 + "Zanubrutinib."
+    assert plugin.search_snippet("zanubrutinib", title, far, None, None).startswith("Background text.")
+
+
+# -- what one query may build -----------------------------------------------------------------
+
+
+def sql(client, query: str):
+    return client.get("/catalog.json", params={"sql": query, "_shape": "array"})
+
+
+def test_functions_no_reader_needs_are_refused(client):
+    for call in ("randomblob(999999999)", "zeroblob(999999999)", "fts3_tokenizer('simple')",
+                 "load_extension('/tmp/owned')", "hex(randomblob(16))"):
+        response = sql(client, f"select {call}")
+        assert response.status_code == 400, call
+        name = call.split("(")[0] if not call.startswith("hex") else "randomblob"
+        assert f"not authorized to use function: {name}" in response.text, call
+
+
+def test_printf_refuses_huge_widths_and_still_formats(client):
+    for query in ("select length(printf('%.*c', 20000000, 'x'))", "select length(printf('%20000000c', 'x'))",
+                  "select length(format('%.*c', -20000000, 'x'))", "select length(printf('%!.20000000f', 1.5))"):
+        response = sql(client, query)
+        assert response.status_code == 400 and "user-defined function raised exception" in response.text, query
+    response = sql(client, "select printf('%5.2f|%-4d|%s|%%|%q|%.*c', 3.14159, 7, 'a', 'it''s', 3, 'x') as p, "
+                           "length(printf('%.*c', 10000, 'x')) as n, format('%03d', 7) as f")
+    assert response.status_code == 200
+    assert response.json() == [{"p": " 3.14|7   |a|%|it''s|xxx", "n": 10000, "f": "007"}]
+
+
+def test_a_query_cannot_build_a_value_past_the_length_limit(client):
+    doubling = (f"with recursive r(s) as (select abstract from articles where pmid = {BIG} "
+                "union all select s || s from r where length(s) < 20000000) select max(length(s)) as n from r")
+    response = sql(client, doubling)
+    assert response.status_code == 400 and "string or blob too big" in response.text
+    # The largest value the catalog holds is still read whole.
+    assert sql(client, f"select length(abstract) as n from articles where pmid = {BIG}").json() == [{"n": 1_000_000}]
+
+
+def test_an_answer_too_large_is_refused_in_one_line(client):
+    seventy = ("with recursive n(i) as (select 1 union all select i + 1 from n where i < 70) "
+               f"select i, abstract from n, articles where pmid = {BIG}")
+    response = sql(client, seventy)
+    assert response.status_code == 400 and "this answer is larger than 64 MB" in response.text
+    # The same rows, fewer columns: fine.
+    assert len(sql(client, seventy.replace("i, abstract", "i, length(abstract)")).json()) == 70
+
+
+def test_sql_typed_by_hand_runs_one_at_a_time_while_pages_go_ahead(monkeypatch):
+    plugin = catalog_plugin()
+    running, most, release = set(), [0], asyncio.Event()
+
+    async def app(scope, receive, send):
+        running.add(scope["path"] + "?" + scope["query_string"].decode())
+        most[0] = max(most[0], len(running))
+        await release.wait()
+        running.discard(scope["path"] + "?" + scope["query_string"].decode())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    wrapped = plugin.user_sql_one_at_a_time(None)(app)
+
+    async def call(path, query=b""):
+        sent = []
+
+        async def send(event):
+            sent.append(event)
+
+        await wrapped({"type": "http", "path": path, "query_string": query}, None, send)
+        return sent[0]["status"]
+
+    async def scenario():
+        users = [asyncio.create_task(call("/catalog.json", f"sql=select+{i}".encode())) for i in range(3)]
+        where = asyncio.create_task(call("/catalog/articles", b"_where=pmid%3E1"))
+        pages = [asyncio.create_task(call(p)) for p in ("/", "/catalog/articles", "/catalog/search")]
+        for _ in range(20):
+            await asyncio.sleep(0)  # let every task start
+        assert len([r for r in running if "sql=" in r or "_where=" in r]) == 1
+        assert {"/?", "/catalog/articles?", "/catalog/search?"} <= running  # pages are not held back
+        monkeypatch.setattr(plugin, "USER_SQL_WAIT_SECONDS", 0.05)
+        busy = await call("/catalog.json", b"sql=select+1")  # the slot stays taken while it waits
+        release.set()
+        return busy, await asyncio.gather(*users, where, *pages)
+
+    busy, statuses = asyncio.run(scenario())
+    assert busy == 503
+    assert statuses == [200] * 7
+
+
+# -- bidirectional controls -------------------------------------------------------------------
+
+
+def test_bidi_controls_in_a_title_are_not_rendered_but_are_kept(client):
+    stored = client.json(f"/catalog/articles/{BIDI}.json?_shape=array")[0]["title"]
+    assert RLO in stored and RLI in stored  # the data as published
+    shown = stored.translate(dict.fromkeys(map(ord, BIDI_CONTROLS)))
+    for path in (f"/catalog/articles/{BIDI}", "/catalog/search?q=neurobiology", f"/catalog/articles?pmid={BIDI}",
+                 f"/catalog/articles?_search=neurobiology&_view=table"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert not BIDI_CONTROLS & set(page.text), path
+        assert shown.split(":")[0] in page.text, path
