@@ -1,57 +1,21 @@
 """A server that one record or one query cannot stall: the catalog served over crafted records
-and asked crafted SQL.
+(tests/hostile_records.py: a 1 MB abstract, bidi controls in a title) and asked crafted SQL.
 
-The catalog is records/ imported with `python -m harvest import`, plus copies of the real
-record 38011560 (a ketamine review) under PMIDs from 99000001, each with one field changed:
-  99000001  its abstract replaced by its own keywords "ketamine; depression." repeated to 1 MB
-            (FTS5's snippet() took 11 s over it, past the 3 s limit, so the search page failed);
-  99000002  its title with bidirectional controls (a right-to-left override and isolates) in it.
+The catalog is records/ plus the crafted copies, loaded with `python -m harvest import`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import importlib.util
 import sqlite3
 from pathlib import Path
 
 import pytest
-from lxml import etree
 
 from tests.conftest import RECORDS, run_cli
+from tests.hostile_records import BIDI, BIDI_CONTROLS, BIG, RLI, RLO, SOURCE_PMID, crafted_records
 from tests.test_catalog import CONFIG, Client, copy_config
-
-SOURCE_PMID = 38011560
-BIG = 99000001
-BIDI = 99000002
-BIG_FILLER = "ketamine; depression."  # two of 38011560's own keywords
-RLO, PDF, RLI, PDI = "\u202e", "\u202c", "\u2067", "\u2069"
-BIDI_CONTROLS = {chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
-
-
-def crafted_records() -> bytes:
-    """A PubmedArticleSet of copies of a real record, each with one field changed."""
-    source = etree.parse(str(RECORDS / f"{SOURCE_PMID}.xml")).find(".//PubmedArticle")
-    out = etree.Element("PubmedArticleSet")
-
-    def clone(pmid: int):
-        record = copy.deepcopy(source)
-        record.find("MedlineCitation/PMID").text = str(pmid)
-        for article_id in record.iter("ArticleId"):
-            if article_id.get("IdType") == "pubmed" and article_id.getparent().getparent().tag == "PubmedData":
-                article_id.text = str(pmid)
-        out.append(record)
-        return record
-
-    big = clone(BIG)
-    filler = (BIG_FILLER + " ") * (1_000_000 // (len(BIG_FILLER) + 1) + 1)
-    big.find(".//AbstractText").text = filler[:1_000_000]
-    bidi = clone(BIDI)
-    title = bidi.find(".//ArticleTitle")
-    words = title.text.split(" ")
-    title.text = f"{' '.join(words[:2])} {RLO}{' '.join(words[2:5])}{PDF} {RLI}{' '.join(words[5:])}{PDI}"
-    return etree.tostring(out, xml_declaration=True, encoding="UTF-8")
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +176,50 @@ def test_bidi_controls_in_a_title_are_not_rendered_but_are_kept(client):
         assert page.status_code == 200, path
         assert not BIDI_CONTROLS & set(page.text), path
         assert shown.split(":")[0] in page.text, path
+
+
+# -- a burst of readers -----------------------------------------------------------------------
+
+
+def test_a_page_asked_for_many_times_at_once_is_made_once_per_catalog_state():
+    plugin = catalog_plugin()
+    made, release = [], asyncio.Event()
+
+    class NoCatalog:
+        databases: dict = {}
+
+    async def app(scope, receive, send):
+        made.append(scope["path"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": b"<p>front page</p>"})
+
+    wrapped = plugin.pages_made_once_per_harvest(NoCatalog())(app)
+
+    async def call(path, query=b"", headers=()):
+        sent = []
+
+        async def send(event):
+            sent.append(event)
+
+        await wrapped({"type": "http", "method": "GET", "path": path, "query_string": query,
+                       "headers": list(headers)}, None, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[-1].get("body", b"")
+
+    async def scenario():
+        burst = [asyncio.create_task(call("/")) for _ in range(30)]
+        user_sql = [asyncio.create_task(call("/catalog.json", b"sql=select+1")) for _ in range(2)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        release.set()
+        answers = await asyncio.gather(*burst)
+        await asyncio.gather(*user_sql)
+        etag = answers[0][1][b"etag"]
+        again = await call("/", headers=[(b"if-none-match", etag)])
+        return answers, again
+
+    answers, again = asyncio.run(scenario())
+    assert made.count("/") == 1 and made.count("/catalog.json") == 2  # SQL typed by hand is never kept
+    assert {(status, body) for status, _, body in answers} == {(200, b"<p>front page</p>")}
+    assert answers[0][1][b"cache-control"] == b"no-cache"
+    assert again[0] == 304 and made.count("/") == 1
