@@ -778,6 +778,18 @@ def test_a_row_url_with_too_few_key_values_is_not_found_not_a_server_error(clien
         assert "No such row" in response.text
 
 
+def test_pages_carry_an_etag_and_answer_304_until_the_catalog_changes(client):
+    first = client.get("/catalog/articles?_facet=pub_year")
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+    again = client.get("/catalog/articles?_facet=pub_year", headers={"if-none-match": etag})
+    assert again.status_code == 304 and again.headers["etag"] == etag
+    assert client.get("/catalog/articles?_facet=pub_year").text == first.text
+    # Other pages have other tags; SQL typed by hand is never kept, so it has none.
+    assert client.get("/").headers["etag"] != etag
+    assert "etag" not in client.get("/catalog.json", params={"sql": "select 1"}).headers
+
+
 def test_robots_txt_lets_crawlers_read_articles_but_not_every_query(client):
     robots = client.get("/robots.txt").text.splitlines()
     assert robots[0] == "User-agent: *"
