@@ -2,7 +2,12 @@
 
 Owns, for `datasette db/`:
 * `fts_query(q)`, a SQL function: the search box's text as FTS5 syntax when it parses,
-  else as plain words (never a 500 for a stray quote or operator);
+  else as plain words (never a 500 for a stray quote or operator); `search_snippet()`, the
+  search's snippets at a cost bounded per record;
+* what one query may cost, on every connection: length limits, printf widths, refused
+  functions, a cap on one answer's bytes; SQL typed by hand runs one request at a time;
+* pages made once per state of the catalog file (ETag, 304), bidi controls kept out of pages,
+  404 for a row URL with too few key values;
 * the facets of `articles` (`{catalog: molecule}` in metadata): columns, and one-to-many
   relations (evidence tags, publication types, MeSH, languages, retraction/correction
   notices) with the `_molecule=...`-style filters their links use, counted from the
@@ -12,7 +17,7 @@ Owns, for `datasette db/`:
 * the template variables of the front page (counts, last harvest, the per-year chart as
   server-rendered SVG), the article page and the search page;
 * security headers on every response (a Content-Security-Policy that allows this
-  server's own scripts, styles and images only), and 405 for any method but GET/HEAD/OPTIONS;
+  server's own scripts, styles and images only, no inline script but by hash), and 405 for any method but GET/HEAD/OPTIONS;
 * an empty-result guard for datasette-atom 0.9, which answers a 500 for a feed with no rows,
   and every feed titled with what it follows (a search's feed with its words), its links absolute.
 Must never: write to the database (it is served read-only), or load anything from another host.
