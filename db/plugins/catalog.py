@@ -17,14 +17,21 @@ Owns, for `datasette db/`:
 * the template variables of the front page (counts, last harvest, the per-year chart as
   server-rendered SVG), the article page and the search page;
 * security headers on every response (a Content-Security-Policy that allows this
-  server's own scripts, styles and images only, no inline script but by hash), and 405 for any method but GET/HEAD/OPTIONS;
+  server's own scripts, styles and images only, no inline script but by hash), and 405 for any
+  method but GET and HEAD;
 * an empty-result guard for datasette-atom 0.9, which answers a 500 for a feed with no rows,
-  and every feed titled with what it follows (a search's feed with its words), its links absolute.
+  and every feed titled with what it follows (a search's feed with its words), its links absolute;
+* complete paging: every table page orders by its sort column and then its primary key
+  (Datasette 0.65 does so only after the first page, and loses rows that tie);
+* request checks before anything runs: 400 for a sort column or facet name that does not exist
+  and for a question's parameter it cannot read (naming the parameter and the accepted forms);
+  a reference-manager export of a table takes the whole list, up to max_returned_rows.
 Must never: write to the database (it is served read-only), or load anything from another host.
 """
 
 from __future__ import annotations
 
+import contextvars
 import html
 import importlib
 import importlib.util
@@ -39,7 +46,7 @@ from datasette import hookimpl
 from datasette.facets import Facet
 from datasette.filters import FilterArguments
 from datasette.database import QueryInterrupted
-from datasette.utils import escape_fts, path_with_added_args, path_with_removed_args
+from datasette.utils import escape_fts, escape_sqlite, path_with_added_args, path_with_removed_args
 from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
 
@@ -465,14 +472,50 @@ def _pmids(rows) -> list[int]:
     return out
 
 
+def export_limit_note(datasette, data: dict, shown: int) -> str | None:
+    """Why an export holds fewer rows than its list, or None when it holds the whole list."""
+    limit = datasette.setting("max_returned_rows")
+    if data.get("next"):
+        total = data.get("filtered_table_rows_count")
+        of = f" of {total:,}" if isinstance(total, int) else ""
+        return (f"This export holds the first {shown:,}{of} records of the list: {limit:,} is the most one "
+                f"request returns (max_returned_rows). The next {limit:,}: {data.get('next_url')}")
+    if data.get("truncated"):
+        return (f"This export holds the first {shown:,} rows of the answer: {limit:,} is the most one "
+                f"request returns (max_returned_rows); the answer has more.")
+    return None
+
+
+def _with_note(body: str, fmt: str, note: str | None) -> str:
+    """The note as a comment the format allows (RIS: text before the first record, which
+    readers skip; BibTeX: @comment). CSL-JSON has no comments: the page says it by the link."""
+    if not note:
+        return body
+    if fmt == "ris":
+        return f"Note: {note}\n\n" + body
+    if fmt == "bibtex":
+        return "@comment{" + note.replace("{", "(").replace("}", ")") + "}\n\n" + body
+    return body
+
+
 def _export_renderer(fmt: str):
-    async def render(datasette, request, rows, database, table, query_name):
+    async def render(datasette, request, rows, columns, database, table, query_name, data):
+        name = table or query_name or database
+        if "pmid" not in (columns or []):
+            # A dict: Datasette keeps its status (it sets a Response's status back to the page's).
+            return {"status_code": 400, "content_type": "text/plain; charset=utf-8",
+                    "body": f"{name} answers with no article rows (it has no pmid column), so it has nothing "
+                            f"to export as {export.FILE_EXTENSIONS[fmt].upper()} for a reference manager; "
+                            f"take it as .csv or .json.\n"}
         pmids = _pmids(rows)
         db = datasette.get_database(database)
         records = await db.execute_fn(lambda conn: export.load_records(conn, pmids))
-        name = table or query_name or database
         headers = {"content-disposition": f'attachment; filename="{name}.{export.FILE_EXTENSIONS[fmt]}"'}
-        return Response(export.render(records, fmt), content_type=export.MEDIA_TYPES[fmt], headers=headers)
+        note = export_limit_note(datasette, data or {}, len(rows))
+        if not rows:  # an empty list is an answer (nothing new to screen), said as such
+            note = f"{name}: no records match, so this file holds none."
+        body = _with_note(export.render(records, fmt), fmt, note)
+        return Response(body, content_type=export.MEDIA_TYPES[fmt], headers=headers)
 
     def can_render(columns):
         return "pmid" in (columns or [])
@@ -825,7 +868,7 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 _OURS = {name for name, _ in SECURITY_HEADERS}
-READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+READ_METHODS = {"GET", "HEAD"}  # as the README says: OPTIONS too is refused
 
 
 @hookimpl
@@ -837,7 +880,7 @@ def asgi_wrapper(datasette):
             if scope.get("method", "GET") not in READ_METHODS:
                 # A read-only catalog: no route takes a write, so none is offered.
                 await send({"type": "http.response.start", "status": 405,
-                            "headers": [(b"allow", b"GET, HEAD, OPTIONS"),
+                            "headers": [(b"allow", b"GET, HEAD"),
                                         (b"content-type", b"text/plain; charset=utf-8")] + SECURITY_HEADERS})
                 await send({"type": "http.response.body", "body": b"This catalog is read-only.\n"})
                 return
@@ -1260,7 +1303,8 @@ PARAM_CHOICES = {
     "design": "select distinct study_design from articles where study_design is not null order by 1",
     "registry": "select distinct registry from trial_registrations order by 1",
     "status": "select 'Retracted' union all select 'Retraction notice' union all select 'Erratum published' "
-              "union all select 'Expression of concern' union all select 'Updated version published'",
+              "union all select 'Expression of concern' union all select 'Updated version published' "
+              "union all select 'Corrected and republished'",
 }
 
 # The same lists from facet_counts: at 1,000,000 articles "distinct study_design" reads an
@@ -1293,18 +1337,44 @@ async def query_page_vars(datasette, request, template) -> dict:
     return out
 
 
-async def table_page_vars(datasette, table) -> dict:
+async def full_list_renderers(datasette, request, table, columns) -> dict[str, str]:
+    """The table page's "This data as" links, each for the whole list the page is on (from its
+    first row, `_size=max`: up to max_returned_rows) rather than the page's 50 rows."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from datasette.utils import await_me_maybe, call_with_supported_arguments
+
+    db = _catalog_db(datasette)
+    args = [(k, v) for k, v in parse_qsl(request.query_string, keep_blank_values=True)
+            if k not in ("_next", "_size", "_format")]
+    if await db.foreign_keys_for_table(table) and not any(k == "_labels" for k, _ in args):
+        args.append(("_labels", "on"))
+    args.append(("_size", "max"))
+    out = {}
+    for key, (_, can_render) in datasette.renderers.items():
+        renders = await await_me_maybe(call_with_supported_arguments(
+            can_render, datasette=datasette, columns=columns or [], rows=[], sql=None, query_name=None,
+            database=DATABASE, table=table, request=request, view_name="table"))
+        if renders:
+            out[key] = datasette.urls.table(DATABASE, table, format=key) + "?" + urlencode(args)
+    return out
+
+
+async def table_page_vars(datasette, table, request=None, columns=None) -> dict:
     metadata = datasette.metadata(database=DATABASE, table=table) or {}
     labels = {name: source["label"] for name, source in (await facet_sources(datasette)).items()}
     labels.update(metadata.get("facet_labels") or {})
     order = []
     for config in metadata.get("facets") or []:
         order.append(config if isinstance(config, str) else next(iter(config.values())))
-    return {"facet_labels": labels, "facet_order": order, "value_label": value_label}
+    out = {"facet_labels": labels, "facet_order": order, "value_label": value_label}
+    if request is not None and table in await _table_names(_catalog_db(datasette)):
+        out["renderers"] = await full_list_renderers(datasette, request, table, columns)
+    return out
 
 
 @hookimpl
-def extra_template_vars(template, database, table, view_name, request, datasette):
+def extra_template_vars(template, database, table, columns, view_name, request, datasette):
     async def inner():
         if template == "index.html":
             return await front_page_vars(datasette)
@@ -1313,7 +1383,387 @@ def extra_template_vars(template, database, table, view_name, request, datasette
         if template.startswith("query-catalog"):
             return await query_page_vars(datasette, request, template)
         if view_name == "table" and database == DATABASE:
-            return await table_page_vars(datasette, table)
+            return await table_page_vars(datasette, table, request, columns)
         return {}
 
     return inner
+
+
+# -- complete paging --------------------------------------------------------------------------
+# Datasette 0.65 (and 1.0a) orders a table's first page by the sort column alone and later
+# pages by the sort column and the primary key, so rows that tie on the sort column (thousands
+# of records share a pub_date) are skipped or repeated at page boundaries: in "stream all rows"
+# CSV, in JSON next_url paging and in the HTML "Next page". Every table page of the catalog's
+# tables here orders its first page by (sort column, primary key) too, as its later pages do.
+
+_TABLE_PAGE: contextvars.ContextVar = contextvars.ContextVar("catalog_table_page", default=None)
+_FIRST_PAGE = re.compile(
+    r"^(?P<head>select .+? from (?P<table>\S+) (?:where .+ )?order by (?P<term>[^,()]+?))"
+    r"(?P<tail> limit \d+)$",
+    re.S | re.I,
+)
+
+
+def tie_broken(sql: str, table: str, pks: list[str]) -> str:
+    """A table page's SQL ordered by its sort column alone, with the primary key appended
+    (as Datasette orders the pages after the first); any other SQL unchanged."""
+    match = _FIRST_PAGE.match(sql.strip())
+    if not match or match["table"] != escape_sqlite(table):
+        return sql
+    column = match["term"].strip()
+    column = re.sub(r"\s+desc$", "", column, flags=re.I).strip()
+    if [column] == [escape_sqlite(pk) for pk in pks]:  # the key itself: already unique
+        return sql
+    return f"{match['head']}, {', '.join(escape_sqlite(pk) for pk in pks)}{match['tail']}"
+
+
+_COMPARED = re.compile(r"(\[[^\]]+\]|\"[^\"]+\"|\w+) (?:>|<|=) :(p\d+)\b")
+
+
+def typed_token_values(sql: str, params, untyped: set[str]):
+    """`params` with the next-page token's values that read as integers passed as integers where
+    they are compared with a column of no declared type. Datasette's token carries every value
+    as text, and in such a column (the summary tables' `value`: years as integers, names as
+    text) text sorts after every integer: the later pages skipped the rest of the integers."""
+    if not isinstance(params, dict) or not untyped:
+        return params
+    out = dict(params)
+    for column, name in _COMPARED.findall(sql):
+        value = out.get(name)
+        if column in untyped and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value):
+            out[name] = int(value)
+    return out
+
+
+def complete_paging(db) -> None:
+    """Route `db.execute` through `tie_broken` while a table page of `db` is being served."""
+    if getattr(db, "_catalog_complete_paging", False):
+        return
+    execute = db.execute
+    keys: dict[str, list[str]] = {}
+    untyped: dict[str, set[str]] = {}
+
+    async def execute_tie_broken(sql, params=None, *args, **kwargs):
+        table = _TABLE_PAGE.get()
+        if table is not None and isinstance(sql, str) and " order by " in sql.lower():
+            if table not in keys:
+                pks = await db.primary_keys(table)
+                keys[table] = pks or ([] if table in await db.view_names() else ["rowid"])
+                untyped[table] = {escape_sqlite(c.name) for c in await db.table_column_details(table)
+                                  if not (c.type or "").strip()}
+            if keys[table]:
+                sql = tie_broken(sql, table, keys[table])
+                params = typed_token_values(sql, params, untyped[table])
+        return await execute(sql, params, *args, **kwargs)
+
+    db.execute = execute_tie_broken
+    db._catalog_complete_paging = True
+
+
+@hookimpl(specname="startup")
+def complete_paging_at_startup(datasette):
+    db = _catalog_db(datasette)
+    if db is not None:
+        complete_paging(db)
+
+
+# -- request checks ---------------------------------------------------------------------------
+# Before Datasette runs anything: a sort by a column the table does not have, a facet name
+# the catalog does not know, or a question's parameter in a form it cannot read answers 400
+# with a message naming what was wrong and what is accepted (Datasette answers 500, or runs
+# the query and says "No rows"). Reference-manager exports of a table take the whole list.
+
+REFERENCE_FORMATS = ("ris", "bib", "csljson")
+
+
+class BadParameter(ValueError):
+    pass
+
+
+_DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_RUN = re.compile(r"^(?:run\s*[:#]?\s*|#)(\d+)$", re.I)
+SINCE_FORMS = ("a date (2026-12-04, also 2026/12/04 or 2026-12-4), a harvest start time "
+               "(2026-12-04T06:00:00+00:00), a run id written run:12 or #12, or empty")
+
+
+def normalize_since(value: str) -> str:
+    """`since` as the questions read it: "" (the default), "YYYY-MM-DD", a start time, or "run:N"."""
+    value = value.strip()
+    if not value:
+        return ""
+    run = _RUN.match(value)
+    if run:
+        return f"run:{int(run.group(1))}"
+    date = _DATE.match(value)
+    if date:
+        import datetime as dt
+
+        try:
+            return dt.date(*map(int, date.groups())).isoformat()
+        except ValueError:
+            raise BadParameter(f"{value!r} is not a date on the calendar") from None
+    if _TIMESTAMP.match(value):
+        return value.replace(" ", "T")
+    if value.isdigit():
+        raise BadParameter(f"{value!r} could be a year or a run id: write a run id as run:{value} "
+                           f"(or #{value}), a date as {value if len(value) == 4 else '2026'}-01-01")
+    raise BadParameter(f"{value!r} is neither a date nor a run id")
+
+
+def normalize_count(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if not value.isdigit() or int(value) < 1:
+        raise BadParameter(f"{value!r} is not a whole number of 1 or more")
+    return str(int(value))
+
+
+RETRACTION_STATUSES = ("Retracted", "Retraction notice", "Erratum published", "Expression of concern",
+                       "Updated version published", "Corrected and republished")
+
+
+def _one_of(value: str, allowed, what: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    by_key = {str(a).lower().replace("_", " "): a for a in allowed}
+    key = value.lower().replace("_", " ")
+    if key in by_key:
+        return str(by_key[key])
+    raise BadParameter(f"{value!r} is not {what}")
+
+
+def _harvest_module(name: str):
+    if export is None:
+        return None
+    try:
+        return __import__(f"harvest.{name}", fromlist=["_"])
+    except ImportError:
+        return None
+
+
+async def design_values(db) -> list[str]:
+    tags = _harvest_module("tags")
+    if tags is not None:
+        return list(tags.DESIGNS)
+    rows = await db.execute("select distinct value from article_tags where facet = 'design' order by 1")
+    return [r[0] for r in rows.rows]
+
+
+async def _distinct(db, sql) -> list[str]:
+    return [r[0] for r in (await db.execute(sql)).rows if r[0] is not None]
+
+
+# Each parameter of the catalog's questions: how a value is checked (and written the one way
+# the SQL reads it), and the accepted forms a 400 names. `None` as the check: free text (a
+# search, a substance name), which the SQL takes as it comes. Keyed by parameter name; a
+# question may override one name with its own rule (QUESTION_PARAMS).
+async def _check_design(db, value, extra=()):
+    designs = await design_values(db)
+    return _one_of(value, [*extra, *designs], "a study design")
+
+
+async def _check_registry(db, value):
+    known = await _distinct(db, "select distinct registry from trial_registrations order by 1")
+    return _one_of(value, known, "a registry with records in the catalog")
+
+
+async def _check_trial_id(db, value):
+    value = value.strip()
+    if value and not (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9/_.-]{3,40}", value) and re.search(r"\d", value)):
+        raise BadParameter(f"{value!r} is not a trial registration number")
+    return value
+
+
+async def _check_mesh_term(db, value):
+    value = value.strip()
+    if not value:
+        return ""
+    rows = await db.execute("select name from mesh_descriptors where name = :name collate nocase limit 1",
+                            {"name": value})
+    if not rows.rows:
+        raise BadParameter(f"no record in the catalog is indexed with a MeSH heading named {value!r}")
+    return rows.rows[0][0]
+
+
+async def _since(db, value):
+    return normalize_since(value)
+
+
+async def _count(db, value):
+    return normalize_count(value)
+
+
+async def _status(db, value):
+    return _one_of(value, RETRACTION_STATUSES, "a retraction or correction status")
+
+
+async def _free_text(db, value):
+    return value
+
+
+PARAM_RULES = {
+    "since": (_since, SINCE_FORMS),
+    "min_trials": (_count, "a whole number of 1 or more, or empty for 1"),
+    "status": (_status, "one of " + ", ".join(RETRACTION_STATUSES) + " (any case), or empty for all"),
+    "design": (_check_design, "a study design (rct, crossover_rct, systematic_review, observational_cohort, ...), "
+                              "or empty"),
+    "registry": (_check_registry, "a registry name (ClinicalTrials.gov, ISRCTN, EudraCT, ...), or empty"),
+    "trial_id": (_check_trial_id, "a registration number such as NCT04209296 or ISRCTN12345678, or empty"),
+    "term": (_check_mesh_term, "a MeSH heading of the catalog's records (e.g. Depression, Suicidal Ideation), "
+                               "or empty"),
+    "q": (_free_text, "search words"),
+    "topic": (_free_text, "search words, or empty"),
+    "molecule": (_free_text, "a ketamine form or any substance name, or empty"),
+}
+QUESTION_PARAMS = {
+    ("esketamine_trials", "design"): (
+        lambda db, value: _check_design(db, value, extra=("any", "randomised")),
+        "randomised (the default), any, or one study design (open_label_trial, observational_cohort, ...)"),
+}
+
+
+def param_rule(question: str, param: str):
+    return QUESTION_PARAMS.get((question, param)) or PARAM_RULES.get(param)
+
+
+_PARAMS = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class BadRequestError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+async def check_question(datasette, db, name: str, args: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """The question's query-string arguments with its parameters written as its SQL reads them
+    (None when nothing changed); BadRequestError naming the first parameter it cannot read."""
+    queries = await datasette.get_canned_queries(DATABASE, None)
+    query = queries.get(name)
+    if query is None:
+        return None
+    params = query.get("params") or _PARAMS.findall(query.get("sql") or "")
+    changed, out = False, []
+    for key, value in args:
+        rule = param_rule(name, key) if key in params else None
+        if rule is not None:
+            check, forms = rule
+            try:
+                new = await check(db, value)
+            except BadParameter as e:
+                raise BadRequestError(f"{name}: parameter {key}: {e}. Accepted: {forms}.") from None
+            if new != value:
+                changed, value = True, new
+        out.append((key, value))
+    return out if changed else None
+
+
+async def check_table(datasette, db, table: str, args: list[tuple[str, str]]) -> None:
+    sort = [(k, v) for k, v in args if k in ("_sort", "_sort_desc")]
+    if len(sort) > 1:
+        raise BadRequestError("Sort by one column: give _sort (ascending) or _sort_desc (descending), not both.")
+    if sort:
+        key, column = sort[0]
+        metadata = datasette.table_metadata(DATABASE, table) or {}
+        sortable = metadata.get("sortable_columns")
+        if sortable is None:  # every column but a binary one (its next-page token would be the bytes)
+            sortable = [c.name for c in await db.table_column_details(table) if (c.type or "").upper() != "BLOB"]
+            if not await db.primary_keys(table) and not table in await db.view_names():
+                sortable = ["rowid", *sortable]
+        if column not in sortable:
+            raise BadRequestError(f"{key}: {table} has no column {column!r} to sort by; "
+                                  f"sort by one of: {', '.join(sortable)}.")
+    if table == "articles":
+        names = await facet_sources(datasette)
+        for key, value in args:
+            if key == "_facet_catalog" and value not in names:
+                raise BadRequestError(f"_facet_catalog: no facet named {value!r}; the facets are: "
+                                      + "; ".join(f"{n} ({s['label']})" for n, s in names.items()) + ".")
+
+
+def _path_parts(path: str):
+    """(database, name, format) of /db/name[.format], else None."""
+    from datasette.utils import tilde_decode
+
+    parts = path.split("/")
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        return None
+    name, _, fmt = parts[2].partition(".")
+    return tilde_decode(parts[1]), tilde_decode(name), fmt
+
+
+async def _bad_request(datasette, scope, send, fmt: str, message: str) -> None:
+    if fmt in ("json", ""):
+        if fmt == "json":
+            response = Response.json({"ok": False, "error": message, "status": 400, "title": "Bad request"},
+                                     status=400)
+        else:
+            from datasette.utils.asgi import Request
+
+            page = await datasette.render_template(
+                "error.html", {"ok": False, "error": message, "status": 400, "title": "Bad request"},
+                request=Request({**scope, "csrftoken": lambda: ""}, None))
+            response = Response.html(page, status=400)
+    else:
+        response = Response.text(message + "\n", status=400)
+    await response.asgi_send(send)
+
+
+@hookimpl(specname="asgi_wrapper", tryfirst=True)
+def check_requests(datasette):
+    """Innermost wrapper (the security headers wrap its answers too)."""
+    from urllib.parse import parse_qsl, urlencode
+
+    def wrap(app):
+        async def checked(scope, receive, send):
+            parts = _path_parts(scope.get("path", "")) if scope["type"] == "http" else None
+            db = _catalog_db(datasette)
+            if parts is None or parts[0] != DATABASE or db is None:
+                return await app(scope, receive, send)
+            _, name, fmt = parts
+            args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            table = name if name in await _table_names(db) else None
+            try:
+                if table is not None:
+                    await check_table(datasette, db, table, args)
+                    # A reference manager takes the whole list (up to max_returned_rows), not a page.
+                    if fmt in REFERENCE_FORMATS and not any(k == "_size" for k, _ in args):
+                        args = [*args, ("_size", "max")]
+                        scope = {**scope, "query_string": urlencode(args).encode("latin-1")}
+                else:
+                    rewritten = await check_question(datasette, db, name, args)
+                    if rewritten is not None:
+                        scope = {**scope, "query_string": urlencode(rewritten).encode("latin-1")}
+            except BadRequestError as e:
+                return await _bad_request(datasette, scope, send, fmt, e.message)
+            token = _TABLE_PAGE.set(table)
+            try:
+                await app(scope, receive, send)
+            finally:
+                _TABLE_PAGE.reset(token)
+
+        return checked
+
+    return wrap
+
+
+_tables_cache: dict[int, tuple[float, set]] = {}
+
+
+async def _table_names(db) -> set:
+    """The database's tables and views (re-read when the file changes)."""
+    import os
+
+    try:
+        mtime = os.stat(db.path).st_mtime if db.path else 0.0
+    except OSError:
+        mtime = 0.0
+    cached = _tables_cache.get(id(db))
+    if cached is None or cached[0] != mtime:
+        names = set(await db.table_names()) | set(await db.view_names())
+        cached = (mtime, names)
+        _tables_cache[id(db)] = cached
+    return cached[1]
