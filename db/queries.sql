@@ -9,7 +9,11 @@
 -- (continued on `--   ` lines) and `-- example:` lines (parameter values the tests and the
 -- docs use; `-- example:` alone means every parameter left empty). The SQL runs to the next
 -- `-- name:`. Parameters are `:name`; Datasette shows each as a form field, and an empty
--- field means the default the description gives.
+-- field means the default the description gives. The catalog checks every parameter before
+-- the query runs (PARAM_RULES in db/plugins/catalog.py): a value in a form it cannot read
+-- (a date that is no date, a bare number where a run id must be written run:12 or #12, a
+-- status or design it does not know, a count that is not a whole number) answers HTTP 400
+-- naming the parameter and the forms it accepts, instead of "No rows".
 --
 -- Conventions: "current" records are those the topic query still returns and NLM has not
 -- deleted (`matches_query = 1 and is_deleted = 0`, the view column `is_current`). A record's
@@ -26,7 +30,7 @@
 --   evidence tags, or naming it in the title, abstract or keywords — with the trial
 --   registrations they cite, ClinicalTrials.gov NCT ids apart from other registries.
 --   By default randomised trials only; design=any lists every design; any other value
---   is one design (e.g. open_label_trial, observational_cohort).
+--   is one design (e.g. open_label_trial, observational_cohort; an unknown one is refused).
 -- example:
 -- example: design=any
 with patterns(pattern) as (
@@ -85,7 +89,8 @@ order by a.pub_date desc, a.pmid desc, cc.position
 -- description: Authors of current randomised trials, most trials first (ties: more first
 --   authorships, then name). An author is a name as PubMed spells it (last name and
 --   initials): two people with the same name count as one; the ORCIDs column shows the
---   identifiers their records carry. min_trials (default 1) drops authors with fewer.
+--   identifiers their records carry. min_trials (a whole number, default 1) drops authors
+--   with fewer.
 -- example:
 -- example: min_trials=2
 select n.author_id, n.author_name,
@@ -107,8 +112,9 @@ limit 50
 -- name: mesh_cooccurrence
 -- title: MeSH headings that co-occur with a heading
 -- description: For the current records NLM indexed with one MeSH heading (default
---   "Suicidal Ideation"), every other heading on those records: in how many, what share,
---   and how often as a major topic. Records awaiting indexing have no MeSH yet.
+--   "Suicidal Ideation", any case; a heading no record carries is refused), every other
+--   heading on those records: in how many, what share, and how often as a major topic.
+--   Records awaiting indexing have no MeSH yet.
 -- example:
 -- example: term=Depression
 with focus_term(name) as (
@@ -180,7 +186,7 @@ order by records desc, route, population
 -- title: Journals that publish the most records
 -- description: Journals by number of current records, with their randomised trials and
 --   systematic reviews or meta-analyses, and the years they span. design limits the count
---   to one primary design (e.g. rct); empty counts every record.
+--   to one primary design (e.g. rct; an unknown one is refused); empty counts every record.
 -- example:
 -- example: design=rct
 -- Counted from the journal index alone (it carries these columns; "+" keeps SQLite from
@@ -255,18 +261,21 @@ limit 50
 -- name: new_records_by_design
 -- title: New records since a date or a run, by design
 -- description: Records the catalog first stored after a point in time, by primary design,
---   with how many of them are current. since: a date (YYYY-MM-DD, compared with the start
---   of the run that stored the record), a run id (records first stored by later runs),
---   or empty for everything after the previous successful run (what the latest run added).
+--   with how many of them are current. since: a date (YYYY-MM-DD, also 2026/12/04 or
+--   2026-12-4; compared with the start of the run that stored the record), a run id written
+--   run:12 or #12 (records first stored by later runs; a bare number could be a year and is
+--   refused), or empty for everything after the previous successful run (what the latest
+--   run added).
 -- example:
 -- example: since=2000-01-01
--- example: since=0
+-- example: since=run:0
 with cutoff as (
   select case when trim(:since) = ''
               then coalesce((select id from harvest_runs where status = 'success'
                              order by id desc limit 1 offset 1), 0)
-              when trim(:since) not glob '*[^0-9]*' then cast(trim(:since) as integer) end as after_run,
-         case when trim(:since) glob '*[^0-9]*' then trim(:since) end as since_date
+              when ltrim(trim(:since), 'run:#') not glob '*[^0-9]*'
+              then cast(ltrim(trim(:since), 'run:#') as integer) end as after_run,
+         case when ltrim(trim(:since), 'run:#') glob '*[^0-9]*' then trim(:since) end as since_date
 ), new as (
   select a.* from articles a
   left join harvest_runs r on r.id = a.first_seen_run, cutoff c
@@ -284,16 +293,18 @@ order by new_records desc, study_design
 -- name: new_rcts_for_screening
 -- title: New randomised trials to screen
 -- description: Current randomised trials first stored after a point in time (since: a
---   date, a run id, or empty for what the latest successful run added), not retracted —
+--   date such as 2026-12-04, a run id written run:12 or #12, or empty for what the latest
+--   successful run added), not retracted —
 --   the list a living review screens after each harvest. Export it with the page's RIS link.
 -- example:
--- example: since=0
+-- example: since=run:0
 with cutoff as (
   select case when trim(:since) = ''
               then coalesce((select id from harvest_runs where status = 'success'
                              order by id desc limit 1 offset 1), 0)
-              when trim(:since) not glob '*[^0-9]*' then cast(trim(:since) as integer) end as after_run,
-         case when trim(:since) glob '*[^0-9]*' then trim(:since) end as since_date
+              when ltrim(trim(:since), 'run:#') not glob '*[^0-9]*'
+              then cast(ltrim(trim(:since), 'run:#') as integer) end as after_run,
+         case when ltrim(trim(:since), 'run:#') glob '*[^0-9]*' then trim(:since) end as since_date
 )
 select o.pmid, o.title, o.first_author, o.journal, o.pub_date, o.study_design, o.molecules,
        o.trial_ids, o.doi, o.first_seen_run, r.started_at as first_seen_at, o.pubmed_url
@@ -309,17 +320,19 @@ order by o.pub_date desc, o.pmid desc
 -- title: PRISMA-style record counts
 -- description: How the records the topic query identified divide up, for the whole catalog
 --   and for the records first stored after a point in time (since, as in
---   new_records_by_design). The removals exclude each other, in this order: deleted by
+--   new_records_by_design: a date such as 2026-12-04, a run id written run:12 or #12, or
+--   empty). The removals exclude each other, in this order: deleted by
 --   NLM, no longer matching the query, retracted, retraction notices; what remains goes
 --   to screening. identified = the removals + remaining.
 -- example:
--- example: since=0
+-- example: since=run:0
 with cutoff as (
   select case when trim(:since) = ''
               then coalesce((select id from harvest_runs where status = 'success'
                              order by id desc limit 1 offset 1), 0)
-              when trim(:since) not glob '*[^0-9]*' then cast(trim(:since) as integer) end as after_run,
-         case when trim(:since) glob '*[^0-9]*' then trim(:since) end as since_date
+              when ltrim(trim(:since), 'run:#') not glob '*[^0-9]*'
+              then cast(ltrim(trim(:since), 'run:#') as integer) end as after_run,
+         case when ltrim(trim(:since), 'run:#') glob '*[^0-9]*' then trim(:since) end as since_date
 ), flagged as (
   select a.pmid,
          case when a.is_deleted = 1 then 'deleted'

@@ -85,8 +85,9 @@ class Base:
             successes = sorted(i for i, r in self.runs.items() if r["status"] == "success")
             after = successes[-2] if len(successes) > 1 else 0
             return lambda a: a["first_seen_run"] > after
-        if since.isdigit():
-            return lambda a: a["first_seen_run"] > int(since)
+        run = since.removeprefix("run:").removeprefix("#")
+        if run.isdigit():  # run:12 or #12 (and a bare 12, which only SQL typed by hand may pass)
+            return lambda a: a["first_seen_run"] > int(run)
         return lambda a: (self.runs.get(a["first_seen_run"]) or {}).get("started_at", "") >= since
 
 
@@ -454,3 +455,73 @@ def test_every_query_is_a_canned_query_of_the_catalog(evidence_catalog, catalog)
     metadata_queries = ((metadata.get("databases") or {}).get("catalog") or {}).get("queries") or {}
     for name in metadata_queries:
         assert name in listed
+
+
+# -- the questions' parameters: read as a person types them, or refused with the reason -----
+
+
+def load_catalog_plugin():
+    spec = importlib.util.spec_from_file_location("catalog_plugin_for_params", ROOT / "db" / "plugins" / "catalog.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_parameter_of_every_question_has_a_rule():
+    plugin = load_catalog_plugin()
+    metadata = yaml.safe_load((ROOT / "db" / "metadata.yml").read_text())
+    questions = {name: q["params"] for name, q in QUERIES.items()}
+    for name, q in metadata["databases"]["catalog"]["queries"].items():
+        questions[name] = plugin._PARAMS.findall(q["sql"])
+    missing = [f"{name}?{p}" for name, params in questions.items() for p in params if plugin.param_rule(name, p) is None]
+    assert missing == []
+
+
+def test_questions_refuse_what_they_cannot_read_and_accept_what_people_type(evidence_catalog, catalog):
+    from datasette.app import Datasette
+
+    ds = Datasette([str(evidence_catalog)],
+                   metadata=yaml.safe_load((ROOT / "db" / "metadata.yml").read_text()),
+                   settings=json.loads((ROOT / "db" / "settings.json").read_text()),
+                   plugins_dir=str(ROOT / "db" / "plugins"), template_dir=str(ROOT / "db" / "templates"))
+    refused = {
+        "prisma_flow?since=2020": ("since", "run:2020"),  # a year or a run id? say which
+        "new_records_by_design?since=2": ("since", "run:2"),
+        "new_rcts_for_screening?since=04.12.2026": ("since", "2026-12-04"),
+        "new_records_by_design?since=2026-02-30": ("since", "not a date on the calendar"),
+        "top_rct_authors?min_trials=abc": ("min_trials", "whole number"),
+        "top_rct_authors?min_trials=0": ("min_trials", "whole number"),
+        "esketamine_trials?design=nonsense": ("design", "randomised"),
+        "top_journals?design=randomized": ("design", "study design"),
+        "mesh_cooccurrence?term=No Such Heading": ("term", "MeSH heading"),
+    }
+
+    async def fetch(path):
+        return await ds.client.get(path)
+
+    async def fetch_all():
+        out = {}
+        for path in refused:
+            out[path] = (await fetch("/catalog/" + path.replace("?", ".json?", 1)), await fetch("/catalog/" + path))
+        for since in ("run:1", "#1", "RUN:1", "2000-01-01", "2000/01/01", "2000-1-1"):
+            out[since] = await fetch("/catalog/prisma_flow.json?_shape=array&" + urlencode({"since": since}))
+        out["ris"] = await fetch("/catalog/rct_share_by_year.ris")
+        out["term"] = await fetch("/catalog/mesh_cooccurrence.json?_shape=array&term=suicidal+ideation")
+        return out
+
+    out = asyncio.run(fetch_all())
+    for path, (param, hint) in refused.items():
+        as_json, as_page = out[path]
+        assert as_json.status_code == 400 and as_page.status_code == 400, path
+        message = as_json.json()["error"]
+        assert f"parameter {param}:" in message and "Accepted:" in message and hint in message, message
+        assert f"parameter {param}:" in as_page.text
+    # One catalog of one run: run:1, #1 and a date before it mean the same records.
+    flows = {since: [(r["all_records"], r["new_records"]) for r in out[since].json()]
+             for since in ("run:1", "#1", "RUN:1", "2000-01-01", "2000/01/01", "2000-1-1")}
+    assert flows["run:1"] == flows["#1"] == flows["RUN:1"] == prisma_expected(base_of(evidence_catalog), "run:1")
+    assert flows["2000-01-01"] == flows["2000/01/01"] == flows["2000-1-1"] == \
+        prisma_expected(base_of(evidence_catalog), "2000-01-01")
+    assert out["ris"].status_code == 400 and "no article rows" in out["ris"].text
+    assert out["term"].status_code == 200 and out["term"].json() == json.loads(json.dumps(
+        run(catalog, "mesh_cooccurrence", term="Suicidal Ideation")))

@@ -1481,7 +1481,8 @@ class BadParameter(ValueError):
 
 
 _DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+# A start time as harvest_runs writes it; a "+" left unencoded in a URL arrives as a space.
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|[ +-]\d{2}:?\d{2})?$")
 _RUN = re.compile(r"^(?:run\s*[:#]?\s*|#)(\d+)$", re.I)
 SINCE_FORMS = ("a date (2026-12-04, also 2026/12/04 or 2026-12-4), a harvest start time "
                "(2026-12-04T06:00:00+00:00), a run id written run:12 or #12, or empty")
@@ -1503,8 +1504,10 @@ def normalize_since(value: str) -> str:
             return dt.date(*map(int, date.groups())).isoformat()
         except ValueError:
             raise BadParameter(f"{value!r} is not a date on the calendar") from None
-    if _TIMESTAMP.match(value):
-        return value.replace(" ", "T")
+    stamp = _TIMESTAMP.match(value)
+    if stamp:
+        day, time, zone = stamp.groups()
+        return f"{day}T{time}" + (zone or "").replace(" ", "+")
     if value.isdigit():
         raise BadParameter(f"{value!r} could be a year or a run id: write a run id as run:{value} "
                            f"(or #{value}), a date as {value if len(value) == 4 else '2026'}-01-01")
@@ -1724,6 +1727,7 @@ def check_requests(datasette):
             if parts is None or parts[0] != DATABASE or db is None:
                 return await app(scope, receive, send)
             _, name, fmt = parts
+            await datasette.invoke_startup()  # (once) before the first request's checks use it
             args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
             table = name if name in await _table_names(db) else None
             try:
