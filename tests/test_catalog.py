@@ -864,3 +864,126 @@ def test_publish_build_makes_an_immutable_copy_and_replaces_it_atomically(site, 
     assert reader.execute("select count(*) from articles").fetchone()[0] == count
     reader.close()
     assert not [p for p in target.iterdir() if p.name.startswith(".")]
+
+
+# -- answers that say what they hold, and refuse what they cannot read ------------------------
+
+
+def limited_client(site: Path, tmp_path: Path, max_rows: int) -> Client:
+    """The catalog served with `max_returned_rows` lowered, so a list can outgrow one request."""
+    copy = tmp_path / "limited"
+    shutil.copytree(site, copy, ignore=shutil.ignore_patterns("inspect-data.json"))
+    settings = json.loads((copy / "settings.json").read_text())
+    settings["max_returned_rows"] = max_rows
+    (copy / "settings.json").write_text(json.dumps(settings))
+    return Client(copy)
+
+
+def test_every_export_link_of_the_articles_page_takes_the_whole_list(client, db):
+    year = 2021
+    expected = sql_set(db, "select pmid from articles where pub_year = ?", [year])
+    assert 50 < len(expected) < 1000
+    html = client.get(f"/catalog/articles?pub_year={year}").text
+    links = {}
+    for url, fmt in re.findall(r'<a href="(/catalog/articles\.(\w+)\?[^"]*)"', html):
+        links.setdefault(fmt, url)  # the "This data as" link, before the advanced ones
+    assert {"json", "ris", "bib", "csljson", "csv"} <= set(links)
+    got = {}
+    for fmt, url in links.items():
+        text = client.get(url.replace("&amp;", "&")).text
+        if fmt == "json":
+            got[fmt] = {r[0] for r in json.loads(text)["rows"]}
+        elif fmt == "ris":
+            got[fmt] = {int(e["accession_number"]) for e in rispy.loads(text)}
+        elif fmt == "bib":
+            got[fmt] = {int(e.key[4:]) for e in bibtexparser.parse_string(text).entries}
+        elif fmt == "csljson":
+            got[fmt] = {int(i["PMID"]) for i in json.loads(text)}
+        elif fmt == "csv":
+            got[fmt] = {int(r["pmid"]) for r in csv.DictReader(io.StringIO(text))}
+    assert got == {fmt: expected for fmt in got}
+    # The address a user types, without _size, is the whole list too.
+    typed = rispy.loads(client.get(f"/catalog/articles.ris?pub_year={year}").text)
+    assert {int(e["accession_number"]) for e in typed} == expected
+
+
+def test_an_export_that_stops_at_the_limit_says_so(site, tmp_path, db):
+    year, limit = 2021, 100
+    total = db.execute("select count(*) from articles where pub_year = ?", [year]).fetchone()[0]
+    assert total > limit
+    c = limited_client(site, tmp_path, limit)
+    try:
+        ris = c.get(f"/catalog/articles.ris?pub_year={year}").text
+        assert len(rispy.loads(ris)) == limit
+        first = ris.splitlines()[0]
+        assert f"first {limit:,} of {total:,} records" in first and "max_returned_rows" in first
+        bib = bibtexparser.parse_string(c.get(f"/catalog/articles.bib?pub_year={year}").text)
+        assert bib.failed_blocks == [] and len(bib.entries) == limit
+        assert any(f"first {limit:,} of {total:,}" in comment.comment for comment in bib.comments)
+        page = c.get(f"/catalog/articles?pub_year={year}").text
+        assert f"first\n    {limit:,} records of {total:,}" in page or f"first {limit:,} records of {total:,}" in page
+        # A list within the limit carries no such note.
+        small = c.get("/catalog/articles.ris?_notice=Retracted").text
+        assert not small.startswith("Note:") and len(rispy.loads(small)) == len(RETRACTED)
+        assert 'class="export-note"' not in c.get("/catalog/articles?_notice=Retracted").text
+        # A question's answer past the limit: the page says so by its export links.
+        many = c.get("/catalog/systematic_reviews").text
+        assert 'class="export-note"' in many and f"more than {limit:,} rows" in many
+    finally:
+        c.close()
+
+
+def test_questions_of_the_catalog_refuse_what_they_cannot_read(client, db):
+    for path, param in (("new_since?since=garbage", "since"), ("new_since?since=04.12.2026", "since"),
+                        ("new_since?since=2", "since"),
+                        ("retracted_or_corrected?status=nonsense", "status"),
+                        ("counts_per_year_by_design?design=nonsense", "design"),
+                        ("registered_trials?registry=Nowhere", "registry"),
+                        ("registered_trials?trial_id=%3Cscript%3E", "trial_id")):
+        response = client.get("/catalog/" + path.replace("?", ".json?"))
+        assert response.status_code == 400, path
+        assert f"parameter {param}:" in response.json()["error"] and "Accepted:" in response.json()["error"]
+        page = client.get("/catalog/" + path)
+        assert page.status_code == 400 and f"parameter {param}:" in page.text
+        assert "&#39;<script>" not in page.text  # the value as typed, escaped
+    retracted = set(pmids_of(query(client, "retracted_or_corrected", status="retracted")))
+    assert retracted == RETRACTED  # any case
+    refused = client.get("/catalog/counts_per_year_by_design.ris")
+    assert refused.status_code == 400 and "no article rows" in refused.text
+    # An article question with nothing to list is an answer, and its file says so.
+    empty = client.get("/catalog/new_since.ris?since=2999-01-01")
+    assert empty.status_code == 200 and empty.text.startswith("Note: new_since: no records match")
+    assert rispy.loads(empty.text) == []
+
+
+@pytest.mark.dated
+def test_new_since_reads_dates_as_people_write_them_and_run_ids_as_run_n(client, db):
+    second = db.execute("select started_at from harvest_runs where id = 2").fetchone()[0]
+    day = dt.date.fromisoformat(second[:10])
+    written = [day.isoformat(), day.strftime("%Y/%m/%d"), f"{day.year}-{day.month}-{day.day}"]
+    answers = [set(pmids_of(query(client, "new_since", since=w))) for w in written]
+    everything_that_day = sql_set(db, "select pmid from articles where first_seen_run in "
+                                      "(select id from harvest_runs where started_at >= ?)", [day.isoformat()])
+    assert answers == [everything_that_day] * 3
+    assert set(pmids_of(query(client, "new_since", since="run:1"))) == LATE_ARRIVALS
+    assert set(pmids_of(query(client, "new_since", since="%231"))) == LATE_ARRIVALS
+
+
+def test_unknown_sorts_and_facet_names_are_refused_and_only_get_and_head_are_served(client):
+    response = client.get("/catalog/articles.json?_sort=nosuchcol")
+    assert response.status_code == 400 and "nosuchcol" in response.json()["error"]
+    assert client.get("/catalog/articles?_sort_desc=nosuchcol").status_code == 400
+    assert client.get("/catalog/articles?_sort=pmid&_sort_desc=pmid").status_code == 400
+    assert client.get("/catalog/article_xml.json?_sort=xml_zlib").status_code == 400
+    unknown = client.get("/catalog/articles?_facet_catalog=language")
+    assert unknown.status_code == 400
+    assert "no facet named &#39;language&#39;" in unknown.text and "lang (Language)" in unknown.text
+    assert client.get("/catalog/articles?_facet_catalog=lang").status_code == 200
+    # Every facet name is on the page.
+    page = client.get("/catalog/articles").text
+    for name in ("pubtype", "mesh", "comparator", "outcome", "theme", "design", "lang", "registry"):
+        assert f"_facet_catalog={name}" in page
+    options = client.loop.run_until_complete(client.ds.client.request("OPTIONS", "/catalog/articles"))
+    assert options.status_code == 405 and options.headers["allow"] == "GET, HEAD"
+    head = client.loop.run_until_complete(client.ds.client.request("HEAD", "/catalog/articles"))
+    assert head.status_code == 200
