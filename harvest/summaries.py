@@ -12,6 +12,7 @@ questions every time, so their answers are computed once per harvest:
   value of one of them reads its other facets' counts instead of counting;
 * `catalog_counts` and `current_year_design`: the front page's figures over current records;
 * `facet_sources`: each facet's label, kind and SQL, which the plugin filters and counts with;
+* `evidence_map_counts` and `evidence_map_definition`: the evidence map's (harvest/evidence_map.py);
 * `summary_state`: `stale` is set to 1 by triggers on every table the counts read, by any
   write whatsoever, and back to 0 by `refresh`. The Datasette plugin reads the tables only
   while `stale` is 0 and counts live otherwise, so a count shown is never out of date.
@@ -27,6 +28,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import sqlite_utils
+
+from . import evidence_map
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def refresh(db: sqlite_utils.Database) -> float:
             insert into current_year_design
             select pub_year, study_design, count(*) from articles
             where matches_query = 1 and is_deleted = 0 group by pub_year, study_design""")
+        evidence_map.refresh(db)
         seconds = time.perf_counter() - start
         # Last: the triggers fired by the deletes and inserts above do not touch summary_state.
         conn.execute("update summary_state set stale = 0, refreshed_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "

@@ -1,0 +1,188 @@
+"""The evidence map: studies counted by the question they answer and how strong their design is.
+
+Rows are what a clinician asks, in one of three fixed lists (every row shown, also where it
+counts zero: the gaps are the point): population x molecule ("treatment-resistant depression
+x esketamine"), outcome, or theme. Columns are evidence levels, each a set of primary study
+designs (`articles.study_design`, one per record, so a record is in one column at most).
+Route, comparator and publication years narrow it.
+
+Owns:
+* `DEFINITION`: the rows, the levels and the filters, with, for each, both the SQL that counts
+  it and the articles-table arguments that list it (`/catalog/articles?...`), so that a cell's
+  number and the list it links to are the same records;
+* `refresh(db)`: `evidence_map_counts(axis, row, level, pub_year, route, comparator, count)`,
+  the map's counts for every row, level, year, route ('' = any) and comparator ('' = any), and
+  `evidence_map_definition`, the definition as JSON, so that the served catalog (the Datasette
+  plugin db/plugins/evidence_map.py, or a published copy without this package) counts and links
+  with exactly what was summarised. `harvest/summaries.py` calls it in its refresh: it is fresh
+  exactly when the facet counts are (`summary_state.stale`).
+
+Must never: be the only place a count exists (the rows are the truth; the plugin counts live
+while the summaries are stale), or write anything but its two tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from itertools import product
+
+import sqlite_utils
+
+from .tags import FACET_VALUES
+
+# The records counted: what the topic query returns and NLM has not deleted, and, once the
+# catalog knows it (column `psychiatric`), only records on depression in the psychiatric sense.
+SCOPE_SQL = "a.matches_query = 1 and a.is_deleted = 0"
+SCOPE_ARGS = "matches_query=1&is_deleted=0"
+PSYCHIATRIC_SQL = " and a.psychiatric = 1"
+PSYCHIATRIC_ARGS = "&psychiatric=1"
+
+# Evidence levels, strongest first: (key, label, primary designs).
+LEVELS = [
+    ("reviews", "Systematic reviews and meta-analyses", ("systematic_review", "meta_analysis")),
+    ("rcts", "Randomised trials", ("rct", "crossover_rct")),
+    ("other_trials", "Other trials", ("open_label_trial", "trial_protocol")),
+    ("observational", "Observational studies", ("observational_cohort", "case_control", "secondary_analysis")),
+    ("case_reports", "Case reports and series", ("case_report_series",)),
+    ("preclinical", "Preclinical (animal, in vitro)", ("preclinical_animal", "in_vitro")),
+]
+
+LABELS = {
+    "treatment_resistant_depression": "Treatment-resistant depression",
+    "major_depressive_disorder": "Major depressive disorder",
+    "bipolar_depression": "Bipolar depression",
+    "suicidal_ideation": "Suicidal ideation or behaviour",
+    "ptsd": "PTSD",
+    "perinatal_postpartum": "Perinatal or postpartum depression",
+    "adolescents": "Children and adolescents",
+    "older_adults": "Older adults",
+    "anxious_depression": "Anxious depression",
+    "substance_use_comorbidity": "Depression with substance use",
+    "racemic_ketamine": "racemic ketamine",
+    "esketamine": "esketamine",
+    "arketamine": "arketamine",
+    "hydroxynorketamine_metabolites": "hydroxynorketamine (metabolites)",
+    "unspecified_ketamine": "ketamine (form not stated)",
+    "intravenous": "Intravenous", "intranasal": "Intranasal", "oral": "Oral", "intramuscular": "Intramuscular",
+    "subcutaneous": "Subcutaneous", "sublingual_buccal": "Sublingual or buccal",
+    "placebo": "Placebo", "active_placebo_midazolam": "Active placebo (midazolam)",
+    "ect": "Electroconvulsive therapy", "other_antidepressant": "Another antidepressant",
+    "madrs": "MADRS", "hamd": "HAM-D", "bdi": "BDI", "qids": "QIDS", "cssrs_suicidality": "C-SSRS (suicidality)",
+    "remission": "Remission", "response": "Response", "relapse": "Relapse",
+    "dissociation_cadss": "Dissociation (CADSS)", "blood_pressure": "Blood pressure", "cognition": "Cognition",
+    "abuse_misuse": "Abuse or misuse", "urological": "Urological effects",
+    "mechanism": "Mechanism of action", "rapid_onset": "Rapid onset", "treatment_resistance": "Treatment resistance",
+    "durability_relapse_maintenance": "Durability, relapse, maintenance",
+    "safety_side_effects": "Safety and side effects", "misuse_abuse": "Misuse and abuse",
+    "cost_access": "Cost and access",
+}
+
+# The populations a clinician asks about (animals and healthy volunteers are not patients).
+POPULATIONS = tuple(p for p in FACET_VALUES["population"] if p not in ("animals", "healthy_volunteers"))
+
+# axis -> (label, the tag facets a row is made of)
+AXES = {
+    "population_molecule": ("Population × molecule", ("population", "molecule")),
+    "outcome": ("Outcome", ("outcome",)),
+    "theme": ("Theme", ("theme",)),
+}
+AXIS_VALUES = {"population": POPULATIONS, "molecule": FACET_VALUES["molecule"],
+               "outcome": FACET_VALUES["outcome"], "theme": FACET_VALUES["theme"]}
+FILTERS = {"route": FACET_VALUES["route"], "comparator": FACET_VALUES["comparator"]}
+ROW_SEPARATOR = "|"
+
+
+def label(value: str) -> str:
+    return LABELS.get(value, value.replace("_", " "))
+
+
+def _quoted(values) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def level_sql() -> str:
+    """SQL of an article's (alias a) evidence level key, NULL when its design is in none."""
+    whens = " ".join(f"when a.study_design in ({_quoted(designs)}) then '{key}'" for key, _, designs in LEVELS)
+    return f"case {whens} end"
+
+
+def row_pairs_sql(axis: str) -> str:
+    """SQL giving (pmid, row) for every row of `axis` a record answers; rows are tag values
+    joined by ROW_SEPARATOR, in AXES' facet order."""
+    facets = AXES[axis][1]
+    aliases = [f"t{i}" for i in range(len(facets))]
+    row = " || '|' || ".join(f"{t}.value" for t in aliases)
+    joins = " ".join(f"join article_tags {t} on {t}.pmid = t0.pmid and {t}.facet = '{f}' "
+                     f"and {t}.value in ({_quoted(AXIS_VALUES[f])})"
+                     for t, f in zip(aliases[1:], facets[1:]))
+    return (f"select t0.pmid as pmid, {row} as row from article_tags t0 {joins} "
+            f"where t0.facet = '{facets[0]}' and t0.value in ({_quoted(AXIS_VALUES[facets[0]])})")
+
+
+def definition(psychiatric: bool) -> dict:
+    """Everything the served catalog needs to draw, count and link the map."""
+    axes = []
+    for axis, (axis_label, facets) in AXES.items():
+        rows = []
+        for values in product(*(AXIS_VALUES[f] for f in facets)):
+            key = ROW_SEPARATOR.join(values)
+            text = " × ".join(label(v) for v in values)
+            args = "&".join(f"_{f}={v}" for f, v in zip(facets, values))
+            rows.append({"key": key, "label": text, "args": args})
+        axes.append({"key": axis, "label": axis_label, "facets": list(facets), "rows": rows,
+                     "pairs_sql": row_pairs_sql(axis)})
+    return {
+        "scope_sql": SCOPE_SQL + (PSYCHIATRIC_SQL if psychiatric else ""),
+        "scope_args": SCOPE_ARGS + (PSYCHIATRIC_ARGS if psychiatric else ""),
+        "level_sql": level_sql(),
+        "levels": [{"key": key, "label": text, "designs": list(designs),
+                    "args": "study_design__in=" + ",".join(designs)} for key, text, designs in LEVELS],
+        "axes": axes,
+        "filters": [{"key": name, "label": name.capitalize(), "arg": f"_{name}",
+                     "values": [{"key": v, "label": label(v)} for v in values]}
+                    for name, values in FILTERS.items()],
+    }
+
+
+SCHEMA = [
+    """create table if not exists evidence_map_definition (
+        id integer primary key check (id = 1), definition text not null)""",
+    # route and comparator: '' counts every record, whatever its routes or comparators.
+    """create table if not exists evidence_map_counts (
+        axis text not null, row text not null, level text not null, pub_year integer,
+        route text not null, comparator text not null, count integer not null)""",
+    """create index if not exists idx_evidence_map_counts
+        on evidence_map_counts (axis, route, comparator, pub_year)""",
+]
+
+
+def install(db: sqlite_utils.Database) -> None:
+    for statement in SCHEMA:
+        db.execute(statement)
+
+
+def refresh(db: sqlite_utils.Database) -> None:
+    """Recount the map (inside the caller's transaction: summaries.refresh holds one)."""
+    install(db)
+    conn = db.conn
+    spec = definition("psychiatric" in db["articles"].columns_dict)
+    conn.execute("delete from evidence_map_definition")
+    conn.execute("insert into evidence_map_definition values (1, ?)", [json.dumps(spec)])
+    conn.execute("delete from evidence_map_counts")
+    # Routes and comparators of every record that has any ('' stands for "any" below).
+    extra: dict[str, dict[int, set]] = {name: defaultdict(set) for name in FILTERS}
+    for facet, pmid, value in conn.execute(
+            f"select facet, pmid, value from article_tags where facet in ({_quoted(FILTERS)})"):
+        extra[facet][pmid].add(value)
+    counts: Counter = Counter()
+    for axis in spec["axes"]:
+        for pmid, row, level, year in conn.execute(f"""
+                select r.pmid, r.row, {spec['level_sql']} as level, a.pub_year
+                from ({axis['pairs_sql']}) r join articles a on a.pmid = r.pmid
+                where {spec['scope_sql']} and level is not null"""):
+            for route in ("", *extra["route"].get(pmid, ())):
+                for comparator in ("", *extra["comparator"].get(pmid, ())):
+                    counts[(axis["key"], row, level, year, route, comparator)] += 1
+    conn.executemany("insert into evidence_map_counts values (?, ?, ?, ?, ?, ?, ?)",
+                     ((*key, n) for key, n in counts.items()))
