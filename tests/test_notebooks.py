@@ -33,6 +33,8 @@ print("PROBE " + _json.dumps({
     "routes": {k: int(v) for k, v in routes.items()},
     "populations": {k: int(v) for k, v in populations.items()},
     "journals": [[j, int(n)] for j, n in journals[["journal", "records"]].values],
+    "evidence_matrix": {f"{r}|{c}": int(n) for (r, c), n in evidence_matrix.stack().items() if n},
+    "evidence_rows": len(evidence_matrix),
 }))'''
 
 LIVING_PROBE = '''\
@@ -75,7 +77,7 @@ def test_notebooks_are_committed_without_outputs(name):
 
 def test_evidence_map(evidence_catalog):
     numbers, text, images = execute("evidence_map", EVIDENCE_PROBE, CATALOG_DB=str(evidence_catalog))
-    assert images == 5  # design, molecule, RCT share, routes and populations, journals
+    assert images == 6  # the evidence map, design, molecule, RCT share, routes and populations, journals
 
     conn = connect_ro(evidence_catalog)
     articles = [dict(r) for r in conn.execute(
@@ -103,6 +105,41 @@ def test_evidence_map(evidence_catalog):
     assert numbers["populations"] == dict(Counter(r for p in on_ketamine for r in tags[p]["population"]))
     journals = Counter(a["journal"] for a in articles if a["journal"])
     assert numbers["journals"] == [[j, journals[j]] for j in sorted(journals, key=lambda j: (-journals[j], j))[:25]]
+    assert_the_figure_is_the_map(numbers, text, evidence_catalog)
+
+
+def map_cells(path) -> dict:
+    """The served map's cells (population x molecule, no filter), from the harvester's summary
+    of them, keyed as the notebook's probe keys them: "row label|level label"."""
+    conn = connect_ro(path)
+    spec = json.loads(conn.execute("select definition from evidence_map_definition").fetchone()[0])
+    axis = next(a for a in spec["axes"] if a["key"] == "population_molecule")
+    rows = {r["key"]: r["label"] for r in axis["rows"]}
+    levels = {lv["key"]: lv["label"] for lv in spec["levels"]}
+    cells = {f"{rows[row]}|{levels[level]}": n for row, level, n in conn.execute(
+        "select row, level, sum(count) from evidence_map_counts where axis = 'population_molecule' "
+        "and route = '' and comparator = '' group by row, level having sum(count) > 0")}
+    conn.close()
+    return cells
+
+
+def assert_the_figure_is_the_map(numbers, text, path):
+    cells = map_cells(path)
+    assert numbers["evidence_matrix"] == cells
+    assert numbers["evidence_rows"] == 50  # every population x molecule, also where it counts zero
+    assert f"{50 * 6 - len(cells)} of 300 cells are empty: the gaps." in text
+
+
+def test_evidence_map_figure_over_a_catalog_with_many_tagged_studies(tmp_path_factory):
+    """The shared records hold three on ketamine: the map's figure is checked again over the
+    evidence-map tests' catalog, whose derived records fill most of its cells."""
+    from tests.test_evidence_map import build_map_site
+
+    path = build_map_site(tmp_path_factory) / "catalog.db"
+    numbers, text, images = execute("evidence_map", EVIDENCE_PROBE, CATALOG_DB=str(path))
+    assert images == 6
+    assert len(numbers["evidence_matrix"]) > 100
+    assert_the_figure_is_the_map(numbers, text, path)
 
 
 def test_living_review_over_the_evidence_catalog(evidence_catalog, tmp_path):
