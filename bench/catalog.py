@@ -11,8 +11,9 @@ article_xml (the compressed originals, which no page reads) and article_events.
 It is served as `make serve` serves db/: `datasette serve DIR` where DIR holds a copy of
 every file of db/ except its database, and the bench catalog as catalog.db. A bounded
 loopback load (CONCURRENCY clients, at most REQUESTS requests and SECONDS seconds per page)
-measures p50 and p95 of: ranked search, the faceted articles page, an article page, and
-every canned query of the catalog (metadata.yml's and the cookbook's), first page load.
+measures p50 and p95 of: ranked search, the faceted articles page, an article page, the
+evidence map (/-/evidence-map, its three axes and filters, and its JSON), and every canned
+query of the catalog (metadata.yml's and the cookbook's), first page load.
 """
 
 from __future__ import annotations
@@ -204,6 +205,11 @@ def pages(catalog: Path, base: str) -> dict[str, list[str]]:
         "articles_faceted_two_filters": [f"/catalog/articles?study_design={design}&pub_year={year}"],
         "article_page": [f"/catalog/articles/{p}" for p in pmids],
         "front_page": ["/"],
+        # The evidence map: each axis, unfiltered and narrowed (route, comparator, years), and its JSON.
+        "evidence_map": ["/-/evidence-map", "/-/evidence-map?axis=outcome&route=intravenous",
+                         "/-/evidence-map?axis=theme&comparator=placebo&from=2015&to=2024",
+                         "/-/evidence-map?axis=population_molecule&route=intranasal&from=2010"],
+        "evidence_map_json": ["/-/evidence-map.json", "/-/evidence-map.json?axis=outcome&from=2000"],
     }
     queries = httpx.get(base + "/catalog.json", timeout=120).json().get("queries", [])
     for q in queries:
@@ -262,12 +268,14 @@ def run(workdir: Path, source: Path) -> dict:
         latency = serve_and_measure(target_dir)
     search_like = ["search", "article_page"]
     faceted = ["articles_faceted", "articles_faceted_filtered"]
+    evidence_map = ["evidence_map", "evidence_map_json"]
     return {
         "build": built, "latency": latency, "load": load.summary(),
         "concurrency": CONCURRENCY,
         "goals": {
             "search_and_article_p95_under_200ms": all(latency[k]["p95_ms"] < 200 for k in search_like),
             "faceted_p95_under_500ms": all(latency[k]["p95_ms"] < 500 for k in faceted),
+            "evidence_map_p95_under_500ms": all(latency[k]["p95_ms"] < 500 for k in evidence_map),
             "canned_queries_p95_under_500ms": all(v["p95_ms"] < 500 for k, v in latency.items() if k.startswith("query:")),
         },
     }
