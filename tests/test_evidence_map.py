@@ -243,3 +243,37 @@ def test_the_summary_counts_each_record_once_per_cell(site):
         "and route = '' and comparator = '' group by 1, 2")})
     conn.close()
     assert found == expected and sum(found.values()) > 200
+
+
+def test_a_catalog_from_before_the_map_gets_it_on_upgrade_and_the_page_says_what_to_do_until_then(site, tmp_path):
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    conn = sqlite3.connect(copy / "catalog.db")
+    expected = conn.execute("select axis, row, level, pub_year, route, comparator, count from evidence_map_counts "
+                            "order by 1, 2, 3, 4, 5, 6").fetchall()
+    conn.execute("drop table evidence_map_counts")
+    conn.execute("drop table evidence_map_definition")
+    conn.execute("delete from _sqlite_migrations where name = '0009_evidence_map'")
+    conn.commit()
+    conn.close()
+    before = Client(copy)
+    try:
+        page = before.get("/-/evidence-map")
+        assert page.status_code == 404
+        assert page.text == ("Evidence map: this catalog predates the evidence map: run a harvest or "
+                             "`python -m harvest retag` once to count it\n")
+    finally:
+        before.close()
+
+    from harvest import store
+
+    store.open_db(copy / "catalog.db").conn.close()  # what every harvest, import and retag opens with
+    conn = sqlite3.connect(copy / "catalog.db")
+    assert conn.execute("select axis, row, level, pub_year, route, comparator, count from evidence_map_counts "
+                        "order by 1, 2, 3, 4, 5, 6").fetchall() == expected
+    conn.close()
+    after = Client(copy)
+    try:
+        assert after.json("/-/evidence-map.json")["counted_from"] == "summaries"
+    finally:
+        after.close()
