@@ -277,3 +277,34 @@ def test_a_catalog_from_before_the_map_gets_it_on_upgrade_and_the_page_says_what
         assert after.json("/-/evidence-map.json")["counted_from"] == "summaries"
     finally:
         after.close()
+
+
+def test_once_the_catalog_knows_the_sense_of_depression_only_psychiatric_records_are_counted(site, tmp_path):
+    """h2's `articles.psychiatric` (1: depression in the psychiatric sense): the map counts and
+    lists only those records. Here the column is derived: every other record set to 0."""
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    db = sqlite_utils.Database(copy / "catalog.db")
+    if "psychiatric" not in db["articles"].columns_dict:
+        db.execute("alter table articles add column psychiatric integer")
+    db.execute("update articles set psychiatric = pmid % 2")
+    db.conn.commit()
+    summaries.refresh(db)
+    db.conn.close()
+    c = Client(copy)
+    try:
+        matrix = c.json("/-/evidence-map.json?axis=population_molecule")
+        for row, cell in every_cell(matrix):
+            assert dict(parse_qsl(urlsplit(cell["url"]).query))["psychiatric"] == "1"
+            assert list_count(c, cell["url"]) == cell["count"], (row["label"], cell["level"])
+    finally:
+        c.close()
+    conn = sqlite3.connect(f"file:{copy / 'catalog.db'}?mode=ro", uri=True)
+    counted = conn.execute("select sum(count) from evidence_map_counts where axis = 'population_molecule' "
+                           "and route = '' and comparator = ''").fetchone()[0]
+    conn.close()
+    assert 0 < sum(cell["count"] for _, cell in every_cell(matrix)) == counted
+    everything = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
+    assert counted < everything.execute("select sum(count) from evidence_map_counts where axis = 'population_molecule' "
+                                        "and route = '' and comparator = ''").fetchone()[0]
+    everything.close()
