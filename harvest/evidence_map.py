@@ -24,7 +24,7 @@ while the summaries are stale), or write anything but its two tables.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from itertools import product
 
 import sqlite_utils
@@ -170,19 +170,34 @@ def refresh(db: sqlite_utils.Database) -> None:
     conn.execute("delete from evidence_map_definition")
     conn.execute("insert into evidence_map_definition values (1, ?)", [json.dumps(spec)])
     conn.execute("delete from evidence_map_counts")
-    # Routes and comparators of every record that has any ('' stands for "any" below).
-    extra: dict[str, dict[int, set]] = {name: defaultdict(set) for name in FILTERS}
-    for facet, pmid, value in conn.execute(
-            f"select facet, pmid, value from article_tags where facet in ({_quoted(FILTERS)})"):
-        extra[facet][pmid].add(value)
+    # Grouped in SQLite by row, level, year and the record's routes and comparators (as lists),
+    # then each group expanded in Python to every route and comparator it counts under, '' ("any")
+    # included: the work per record is SQLite's; Python sees one line per group. The records in
+    # scope with a level, and the routes and comparators of each, are listed once (temporary
+    # tables keyed by PMID; the scope's columns are read from an index, not from the rows).
+    extra = ", ".join(f"group_concat(case when facet = '{name}' then value end, ',') as {name}" for name in FILTERS)
+    conn.execute("drop table if exists temp.evidence_map_base")
+    conn.execute("drop table if exists temp.evidence_map_extra")
+    conn.execute("create temp table evidence_map_base (pmid integer primary key, level text, pub_year integer)")
+    conn.execute(f"""insert into temp.evidence_map_base
+                     select a.pmid, {spec['level_sql']} as level, a.pub_year from articles a
+                     where {spec['scope_sql']} and level is not null""")
+    conn.execute(f"create temp table evidence_map_extra (pmid integer primary key, {', '.join(FILTERS)})")
+    conn.execute(f"""insert into temp.evidence_map_extra select pmid, {extra} from article_tags
+                     where facet in ({_quoted(FILTERS)}) group by pmid""")
     counts: Counter = Counter()
-    for axis in spec["axes"]:
-        for pmid, row, level, year in conn.execute(f"""
-                select r.pmid, r.row, {spec['level_sql']} as level, a.pub_year
-                from ({axis['pairs_sql']}) r join articles a on a.pmid = r.pmid
-                where {spec['scope_sql']} and level is not null"""):
-            for route in ("", *extra["route"].get(pmid, ())):
-                for comparator in ("", *extra["comparator"].get(pmid, ())):
-                    counts[(axis["key"], row, level, year, route, comparator)] += 1
+    try:
+        for axis in spec["axes"]:
+            for row, level, year, routes, comparators, n in conn.execute(f"""
+                    select r.row, b.level, b.pub_year, x.route, x.comparator, count(*)
+                    from ({axis['pairs_sql']}) r join temp.evidence_map_base b on b.pmid = r.pmid
+                    left join temp.evidence_map_extra x on x.pmid = r.pmid
+                    group by 1, 2, 3, 4, 5"""):
+                for route in ("", *(routes.split(",") if routes else ())):
+                    for comparator in ("", *(comparators.split(",") if comparators else ())):
+                        counts[(axis["key"], row, level, year, route, comparator)] += n
+    finally:
+        conn.execute("drop table if exists temp.evidence_map_base")
+        conn.execute("drop table if exists temp.evidence_map_extra")
     conn.executemany("insert into evidence_map_counts values (?, ?, ?, ?, ?, ?, ?)",
                      ((*key, n) for key, n in counts.items()))

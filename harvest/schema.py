@@ -374,6 +374,13 @@ def _facet_summaries_and_sorted_filters(db: sqlite_utils.Database) -> None:
 def _evidence_map(db: sqlite_utils.Database) -> None:
     # The evidence map's counts (harvest/evidence_map.py) are counted with the other summaries
     # at the end of every harvest, import and retag; a catalog from before them gets them now.
+    # Its rows are tag values and their PMIDs: with the PMID in the (facet, value) index, SQLite
+    # reads the index alone, not the tag rows with their evidence text (126,000 tagged records:
+    # 0.8 s -> 0.2 s per axis). It replaces the (facet, value) index, which it covers.
     from . import summaries
+
+    db["article_tags"].create_index(["facet", "value", "pmid"], index_name="idx_article_tags_facet_value_pmid",
+                                    if_not_exists=True)
+    db.execute("drop index if exists [idx_article_tags_facet_value]")
 
     summaries.refresh(db)
