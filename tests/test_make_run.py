@@ -42,7 +42,9 @@ def make_run(tmp_path, port: int, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["make", "--no-print-directory", "-o", ".venv/.installed", "run", f"BIN={Path(sys.executable).parent}",
          f"PORT={port}", f"DB={tmp_path / 'catalog.db'}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        # As a user types it: not a sub-make of `make test` (which would print make[1]: ...).
+        env={k: v for k, v in env.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")})
 
 
 def readme_block_after(words: str) -> list[str]:

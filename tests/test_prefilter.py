@@ -96,7 +96,7 @@ def test_the_prefilter_drops_most_off_topic_records(files_checked):
 
 FORMS = [
     "ketamine", "KETAMINE", "Esketamine", "arketamine", "S-ketamine", "R-Ketamine", "Spravato",
-    "&#x4b;etamine", "&#X4B;ETAMINE", "&#75;etamine", "&#107;etamine", "&#x0000006b;etamine",
+    "&#x4b;etamine", "&#x4B;ETAMINE", "&#75;etamine", "&#107;etamine", "&#x0000006b;etamine",
     "keta<i>mine</i>", "<i>keta</i>mine", "<i>keta</i><b>mine</b>", "<b><i>keta</i></b>mine",
     "keta<sup/>mine", "keta<!-- a comment -->mine", "keta<?pi x?>mine", "<![CDATA[ketamine]]>",
     "\u212aetamine", "&#8490;etamine", "&#x212A;ETAMINE", "ketam\u0131ne", "KETAM\u0130NE", "ketam&#305;ne",
