@@ -9,6 +9,7 @@ may log a script error or a Content-Security-Policy violation. Screenshots go to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -44,12 +45,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    site = build_catalog_site(tmp_path_factory)
+@contextlib.contextmanager
+def serve_site(site: Path):
+    """`datasette serve` over a configuration directory, as `make serve` runs it: yields its URL."""
     port = free_port()
     datasette = Path(sys.executable).with_name("datasette")
-    # As `make serve` runs it: the project importable (the RIS/BibTeX renderers use harvest.export).
+    # The project importable (the RIS/BibTeX renderers use harvest.export).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([str(datasette), "serve", str(site), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
@@ -64,13 +65,20 @@ def server(tmp_path_factory):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"datasette did not start: {proc.stdout.read().decode(errors='replace')}")
                 time.sleep(0.2)
-        yield base, site
+        yield base
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    site = build_catalog_site(tmp_path_factory)
+    with serve_site(site) as base:
+        yield base, site
 
 
 @pytest.fixture(scope="module")

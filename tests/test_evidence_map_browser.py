@@ -7,17 +7,10 @@ tests/test_evidence_map.py). Screenshots go to screenshots/.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from tests.test_browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, axe_violations, browser, chromium_installed,  # noqa: F401
-                                free_port, page, shot)
+                                page, serve_site, shot)
 from tests.test_evidence_map import build_map_site
 
 PHONE = {"width": 390, "height": 844}
@@ -28,29 +21,8 @@ TRD_ESKETAMINE = "treatment_resistant_depression|esketamine"
 def server(tmp_path_factory):
     """`datasette serve` over the map's catalog (the `page` fixture of test_browser uses it)."""
     site = build_map_site(tmp_path_factory)
-    port = free_port()
-    datasette = Path(sys.executable).with_name("datasette")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([str(datasette), "serve", str(site), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/-/versions.json", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"datasette did not start: {proc.stdout.read().decode(errors='replace')}")
-                time.sleep(0.2)
+    with serve_site(site) as base:
         yield base, site
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def cell_of(pg, row_key: str, level: str):
