@@ -77,7 +77,10 @@ from . import design_model
 # Dates the rules and the design model they ship with (design_model.json records the version it
 # was trained under): stored in articles.tags_version, so a scheduled run re-tags what an older
 # version tagged. rules-v4: the same rules, design model design-v2 (a second, TF-IDF view).
-RULES_VERSION = "rules-v4"
+# rules-v5: the same model; the `depression` facet (psychiatric sense or another sense only), a
+# title that says what the article is (editorial, guideline...) outranks the model and counts on
+# an indexed record without a design publication type, and a ketamine analogue is not ketamine.
+RULES_VERSION = "rules-v5"
 
 DESIGNS = (
     "rct", "crossover_rct", "open_label_trial", "observational_cohort", "case_control",
@@ -99,6 +102,9 @@ FACET_VALUES: dict[str, tuple[str, ...]] = {
                 "dissociation_cadss", "blood_pressure", "cognition", "abuse_misuse", "urological"),
     "theme": ("mechanism", "rapid_onset", "treatment_resistance", "durability_relapse_maintenance",
               "safety_side_effects", "misuse_abuse", "cost_access"),
+    # Whether the record concerns depression or suicidality in the psychiatric sense (see
+    # `depression_sense`): generic, decided for every record, with or without ketamine.
+    "depression": ("psychiatric", "other_sense_only"),
 }
 
 # Primary design: first match wins (within the stronger source, see module doc).
@@ -814,15 +820,26 @@ def tag_article(record: Mapping, *, use_indexing: bool = True) -> list[dict]:
         index_tags = _indexing_tags(record, topic, signals)
 
     text_tags = _combine_text(text_tags, signals, text)
+    declared = title_declares(text.fields[0])
     if indexed:
         text_tags = [t for t in text_tags if not (t["facet"] == "design" and t["value"] in INDEXING_DECIDES)]
+        if declared is not None and any(t["facet"] == "design" for t in index_tags
+                                        if t["method"] == "publication_type"):
+            declared = None  # the indexers gave the record a design: theirs stands
     else:  # the design model decides rct, case reports, reviews and animal studies from the text
         text_tags = _apply_design_model(record, text, generic_hits, text_tags)
+        if declared is not None:  # a title that says what the article is outweighs the model
+            text_tags = [t for t in text_tags if not t["method"].startswith("model:")]
+    if declared is not None:
+        value, span = declared
+        text_tags = [_tag("design", value, f"rule:{TITLE_DECLARES}", span, 0.9)] + \
+            [t for t in text_tags if not (t["facet"] == "design" and t["value"] == value)]
     tags = _merge(index_tags, text_tags)
     tags = _add_crossover(tags, signals)
     if topic:
+        tags = _analogue_is_not_ketamine(tags, text)
         tags = _molecule_fallback(tags)
-    return tags
+    return tags + depression_sense(record, use_indexing=use_indexing, _text=text)
 
 
 def _animal_human_counts(text: _Text) -> tuple[int, int]:
@@ -990,13 +1007,267 @@ def _molecule_fallback(tags: list[dict]) -> list[dict]:
     return [t for t in tags if not (t["facet"] == "molecule" and t["value"] == "unspecified_ketamine")]
 
 
+def _design_source(tag: Mapping) -> int:
+    """0: indexing (publication types, MeSH); 1: what the title says the article is; 2: other text."""
+    method = tag.get("method")
+    if method in ("mesh", "publication_type"):
+        return 0
+    return 1 if method == f"rule:{TITLE_DECLARES}" else 2
+
+
+# -- what the title says the article is ------------------------------------------------------------
+
+TITLE_DECLARES = "design.title_declares"
+# "Editorial.", "Editorial: ...", "... : a commentary", "[Letter]", "Letter to the editor", "Reply
+# to ...", "Comment on ...", "Re: ...", "Response to the letter ...".
+_TITLE_COMMENTARY = re.compile(
+    r"^\W*(?:(?:guest|invited|an?)\s+)?(?:editorial|commentary)(?:\s+comment)?\s*(?:[.:;—–-]|$)|"
+    r"(?:[:.]|\s[-—–])\s*(?:an?\s+|guest\s+|invited\s+)?(?:editorial|commentary)\W*$|"
+    r"[(\[](?:editorial|commentary|comment|letter)[)\]]|"
+    r"^\W*letters?(?:\s+to\s+the\s+editors?)?\s*(?:[.:;—–-]|$)|\bletter to the editors?\b|"
+    r"^\W*(?:in\s+|authors?'?s?\s+)?reply\b|^\W*(?:comments?|commentary)\s+(?:on|to|about|regarding)\b|^\W*re:|"
+    r"^\W*(?:an?\s+)?response\s+to\s+(?:the\s+|an?\s+)?(?:letter|comments?|commentary|editorial|critique|correspondence)",
+    re.I)
+# "... Guideline 2023", "Guidelines for ...", "... : a consensus statement", "Recommendations of ...".
+_TITLE_GUIDANCE = re.compile(
+    r"\b(?:(?:clinical\s+)?(?:practice\s+)?guidelines?|consensus\s+(?:statement|report|recommendations?|"
+    r"guidelines?|document|paper|conference)|position\s+(?:statement|paper)|practice\s+(?:parameters?|advisory)|"
+    r"expert\s+consensus)\b|(?:^|[:.]\s*)(?:[\w/-]+\s+){0,5}?recommendations\b", re.I)
+# ... unless the title is about guidance (a study of adherence to it, an audit, a comparison).
+_TITLE_GUIDANCE_VETO = re.compile(
+    r"\b(?:adheren\w*|complian\w*|concordan\w*|implement\w*|uptake|according|based|following|in line|consistent|"
+    r"aware\w*|knowledge|use of|impact|effects?|evaluat\w*|assess\w*|audit|survey|quality|compar\w*|review|"
+    r"systematic|apprais\w*|versus|vs|trial|study|studies|cohort|patients|attitudes?|perceptions?|barriers|"
+    r"deviations?|outcomes?|among|analysis|validation|development of|developing|interpret\w*|reality|"
+    r"overcoming|beyond|reliability|experimental|how should|time to|through)\b", re.I)
+
+
+# Every title either pattern matches contains one of these (a fast pre-filter).
+_TITLE_WORDS = ("editor", "comment", "letter", "reply", "re:", "response", "guideline", "consensus", "position",
+                "practice", "recommendation")
+
+
+def title_declares(title: str) -> tuple[str, str] | None:
+    """(design, span) when the title says what kind of article it is -- an editorial, letter,
+    commentary or reply (``commentary_letter``), a guideline, consensus or position statement,
+    or recommendations (``guideline_consensus``) -- else None. Such a title outweighs the design
+    model, and counts on an indexed record to which the indexers gave no design publication type."""
+    low = title.lower()
+    if not any(w in low for w in _TITLE_WORDS):
+        return None
+    m = _TITLE_COMMENTARY.search(title)
+    if m:
+        return "commentary_letter", _span_of(title, m)
+    m = _TITLE_GUIDANCE.search(title)
+    if m and not _TITLE_GUIDANCE_VETO.search(title):
+        return "guideline_consensus", _span_of(title, m)
+    return None
+
+
+def _span_of(text: str, m: re.Match) -> str:
+    """The match without the punctuation and spaces around it (still a substring of `text`)."""
+    span = m.group(0)
+    return span.strip(" \t\n.:;,—–-[]()") or span.strip() or span
+
+
+# -- a ketamine analogue is not ketamine ----------------------------------------------------------
+
+# "methoxetamine (MXE), a ketamine analog", "ketamine-like compounds", "derivatives of ketamine".
+_ANALOGUE = re.compile(
+    r"\bketamine[- ](?:analog(?:ue)?s?|derivatives?|congeners?|like|related|based)\b|"
+    r"\b(?:analog(?:ue)?s?|derivatives?|congeners?) of (?:\w+ )?ketamine\b|"
+    r"\b(?:structurally )?(?:related|similar) to ketamine\b", re.I)
+
+
+def _analogue_is_not_ketamine(tags: list[dict], text: _Text) -> list[dict]:
+    """A record about a ketamine analogue (methoxetamine, "a ketamine analog", "ketamine-like
+    compounds") names ketamine as the reference it is compared with: unless its title names
+    ketamine itself, the text's ketamine mentions make no `molecule` tag (indexing still may)."""
+    title, _ = text.fields
+    if not _ANALOGUE.search(text.joined):
+        return tags
+    if _KETAMINE_ITSELF.search(_ANALOGUE.sub(" ", title)):
+        return tags
+    return [t for t in tags if not (t["facet"] == "molecule" and t["method"].startswith("rule:"))]
+
+
+_KETAMINE_ITSELF = re.compile(KET, re.I)
+
+
+# -- depression in the psychiatric sense, or in another -----------------------------------------------
+
+# MeSH descriptors (and NLM's pharmacological-action chemicals) that put a record in the
+# psychiatric sense of depression or suicidality.
+PSYCHIATRIC_MESH = frozenset({
+    "Depression", "Depression, Postpartum", "Depressive Disorder", "Depressive Disorder, Major",
+    "Depressive Disorder, Treatment-Resistant", "Dysthymic Disorder", "Bipolar Disorder",
+    "Bipolar and Related Disorders", "Mood Disorders", "Cyclothymic Disorder", "Seasonal Affective Disorder",
+    "Affective Disorders, Psychotic", "Suicide", "Suicide, Attempted", "Suicide, Completed", "Suicidal Ideation",
+    "Suicide Prevention", "Anhedonia", "Antidepressive Agents", "Antidepressive Agents, Second-Generation",
+    "Antidepressive Agents, Tricyclic",
+})
+# Every word that may speak of depression or suicidality, in any sense.
+_DEPRESSION_WORD = re.compile(
+    r"\b(?:anti-?)?depress\w*|\bsuicid\w*|\banhedoni\w*|\bdysthymi\w*|\bmelanchol\w*|\bbipolar\b|"
+    r"\b(?:mood|affective) disorders?\b", re.I)
+# A qualifier just before "depression" (or "depressed", "depressant") that names another sense.
+_OTHER_SENSE_BEFORE = re.compile(
+    r"(?:\b(?:respiratory|ventilatory|breathing|myocardial|cardiac|cardiovascular|cardio-?respiratory|"
+    r"cardiopulmonary|circulatory|ha?emodynamic|spreading|ST[- ]?segments?|ST|ST-T|synaptic|paired[- ]pulse|"
+    r"post-?tetanic|frequency[- ]dependent|heterosynaptic|homosynaptic|short[- ]term|CNS|central nervous system|"
+    r"central|neuronal|neuromuscular|(?:bone )?marrow|h(?:a)?ematologic(?:al)?|immune|immunological|"
+    r"freezing[- ]point|inbreeding|outbreeding|economic|great|skull|medullary|brain ?stem|reflex|EEG|"
+    r"electroencephalographic|cortical|contractile|ventricular|metabolic|(?:neuro)?muscular|flowering)\b)[\s-]+$", re.I)
+# What follows "depression of/on/in ..." or "depressed ..." when it is a body function, not mood.
+_PHYSIOLOGY = (
+    r"(?:ventilat\w*|respirat\w*|breathing|reflex\w*|responses?|responsiveness|activity|activities|function|"
+    r"contractil\w*|contractions?|conduct\w*|transmission|potentials?|currents?|firing|discharges?|output|"
+    r"(?:heart )?rates?|pressures?|consciousness|myocard\w*|heart|cardiac|circulation|twitch\w*|EPSPs?|IPSPs?|"
+    r"EPSCs?|IPSCs?|amplitudes?|synap\w*|excitab\w*|release|secretion|metabolism|synthesis|immun\w*|marrow|"
+    r"tone|motility|drive|chemosensitiv\w*|sensitivity|EEG|spikes?|fracture|skull|ejection|left ventricular|"
+    r"vital signs|airway|level of consciousness|blood counts?|leukocytes?|platelets?|ST segments?|freezing|"
+    r"cells?|morpholog\w*|lesions?|areas?|scars?|expression|levels?|concentrations?|production|transcription|"
+    r"proliferation|growth|uptake|formation|excretion|survival|enzym\w*|cytochrome\w*|flowering|fertility|yield)\b"
+    r"(?!\s+(?:patients|subjects|disease|diseases|failure|surgery))")
+_OTHER_SENSE_AFTER = re.compile(
+    r"^(?:\s+(?:effects?|actions?)\s+on|\s+of)\s+(?:the\s+|a\s+|an\s+)?"
+    r"(?:(?!(?:patients|subjects|people|persons|individuals|women|men|children|adults|with|and|or)\b)[\w/()-]+\s+){0,3}?"
+    + _PHYSIOLOGY,
+    re.I)
+# "depression of" speaks of people or mood in the psychiatric sense ("depression of older adults",
+# "depression of moderate severity"); of anything else ("of cytochrome P-450"), in another sense.
+_OF_PEOPLE = re.compile(
+    r"^\s+of\s+(?:the\s+|a\s+|an\s+|their\s+|our\s+)?(?:[\w-]+\s+){0,3}?(?:elderly|older|aged|patients?|mothers?|"
+    r"women|men|children|adolescents?|youths?|caregivers?|students?|adults?|individuals?|people|persons?|subjects|"
+    r"survivors?|residents?|workers?|nurses?|physicians?|doctors?|parents?|wives|spouses?|veterans?|inpatients?|"
+    r"outpatients?|participants?|population|mood|affect|severity|mild|moderate|severe|late life|old age|"
+    r"childhood|adolescence|pregnancy)\b", re.I)
+# "markedly depressed", "slight depression of": degrees that measure a body function, not a mood.
+_DEGREE_BEFORE = re.compile(
+    r"\b(?:markedly|significantly|slightly|slight|rapidly|strongly|profoundly|dose-?dependently|partially|"
+    r"completely|greatly|reversibly|transiently|maximally|concentration-?dependently)[\s-]+$", re.I)
+# "depression on the ventilatory response" is a body function depressed; "the effect of
+# depression on heart rate" is the mood acting on one.
+_ON_PHYSIOLOGY = re.compile(
+    r"^\s+(?:on|upon)\s+(?:the\s+|a\s+|an\s+)?"
+    r"(?:(?!(?:patients|subjects|people|persons|individuals|women|men|children|adults|with|and|or)\b)[\w/()-]+\s+){0,3}?"
+    + _PHYSIOLOGY, re.I)
+_CAUSE_BEFORE = re.compile(r"\b(?:effects?|impacts?|influences?|roles?|associations?|contributions?|consequences?|"
+                           r"burden|relationship|links?)\s+of\s+(?:\w+\s+){0,2}$", re.I)
+_DEPRESSED_PHYSIOLOGY = re.compile(r"^\s+(?:[\w-]+\s+){0,2}?" + _PHYSIOLOGY, re.I)
+# "halothane depressed the hypoxic ventilatory responses": the verb, not the mood.
+_DEPRESS_VERB = re.compile(r"^\s+(?:the|a|an|both|its|their|all|this|these|those|spontaneous|evoked)\b", re.I)
+_LONG_TERM = re.compile(r"\blong[- ]term[\s-]+$", re.I)
+_SYNAPTIC_CONTEXT = re.compile(r"\bLTD\b|\bLTP\b|\bsynap\w*|\bpotentiation\b|\bhippocampal slices?\b", re.I)
+_SUICIDE_OTHER = re.compile(r"^[\s-]+(?:genes?|inhibit\w*|substrates?|vectors?|enzymes?|inactivat\w*|"
+                            r"mechanisms? of (?:inhibition|inactivation))\b", re.I)
+_CELL_SUICIDE = re.compile(r"\b(?:cell(?:ular)?|cell-)\s*$", re.I)
+_BIPOLAR_PSYCHIATRIC = re.compile(
+    r"^\s+(?:(?:I|II|1|2|type)\s+)?(?:depress\w*|disorders?|patients|illness|affective|mania|manic|spectrum|"
+    r"subjects|individuals|probands|adults|youths?|adolescents)\b", re.I)
+
+
+def _depression_mention(field: str, m: re.Match, joined: str) -> tuple[str, str] | None:
+    """("psychiatric" or "other", evidence span) for one mention, or None when the word speaks of
+    neither (a bipolar electrode). Evidence is an exact substring of `field`."""
+    word = m.group(0).lower()
+    start, end = m.start(), m.end()
+    before, after = field[max(0, start - 60):start], field[end:end + 120]
+
+    def other(left: int = start, right: int = end) -> tuple[str, str]:
+        return "other", field[left:right]
+
+    if word.startswith("anti"):
+        return "psychiatric", m.group(0)
+    if word.startswith("suicid"):
+        if (s := _SUICIDE_OTHER.match(after)) is not None:
+            return other(right=end + s.end())
+        if (c := _CELL_SUICIDE.search(before)) is not None:
+            return other(left=start - (len(before) - c.start()))
+        return "psychiatric", m.group(0)
+    if word == "bipolar":
+        b = _BIPOLAR_PSYCHIATRIC.match(after)
+        return ("psychiatric", field[start:end + b.end()]) if b else None
+    if word == "dysthymic" and re.match(r"^\s+(?:nude|mice|mouse|rats?)\b", after, re.I):
+        return None  # thymus dysgenesis of nude mice, not dysthymia
+    if not word.startswith("depress"):  # anhedonia, dysthymia, melancholia, mood disorders
+        return "psychiatric", m.group(0)
+    if word.startswith(("depressant", "depressor", "depressur")):
+        q = _OTHER_SENSE_BEFORE.search(before)
+        return other(left=start - (len(before) - q.start()) if q else start)
+    if (q := _OTHER_SENSE_BEFORE.search(before)) is not None:
+        return other(left=start - (len(before) - q.start()))
+    if (q := _LONG_TERM.search(before)) is not None and _SYNAPTIC_CONTEXT.search(joined):
+        return other(left=start - (len(before) - q.start()))
+    if (a := _OTHER_SENSE_AFTER.match(after)) is not None:
+        return other(right=end + a.end())
+    if not _CAUSE_BEFORE.search(before) and (a := _ON_PHYSIOLOGY.match(after)) is not None:
+        return other(right=end + a.end())  # "significant depression on the hypoxic ventilatory response"
+    if (q := _DEGREE_BEFORE.search(before)) is not None:
+        return other(left=start - (len(before) - q.start()))
+    if word == "depression" and re.match(r"^\s+of\b", after) and not _OF_PEOPLE.match(after):
+        return other(right=end + 3)
+    if word == "depressed" and re.match(r"^\s+by\b", after):
+        return other(right=end + 3)
+    if word in ("depressed", "depressing", "depresses", "depress"):
+        if (a := _DEPRESSED_PHYSIOLOGY.match(after)) is not None:
+            return other(right=end + a.end())
+        if word != "depressed" or _DEPRESS_VERB.match(after):
+            return other()
+    return "psychiatric", m.group(0)
+
+
+def depression_sense(record: Mapping, *, use_indexing: bool = True, _text: _Text | None = None) -> list[dict]:
+    """The record's ``depression`` tag: ``psychiatric`` when it concerns depression or suicidality
+    in the psychiatric sense -- a MeSH heading of mood disorders, suicide or antidepressants (with
+    indexing), or a mention in the title or abstract once the other senses are set aside; else
+    ``other_sense_only`` when every mention is another sense ("respiratory depression",
+    "myocardial depression", "cortical spreading depression", "ST-segment depression", synaptic
+    "long-term depression", "depression of ventilation", "CNS depressant", "suicide gene"); no
+    tag when the record speaks of neither. Generic: decided for every record."""
+    if use_indexing:
+        names = [m.get("descriptor_name") or "" for m in record.get("mesh") or []]
+        names += [c.get("name") or "" for c in record.get("chemicals") or []]
+        for name in names:
+            if name in PSYCHIATRIC_MESH:
+                return [_tag("depression", "psychiatric", "mesh", name, 0.95)]
+    text = _text if _text is not None else _Text(*_fields(record))
+    if not any(w in text.low for w in ("depress", "suicid", "anhedoni", "dysthymi", "melanchol", "bipolar",
+                                       "mood disorder", "affective disorder")):
+        return []
+    other_evidence = None
+    for field in text.fields:
+        for m in _DEPRESSION_WORD.finditer(field):
+            found = _depression_mention(field, m, text.joined)
+            if found is None:
+                continue
+            sense, span = found
+            if sense == "psychiatric":
+                return [_tag("depression", "psychiatric", "rule:depression.psychiatric", span, 0.8)]
+            if other_evidence is None:
+                other_evidence = span.strip()
+    if other_evidence:
+        return [_tag("depression", "other_sense_only", "rule:depression.other_sense", other_evidence, 0.8)]
+    return []
+
+
+# Rule ids the tagger's code uses beside those of `RULES`.
+CODE_RULE_IDS = frozenset({"design.animal_only", TITLE_DECLARES, "depression.psychiatric", "depression.other_sense"})
+
+
+def is_psychiatric(tags: Iterable[Mapping]) -> bool:
+    """Whether these tags put the record in the psychiatric sense of depression (articles.psychiatric)."""
+    return any(t.get("facet") == "depression" and t.get("value") == "psychiatric" for t in tags)
+
+
 def primary_design(tags: Iterable[Mapping]) -> str:
-    """One design per record: design tags from indexing (publication types, MeSH) outrank those
-    from text rules; within a source, the first value of `DESIGN_PRECEDENCE` present; "other"
+    """One design per record: design tags from indexing (publication types, MeSH) outrank what
+    the title says the article is (`title_declares`), which outranks the other text rules and
+    the design model; within a source, the first value of `DESIGN_PRECEDENCE` present; "other"
     when no design tag fired."""
     tags = [t for t in tags if t.get("facet") == "design"]
-    for from_indexing in (True, False):
-        values = {t["value"] for t in tags if (t.get("method") in ("mesh", "publication_type")) == from_indexing}
+    for source in (0, 1, 2):
+        values = {t["value"] for t in tags if _design_source(t) == source}
         for value in DESIGN_PRECEDENCE:
             if value in values:
                 if value == "rct" and any(t["value"] == "crossover_rct" for t in tags):

@@ -121,12 +121,16 @@ def test_38011560_indexed_review(by_pmid):
 def test_34023336_methoxetamine_in_mice(by_pmid):
     """Methoxetamine enantiomers in mice, compared with ketamine's antidepressant action: a
     preclinical study, mechanism (NMDA, AMPA, glutamate), rapid onset, side effects and abuse
-    liability (conditioned place preference). No route and no human population."""
+    liability (conditioned place preference). No route and no human population. Methoxetamine is
+    "a ketamine analog": an analogue is not the molecule, so no molecule tag at all."""
     r = by_pmid[34023336]
     tags = T.tag_article(r)
     assert T.primary_design(tags) == "preclinical_animal"
     assert facet(tags, "population") == {"animals"}
-    assert facet(tags, "molecule") == {"unspecified_ketamine"}
+    assert facet(tags, "molecule") == set()
+    assert facet(T.tag_article(r, use_indexing=False), "molecule") == set()
+    # Still a ketamine record for the topic facets, and about depression (antidepressant effects).
+    assert by_value(tags, "depression", "psychiatric")["evidence"] == "antidepressant"
     assert facet(tags, "route") == set()
     assert {"mechanism", "rapid_onset", "safety_side_effects", "misuse_abuse"} <= facet(tags, "theme")
     assert by_value(tags, "outcome", "abuse_misuse")["evidence"] == "conditioned place preference"
@@ -159,7 +163,7 @@ def test_topic_facets_need_a_ketamine_mention(tagged_corpus):
 
 def test_every_tag_has_method_evidence_and_a_listed_value(shared_records, by_pmid):
     sample = [r for r in shared_records if r["pmid"] % 7 == 0] + [by_pmid[p] for p in KETAMINE_PMIDS]
-    rule_ids = {r.id for r in T.RULES} | {"design.animal_only"}
+    rule_ids = {r.id for r in T.RULES} | T.CODE_RULE_IDS
     for r in sample:
         mesh = {m["descriptor_name"] for m in r.get("mesh") or []}
         mesh_q = {f"{m['descriptor_name']}/{q['name']}" for m in r.get("mesh") or [] for q in m["qualifiers"]}
@@ -192,7 +196,7 @@ def test_use_indexing_false_ignores_mesh_and_publication_types(by_pmid):
     with its title and abstract removed, text-only tagging finds nothing at all."""
     r = by_pmid[38011560]
     text_only = T.tag_article(r, use_indexing=False)
-    assert {t["method"] for t in text_only} <= ({f"rule:{x.id}" for x in T.RULES} | {"rule:design.animal_only"}
+    assert {t["method"] for t in text_only} <= ({f"rule:{x}" for x in {r.id for r in T.RULES} | T.CODE_RULE_IDS}
                                                | {D.load_model().method})
     blank = dict(r, title="", abstract="", keywords=[])
     assert T.tag_article(blank, use_indexing=False) == []
@@ -302,3 +306,158 @@ def test_model_file_is_small_and_packaged():
     assert all(len(model.data["term_weights"].get(label, {})) <= model.data["training"]["keep_terms"]
                for label in model.labels)
     assert set(model.data["idf"]) == {t for w in model.data["term_weights"].values() for t in w}
+
+
+# -- what the title says the article is, and what an analogue is not ---------------------------------
+
+
+def test_a_title_that_says_editorial_outweighs_the_design_model(by_pmid):
+    """38546579 is titled "Editorial." (PubMed-not-MEDLINE, publication type Journal Article only);
+    its abstract reads like a review, and the design model alone called it one."""
+    r = by_pmid[38546579]
+    for use_indexing in (True, False):
+        tags = T.tag_article(r, use_indexing=use_indexing)
+        assert T.primary_design(tags) == "commentary_letter"
+        assert facet(tags, "design") == {"commentary_letter"}
+        declared = by_value(tags, "design", "commentary_letter")
+        assert (declared["method"], declared["evidence"]) == ("rule:design.title_declares", "Editorial")
+
+
+def test_an_indexed_guideline_without_a_design_publication_type_is_a_guideline(by_pmid):
+    """38534005, "The EFLM European Urinalysis Guideline 2023.", is MEDLINE-indexed with publication
+    type Journal Article only: the indexers gave no design, so the title still counts."""
+    r = by_pmid[38534005]
+    assert T.is_indexed(r)
+    tags = T.tag_article(r)
+    assert T.primary_design(tags) == "guideline_consensus"
+    assert by_value(tags, "design", "guideline_consensus")["evidence"] == "Guideline"
+    assert T.primary_design(T.tag_article(r, use_indexing=False)) == "guideline_consensus"
+
+
+def test_indexers_design_still_outranks_the_title(by_pmid):
+    """A design publication type stands: the same guideline title on a record the indexers typed
+    as a Review stays a review (clone of 38534005 with the publication type added)."""
+    r = by_pmid[38534005]
+    typed = dict(r, publication_types=[*r["publication_types"], {"ui": "D016454", "name": "Review"}])
+    tags = T.tag_article(typed)
+    assert T.primary_design(tags) == "narrative_review"
+    assert "guideline_consensus" not in facet(tags, "design")
+
+
+@pytest.mark.parametrize("title,design", [
+    ("Editorial.", "commentary_letter"),
+    ("Induced abortion via telemedicine should become the norm: a commentary.", "commentary_letter"),
+    ("Reply to Ringlander et al.", "commentary_letter"),
+    ("Letter to the editor: importance of technique in the induction of glucuronyl transferase.", "commentary_letter"),
+    ("Australian recommendations for the management of hepatocellular carcinoma: a consensus statement.",
+     "guideline_consensus"),
+    ("Guidelines for thrombolytic therapy of deep-vein thrombosis.", "guideline_consensus"),
+    ("Adherence to the NICE depression guideline in primary care: a cohort study.", None),
+    ("Response of the hypoxic ventilatory drive to ketamine.", None),
+    ("Editorial board decisions and peer review times.", None),
+])
+def test_title_declarations(title, design):
+    """Titles of real records (the shared corpus) and two that are about guidance or a response,
+    not one: what `title_declares` reads as the article's kind."""
+    declared = T.title_declares(title)
+    assert (declared[0] if declared else None) == design
+    if declared:
+        assert declared[1] in title
+
+
+def test_a_ketamine_analogue_is_not_ketamine_unless_the_title_names_ketamine(by_pmid):
+    """Clones of 34023336: with ketamine in the title the record is about ketamine too; with
+    "ketamine-like" as the only mention, nothing names the molecule."""
+    r = by_pmid[34023336]
+    both = dict(r, title="Ketamine and " + r["title"])
+    assert facet(T.tag_article(both), "molecule") == {"unspecified_ketamine"}
+    only_like = dict(r, abstract=r["abstract"].replace("a ketamine analog", "a ketamine-like compound")
+                     .replace("efficacy of ketamine", "efficacy of NMDA antagonists"))
+    assert "ketamine" not in only_like["abstract"].replace("ketamine-like", "")
+    assert facet(T.tag_article(only_like), "molecule") == set()
+
+
+# -- depression in the psychiatric sense, or in another ---------------------------------------------
+
+
+def load_julielab_15278624() -> dict:
+    path = SHARED / "pubmed" / "records-JULIELab-julielab-topic-modeling" / "pubmedsample18n0001.xml.gz"
+    return next(r for r in iter_records_from_files([path]) if r["pmid"] == 15278624)
+
+
+def test_15278624_depression_of_ventilation_is_not_depression():
+    """Cats lightly anaesthetised with ketamine: halothane "depressed the hypoxic ventilatory
+    responses", "The depression of hypoxic ventilatory response", "significant depression on the
+    hypoxic ventilatory response". No mood-disorder MeSH: depression only in another sense."""
+    r = load_julielab_15278624()
+    for use_indexing in (True, False):
+        tags = T.tag_article(r, use_indexing=use_indexing)
+        assert facet(tags, "depression") == {"other_sense_only"}
+        tag = by_value(tags, "depression", "other_sense_only")
+        assert tag["method"] == "rule:depression.other_sense"
+        assert tag["evidence"] in r["abstract"] and "ventilatory" in tag["evidence"]
+        assert not T.is_psychiatric(tags)
+
+
+@pytest.mark.parametrize("pmid", [33984391, 34034067, 38011560, 34023336])
+def test_ketamine_depression_records_are_psychiatric(by_pmid, pmid):
+    tags = T.tag_article(by_pmid[pmid])
+    assert facet(tags, "depression") == {"psychiatric"}
+    assert T.is_psychiatric(tags)
+    text_only = T.tag_article(by_pmid[pmid], use_indexing=False)
+    assert facet(text_only, "depression") == {"psychiatric"}
+    assert by_value(text_only, "depression", "psychiatric")["method"] == "rule:depression.psychiatric"
+
+
+def test_indexed_mood_disorder_mesh_decides_the_psychiatric_sense(by_pmid):
+    """38011560 carries MeSH Depression: the tag's evidence is the heading."""
+    tag = by_value(T.tag_article(by_pmid[38011560]), "depression", "psychiatric")
+    assert (tag["method"], tag["evidence"]) == ("mesh", "Depression")
+
+
+OTHER_SENSES = [
+    ("cardiorespiratory depression", "cardiorespiratory depression"),
+    ("respiratory depression", "respiratory depression"),
+    ("myocardial depression", "myocardial depression"),
+    ("cortical spreading depression", "spreading depression"),
+    ("ST-segment depression", "ST-segment depression"),
+    ("long-term depression (LTD) at hippocampal synapses", "long-term depression"),
+    ("depression of ventilation", "depression of ventilation"),
+    ("depression of reflexes", "depression of reflexes"),
+    ("CNS depression", "CNS depression"),
+]
+
+
+@pytest.mark.parametrize("phrase,evidence", OTHER_SENSES)
+def test_a_record_whose_only_mention_is_another_sense_is_set_aside(by_pmid, phrase, evidence):
+    """Clones of 34034067 (a ketamine-for-TRD record) whose title and abstract are one real sentence
+    of its own with its only mention of depression replaced by another sense; MeSH left out."""
+    r = by_pmid[34034067]
+    sentence = "Ketamine infusions were followed by {} in some adults.".format(phrase)
+    clone = dict(r, title="Intravenous ketamine in adults", abstract=sentence, mesh=[], keywords=[])
+    for use_indexing in (True, False):
+        tags = T.tag_article(clone, use_indexing=use_indexing)
+        assert facet(tags, "depression") == {"other_sense_only"}, tags
+        assert by_value(tags, "depression", "other_sense_only")["evidence"] == evidence
+    # The same clone saying it once in the psychiatric sense is psychiatric.
+    both = dict(clone, abstract=sentence + " Depressive symptoms improved.")
+    assert facet(T.tag_article(both), "depression") == {"psychiatric"}
+
+
+def test_a_record_that_never_speaks_of_depression_has_no_depression_tag(by_pmid):
+    r = by_pmid[38534005]  # the urinalysis guideline
+    assert facet(T.tag_article(r), "depression") == set()
+
+
+def test_other_senses_in_the_shared_corpus_are_rare_and_never_a_mood_mesh(tagged_corpus):
+    """Over the 33,000 shared records: a record set aside never carries a mood-disorder MeSH
+    heading, and psychiatric records far outnumber those set aside among records naming depression."""
+    psychiatric = other = 0
+    for r, tags in tagged_corpus[1]:
+        values = facet(tags, "depression")
+        assert len(values) <= 1
+        if "other_sense_only" in values:
+            other += 1
+            assert not {m["descriptor_name"] for m in r.get("mesh") or []} & T.PSYCHIATRIC_MESH, r["pmid"]
+        psychiatric += "psychiatric" in values
+    assert psychiatric > 4 * other > 0
