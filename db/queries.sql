@@ -16,7 +16,10 @@
 -- naming the parameter and the forms it accepts, instead of "No rows".
 --
 -- Conventions: "current" records are those the topic query still returns and NLM has not
--- deleted (`matches_query = 1 and is_deleted = 0`, the view column `is_current`). A record's
+-- deleted (`matches_query = 1 and is_deleted = 0`, the view column `is_current`); the questions
+-- about records ask only for those that concern depression or suicidality in the psychiatric
+-- sense (`psychiatric = 1`: the query's word "depression" also finds respiratory, myocardial
+-- or synaptic depression; the evidence is each record's `depression` tag). A record's
 -- design is its primary design (`articles.study_design`, from PubMed's indexing first and
 -- text rules otherwise; every tag and its evidence is in `article_tags`). "Randomised
 -- trial" means primary design `rct` or `crossover_rct`. The views used here
@@ -58,7 +61,7 @@ select o.pmid, o.title, o.first_author, o.journal, o.pub_year, o.study_design,
        o.molecules, o.pubmed_url
 from article_overview o, wanted w
 where o.pmid in (select pmid from esketamine)
-  and o.is_current
+  and o.is_current and o.psychiatric = 1
   and (w.design = 'any'
        or (w.design = 'randomised' and o.study_design in ('rct', 'crossover_rct'))
        or o.study_design = w.design)
@@ -71,9 +74,9 @@ order by o.pub_date desc, o.pmid desc
 --   retracted it (PMID, title and date when the notice is in the catalog too, else the
 --   citation PubMed gives), newest first. Retracted records stay in the catalog, flagged.
 -- example:
-select a.pmid, a.title, a.journal, a.pub_year, a.matches_query,
+select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title, a.journal, a.pub_year, a.matches_query,
        cc.ref_pmid as retraction_notice_pmid,
-       coalesce(n.title, cc.ref_source) as retraction_notice,
+       coalesce(nullif(n.title, ''), n.vernacular_title, cc.ref_source) as retraction_notice,
        n.pub_date as notice_date,
        case when cc.ref_pmid is not null
             then 'https://pubmed.ncbi.nlm.nih.gov/' || cc.ref_pmid || '/' end as notice_url
@@ -100,7 +103,8 @@ select n.author_id, n.author_name,
        min(o.pub_year) as first_year, max(o.pub_year) as latest_year,
        group_concat(o.pmid, ' ') as pmids
 from (select pmid, pub_year from articles  -- the trials first: a few rows per thousand
-      where study_design in ('rct', 'crossover_rct') and matches_query = 1 and is_deleted = 0) o
+      where study_design in ('rct', 'crossover_rct') and matches_query = 1 and is_deleted = 0
+        and psychiatric = 1) o
 join article_authors_named n on n.pmid = o.pmid
 where n.role = 'author' and n.valid = 1
 group by n.author_id
@@ -125,7 +129,7 @@ with focus_term(name) as (
   select distinct m.pmid
   from article_mesh m join articles a on a.pmid = m.pmid
   where m.descriptor_ui in (select descriptor_ui from focus_ui)
-    and a.matches_query = 1 and a.is_deleted = 0
+    and a.matches_query = 1 and a.is_deleted = 0 and a.psychiatric = 1
 )
 select d.name as co_occurring_heading, m.descriptor_ui,
        count(*) as records,
@@ -155,7 +159,7 @@ select pub_year,
        sum(study_design in ('observational_cohort', 'case_control')) as observational,
        sum(study_design = 'case_report_series') as case_reports
 from articles
-where matches_query = 1 and is_deleted = 0 and pub_year is not null
+where matches_query = 1 and is_deleted = 0 and psychiatric = 1 and pub_year is not null
   and study_design in ('rct', 'crossover_rct', 'open_label_trial', 'observational_cohort',
                        'case_control', 'case_report_series')
 group by pub_year
@@ -176,7 +180,7 @@ select coalesce(r.value, '(not stated)') as route,
 from articles a
 left join article_tags r on r.pmid = a.pmid and r.facet = 'route'
 left join article_tags p on p.pmid = a.pmid and p.facet = 'population'
-where a.matches_query = 1 and a.is_deleted = 0
+where a.matches_query = 1 and a.is_deleted = 0 and a.psychiatric = 1
   and exists (select 1 from article_tags k where k.pmid = a.pmid and k.facet = 'molecule')
 group by route, population
 order by records desc, route, population
@@ -201,7 +205,7 @@ from (
          sum(study_design in ('systematic_review', 'meta_analysis')) as systematic_reviews,
          min(pub_year) as first_year, max(pub_year) as latest_year
   from articles
-  where +matches_query = 1 and +is_deleted = 0 and journal is not null
+  where +matches_query = 1 and +is_deleted = 0 and +psychiatric = 1 and journal is not null
     and (trim(:design) = '' or study_design = lower(trim(:design)))
   group by journal
   order by records desc, journal
@@ -222,7 +226,7 @@ select tr.trial_id, tr.registry,
                     || coalesce(a.pub_year, '?') || ')', '; ') as reports
 from trial_registrations tr
 join articles a on a.pmid = tr.pmid
-where a.matches_query = 1 and a.is_deleted = 0
+where a.matches_query = 1 and a.is_deleted = 0 and a.psychiatric = 1
 group by tr.trial_id
 having count(distinct tr.pmid) > 1
 order by records desc, tr.trial_id
@@ -238,7 +242,7 @@ select o.pmid, o.title, o.journal, o.pub_date, o.citation_status, o.study_design
        t.evidence as why_randomised, t.confidence, o.trial_ids
 from article_overview o
 join article_tags t on t.pmid = o.pmid and t.facet = 'design' and t.value = 'rct'
-where o.awaiting_indexing = 1 and o.is_current
+where o.awaiting_indexing = 1 and o.is_current and o.psychiatric = 1
 order by o.pub_date desc, o.pmid desc
 
 
@@ -252,7 +256,8 @@ select coalesce(g.agency, '(agency not given)') as agency, g.country,
        group_concat(distinct g.pmid) as pmids
 from grants g
 join articles a on a.pmid = g.pmid
-where a.matches_query = 1 and a.is_deleted = 0 and a.study_design in ('rct', 'crossover_rct')
+where a.matches_query = 1 and a.is_deleted = 0 and a.psychiatric = 1
+  and a.study_design in ('rct', 'crossover_rct')
 group by agency, g.country
 order by randomised_trials desc, agency, g.country
 limit 50
@@ -283,7 +288,7 @@ with cutoff as (
 )
 select coalesce(study_design, 'other') as study_design,
        count(*) as new_records,
-       sum(matches_query = 1 and is_deleted = 0) as current,
+       sum(matches_query = 1 and is_deleted = 0 and psychiatric = 1) as current,
        sum(is_retracted = 1) as retracted
 from new
 group by 1
@@ -311,7 +316,7 @@ select o.pmid, o.title, o.first_author, o.journal, o.pub_date, o.study_design, o
 from article_overview o
 left join harvest_runs r on r.id = o.first_seen_run, cutoff c
 where (o.first_seen_run > c.after_run or r.started_at >= c.since_date)
-  and o.is_current and o.is_retracted = 0
+  and o.is_current and o.psychiatric = 1 and o.is_retracted = 0
   and o.study_design in ('rct', 'crossover_rct')
 order by o.pub_date desc, o.pmid desc
 
@@ -322,8 +327,10 @@ order by o.pub_date desc, o.pmid desc
 --   and for the records first stored after a point in time (since, as in
 --   new_records_by_design: a date such as 2026-12-04, a run id written run:12 or #12, or
 --   empty). The removals exclude each other, in this order: deleted by
---   NLM, no longer matching the query, retracted, retraction notices; what remains goes
---   to screening. identified = the removals + remaining.
+--   NLM, no longer matching the query, retracted, retraction notices, not about depression
+--   in the psychiatric sense (the query's "depression" also finds respiratory or synaptic
+--   depression: see the record's `depression` tag); what remains goes to screening.
+--   identified = the removals + remaining.
 -- example:
 -- example: since=run:0
 with cutoff as (
@@ -339,6 +346,7 @@ with cutoff as (
               when a.matches_query = 0 then 'unmatched'
               when a.is_retracted = 1 then 'retracted'
               when a.is_retraction_notice = 1 then 'notice'
+              when coalesce(a.psychiatric, 0) = 0 then 'other_sense'
               else 'remaining' end as fate,
          (a.first_seen_run > c.after_run or r.started_at >= c.since_date) as is_new
   from articles a left join harvest_runs r on r.id = a.first_seen_run, cutoff c
@@ -348,7 +356,8 @@ with cutoff as (
          (3, 'Removed: no longer matching the topic query', 'unmatched'),
          (4, 'Removed: retracted publication', 'retracted'),
          (5, 'Removed: retraction notice', 'notice'),
-         (6, 'Records remaining for screening', 'remaining')
+         (6, 'Removed: not about depression in the psychiatric sense', 'other_sense'),
+         (7, 'Records remaining for screening', 'remaining')
 )
 select s.step, s.stage,
        (select count(*) from flagged f where s.fate is null or f.fate = s.fate) as all_records,

@@ -120,7 +120,8 @@ def citation(article: dict, people: dict[str, list[dict]] | None = None) -> dict
         "pmid": pmid,
         "type": "book" if article.get("is_book") else "article",
         # PubMed ends every title with a period; citation styles add their own punctuation.
-        "title": re.sub(r"(?<!\.)\.$", "", (article.get("title") or "").strip()),
+        # Where PubMed gives no English title, the original-language one (VernacularTitle).
+        "title": re.sub(r"(?<!\.)\.$", "", (article.get("title") or article.get("vernacular_title") or "").strip()),
         "abstract": article.get("abstract"),
         "journal": article.get("journal"),
         "journal_abbrev": article.get("journal_iso"),

@@ -384,3 +384,32 @@ def _evidence_map(db: sqlite_utils.Database) -> None:
     db.execute("drop index if exists [idx_article_tags_facet_value]")
 
     summaries.refresh(db)
+
+
+# article_overview (migration 0004) with the record's sense of depression beside is_current.
+# Its title falls back to the original-language title where PubMed gives no English one.
+ARTICLE_OVERVIEW_0010 = COOKBOOK_VIEWS["article_overview"].replace(
+    "a.matches_query, a.is_deleted,", "a.matches_query, a.is_deleted, a.psychiatric,").replace(
+    "select a.pmid, a.title,", "select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title,")
+assert "a.psychiatric" in ARTICLE_OVERVIEW_0010 and "a.vernacular_title" in ARTICLE_OVERVIEW_0010
+
+
+@migrations(name="0010_depression_in_the_psychiatric_sense")
+def _depression_in_the_psychiatric_sense(db: sqlite_utils.Database) -> None:
+    # The topic query is broad on purpose ("depression" also finds respiratory, myocardial,
+    # cortical spreading, ST-segment and synaptic long-term depression). The tagger decides
+    # per record whether it concerns depression or suicidality in the psychiatric sense (tag
+    # facet `depression`, with its evidence); this column carries the verdict, so the front
+    # page, the default lists, the feeds and the questions add one condition: psychiatric = 1.
+    articles = db["articles"]
+    articles.add_column("psychiatric", int)
+    articles.create_index(["matches_query", "is_deleted", "psychiatric", "pub_year", "study_design"],
+                          index_name="idx_articles_current_psychiatric", if_not_exists=True)
+    if "set_aside" not in db["catalog_counts"].columns_dict:
+        db.execute("alter table catalog_counts add column set_aside integer")
+    db.execute("drop view if exists [article_overview]")
+    db.execute(f"create view [article_overview] as {ARTICLE_OVERVIEW_0010.strip()}")
+
+    from .store import retag_all  # tag what is already stored, filling the column
+
+    retag_all(db)

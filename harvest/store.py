@@ -334,7 +334,7 @@ def prepare_records(records: Iterable[dict]) -> list[dict]:
     """Add `_sha1`, `_xml_zlib` and `_tags` to each article record (in place) and return
     them. Pure CPU, no I/O: `importer.import_files_parallel` runs it in worker processes;
     `save_articles` runs it itself for records that arrive without it."""
-    from .tags import RULES_VERSION, awaiting_indexing, primary_design, tag_article
+    from .tags import RULES_VERSION, awaiting_indexing, is_psychiatric, primary_design, tag_article
 
     out = []
     for record in records:
@@ -345,7 +345,8 @@ def prepare_records(records: Iterable[dict]) -> list[dict]:
                 record["_xml_zlib"] = zlib.compress(record["xml"], XML_ZLIB_LEVEL)
             if "_tags" not in record:
                 tags = tag_article(record)
-                record["_tags"] = (tags, primary_design(tags), int(awaiting_indexing(record)), RULES_VERSION)
+                record["_tags"] = (tags, primary_design(tags), int(awaiting_indexing(record)), RULES_VERSION,
+                                   int(is_psychiatric(tags)))
         out.append(record)
     return out
 
@@ -718,8 +719,9 @@ def save_articles(db: sqlite_utils.Database, records: Iterable[dict], run_id: in
     # second UPDATE afterwards.
     prepare_records(to_write)
     for row, record in zip(rows, to_write):
-        _tags, design, awaiting, version = record["_tags"]
+        _tags, design, awaiting, version, psychiatric = record["_tags"]
         row["study_design"], row["awaiting_indexing"], row["tags_version"] = design, awaiting, version
+        row["psychiatric"] = psychiatric
     # XML rows for what is not stored yet: an unchanged record's XML is already there.
     xml_rows = [_xml_row(r, run_id) for r in articles_in
                 if stored.get(r["pmid"]) != (_sha1_of(r), r.get("pmid_version") or 1)]
@@ -805,7 +807,7 @@ def mark_unmatched(db: sqlite_utils.Database, matching: set[int], run_id: int) -
 def _tag_rows(records: list[dict]) -> tuple[list[tuple], list[tuple]]:
     tag_rows, article_updates = [], []
     for record in prepare_records(records):
-        tags, design, awaiting, version = record["_tags"]
+        tags, design, awaiting, version, psychiatric = record["_tags"]
         seen = set()
         for t in tags:
             key = (t["facet"], t["value"])
@@ -814,7 +816,7 @@ def _tag_rows(records: list[dict]) -> tuple[list[tuple], list[tuple]]:
             seen.add(key)
             tag_rows.append((record["pmid"], t["facet"], t["value"], t["method"], t.get("evidence"),
                              t.get("confidence")))
-        article_updates.append((design, awaiting, version, record["pmid"]))
+        article_updates.append((design, awaiting, version, psychiatric, record["pmid"]))
     return tag_rows, article_updates
 
 
@@ -839,9 +841,12 @@ def write_tags(db: sqlite_utils.Database, records: list[dict]) -> None:
     for chunk in _in_chunks([r["pmid"] for r in records]):
         db.execute(f"delete from article_tags where pmid in ({_placeholders(len(chunk))})", chunk)
     db.conn.executemany("insert or replace into article_tags values (?, ?, ?, ?, ?, ?)", tag_rows)
-    db.conn.executemany(
-        "update articles set study_design = ?, awaiting_indexing = ?, tags_version = ? where pmid = ?", updates
-    )
+    if "psychiatric" in db["articles"].columns_dict:
+        db.conn.executemany("update articles set study_design = ?, awaiting_indexing = ?, tags_version = ?, "
+                            "psychiatric = ? where pmid = ?", updates)
+    else:  # migration 0003 re-tags before migration 0010 adds the column (and re-tags again)
+        db.conn.executemany("update articles set study_design = ?, awaiting_indexing = ?, tags_version = ? "
+                            "where pmid = ?", [u[:3] + u[4:] for u in updates])
 
 
 def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000, *, tagged_not_by: str | None = None):

@@ -10,7 +10,9 @@ questions every time, so their answers are computed once per harvest:
 * `facet_pair_counts(facet, value, other_facet, other_value, count)`: articles carrying both
   values, for the facets in `PAIRED` (the page's default facets), so a page filtered by one
   value of one of them reads its other facets' counts instead of counting;
-* `catalog_counts` and `current_year_design`: the front page's figures over current records;
+* `catalog_counts` and `current_year_design`: the front page's figures over current records
+  (those the topic query returns, NLM has not deleted, and that concern depression in the
+  psychiatric sense; `catalog_counts.set_aside` counts the rest of what the query returns);
 * `facet_sources`: each facet's label, kind and SQL, which the plugin filters and counts with;
 * `evidence_map_counts` and `evidence_map_definition`: the evidence map's (harvest/evidence_map.py);
 * `summary_state`: `stale` is set to 1 by triggers on every table the counts read, by any
@@ -102,6 +104,8 @@ FACETS: dict[str, FacetSource] = {
         FacetSource("comparator", "Comparator", "multi", _tags("comparator"), _tag_counts("comparator")),
         FacetSource("outcome", "Outcome", "multi", _tags("outcome"), _tag_counts("outcome")),
         FacetSource("theme", "Theme", "multi", _tags("theme"), _tag_counts("theme")),
+        FacetSource("depression", "Depression (which sense)", "multi", _tags("depression"),
+                    _tag_counts("depression")),
         FacetSource("design", "Design (any tag)", "multi", _tags("design"), _tag_counts("design")),
         FacetSource("pubtype", "Publication type", "multi",
                     *_named("article_publication_types", "publication_type_ui", "publication_types", "ui")),
@@ -185,25 +189,40 @@ def refresh(db: sqlite_utils.Database) -> float:
         conn.execute("delete from facet_pair_counts")
         conn.executemany("insert into facet_pair_counts values (?, ?, ?, ?, ?)",
                          ((*key, n) for key, n in _pair_counts(conn).items()))
+        # Current: what the topic query returns, NLM has not deleted, and concerns depression in
+        # the psychiatric sense (migration 0010); the rest of what the query returns is set aside.
+        sensed = "psychiatric" in db["articles"].columns_dict  # not yet while migration 0007 runs
+        current = CURRENT_SQL if sensed else "matches_query = 1 and is_deleted = 0"
         conn.execute("delete from catalog_counts")
-        conn.execute("""
-            insert into catalog_counts
-            select count(*), coalesce(sum(matches_query = 1 and is_deleted = 0), 0),
+        conn.execute(f"""
+            insert into catalog_counts (stored, current, retracted, with_trials, first_year, last_year
+                                        {", set_aside" if sensed else ""})
+            select count(*), coalesce(sum({current}), 0),
                    coalesce(sum(is_retracted = 1), 0), coalesce(sum(trial_ids is not null and trial_ids != ''), 0),
-                   min(case when matches_query = 1 and is_deleted = 0 then pub_year end),
-                   max(case when matches_query = 1 and is_deleted = 0 then pub_year end)
+                   min(case when {current} then pub_year end),
+                   max(case when {current} then pub_year end)
+                   {", coalesce(sum(matches_query = 1 and is_deleted = 0 and coalesce(psychiatric, 0) = 0), 0)"
+                    if sensed else ""}
             from articles""")
         conn.execute("delete from current_year_design")
-        conn.execute("""
+        conn.execute(f"""
             insert into current_year_design
             select pub_year, study_design, count(*) from articles
+<<<<<<< HEAD
             where matches_query = 1 and is_deleted = 0 group by pub_year, study_design""")
         evidence_map.refresh(db)
+=======
+            where {current} group by pub_year, study_design""")
+>>>>>>> a60529f (Catalog shows records on depression in the psychiatric sense; vernacular titles where no English one)
         seconds = time.perf_counter() - start
         # Last: the triggers fired by the deletes and inserts above do not touch summary_state.
         conn.execute("update summary_state set stale = 0, refreshed_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
                      "seconds = ? where id = 1", [round(seconds, 2)])
     return seconds
+
+
+# The records the catalog's front page, default list, feeds and questions show.
+CURRENT_SQL = "matches_query = 1 and is_deleted = 0 and psychiatric = 1"
 
 
 def _pair_counts(conn) -> Counter:

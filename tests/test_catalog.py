@@ -155,6 +155,15 @@ def pmids_of(rows) -> list[int]:
     return [row["pmid"] for row in rows]
 
 
+# What the front page, the default list, the feeds and the questions show: current records on
+# depression in the psychiatric sense (the rest of what the topic query returns is set aside).
+CURRENT_SQL = "matches_query = 1 and is_deleted = 0 and psychiatric = 1"
+
+
+def psychiatric(db) -> set[int]:
+    return sql_set(db, "select pmid from articles where psychiatric = 1")
+
+
 # -- the front page ---------------------------------------------------------------------------
 
 
@@ -163,7 +172,7 @@ def test_front_page_says_what_the_catalog_holds_and_when_it_was_harvested(client
     assert page.status_code == 200
     html = page.text
     assert "Ketamine for depression — a living literature catalog" in html
-    current = db.execute("select count(*) from articles where matches_query = 1 and is_deleted = 0").fetchone()[0]
+    current = db.execute(f"select count(*) from articles where {CURRENT_SQL}").fetchone()[0]
     assert f"<strong>{current:,}</strong> records" in html
     last = db.execute("select * from harvest_runs where status = 'success' order by id desc limit 1").fetchone()
     assert last["id"] == 2
@@ -173,7 +182,7 @@ def test_front_page_says_what_the_catalog_holds_and_when_it_was_harvested(client
     assert "ketamin*[Title/Abstract]" in html  # the query text itself
     # Where to start: the ranked search box, the main table, every ready-made question.
     assert 'action="/catalog/search"' in html and 'name="q"' in html
-    assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0"' in html
+    assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0&amp;psychiatric=1"' in html
     for name in ("new_since", "rcts_by_molecule", "systematic_reviews", "retracted_or_corrected",
                  "counts_per_year_by_design", "registered_trials"):
         assert f'href="/catalog/{name}"' in html
@@ -260,10 +269,10 @@ def test_front_page_chart_counts_records_per_year_as_sql_does(client, db):
     assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")
     drawn = {int(y): int(n.replace(",", "")) for y, n in re.findall(r"<title>(\d{4}): ([\d,]+) records</title>", svg)}
     expected = {row[0]: row[1] for row in db.execute(
-        "select pub_year, count(*) from articles where matches_query = 1 and is_deleted = 0 "
+        f"select pub_year, count(*) from articles where {CURRENT_SQL} "
         "and pub_year is not null group by pub_year")}
     assert drawn == expected
-    assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0&amp;pub_year=2021"' in svg
+    assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0&amp;psychiatric=1&amp;pub_year=2021"' in svg
 
 
 # -- search -----------------------------------------------------------------------------------
@@ -395,15 +404,16 @@ def test_unfiltered_facets_come_from_the_summaries_and_a_write_makes_them_count_
     try:
         assert facet_result(c, "pub_year")["summarised"] is True
         with sqlite3.connect(copy / "catalog.db") as conn:  # any write, even by hand
-            year, n = conn.execute("select pub_year, count(*) from articles group by pub_year "
-                                   "order by count(*) desc limit 1").fetchone()
-            conn.execute("delete from articles where pmid in (select pmid from articles where pub_year = ? "
-                         "limit 1)", [year])
+            # a current record of the year with the most of them, so the front page's count moves too
+            year = conn.execute(f"select pub_year from articles where {CURRENT_SQL} group by pub_year "
+                                "order by count(*) desc limit 1").fetchone()[0]
+            n = conn.execute("select count(*) from articles where pub_year = ?", [year]).fetchone()[0]
+            conn.execute(f"delete from articles where pmid in (select pmid from articles where pub_year = ? "
+                         f"and {CURRENT_SQL} limit 1)", [year])
         stale = facet_result(c, "pub_year")
         assert stale["summarised"] is False and facet(c, "pub_year")[str(year)] == n - 1
         with sqlite3.connect(copy / "catalog.db") as conn:  # the front page counts live too
-            current = conn.execute("select count(*) from articles where matches_query = 1 "
-                                   "and is_deleted = 0").fetchone()[0]
+            current = conn.execute(f"select count(*) from articles where {CURRENT_SQL}").fetchone()[0]
             assert conn.execute("select current from catalog_counts").fetchone()[0] == current + 1  # stale
         assert f"<strong>{current:,}</strong> records" in c.get("/").text
         from harvest import store
@@ -549,8 +559,8 @@ def query(client, name, **params):
 
 @pytest.mark.dated
 def test_new_since_defaults_to_the_last_harvest_not_the_clock(client, db):
-    assert set(pmids_of(query(client, "new_since"))) == LATE_ARRIVALS
-    everything = db.execute("select count(*) from articles").fetchone()[0]
+    assert set(pmids_of(query(client, "new_since"))) == LATE_ARRIVALS & psychiatric(db)
+    everything = len(psychiatric(db))
     assert len(query(client, "new_since", since="2000-01-01")) == everything
     first_run = db.execute("select started_at from harvest_runs where id = 1").fetchone()[0]
     assert len(query(client, "new_since", since=first_run)) == everything
@@ -559,22 +569,25 @@ def test_new_since_defaults_to_the_last_harvest_not_the_clock(client, db):
 
 
 def test_rcts_by_molecule(client, db):
-    assert set(pmids_of(query(client, "rcts_by_molecule", molecule="upadacitinib"))) == UPADACITINIB_RCTS
-    rows = query(client, "rcts_by_molecule", molecule="mepolizumab")
-    assert pmids_of(rows) == [MEPOLIZUMAB_RCT]
-    assert "mepolizumab" in rows[0]["substances"]
+    # Trials of upadacitinib (dermatitis) and mepolizumab (asthma) are not about depression: the
+    # question lists only records in its psychiatric sense.
+    assert not UPADACITINIB_RCTS & psychiatric(db) and MEPOLIZUMAB_RCT not in psychiatric(db)
+    assert query(client, "rcts_by_molecule", molecule="upadacitinib") == []
+    assert query(client, "rcts_by_molecule", molecule="mepolizumab") == []
     # A ketamine form is looked up in the tags: the shared records hold no ketamine RCT.
     tagged = sql_set(db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine' "
                          "and pmid in (select pmid from article_tags where facet = 'design' and value in ('rct', 'crossover_rct'))")
-    assert set(pmids_of(query(client, "rcts_by_molecule", molecule="unspecified ketamine"))) == tagged
+    assert set(pmids_of(query(client, "rcts_by_molecule", molecule="unspecified ketamine"))) == tagged & psychiatric(db)
 
 
 def test_systematic_reviews_and_meta_analyses(client, db):
     rows = query(client, "systematic_reviews")
     expected = sql_set(db, "select pmid from article_tags where facet = 'design' and value in ('systematic_review', 'meta_analysis')")
-    assert set(pmids_of(rows)) == expected and len(expected) > 100
-    on_ketamine = query(client, "systematic_reviews", topic="ketamine")
-    assert pmids_of(on_ketamine) == [33962333]  # intrathecal ketamine meta-analysis
+    assert len(expected) > 100
+    assert set(pmids_of(rows)) == expected & psychiatric(db) and rows
+    # The intrathecal ketamine meta-analysis (33962333) is about analgesia: set aside.
+    assert 33962333 not in psychiatric(db)
+    assert query(client, "systematic_reviews", topic="ketamine") == []
 
 
 def test_retracted_or_corrected(client, db):
@@ -591,19 +604,21 @@ def test_retracted_or_corrected(client, db):
 def test_counts_per_year_by_design(client, db):
     rows = query(client, "counts_per_year_by_design")
     assert sum(r["records"] for r in rows) == db.execute(
-        "select count(*) from articles where matches_query = 1 and is_deleted = 0").fetchone()[0]
-    rct_2021 = db.execute("select count(*) from articles where pub_year = 2021 and study_design = 'rct'").fetchone()[0]
+        f"select count(*) from articles where {CURRENT_SQL}").fetchone()[0]
+    rct_2021 = db.execute("select count(*) from articles where pub_year = 2021 and study_design = 'rct' "
+                          "and psychiatric = 1").fetchone()[0]
     assert {"pub_year": 2021, "study_design": "rct", "records": rct_2021} in rows
     assert all(r["study_design"] == "rct" for r in query(client, "counts_per_year_by_design", design="rct"))
 
 
 def test_records_with_a_registered_trial(client, db):
     rows = query(client, "registered_trials")
-    assert set(pmids_of(rows)) == sql_set(db, "select pmid from trial_registrations")
-    [row] = query(client, "registered_trials", trial_id="nct02020889")
-    assert row["pmid"] == MEPOLIZUMAB_RCT and row["registry_url"] == "https://clinicaltrials.gov/study/NCT02020889"
-    isrctn = query(client, "registered_trials", registry="ISRCTN")
-    assert isrctn and all(r["registry_url"].startswith("https://www.isrctn.com/ISRCTN") for r in isrctn)
+    assert set(pmids_of(rows)) == sql_set(db, "select pmid from trial_registrations") & psychiatric(db) and rows
+    [row] = query(client, "registered_trials", trial_id="nct04209296")  # 34034067, IV ketamine in TRD
+    assert row["pmid"] == 34034067 and row["registry_url"] == "https://clinicaltrials.gov/study/NCT04209296"
+    assert query(client, "registered_trials", trial_id="nct02020889") == []  # mepolizumab: set aside
+    for r in query(client, "registered_trials", registry="ISRCTN"):
+        assert r["registry_url"].startswith("https://www.isrctn.com/ISRCTN")
 
 
 def test_search_strategy_shows_each_runs_whole_query_and_counts(client, db):
@@ -645,19 +660,23 @@ def assert_valid_atom(xml: bytes) -> list:
     return entries
 
 
-def test_feed_of_newly_added_records_is_valid_atom_newest_first(client):
+def test_feed_of_newly_added_records_is_valid_atom_newest_first(client, db):
     response = client.get("/catalog/feed_new.atom")
     assert response.status_code == 200 and "xml" in response.headers["content-type"]
     entries = assert_valid_atom(response.content)
-    assert len(entries) == 100
-    ids = [e.findtext(f"{ATOM}id") for e in entries]
-    assert {int(i.rstrip("/").rsplit("/", 1)[1]) for i in ids[:4]} == LATE_ARRIVALS
+    wanted = psychiatric(db) - sql_set(db, "select pmid from articles where is_deleted = 1")
+    assert len(entries) == min(100, len(wanted))
+    ids = [int(e.findtext(f"{ATOM}id").rstrip("/").rsplit("/", 1)[1]) for e in entries]
+    assert set(ids) <= wanted
+    late = LATE_ARRIVALS & wanted
+    assert set(ids[:len(late)]) == late
 
 
 def test_a_search_is_a_feed_too_even_when_nothing_matches(client, db):
     entries = assert_valid_atom(client.get("/catalog/feed_search.atom?q=ketamine").content)
     found = {int(e.findtext(f"{ATOM}id").rstrip("/").rsplit("/", 1)[1]) for e in entries}
-    assert found == sql_set(db, "select rowid from articles_fts where articles_fts match 'ketamine'")
+    assert found == sql_set(db, "select rowid from articles_fts where articles_fts match 'ketamine'") & psychiatric(db)
+    assert found >= KETAMINE
     empty = client.get("/catalog/feed_search.atom?q=zzzqqqxxx")
     assert empty.status_code == 200 and assert_valid_atom(empty.content) == []
 
@@ -722,8 +741,10 @@ def test_pages_export_ris_bibtex_and_csl_json(client, db):
 def test_pages_export_csv_and_json(client, db):
     text = client.get("/catalog/articles.csv?_size=max&_notice=Retracted").text
     assert {int(r["pmid"]) for r in csv.DictReader(io.StringIO(text))} == RETRACTED
-    data = client.json("/catalog/rcts_by_molecule.json?molecule=upadacitinib")
-    assert {r[0] for r in data["rows"]} == UPADACITINIB_RCTS
+    data = client.json("/catalog/systematic_reviews.json")
+    assert {r[0] for r in data["rows"]} == sql_set(
+        db, "select pmid from article_tags where facet = 'design' and value in ('systematic_review', 'meta_analysis') "
+            "and pmid in (select pmid from articles where psychiatric = 1)")
 
 
 # -- read-only and safe to publish -----------------------------------------------------------
@@ -819,8 +840,9 @@ def test_served_catalog_shows_a_new_harvest_without_a_restart(tmp_path, records_
     site = copy_config(tmp_path / "site")
     corpus = records_corpus.copy()
     for pmid in corpus.pmids()[20:]:
-        corpus.remove(pmid)  # twenty records are enough
-    late = corpus.remove(38011560) if 38011560 in corpus else corpus.remove(corpus.pmids()[0])
+        if pmid != 38011560:
+            corpus.remove(pmid)  # twenty records are enough
+    late = corpus.remove(38011560)  # a review of ketamine for depression, so new_since lists it
     with EutilsStandIn(corpus, enforce_rate_limit=False) as server:
         run_harvest(site / "catalog.db", settings=harvest_settings(server))
         client = Client(site)
@@ -987,3 +1009,121 @@ def test_unknown_sorts_and_facet_names_are_refused_and_only_get_and_head_are_ser
     assert options.status_code == 405 and options.headers["allow"] == "GET, HEAD"
     head = client.loop.run_until_complete(client.ds.client.request("HEAD", "/catalog/articles"))
     assert head.status_code == 200
+
+
+# -- the sense of "depression", and titles PubMed gives only in the original language -----------
+# A small catalog of its own: real records on ketamine for depression (34034067, 33984391), a
+# real anaesthesia record whose only "depression" is of ventilation (15278624), a real record
+# with no English title (34086203, VernacularTitle only), and a clone of the ketamine review
+# 38011560 whose title was moved from ArticleTitle to VernacularTitle, as PubMed gives twelve
+# real records.
+
+JULIELAB = PUBMED / "records-JULIELab-julielab-topic-modeling" / "pubmedsample18n0001.xml.gz"
+PSYCHIATRIC = {34034067, 33984391, 38011560}
+OTHER_SENSE = 15278624
+VERNACULAR_ONLY = 34086203  # "Familiäre Tumorerkrankung: Erkennen ist Schutz."
+VERNACULAR_CLONE = 38011560
+
+
+def with_title_moved_to_vernacular(record):
+    """The same record with its English title emptied and given as VernacularTitle instead."""
+    from tests.eutils_stand_in import record_from_element
+
+    raw = record.raw
+    m = re.search(rb"<ArticleTitle>(.*?)</ArticleTitle>", raw, re.S)
+    title = m.group(1)
+    raw = raw[:m.start()] + b"<ArticleTitle></ArticleTitle>" + raw[m.end():]
+    assert b"<VernacularTitle>" not in raw
+    raw = raw.replace(b"</PublicationTypeList>", b"</PublicationTypeList>\n<VernacularTitle>" + title
+                      + b"</VernacularTitle>", 1)
+    return record_from_element(etree.fromstring(raw), raw, record.source), title.decode()
+
+
+_SENSE_SITE: dict[str, object] = {}
+
+
+@pytest.fixture(scope="module")
+def sense_site(tmp_path_factory):
+    if "site" not in _SENSE_SITE:
+        site = copy_config(tmp_path_factory.mktemp("sense-site"))
+        records, update = Corpus.cached([RECORDS]), Corpus.cached([UPDATE_FILE])
+        clone, title = with_title_moved_to_vernacular(records[VERNACULAR_CLONE])
+        corpus = Corpus([update[34034067], update[33984391], update[VERNACULAR_ONLY], clone,
+                         Corpus.cached([JULIELAB])[OTHER_SENSE]])
+        with EutilsStandIn(corpus, enforce_rate_limit=False) as server:
+            run_harvest(site / "catalog.db", settings=harvest_settings(server))
+        _SENSE_SITE["site"], _SENSE_SITE["title"] = site, title
+    return _SENSE_SITE["site"], _SENSE_SITE["title"]
+
+
+@pytest.fixture(scope="module")
+def sense(sense_site):
+    site, title = sense_site
+    c = Client(site)
+    yield c, title
+    c.close()
+
+
+def test_store_keeps_the_sense_of_depression_with_its_evidence(sense_site):
+    site, _ = sense_site
+    with sqlite3.connect(site / "catalog.db") as conn:
+        flags = dict(conn.execute("select pmid, psychiatric from articles"))
+        tags = {row[0]: row[1:] for row in conn.execute(
+            "select pmid, value, method, evidence from article_tags where facet = 'depression'")}
+    assert {p for p, flag in flags.items() if flag == 1} == PSYCHIATRIC
+    assert flags[OTHER_SENSE] == 0 and flags[VERNACULAR_ONLY] == 0
+    assert tags[OTHER_SENSE][:2] == ("other_sense_only", "rule:depression.other_sense")
+    assert "ventilatory" in tags[OTHER_SENSE][2]
+    assert VERNACULAR_ONLY not in tags  # it speaks of neither sense
+    assert all(tags[p][0] == "psychiatric" for p in PSYCHIATRIC)
+
+
+def test_front_page_counts_and_lists_only_psychiatric_records_and_links_the_rest(sense):
+    c, _ = sense
+    html = c.get("/").text
+    assert f"<strong>{len(PSYCHIATRIC)}</strong> records" in html
+    assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0&amp;psychiatric=1"' in html
+    assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0&amp;psychiatric=0">2 records</a>' in html
+    listed = c.json("/catalog/articles.json?matches_query=1&is_deleted=0&psychiatric=1&_shape=array")
+    assert set(pmids_of(listed)) == PSYCHIATRIC
+    # One facet away: the records that mention depression only in another sense.
+    other = c.json("/catalog/articles.json?_depression=other_sense_only&_shape=array")
+    assert pmids_of(other) == [OTHER_SENSE]
+    page = c.get("/catalog/articles").text
+    assert "mentions depression only in another sense" in page
+
+
+def test_feeds_and_questions_show_only_psychiatric_records(sense):
+    c, _ = sense
+    for path in ("/catalog/feed_new.atom", "/catalog/feed_search.atom?q=ketamine"):
+        entries = assert_valid_atom(c.get(path).content)
+        assert {int(e.findtext(f"{ATOM}id").rstrip("/").rsplit("/", 1)[1]) for e in entries} == PSYCHIATRIC, path
+    assert set(pmids_of(query(c, "new_since", since="2000-01-01"))) == PSYCHIATRIC
+    assert sum(r["records"] for r in query(c, "counts_per_year_by_design")) == len(PSYCHIATRIC)
+    flow = {r["step"]: r["all_records"] for r in query(c, "prisma_flow")}
+    assert flow[1] == 5 and flow[6] == 2 and flow[7] == len(PSYCHIATRIC)
+    # The search itself stays broad: it finds the anaesthesia record too.
+    found = pmids_of(c.json("/catalog/search.json?q=ketamine&_shape=array"))
+    assert set(found) == PSYCHIATRIC | {OTHER_SENSE}
+
+
+def test_a_record_with_only_a_vernacular_title_is_listed_fed_and_exported_under_it(sense):
+    c, title = sense
+    assert title.startswith("Ketamine")
+    pmid = VERNACULAR_CLONE
+    assert title in c.get("/catalog/search?q=ketamine").text
+    assert title in c.get("/catalog/articles?matches_query=1&is_deleted=0&psychiatric=1").text
+    feed = assert_valid_atom(c.get("/catalog/feed_new.atom").content)
+    assert title in {e.findtext(f"{ATOM}title") for e in feed}
+    assert title in {r["title"] for r in query(c, "new_since", since="2000-01-01")}
+    expected = title.rstrip(".")
+    [ris] = rispy.loads(c.get(f"/catalog/articles.ris?pmid={pmid}").text)
+    assert ris["title"] == expected
+    bib = bibtexparser.parse_string(c.get(f"/catalog/articles.bib?pmid={pmid}").text)
+    assert bib.entries[0]["title"] == "{" + expected + "}"
+    [item] = json.loads(c.get(f"/catalog/articles.csljson?pmid={pmid}").text)
+    assert item["title"] == expected
+    # A real record PubMed gives without an English title at all.
+    [item] = json.loads(c.get(f"/catalog/articles.csljson?pmid={VERNACULAR_ONLY}").text)
+    assert item["title"] == "Familiäre Tumorerkrankung: Erkennen ist Schutz"
+    assert "Familiäre Tumorerkrankung" in c.get("/catalog/articles").text

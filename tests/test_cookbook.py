@@ -54,7 +54,9 @@ class Base:
     def __init__(self, path: Path):
         conn = connect_ro(path)
         self.articles = {r["pmid"]: dict(r) for r in conn.execute("select * from articles")}
-        self.current = {p for p, a in self.articles.items() if a["matches_query"] == 1 and a["is_deleted"] == 0}
+        # The questions ask for current records on depression in the psychiatric sense.
+        self.current = {p for p, a in self.articles.items()
+                        if a["matches_query"] == 1 and a["is_deleted"] == 0 and a["psychiatric"] == 1}
         self.tags = defaultdict(lambda: defaultdict(set))
         self.tag_rows = [dict(r) for r in conn.execute("select * from article_tags")]
         for t in self.tag_rows:
@@ -271,10 +273,12 @@ def prisma_expected(b: Base, since=""):
             return "retracted"
         if a["is_retraction_notice"] == 1:
             return "notice"
+        if not a["psychiatric"]:
+            return "other_sense"
         return "remaining"
 
     fates = [(fate(a), is_new(a)) for a in b.articles.values()]
-    order = [None, "deleted", "unmatched", "retracted", "notice", "remaining"]
+    order = [None, "deleted", "unmatched", "retracted", "notice", "other_sense", "remaining"]
     return [(sum(1 for f, _ in fates if s is None or f == s), sum(1 for f, n in fates if n and (s is None or f == s)))
             for s in order]
 

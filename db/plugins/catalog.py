@@ -80,8 +80,11 @@ def _load_export():
 export = _load_export()
 
 DATABASE = "catalog"
-# The records the topic query currently returns (the rest stay, flagged).
-CURRENT = "matches_query=1&is_deleted=0"
+# The records the topic query currently returns and that concern depression in the psychiatric
+# sense (the rest stay, flagged: "respiratory depression" and the like are one facet away).
+CURRENT = "matches_query=1&is_deleted=0&psychiatric=1"
+# What the topic query returns but concerns depression only in another sense, or not at all.
+SET_ASIDE = "matches_query=1&is_deleted=0&psychiatric=0"
 PUBMED = "https://pubmed.ncbi.nlm.nih.gov/{}/"
 DOI = "https://doi.org/{}"
 PMC = "https://pmc.ncbi.nlm.nih.gov/articles/{}/"
@@ -243,7 +246,12 @@ def prepare_connection(conn):
 # whole table or one facet value of a paired facet and the summaries are current; otherwise
 # they are counted live over the page's rows.
 
-TAG_FACETS = {"molecule", "route", "population", "comparator", "outcome", "theme", "design"}
+TAG_FACETS = {"molecule", "route", "population", "comparator", "outcome", "theme", "design", "depression"}
+# Values that read better as words of their own.
+VALUE_LABELS = {
+    ("depression", "psychiatric"): "psychiatric sense (mood disorders, suicidality)",
+    ("depression", "other_sense_only"): "mentions depression only in another sense",
+}
 
 LANGUAGES = {
     "eng": "English", "ger": "German", "fre": "French", "spa": "Spanish", "ita": "Italian",
@@ -283,6 +291,8 @@ def value_label(facet: str, value) -> str:
         return LANGUAGES.get(value, value)
     if facet in ("design", "study_design") and value in DESIGN_LABELS:
         return DESIGN_LABELS[value]
+    if (facet, value) in VALUE_LABELS:
+        return VALUE_LABELS[facet, value]
     if facet in TAG_FACETS or facet == "study_design":
         return str(value).replace("_", " ")
     return str(value)
@@ -1142,11 +1152,12 @@ async def front_page_vars(datasette) -> dict:
     summarised = await summaries_current(db)
     counts = (await _rows(db, "select * from catalog_counts"))[0] if summarised else (await _rows(db, """
         select count(*) as stored,
-               coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as current,
+               coalesce(sum(matches_query = 1 and is_deleted = 0 and psychiatric = 1), 0) as current,
                coalesce(sum(is_retracted = 1), 0) as retracted,
                coalesce(sum(trial_ids is not null and trial_ids != ''), 0) as with_trials,
-               min(case when matches_query = 1 and is_deleted = 0 then pub_year end) as first_year,
-               max(case when matches_query = 1 and is_deleted = 0 then pub_year end) as last_year
+               min(case when matches_query = 1 and is_deleted = 0 and psychiatric = 1 then pub_year end) as first_year,
+               max(case when matches_query = 1 and is_deleted = 0 and psychiatric = 1 then pub_year end) as last_year,
+               coalesce(sum(matches_query = 1 and is_deleted = 0 and coalesce(psychiatric, 0) = 0), 0) as set_aside
         from articles"""))[0]
     last_run = (await _rows(db, """
         select * from harvest_runs where status = 'success' order by id desc limit 1"""))
@@ -1169,12 +1180,12 @@ async def front_page_vars(datasette) -> dict:
                                    [last_run["id"]]))[0]["n"]
     by_year = await _rows(db, "select pub_year, study_design, records from current_year_design" if summarised else """
         select pub_year, study_design, count(*) as records from articles
-        where matches_query = 1 and is_deleted = 0 group by pub_year, study_design""")
+        where matches_query = 1 and is_deleted = 0 and psychiatric = 1 group by pub_year, study_design""")
     designs = await _rows(db, """
         select study_design, sum(records) as records from current_year_design
         group by study_design order by records desc""" if summarised else """
         select study_design, count(*) as records from articles
-        where matches_query = 1 and is_deleted = 0 group by study_design order by records desc""")
+        where matches_query = 1 and is_deleted = 0 and psychiatric = 1 group by study_design order by records desc""")
     queries = [
         {"name": name, "title": q.get("title") or name, "description": q.get("description")}
         for name, q in (await datasette.get_canned_queries(DATABASE, None)).items()
@@ -1191,6 +1202,7 @@ async def front_page_vars(datasette) -> dict:
                         for d in designs],
             "chart": year_design_chart(by_year, urls=datasette.urls),
             "current_filter": CURRENT,
+            "set_aside_filter": SET_ASIDE,
             "questions": questions,
             "question_groups": group_questions(questions),
             "feeds": [q for q in queries if q["name"].startswith("feed_")],
