@@ -1127,3 +1127,31 @@ def test_a_record_with_only_a_vernacular_title_is_listed_fed_and_exported_under_
     [item] = json.loads(c.get(f"/catalog/articles.csljson?pmid={VERNACULAR_ONLY}").text)
     assert item["title"] == "Familiäre Tumorerkrankung: Erkennen ist Schutz"
     assert "Familiäre Tumorerkrankung" in c.get("/catalog/articles").text
+
+
+def test_an_older_catalog_learns_the_sense_of_depression_when_it_is_upgraded(sense_site, tmp_path):
+    """A catalog from before migration 0008 (no psychiatric column, no depression tags, tagged by
+    rules-v4) gets the column, the tags and the counts the next time the harvester opens it."""
+    from harvest import schema, store
+
+    site, _ = sense_site
+    path = tmp_path / "catalog.db"
+    with sqlite3.connect(site / "catalog.db") as source, sqlite3.connect(path) as copy:
+        source.backup(copy)  # with what the write-ahead log holds
+    with sqlite3.connect(path) as conn:
+        conn.execute("drop index idx_articles_current_psychiatric")
+        conn.execute("drop view article_overview")
+        conn.execute("alter table articles drop column psychiatric")
+        conn.execute("alter table catalog_counts drop column set_aside")
+        conn.execute(f"create view article_overview as {schema.COOKBOOK_VIEWS['article_overview']}")
+        conn.execute("delete from article_tags where facet = 'depression'")
+        conn.execute("update articles set tags_version = 'rules-v4'")
+        conn.execute("delete from _sqlite_migrations where name = '0008_depression_in_the_psychiatric_sense'")
+    db = store.open_db(path)
+    assert {p for (p,) in db.execute("select pmid from articles where psychiatric = 1")} == PSYCHIATRIC
+    assert db.execute("select value from article_tags where pmid = ? and facet = 'depression'",
+                      [OTHER_SENSE]).fetchone()[0] == "other_sense_only"
+    assert db.execute("select current, set_aside from catalog_counts").fetchone() == (len(PSYCHIATRIC), 2)
+    overview = db.execute("select title, psychiatric from article_overview where pmid = ?", [VERNACULAR_CLONE])
+    assert overview.fetchone()[1] == 1
+    db.close()
