@@ -256,11 +256,10 @@ def test_awaiting_indexing_by_citation_status(shared_records):
     assert seen[("PubMed-not-MEDLINE", False)] is True
 
 
-def test_tagging_the_whole_shared_corpus_is_fast(tagged_corpus):
-    elapsed, tagged = tagged_corpus
+def test_every_shared_record_gets_a_primary_design_from_the_vocabulary(tagged_corpus):
+    # How fast tagging is belongs to `make bench` (its import section), not to a timed test.
+    _elapsed, tagged = tagged_corpus
     assert len(tagged) > 33000
-    # about 6-8 s on a quiet 2-core machine; generous so a loaded CI box does not fail it
-    assert elapsed < 45, f"{elapsed:.1f} s"
     assert all(T.primary_design(tags) in T.DESIGNS for _, tags in tagged)
 
 
