@@ -41,6 +41,7 @@ import sys
 import threading
 from collections import defaultdict
 from pathlib import Path
+from urllib.parse import quote
 
 from datasette import hookimpl
 from datasette.facets import Facet
@@ -237,6 +238,7 @@ def search_snippet(query, *fields) -> str | None:
 def prepare_connection(conn):
     conn.create_function("fts_query", 1, fts_query, deterministic=True)
     conn.create_function("search_snippet", -1, search_snippet, deterministic=True)
+    conn.create_function("feed_entry_html", 8, feed_entry_html, deterministic=True)
 
 
 # -- facets -----------------------------------------------------------------------------------
@@ -905,7 +907,96 @@ def asgi_wrapper(datasette):
 
         return with_security_headers
 
-    return wrap
+    return lambda app: wrap(csv_formula_guard(app))
+
+
+# -- CSV: no formulas for spreadsheets --------------------------------------------------------
+# A cell that begins with = + - @ (or a tab or carriage return) is run as a formula by Excel,
+# LibreOffice and Google Sheets when the file is opened: a record's title could then fetch a
+# URL or start a program. As OWASP advises, such a cell is served with a single quote before
+# it and inside double quotes ("'=..."), so a spreadsheet shows it as text. Numbers (-1.5, +3)
+# are left alone. Datasette writes CSV itself, row by row (and page by page with _stream=on),
+# so the rows are rewritten as they pass, field by field, never holding the whole body.
+
+FORMULA_STARTS = frozenset(b"=+-@\t\r")
+_CSV_FIELD = re.compile(rb'("(?:[^"]|"")*"|[^,"\r\n]*)(,|\r\n|\n)')
+# What may still become a field when more bytes arrive.
+_CSV_FIELD_PREFIX = re.compile(rb'"(?:[^"]|"")*"?|[^,"\r\n]*\r?')
+_NUMBER = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def neutralise_csv_field(raw: bytes) -> bytes:
+    """One CSV field as written (quoted or not): unchanged, or quoted with a leading single
+    quote when a spreadsheet would read it as a formula."""
+    quoted = raw[:1] == b'"'
+    inner = raw[1:-1] if quoted else raw
+    if not inner or inner[0] not in FORMULA_STARTS or _NUMBER.fullmatch(inner):
+        return raw
+    # A quoted field's quotes are doubled already; an unquoted one has none (csv.writer).
+    return b"\"'" + (inner if quoted else inner.replace(b'"', b'""')) + b'"'
+
+
+class CsvFormulaGuard:
+    """Rewrites a CSV body chunk by chunk: `feed(chunk)` returns the bytes ready to send, keeping
+    back only an unfinished field; `feed(last, final=True)` returns the rest."""
+
+    def __init__(self):
+        self.pending = b""
+        self.broken = False  # not CSV as csv.writer writes it (Datasette's error text): passed on
+
+    def feed(self, chunk: bytes, final: bool = False) -> bytes:
+        data = self.pending + chunk
+        if self.broken:
+            self.pending = b""
+            return data
+        out, pos = [], 0
+        while True:
+            m = _CSV_FIELD.match(data, pos)
+            if m is None:
+                break
+            out.append(neutralise_csv_field(m.group(1)) + m.group(2))
+            pos = m.end()
+        rest = data[pos:]
+        if final:
+            self.pending = b""
+            whole = _CSV_FIELD_PREFIX.fullmatch(rest)
+            out.append(neutralise_csv_field(rest) if whole and rest[-1:] != b"\r" else rest)
+        elif _CSV_FIELD_PREFIX.fullmatch(rest):
+            self.pending = rest
+        else:
+            self.broken, self.pending = True, b""
+            out.append(rest)
+        return b"".join(out)
+
+
+def csv_formula_guard(app):
+    """ASGI middleware: every CSV the catalog serves (a table's, a question's, `?sql=`; a path
+    ending in .csv answered as text/plain or text/csv) passes through CsvFormulaGuard."""
+
+    async def guarded(scope, receive, send):
+        if scope["type"] != "http" or not scope.get("path", "").endswith(".csv"):
+            return await app(scope, receive, send)
+        guard = None
+
+        async def send_guarded(event):
+            nonlocal guard
+            if event["type"] == "http.response.start":
+                headers = event.get("headers") or []
+                content_type = next((bytes(v) for k, v in headers if bytes(k).lower() == b"content-type"), b"")
+                if content_type.split(b";")[0].strip().lower() in (b"text/plain", b"text/csv"):
+                    guard = CsvFormulaGuard()
+                    # The body changes length as it is rewritten.
+                    event = {**event, "headers": [h for h in headers if bytes(h[0]).lower() != b"content-length"]}
+            elif event["type"] == "http.response.body" and guard is not None:
+                final = not event.get("more_body", False)
+                event = {**event, "body": guard.feed(event.get("body", b""), final=final)}
+                if final:
+                    guard = None
+            await send(event)
+
+        await app(scope, receive, send_guarded)
+
+    return guarded
 
 
 # -- feeds ------------------------------------------------------------------------------------
@@ -988,6 +1079,36 @@ def finish_feed(datasette, request, query_name, response):
     body = etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)
     return Response(body, status=response.status, headers=dict(response.headers),
                     content_type=response.content_type)
+
+
+FEED_ABSTRACT_CHARS = 900
+_PMCID = re.compile(r"PMC\d+")
+_NCT_ID = re.compile(r"NCT\d{8}")
+
+
+def feed_entry_html(pmid, journal, published, study_design, abstract, doi, pmcid, trial_ids) -> str:
+    """A feed entry's HTML (the SQL function feed_new and feed_search call): the record's text
+    escaped, never its markup, and only our own links: the catalog's page (relative), PubMed,
+    doi.org, PMC and ClinicalTrials.gov, all https. A publisher's <img> or <a href> in an
+    abstract reaches a feed reader as text, so no reader fetches anything it names."""
+    design = str(study_design or "unclassified").replace("_", " ")
+    text = str(abstract or "")
+    if len(text) > FEED_ABSTRACT_CHARS:
+        text = text[:FEED_ABSTRACT_CHARS] + " …"
+    parts = [Markup("<p><em>{}</em> {} · {}</p>").format(journal or "", published or "", design)]
+    if text:
+        parts.append(Markup("<p>{}</p>").format(text))
+    links = [Markup('<a href="/catalog/articles/{}">Open in the catalog</a>').format(int(pmid)),
+             Markup('<a href="{}">PubMed</a>').format(PUBMED.format(int(pmid)))]
+    if doi:
+        links.append(Markup('<a href="{}">DOI</a>').format(DOI.format(quote(str(doi), safe="/:;()._-"))))
+    if pmcid and _PMCID.fullmatch(str(pmcid)):
+        links.append(Markup('<a href="{}">PMC</a>').format(PMC.format(pmcid)))
+    for trial_id in dict.fromkeys(str(trial_ids or "").upper().split()):
+        if _NCT_ID.fullmatch(trial_id):
+            links.append(Markup('<a href="https://clinicaltrials.gov/study/{}">{}</a>').format(trial_id, trial_id))
+    parts.append(Markup("<p>{}</p>").format(Markup(" · ").join(links)))
+    return str(Markup("").join(parts))
 
 
 # -- cells ------------------------------------------------------------------------------------
