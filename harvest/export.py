@@ -215,20 +215,84 @@ def to_ris(records: Iterable[dict]) -> str:
 
 
 _LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "&": r"\&", "$": r"\$",
-    "#": r"\#", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}", "%": r"\%", "&": r"\&", "$": r"\$", "#": r"\#", "_": r"\_",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    # "--" and "---" are dash ligatures in LaTeX: "-{}-" keeps the hyphens the record has.
+    "-": "-{}",
 }
+_LATEX_SPECIAL = re.compile(r"[\\%&$#_~^{}]|-(?=-)")
+
+
+def _paired_braces(text: str) -> set[int]:
+    """Positions of the braces in `text` that pair up with another."""
+    paired: set[int] = set()
+    opened: list[int] = []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            opened.append(i)
+        elif ch == "}" and opened:
+            paired.update((opened.pop(), i))
+    return paired
 
 
 def bibtex_escape(text: str) -> str:
-    """Text safe inside a braced BibTeX field: LaTeX specials escaped, one line, UTF-8 kept."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in _one_line(text))
+    """Text safe inside a braced BibTeX field, read back as the same text by LaTeX: specials
+    escaped, dash ligatures broken, one line, UTF-8 kept. Braces: BibTeX, biber and bibtexparser
+    count `\\{` and `\\}` as group braces, so only braces that pair up are written `\\{ \\}`;
+    an unpaired one is `\\textbraceleft{}` / `\\textbraceright{}`, and no reader sees the
+    field, or the entry, end early (pandoc 2.17 reads those two as nothing)."""
+    text = _one_line(text)
+    paired = _paired_braces(text) if ("{" in text or "}" in text) else set()
+
+    def replace(m: re.Match) -> str:
+        ch = m.group()
+        if ch in "{}":
+            if m.start() in paired:
+                return "\\" + ch
+            return r"\textbraceleft{}" if ch == "{" else r"\textbraceright{}"
+        return _LATEX_SPECIALS[ch]
+
+    return _LATEX_SPECIAL.sub(replace, text)
+
+
+def bibtex_verbatim(text: str | None) -> str | None:
+    """A verbatim field (doi, url) as biblatex, biber and pandoc read it: raw, since an escape
+    would become part of the value (`10.1111/jpc.1\\_15346`). None for a value that would end
+    the field or the entry (a brace, a backslash that could escape one, a line break): it is
+    left out rather than written broken."""
+    if not text or re.search(r"[{}\\\x00-\x1f\x7f]", text):
+        return None
+    return text
+
+
+def bibtex_identifier(text: str | None) -> str | None:
+    """An identifier field (issn, pmcid): pandoc reads these raw, LaTeX as text, so one is
+    written only when both read the same (no special character, one line): every real ISSN
+    and PMCID. None otherwise: left out rather than read two ways."""
+    if not text or bibtex_escape(text) != text:
+        return None
+    return text
+
+
+def _bib_part(text: str) -> str:
+    """One part of a person's name, braced where BibTeX's name grammar would take it apart:
+    a comma starts a new part, an "and" a new person."""
+    escaped = bibtex_escape(text)
+    if "," in escaped or re.search(r"(?i)(^|\s)and(\s|$)", escaped):
+        return "{" + escaped + "}"
+    return escaped
 
 
 def _bib_name(person: dict) -> str:
     if "literal" in person:
         return "{" + bibtex_escape(person["literal"]) + "}"
-    return bibtex_escape(_name_inverted(person))
+    family = _bib_part(person.get("family", ""))
+    if not person.get("given") and not person.get("suffix"):
+        # Alone, "Kisov Khr" would be read as given name "Kisov", family name "Khr".
+        return "{" + family + "}" if " " in family and not family.startswith("{") else family
+    # BibTeX's order is "von Last, Jr, First" (RIS puts the suffix last).
+    parts = [family] + ([_bib_part(person["suffix"])] if person.get("suffix") else [])
+    return ", ".join(parts + [_bib_part(person.get("given", ""))])
 
 
 def to_bibtex(records: Iterable[dict]) -> str:
@@ -255,16 +319,18 @@ def to_bibtex(records: Iterable[dict]) -> str:
         start, end = split_pages(r["pages"])
         if start:
             fields.append(("pages", bibtex_escape(start) + (f"--{bibtex_escape(end)}" if end else "")))
-        if r["doi"]:
-            fields.append(("doi", bibtex_escape(r["doi"])))
-        if r["issn"]:
+        # doi and url are verbatim fields (biblatex, biber, pandoc): written raw; the rest is text.
+        if bibtex_verbatim(r["doi"]):
+            fields.append(("doi", r["doi"]))
+        if bibtex_identifier(r["issn"]):
             fields.append(("issn", r["issn"]))
         fields.append(("pmid", str(r["pmid"])))
-        if r["pmcid"]:
+        if bibtex_identifier(r["pmcid"]):
             fields.append(("pmcid", r["pmcid"]))
-        fields.append(("url", r["url"]))
+        if bibtex_verbatim(r["url"]):
+            fields.append(("url", r["url"]))
         if r["languages"]:
-            fields.append(("language", ", ".join(r["languages"])))
+            fields.append(("language", bibtex_escape(", ".join(r["languages"]))))
         keywords = r["keywords"] + [m for m in r["mesh_terms"] if m not in r["keywords"]]
         if keywords:
             fields.append(("keywords", bibtex_escape(", ".join(keywords))))
