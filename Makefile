@@ -55,11 +55,13 @@ $(CLOCK_FIX): tests/clock/monotonic_sleep.c
 	cc -shared -fPIC -O2 -o $@ $< -ldl
 
 ## make tools: Debian's packages the tests drive (Chromium for the browser tests, faketime for the
-## shifted clock, npm for axe-core), installed with apt-get only where they are missing and we are
+## shifted clock, npm for axe-core, pandoc and biber that read the BibTeX and CSL-JSON exports back
+## as reference managers do), installed with apt-get only where they are missing and we are
 ## root; anyone else is told in one line what to install. Never a browser download of Playwright's
 ## own. Then axe-core, the accessibility rules the browser tests run in each page, from npm at the
 ## version tests/package-lock.json pins, into tests/node_modules (no network when the tests run).
-DEBIAN_TOOLS := chromium:/usr/bin/chromium faketime:/usr/bin/faketime npm:/usr/bin/npm
+DEBIAN_TOOLS := chromium:/usr/bin/chromium faketime:/usr/bin/faketime npm:/usr/bin/npm pandoc:/usr/bin/pandoc \
+                biber:/usr/bin/biber
 AXE := tests/node_modules/axe-core/axe.min.js
 tools: debian-tools $(AXE)
 
