@@ -86,8 +86,9 @@ def pytest_report_header(config):
 # stays on one worker, so a session fixture a file builds is built once per worker that runs it.
 # Files with the longest session builds go first, so that no worker is left running one of
 # them alone at the end (most to least, as measured here; the rest follow in file order).
-LONGEST_FIRST = ["test_hostile_exports", "test_pubmed_xml", "test_complete_current", "test_store", "test_evaluate", "test_cookbook",
-                 "test_tags", "test_notebooks", "test_chaos", "test_browser", "test_harvest"]
+LONGEST_FIRST = ["test_hostile_exports", "test_pubmed_xml", "test_complete_current", "test_store",
+                 "test_evaluate", "test_cookbook", "test_tags", "test_notebooks", "test_chaos", "test_browser",
+                 "test_harvest"]
 
 
 def pytest_collection_modifyitems(config, items):
