@@ -75,3 +75,44 @@ class Settings:
     def requests_per_second(self) -> int:
         # NCBI's published limits: 3/s without a key, 10/s with one.
         return 10 if self.api_key else 3
+
+
+DEFAULT_CTGOV_URL = "https://clinicaltrials.gov/api/v2/"
+
+
+@dataclass(frozen=True)
+class CtgovSettings:
+    """ClinicalTrials.gov API v2. The registry publishes no numeric rate limit and sends no
+    rate-limit headers; its robots.txt asks for one request a second, which is the default."""
+
+    base_url: str = DEFAULT_CTGOV_URL
+    tool: str = DEFAULT_TOOL
+    requests_per_second: float = 1.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    max_tries: int = 8
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    max_body_mb: float = 256.0
+    page_size: int = 100
+
+    @classmethod
+    def from_env(cls) -> "CtgovSettings":
+        base_url = os.environ.get("CTGOV_API_URL") or DEFAULT_CTGOV_URL
+        if not base_url.endswith("/"):
+            base_url += "/"
+        return cls(
+            base_url=base_url,
+            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
+            requests_per_second=_env_positive("CTGOV_REQUESTS_PER_SECOND", 1.0),
+            max_tries=int(_env_positive("CTGOV_MAX_TRIES", 8)),
+            backoff_base=_env_float("CTGOV_BACKOFF_BASE", 1.0),
+            backoff_cap=_env_float("CTGOV_BACKOFF_CAP", 60.0),
+            read_timeout=_env_positive("CTGOV_TIMEOUT", 120.0),
+            max_body_mb=_env_positive("CTGOV_MAX_BODY_MB", 256.0),
+            page_size=min(1000, int(_env_positive("CTGOV_PAGE_SIZE", 100))),
+        )
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)

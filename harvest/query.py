@@ -114,3 +114,54 @@ def matches_topic(title: str | None, abstract: str | None, keywords=(), mesh_nam
             continue
         return False
     return True
+
+
+# -- ClinicalTrials.gov: the same topic, in the registry's search fields ---------------
+#
+# The registry indexes a study's interventions and conditions as fields of their own
+# (`query.intr`, `query.cond`; its search expands synonyms, e.g. "depression" finds
+# "Major Depressive Disorder"), so the topic is the same two concepts as above, one per field.
+# Bump TRIALS_QUERY_VERSION whenever these change: the next trials run then re-sweeps.
+
+TRIALS_QUERY_VERSION = "1"
+
+TRIALS_INTERVENTIONS = ("ketamine", "esketamine", "arketamine", "Spravato")
+TRIALS_CONDITIONS = (
+    "depression",
+    "depressive disorder",
+    "bipolar depression",
+    "treatment-resistant depression",
+    "suicidality",
+    "suicidal ideation",
+    "anhedonia",
+)
+
+
+def _essie_or(terms: tuple[str, ...]) -> str:
+    return " OR ".join(f'"{t}"' if " " in t or "-" in t else t for t in terms)
+
+
+def trials_query_params() -> dict[str, str]:
+    """The `GET /studies` parameters that select the topic's studies on ClinicalTrials.gov."""
+    return {
+        "query.intr": _essie_or(TRIALS_INTERVENTIONS),
+        "query.cond": _essie_or(TRIALS_CONDITIONS),
+    }
+
+
+def trials_query_text() -> str:
+    """The trials topic as one line, for the run log and `harvest query`."""
+    return " AND ".join(f"{k}=({v})" for k, v in trials_query_params().items())
+
+
+NCT_ID = re.compile(r"NCT\d{8}")
+
+
+def is_nct_id(value: str | None) -> bool:
+    """A ClinicalTrials.gov id as the registry writes it: NCT and eight digits."""
+    return bool(value) and NCT_ID.fullmatch(value) is not None
+
+
+def last_update_filter(since: str) -> str:
+    """`filter.advanced` for studies whose last update was posted on or after `since` (YYYY-MM-DD)."""
+    return f"AREA[LastUpdatePostDate]RANGE[{since},MAX]"
