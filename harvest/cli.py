@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -20,6 +21,7 @@ import click
 from . import __version__, clock, store
 from .config import Settings, default_db_path
 from .eutils import EutilsError
+from .http import HttpError
 from .query import QUERY_VERSION, TOPIC_QUERY
 from .runner import DEFAULT_BATCH, DEFAULT_OVERLAP_DAYS, HarvestFailed, choose_mode, run_harvest
 
@@ -124,6 +126,20 @@ def _parse_date(ctx, param, value):
         raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}")
 
 
+SOURCES = ("pubmed", "trials")
+
+
+def _parse_sources(ctx, param, value):
+    if value is None:
+        return None
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown or not names:
+        raise click.BadParameter(f"expected a comma-separated list of {', '.join(SOURCES)}, got {value!r}",
+                                 param_hint="--sources (or HARVEST_SOURCES)")
+    return [s for s in SOURCES if s in names]
+
+
 @cli.command()
 @db_option
 @click.option("--full", is_flag=True, help="Re-sweep everything the query matches.")
@@ -133,8 +149,11 @@ def _parse_date(ctx, param, value):
               help="An incremental run starts this many days before the last run, since PubMed's dates lag.")
 @click.option("--batch-size", type=click.IntRange(1, 10000), default=DEFAULT_BATCH, show_default=True,
               help="Records per efetch request.")
-def run(db_path, full, since, overlap_days, batch_size):
-    """Harvest PubMed into the catalog (incremental unless the catalog is new or --full)."""
+@click.option("--sources", callback=_parse_sources, default=None, metavar="pubmed,trials",
+              help="Which sources to harvest, in this order (default: $HARVEST_SOURCES, else pubmed,trials).")
+def run(db_path, full, since, overlap_days, batch_size, sources):
+    """Harvest PubMed, then ClinicalTrials.gov, into the catalog (incremental unless new or --full)."""
+    sources = sources or _parse_sources(None, None, os.environ.get("HARVEST_SOURCES") or ",".join(SOURCES))
     if full and since:
         raise click.UsageError("--full and --since exclude each other")
     if since and since > clock.today():
@@ -142,6 +161,41 @@ def run(db_path, full, since, overlap_days, batch_size):
         raise click.BadParameter(f"{since} is after today ({clock.today()}): records cannot be "
                                  "created or revised in the future", param_hint="--since")
     db_path = db_path or default_db_path()
+    failures = []
+    if "pubmed" in sources:
+        failures += _run_pubmed(db_path, full, since, overlap_days, batch_size)
+    if "trials" in sources:
+        failures += _run_trials(db_path, full, overlap_days)
+    if failures:
+        for message in failures[:-1]:
+            click.echo(f"harvest: error: {message}", err=True)
+        _fail(failures[-1])
+
+
+def _run_trials(db_path, full, overlap_days) -> list[str]:
+    """The ClinicalTrials.gov run; returns its failure as a one-line message (or nothing)."""
+    from .ctgov import CtgovClient
+    from .runner import run_trials_harvest
+
+    try:
+        outcome = run_trials_harvest(db_path, full=full, overlap_days=overlap_days, client=CtgovClient())
+    except store.HarvestLocked as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except (HarvestFailed, HttpError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run_id = getattr(exc, "run_id", None)
+        return [f"{'trials run %d failed: ' % run_id if run_id else 'trials: '}{first_line}"]
+    click.echo(
+        f"trials run {outcome.run_id} ({outcome.mode}): {outcome.listed} studies listed by the topic search, "
+        f"{outcome.cited} cited ids asked for: {outcome.new} new, {outcome.updated} updated, "
+        f"{outcome.unchanged} unchanged, {outcome.not_in_registry} not in the registry; "
+        f"{outcome.requests} requests to ClinicalTrials.gov"
+    )
+    return []
+
+
+def _run_pubmed(db_path, full, since, overlap_days, batch_size) -> list[str]:
+    """The PubMed run; returns its failure as a one-line message (or nothing)."""
     settings = Settings.from_env()
     try:
         outcome = run_harvest(
@@ -153,13 +207,14 @@ def run(db_path, full, since, overlap_days, batch_size):
     except (HarvestFailed, EutilsError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run_id = getattr(exc, "run_id", None)
-        _fail(f"{'run %d failed: ' % run_id if run_id else ''}{first_line}")
+        return [f"{'run %d failed: ' % run_id if run_id else ''}{first_line}"]
     click.echo(
         f"run {outcome.run_id} ({outcome.mode}): {outcome.promised} records promised, "
         f"{outcome.stored} stored: {outcome.new} new, {outcome.updated} updated, "
         f"{outcome.unchanged} unchanged, {outcome.unmatched} no longer matching; "
         f"{outcome.requests} requests to E-utilities"
     )
+    return []
 
 
 @cli.command(name="import")
@@ -288,19 +343,38 @@ def parse_age(text: str) -> dt.timedelta:
 
 @cli.command()
 @db_option
-@click.option("--max-age", metavar="AGE", help="Exit non-zero (4) when the last successful run is older, e.g. 2d.")
+@click.option("--max-age", "max_ages", metavar="[SOURCE=]AGE", multiple=True,
+              help="Exit non-zero (4) when a source's last successful run is older, e.g. 2d (every source "
+                   "in $HARVEST_SOURCES) or trials=8d (that source); repeatable.")
 @click.option("--runs", "show_runs", type=int, default=10, show_default=True, help="How many recent runs to list.")
-def status(db_path, max_age, show_runs):
-    """Recent runs, catalog counts, and what the next run will ask for."""
-    max_delta = parse_age(max_age) if max_age else None
-    db_path = _existing_catalog(db_path, EXIT_STALE if max_delta else EXIT_FAILED)
+def status(db_path, max_ages, show_runs):
+    """Recent runs, catalog counts, each source's last success, and what the next run will ask for."""
+    limits = _parse_max_ages(max_ages)
+    db_path = _existing_catalog(db_path, EXIT_STALE if limits else EXIT_FAILED)
     try:
-        _print_status(db_path, max_age, max_delta, show_runs)
+        _print_status(db_path, limits, show_runs)
     except sqlite3.Error as exc:
         _fail(f"cannot read the catalog {db_path}: {exc}")
 
 
-def _print_status(db_path: Path, max_age: str | None, max_delta: dt.timedelta | None, show_runs: int) -> None:
+def _parse_max_ages(values) -> dict[str, tuple[str, dt.timedelta]]:
+    """{source: (as written, age)} from `--max-age` values."""
+    default_sources = _parse_sources(None, None, os.environ.get("HARVEST_SOURCES") or ",".join(SOURCES))
+    limits: dict[str, tuple[str, dt.timedelta]] = {}
+    for value in values:
+        source, _, age = value.rpartition("=")
+        if source:
+            if source.strip().lower() not in SOURCES:
+                raise click.BadParameter(f"unknown source {source!r} (expected one of {', '.join(SOURCES)})",
+                                         param_hint="--max-age")
+            limits[source.strip().lower()] = (age, parse_age(age))
+        else:
+            for name in default_sources:
+                limits.setdefault(name, (age, parse_age(age)))
+    return limits
+
+
+def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], show_runs: int) -> None:
     db = store.open_db(db_path)
     holder = store.lock_holder(db_path)
     counts = next(db.query(
@@ -309,11 +383,16 @@ def _print_status(db_path: Path, max_age: str | None, max_delta: dt.timedelta | 
     ))
     click.echo(f"catalog {db_path}: {counts['articles']} articles ({counts['matching']} matching the query, "
                f"{counts['unmatched']} no longer matching, {counts['deleted']} deleted by NLM)")
+    trials = next(db.query(
+        "select count(*) as trials, coalesce(sum(in_topic), 0) as in_topic, "
+        "(select count(*) from trials_not_in_registry) as unknown from trials"))
+    click.echo(f"trials: {trials['trials']} studies from ClinicalTrials.gov ({trials['in_topic']} found by the "
+               f"topic query, the rest cited by catalog records); {trials['unknown']} cited ids not in the registry")
     runs = list(db.query("select * from harvest_runs order by id desc limit ?", [show_runs]))
     if runs:
         click.echo("recent runs:")
         for r in runs:
-            line = (f"  #{r['id']} {r['started_at']} {r['status']:<8} {r['mode']}: "
+            line = (f"  #{r['id']} {r['started_at']} {r['status']:<8} {r['source']} {r['mode']}: "
                     f"promised {r['records_promised'] or 0}, new {r['new'] or 0}, updated {r['updated'] or 0}, "
                     f"unchanged {r['unchanged'] or 0}, unmatched {r['unmatched'] or 0}, requests {r['requests'] or 0}")
             click.echo(line)
@@ -327,6 +406,9 @@ def _print_status(db_path: Path, max_age: str | None, max_delta: dt.timedelta | 
     else:
         click.echo("no runs yet")
     last = store.last_successful_run(db)
+    last_trials = store.last_successful_source_run(db, "trials")
+    for name, run in (("pubmed", last), ("trials", last_trials)):
+        click.echo(f"last success, {name}: " + (f"run #{run['id']} finished {run['finished_at']}" if run else "none yet"))
     try:
         mode, since = choose_mode(last, full=False, since=None, overlap_days=DEFAULT_OVERLAP_DAYS,
                                   partial=store.has_partial_runs(db))
@@ -334,16 +416,34 @@ def _print_status(db_path: Path, max_age: str | None, max_delta: dt.timedelta | 
         mode, since = "full", None
     next_run = f"{mode}" + (f": records created or revised since {since}" if since else ": every record the query matches")
     click.echo(f"next run: {next_run} (query version {QUERY_VERSION})")
-    if max_delta is not None:
+    from .query import TRIALS_QUERY_VERSION
+    from .runner import choose_trials_mode
+
+    try:
+        mode, since = choose_trials_mode(last_trials, full=False, overlap_days=DEFAULT_OVERLAP_DAYS)
+    except (TypeError, ValueError):
+        mode, since = "full", None
+    click.echo(f"next trials run: {mode}" + (f": studies updated since {since}" if since else ": every study the query lists")
+               + f" (trials query version {TRIALS_QUERY_VERSION})")
+    stale = []
+    for name, (written, max_delta) in limits.items():
         # Current means the full-sweep chain is: a `--since` run or an import alone leaves
         # the catalog incomplete however recent it is.
-        last_any = last["finished_at"] if last else None
+        run = last if name == "pubmed" else last_trials
+        last_any = run["finished_at"] if run else None
+        what = "harvest" if name == "pubmed" else "trials harvest"
         if not last_any:
-            _fail("no successful harvest yet" + (" (only --since runs or imports: the next plain run is a full sweep)"
-                                                 if store.has_partial_runs(db) else ""), EXIT_STALE)
+            stale.append(f"no successful {what} yet" + (
+                " (only --since runs or imports: the next plain run is a full sweep)"
+                if name == "pubmed" and store.has_partial_runs(db) else ""))
+            continue
         age = clock.now() - dt.datetime.fromisoformat(last_any)
         if age > max_delta:
-            _fail(f"the last successful harvest finished {last_any}, {_human(age)} ago (limit {max_age})", EXIT_STALE)
+            stale.append(f"the last successful {what} finished {last_any}, {_human(age)} ago (limit {written})")
+    if stale:
+        for message in stale[:-1]:
+            click.echo(f"harvest: error: {message}", err=True)
+        _fail(stale[-1], EXIT_STALE)
 
 
 def _human(delta: dt.timedelta) -> str:

@@ -334,3 +334,176 @@ def _parse_history_answer(body: bytes) -> list[dict]:
     if message:
         raise HistoryUnusable(message[:200])
     return _parse_answer(body)
+
+
+# -- ClinicalTrials.gov ----------------------------------------------------------------
+
+
+@dataclass
+class TrialsOutcome:
+    run_id: int
+    mode: str
+    status: str
+    listed: int = 0  # studies the topic search listed
+    cited: int = 0  # cited NCT ids asked for by id this run
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    events: int = 0
+    not_in_registry: int = 0
+    out_of_topic: int = 0
+    requests: int = 0
+    discrepancy: str | None = None
+
+
+def choose_trials_mode(last: dict | None, *, full: bool, overlap_days: int) -> tuple[str, dt.date | None]:
+    """(mode, since-date) of a trials run: incremental by LastUpdatePostDate after a success."""
+    from .query import TRIALS_QUERY_VERSION
+
+    if full:
+        return "full", None
+    if last is None:
+        return "full (new catalog)", None
+    if last["query_version"] != TRIALS_QUERY_VERSION:
+        return f"full (query changed {last['query_version']} -> {TRIALS_QUERY_VERSION})", None
+    return "incremental", dt.date.fromisoformat(last["watermark"]) - dt.timedelta(days=overlap_days)
+
+
+def run_trials_harvest(
+    db_path: Path | str,
+    *,
+    full: bool = False,
+    overlap_days: int = DEFAULT_OVERLAP_DAYS,
+    client=None,
+) -> TrialsOutcome:
+    """One ClinicalTrials.gov run: the topic's studies (every page), then every NCT id a catalog
+    record cites that is not stored yet, and a recheck of the ids the registry did not know.
+
+    Succeeds only when every listed study is stored; only then does the watermark move."""
+    from . import ctgov
+    from .query import TRIALS_QUERY_VERSION, last_update_filter, trials_query_params, trials_query_text
+
+    client = client or ctgov.CtgovClient()
+    with _catalog_trouble(db_path), store.harvest_lock(db_path):
+        db = store.open_db(db_path)
+        store.mark_abandoned_runs(db)
+        last = store.last_successful_source_run(db, "trials")
+        mode, since = choose_trials_mode(last, full=full, overlap_days=overlap_days)
+        watermark = today_utc()
+        run_id = store.start_source_run(
+            db, source="trials", mode=mode, query_version=TRIALS_QUERY_VERSION, query_text=trials_query_text(),
+            window_from=since.isoformat() if since else None)
+        outcome = TrialsOutcome(run_id=run_id, mode=mode, status="running")
+        log.info("trials run %d: %s harvest%s", run_id, mode,
+                 f" of studies updated since {since}" if since else "")
+        try:
+            _harvest_trials(db, client, run_id, since, outcome)
+            outcome.status = "success"
+            outcome.requests = client.stats.requests
+            store.finish_run(db, run_id, status="success", watermark=watermark.isoformat(),
+                             **_trials_values(outcome, client))
+            return outcome
+        except BaseException as exc:
+            status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            message = client.redact(str(exc) or type(exc).__name__)
+            outcome.status = status
+            try:
+                store.finish_run(db, run_id, status=status, error=message, **_trials_values(outcome, client))
+            except Exception as unrecorded:
+                log.error("trials run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
+                message += f" (the catalog could not record this failure: {unrecorded})"
+            if isinstance(exc, Exception):
+                raise HarvestFailed(message, run_id) from exc
+            raise
+
+
+def _trials_values(outcome: TrialsOutcome, client) -> dict:
+    return {
+        "records_promised": outcome.listed + outcome.cited,
+        "records_stored": outcome.new + outcome.updated + outcome.unchanged,
+        "new": outcome.new,
+        "updated": outcome.updated,
+        "unchanged": outcome.unchanged,
+        "unmatched": outcome.out_of_topic,
+        "requests": client.stats.requests,
+        "retries": client.stats.retries,
+        "count_discrepancy": outcome.discrepancy,
+    }
+
+
+def _add_counts(outcome: TrialsOutcome, counts) -> None:
+    outcome.new += counts.new
+    outcome.updated += counts.updated
+    outcome.unchanged += counts.unchanged
+    outcome.events += counts.events
+
+
+def _harvest_trials(db, client, run_id: int, since: dt.date | None, outcome: TrialsOutcome) -> None:
+    from . import ctgov
+    from .query import last_update_filter, trials_query_params
+
+    # (a) the topic's studies, every page; a page that cannot be had fails the run.
+    params = trials_query_params()
+    if since is not None:
+        params["filter.advanced"] = last_update_filter(since.isoformat())
+    listed: set[str] = set()
+    total = None
+    stored_before = 0
+    try:
+        for number, page in enumerate(client.iter_pages(params, describe="topic search"), 1):
+            if number == 1:
+                total = page.total_count
+            records = [ctgov.parse_study(s) for s in page.studies]
+            counts = store.save_trials(db, records, run_id, in_topic=True)
+            _add_counts(outcome, counts)
+            listed |= counts.stored_ids
+            stored_before = len(listed)
+    except Exception as exc:
+        raise HarvestFailed(
+            f"the topic search of ClinicalTrials.gov failed after {stored_before} studies (those are kept): {exc}"
+        ) from exc
+    outcome.listed = len(listed)
+    if total is not None and total != len(listed):
+        outcome.discrepancy = f"ClinicalTrials.gov counted {total} studies, its pages listed {len(listed)}"
+        log.warning("trials run %d: %s", run_id, outcome.discrepancy)
+    if since is None:
+        outcome.out_of_topic = store.mark_trials_out_of_topic(db, listed, run_id)
+
+    # (b) every NCT id a catalog record cites: new ones in full; ids the registry did not know
+    # and stored studies outside the topic, rechecked once a run (incrementally: only if updated).
+    cited = store.cited_nct_ids(db)
+    stored = store.stored_trials(db)
+    unknown = store.not_in_registry_ids(db)
+    new_ids = sorted(cited - set(stored) - unknown - listed)
+    recheck = sorted((unknown | {n for n, topic in stored.items() if not topic and n in cited}) - listed)
+    asks: list[tuple[list[str], dict]] = []
+    if since is None:
+        asks.append((sorted(set(new_ids) | set(recheck)), {}))
+    else:
+        asks.append((new_ids, {}))
+        asks.append((recheck, {"filter.advanced": last_update_filter(since.isoformat())}))
+    missing: set[str] = set()
+    for ids, extra in asks:
+        for start in range(0, len(ids), ctgov.IDS_PER_REQUEST):
+            batch = ids[start:start + ctgov.IDS_PER_REQUEST]
+            outcome.cited += len(batch)
+            try:
+                found = client.studies_by_ids(batch, extra)
+            except Exception as exc:
+                raise HarvestFailed(f"asking ClinicalTrials.gov for {len(batch)} cited studies "
+                                    f"({_sample_ids(batch)}) failed: {exc}") from exc
+            counts = store.save_trials(db, [ctgov.parse_study(s) for s in found], run_id, in_topic=False)
+            _add_counts(outcome, counts)
+            # Not returned: unknown to the registry (without a date filter), or not updated (with one).
+            if not extra:
+                missing |= set(batch) - counts.stored_ids
+            else:
+                missing |= (set(batch) & unknown) - counts.stored_ids
+    outcome.not_in_registry = store.mark_not_in_registry(db, missing, run_id) if missing else 0
+    log.info("trials run %d: %d studies listed by the topic search, %d cited ids asked for; %d new, "
+             "%d updated, %d unchanged, %d not in the registry", run_id, outcome.listed, outcome.cited,
+             outcome.new, outcome.updated, outcome.unchanged, outcome.not_in_registry)
+
+
+def _sample_ids(ids: list[str], n: int = 5) -> str:
+    return ", ".join(ids[:n]) + (" ..." if len(ids) > n else "")

@@ -413,3 +413,86 @@ def _depression_in_the_psychiatric_sense(db: sqlite_utils.Database) -> None:
     from .store import retag_all  # tag what is already stored, filling the column
 
     retag_all(db)
+
+
+@migrations(name="0011_clinicaltrials_gov")
+def _clinicaltrials_gov(db: sqlite_utils.Database) -> None:
+    """ClinicalTrials.gov beside PubMed: its studies, their parts, what changed, and runs per source."""
+    # Every run says which source it harvested; the runs before this one were PubMed's.
+    db["harvest_runs"].add_column("source", str, not_null_default="pubmed")
+    db["harvest_runs"].create_index(["source", "status", "id"])
+    db["trials"].create(
+        {
+            "nct_id": str,
+            "title": str,
+            "official_title": str,
+            "acronym": str,
+            "overall_status": str,
+            "why_stopped": str,
+            "phases": str,
+            "study_type": str,
+            "allocation": str,
+            "masking": str,
+            "enrollment_count": int,
+            "enrollment_type": str,  # ACTUAL or ESTIMATED
+            "start_date": str,
+            "start_date_type": str,  # ACTUAL or ESTIMATED (anticipated)
+            "primary_completion_date": str,
+            "primary_completion_date_type": str,
+            "completion_date": str,
+            "completion_date_type": str,
+            "first_posted": str,
+            "results_first_posted": str,
+            "last_update_posted": str,
+            "lead_sponsor": str,
+            "lead_sponsor_class": str,
+            "has_results": int,
+            # 1: the topic query found it; 0: stored only because a catalog record cites it.
+            "in_topic": int,
+            "raw_sha1": str,
+            # The study as the registry sent it (JSON, sorted keys), zlib-compressed: later
+            # migrations re-parse it to fill new fields instead of re-harvesting.
+            "raw_json_zlib": bytes,
+            "first_seen_run": int,
+            "last_seen_run": int,
+            "last_changed_run": int,
+        },
+        pk="nct_id",
+        not_null={"nct_id"},
+        defaults={"has_results": 0, "in_topic": 0},
+    )
+    for column in ("overall_status", "phases", "lead_sponsor_class", "has_results", "in_topic",
+                   "last_update_posted", "first_seen_run"):
+        db["trials"].create_index([column])
+
+    def child(name, columns, pk):
+        db[name].create(columns, pk=pk, foreign_keys=[("nct_id", "trials", "nct_id")])
+
+    child("trial_interventions", {"nct_id": str, "position": int, "type": str, "name": str,
+                                  "molecules": str, "routes": str}, ("nct_id", "position"))
+    child("trial_conditions", {"nct_id": str, "position": int, "condition": str}, ("nct_id", "position"))
+    child("trial_outcomes", {"nct_id": str, "position": int, "kind": str, "measure": str, "time_frame": str},
+          ("nct_id", "position"))
+    db["trial_conditions"].create_index(["condition"])
+    db["trial_interventions"].create_index(["molecules"])
+    db["trial_events"].create(
+        {"id": int, "nct_id": str, "run_id": int, "event": str, "detail": str, "recorded_at": str},
+        pk="id", foreign_keys=[("nct_id", "trials", "nct_id")],
+    )
+    db["trial_events"].create_index(["nct_id"])
+    db["trial_events"].create_index(["event", "run_id"])
+    # NCT ids a catalog record cites that the registry does not know (a typo in an abstract,
+    # a withdrawn registration): kept so that every cited id is accounted for, and rechecked.
+    db["trials_not_in_registry"].create(
+        {"nct_id": str, "first_checked_run": int, "last_checked_run": int}, pk="nct_id")
+    # The links between papers and trials stay in one table, in both directions: a row per
+    # (paper, trial, how it was linked). The paper's own citations (`databank`, `abstract`)
+    # and the registry's referencesModule (`registry_reference:RESULT|DERIVED|BACKGROUND`).
+    # The registry may point at a paper the topic query did not find (a gap to list): such a
+    # PMID is not in `articles`, so the key on pmid is no longer a foreign key.
+    db["trial_registrations"].transform(pk=("pmid", "trial_id", "source"), drop_foreign_keys=["pmid"])
+    db.execute("update trial_registrations set source = 'abstract' where source is null")
+    db["trial_registrations"].create_index(["source"], if_not_exists=True)
+    from . import summaries
+
+    summaries.install(db)  # the transform dropped the triggers that mark the counts stale

@@ -263,7 +263,7 @@ def last_successful_run(db: sqlite_utils.Database) -> dict | None:
     rows = list(
         db.query(
             "select * from harvest_runs where status = 'success' and mode not in (?, ?) "
-            "order by id desc limit 1",
+            "and coalesce(source, 'pubmed') = 'pubmed' order by id desc limit 1",
             PARTIAL_MODES,
         )
     )
@@ -281,7 +281,7 @@ def interrupted_runs_since(db: sqlite_utils.Database, after_run: int | None) -> 
     return list(
         db.query(
             "select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import' "
-            "and id > ? order by id",
+            "and coalesce(source, 'pubmed') = 'pubmed' and id > ? order by id",
             [after_run or 0],
         )
     )
@@ -511,6 +511,11 @@ CHILD_TABLES = [
 ]
 
 
+# Rows of a child table that a re-parsed article does not own: the links the registry makes
+# to a paper (trial_registrations from ClinicalTrials.gov) are the trials harvest's to keep.
+CHILD_KEEP = {"trial_registrations": " and coalesce(source, '') not like 'registry_reference:%'"}
+
+
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
@@ -538,7 +543,7 @@ def _write_full_rows(db: sqlite_utils.Database, records: list[dict], rows: list[
     for chunk in _in_chunks(replace_children):
         marks = _placeholders(len(chunk))
         for table in CHILD_TABLES:
-            db.execute(f"delete from [{table}] where pmid in ({marks})", chunk)
+            db.execute(f"delete from [{table}] where pmid in ({marks}){CHILD_KEEP.get(table, '')}", chunk)
     children: dict[str, list[tuple]] = {table: [] for table in CHILD_TABLES}
     descriptors: dict[str, str] = {}
     pub_types: dict[str, str] = {}
@@ -900,3 +905,133 @@ def refresh_summaries(db: sqlite_utils.Database) -> None:
         log.warning("facet counts not refreshed (the catalog counts live until the next run): %s", exc)
     else:
         log.info("facet counts refreshed in %.1f s", seconds)
+
+
+# -- ClinicalTrials.gov ------------------------------------------------------------
+# The trials harvest's writes. Like articles: idempotent upserts keyed by NCT id, one
+# transaction a batch; a study whose stored JSON is byte-identical is 'unchanged'.
+
+NCT_GLOB = "NCT[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]"
+
+
+def start_source_run(db: sqlite_utils.Database, *, source: str, mode: str, query_version: str,
+                     query_text: str, window_from: str | None) -> int:
+    """A run of one source in the run log (PubMed's runs go through `start_run`)."""
+    with db.atomic():
+        table = db["harvest_runs"]
+        table.insert({
+            "source": source, "started_at": now_utc(), "mode": mode, "query_version": query_version,
+            "query_text": query_text, "window_from": window_from, "status": "running",
+            "pid": os.getpid(), "host": socket.gethostname(),
+        })
+        return table.last_pk
+
+
+def last_successful_source_run(db: sqlite_utils.Database, source: str) -> dict | None:
+    rows = list(db.query(
+        "select * from harvest_runs where status = 'success' and coalesce(source, 'pubmed') = ? "
+        "and mode not in (?, ?) order by id desc limit 1", [source, *PARTIAL_MODES]))
+    return rows[0] if rows else None
+
+
+def cited_nct_ids(db: sqlite_utils.Database) -> set[str]:
+    """Every ClinicalTrials.gov id a catalog record cites (its DataBankList, title or abstract)."""
+    return {row[0] for row in db.execute(
+        "select distinct trial_id from trial_registrations where trial_id glob ? "
+        "and coalesce(source, '') not like 'registry_reference:%'", [NCT_GLOB])}
+
+
+def stored_trials(db: sqlite_utils.Database) -> dict[str, int]:
+    """nct_id -> in_topic of every stored study."""
+    return {nct: in_topic for nct, in_topic in db.execute("select nct_id, in_topic from trials")}
+
+
+def not_in_registry_ids(db: sqlite_utils.Database) -> set[str]:
+    return {row[0] for row in db.execute("select nct_id from trials_not_in_registry")}
+
+
+@dataclass
+class TrialSaveCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    events: int = 0
+    stored_ids: set[str] = field(default_factory=set)
+
+
+_TRIAL_EVENT_COLUMNS = ("overall_status", "has_results", "results_first_posted", "primary_completion_date",
+                        "completion_date", "enrollment_count", "enrollment_type")
+
+
+def save_trials(db: sqlite_utils.Database, records: list, run_id: int, *, in_topic: bool) -> TrialSaveCounts:
+    """Upsert parsed studies (ctgov.TrialRecord) in one transaction; count what changed.
+
+    `in_topic`: the topic query listed them (a study stored because a paper cites it keeps
+    whatever it had, 0 when new). A changed study's parts and registry links are replaced,
+    and what changed lands in trial_events."""
+    from . import ctgov
+
+    counts = TrialSaveCounts()
+    latest = {r.nct_id: r for r in records}
+    if not latest:
+        return counts
+    ids = list(latest)
+    old: dict[str, dict] = {}
+    for chunk in _in_chunks(ids):
+        cols = ", ".join(("nct_id", "raw_sha1", "in_topic") + _TRIAL_EVENT_COLUMNS)
+        for row in db.query(f"select {cols} from trials where nct_id in ({_placeholders(len(chunk))})", chunk):
+            old[row["nct_id"]] = row
+    now = now_utc()
+    with db.atomic():
+        for nct, record in latest.items():
+            counts.stored_ids.add(nct)
+            row = ctgov.trial_row(record)
+            previous = old.get(nct)
+            topic = int(in_topic or bool(previous and previous["in_topic"]))
+            if previous is not None and previous["raw_sha1"] == row["raw_sha1"]:
+                counts.unchanged += 1
+                db.execute("update trials set last_seen_run = ?, in_topic = ? where nct_id = ?", [run_id, topic, nct])
+                continue
+            row.update(in_topic=topic, last_seen_run=run_id, last_changed_run=run_id)
+            if previous is None:
+                row["first_seen_run"] = run_id
+                counts.new += 1
+                db["trials"].insert(row)
+            else:
+                counts.updated += 1
+                db["trials"].update(nct, row)
+                events = ctgov.change_events(previous, row)
+                db.conn.executemany(
+                    "insert into trial_events (nct_id, run_id, event, detail, recorded_at) values (?, ?, ?, ?, ?)",
+                    [(nct, run_id, event, detail, now) for event, detail in events])
+                counts.events += len(events)
+            for table, rows in ctgov.child_rows(record).items():
+                db.execute(f"delete from [{table}] where nct_id = ?", [nct])
+                if rows:
+                    db.conn.executemany(f"insert into [{table}] values ({_placeholders(len(rows[0]))})", rows)
+            db.execute("delete from trial_registrations where trial_id = ? and source like 'registry_reference:%'", [nct])
+            db.conn.executemany("insert or ignore into trial_registrations (pmid, registry, trial_id, source) "
+                                "values (?, ?, ?, ?)", ctgov.reference_links(record))
+        for chunk in _in_chunks(ids):
+            db.execute(f"delete from trials_not_in_registry where nct_id in ({_placeholders(len(chunk))})", chunk)
+    return counts
+
+
+def mark_not_in_registry(db: sqlite_utils.Database, nct_ids: Iterable[str], run_id: int) -> int:
+    """Cited ids the registry did not return when asked for them: recorded, not an error."""
+    rows = [(nct, run_id, run_id) for nct in sorted(set(nct_ids))]
+    with db.atomic():
+        db.conn.executemany(
+            "insert into trials_not_in_registry (nct_id, first_checked_run, last_checked_run) values (?, ?, ?) "
+            "on conflict(nct_id) do update set last_checked_run = excluded.last_checked_run", rows)
+    return len(rows)
+
+
+def mark_trials_out_of_topic(db: sqlite_utils.Database, listed: set[str], run_id: int) -> int:
+    """After a full sweep: stored studies the topic query no longer lists stay, with in_topic = 0."""
+    stale = [nct for nct, topic in stored_trials(db).items() if topic and nct not in listed]
+    with db.atomic():
+        for chunk in _in_chunks(stale):
+            db.execute(f"update trials set in_topic = 0, last_changed_run = ? "
+                       f"where nct_id in ({_placeholders(len(chunk))})", [run_id, *chunk])
+    return len(stale)

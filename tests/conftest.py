@@ -32,10 +32,21 @@ class CliResult:
         return [line for line in self.stderr.splitlines() if line.startswith("harvest: error:")]
 
 
-def harvest_env(server_url: str | None = None, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NCBI_", "CATALOG_DB", "HARVEST_TODAY"))}
+def harvest_env(server_url: str | None = None, *, ctgov_url: str | None = None, **extra: str) -> dict:
+    """The environment of a harvester run against the stand-ins. Without `ctgov_url`, `run`
+    harvests PubMed alone (HARVEST_SOURCES=pubmed): no test reaches the real registry."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("NCBI_", "CTGOV_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES"))}
     if server_url:
         env["NCBI_EUTILS_URL"] = server_url
+    if ctgov_url:
+        env["CTGOV_API_URL"] = ctgov_url
+        # The stand-in keeps no rate window; retries back off in tens of milliseconds.
+        env["CTGOV_REQUESTS_PER_SECOND"] = "50"
+        env["CTGOV_BACKOFF_BASE"] = "0.05"
+        env["CTGOV_BACKOFF_CAP"] = "1"
+    else:
+        env["HARVEST_SOURCES"] = "pubmed"
     # Retries in tests back off in tens of milliseconds, not seconds.
     env["NCBI_BACKOFF_BASE"] = "0.05"
     env["NCBI_BACKOFF_CAP"] = "1"
