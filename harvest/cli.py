@@ -453,6 +453,10 @@ def _human(delta: dt.timedelta) -> str:
 
 @cli.command()
 def query():
-    """Print the topic query and its version."""
+    """Print the topic query and its version, for PubMed and for ClinicalTrials.gov."""
+    from .query import TRIALS_QUERY_VERSION, trials_query_text
+
     click.echo(f"# query version {QUERY_VERSION}")
     click.echo(TOPIC_QUERY)
+    click.echo(f"# ClinicalTrials.gov, trials query version {TRIALS_QUERY_VERSION}")
+    click.echo(trials_query_text())

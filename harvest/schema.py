@@ -496,3 +496,12 @@ def _clinicaltrials_gov(db: sqlite_utils.Database) -> None:
     from . import summaries
 
     summaries.install(db)  # the transform dropped the triggers that mark the counts stale
+    # The front page's harvest health is PubMed's: a trials run that succeeds must not hide a
+    # PubMed run that failed (each source's own health is in harvest_runs.source).
+    health = COOKBOOK_VIEWS["harvest_health"]
+    for clause in ("where status = 'success' and mode != 'import'",
+                   "where status in ('failed', 'aborted') and mode != 'import'"):
+        assert clause in health
+        health = health.replace(clause, clause + " and source = 'pubmed'")
+    db.execute("drop view if exists [harvest_health]")
+    db.execute(f"create view [harvest_health] as {health.strip()}")

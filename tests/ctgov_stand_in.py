@@ -18,6 +18,9 @@ Fault kinds (``server.faults.add(kind, times=1, path=None, after=0)``): ``429`` 
 ``Retry-After: 1``), ``500``/``502``/``503``, ``truncated`` (full Content-Length, half the
 body, connection closed), ``malformed`` (HTTP 200, the real answer cut in half, its length
 declared: not JSON).
+
+Command line: ``python -m tests.ctgov_stand_in --port 8766`` (then
+``CTGOV_API_URL=http://127.0.0.1:8766/api/v2/``).
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ _RANGE = re.compile(r"AREA\[LastUpdatePostDate\]RANGE\[(\d{4}-\d{2}-\d{2}),\s*MA
 
 
 class CtgovStandIn:
-    def __init__(self, store: StudyStore | None = None, host: str = "127.0.0.1"):
+    def __init__(self, store: StudyStore | None = None, host: str = "127.0.0.1", port: int = 0):
         self.store = store or StudyStore.recorded()
         self.faults = FaultPlan()
         self.requests: list[tuple[str, dict]] = []
@@ -175,7 +178,7 @@ class CtgovStandIn:
                     return
                 raise ValueError(f"unknown fault {kind}")
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}/api/v2/"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -224,3 +227,25 @@ class CtgovStandIn:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def main(argv=None) -> None:
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="Serve the recorded ClinicalTrials.gov studies as API v2 does.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8766)
+    args = parser.parse_args(argv)
+    server = CtgovStandIn(host=args.host, port=args.port)
+    with server:
+        print(f"ClinicalTrials.gov stand-in on {server.url} ({len(server.store.studies)} studies)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -186,3 +186,17 @@ def test_an_unknown_source_is_refused_in_one_line(servers, tmp_path):
     result = run_cli("run", "--db", tmp_path / "c.db", "--sources", "pubmed,embase", env=env_for(eutils, registry))
     assert result.returncode == 2 and "expected a comma-separated list of pubmed, trials" in result.stderr
     assert eutils.count() == 0 and registry.requests == []
+
+
+def test_a_trials_success_does_not_hide_a_failed_pubmed_run_on_the_front_page(servers, tmp_path):
+    eutils, registry = servers
+    db_path = tmp_path / "c.db"
+    env = env_for(eutils, registry)
+    env["NCBI_EUTILS_URL"] = "http://127.0.0.1:9/entrez/eutils/"  # nothing listens there
+    result = run_cli("run", "--db", db_path, env=env)
+    assert result.returncode == 1 and len(result.error_lines) == 1
+    assert result.error_lines[0].startswith("harvest: error: run 1 failed: PubMed could not be reached")
+    assert "trials run 2 (full (new catalog))" in result.stdout
+    (health,) = rows(db_path, "select * from harvest_health")
+    assert (health["last_success_run"], health["last_failure_run"], health["failing_since_last_success"]) == (
+        None, 1, 1)
