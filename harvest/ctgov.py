@@ -23,9 +23,8 @@ from .query import is_nct_id
 
 SERVICE_NAME = "ClinicalTrials.gov"
 REGISTRY = "ClinicalTrials.gov"
-# The registry's answers carry at most 1,000 studies a page; 100 keeps a page of complete
-# records (some hold a thousand sites) to a few MB.
-DEFAULT_PAGE_SIZE = 100
+# Pages: CTGOV_PAGE_SIZE (config.py), 100 by default: the registry allows 1,000 a page, and 100
+# keeps a page of complete records (some hold a thousand sites) to a few MB.
 # NCT ids per `filter.ids` request: 250 ids keep the URL near 3 KB.
 IDS_PER_REQUEST = 250
 # How `trial_registrations.source` names a link the registry's referencesModule makes.

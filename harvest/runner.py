@@ -381,7 +381,7 @@ def run_trials_harvest(
 
     Succeeds only when every listed study is stored; only then does the watermark move."""
     from . import ctgov
-    from .query import TRIALS_QUERY_VERSION, last_update_filter, trials_query_params, trials_query_text
+    from .query import TRIALS_QUERY_VERSION, trials_query_text
 
     client = client or ctgov.CtgovClient()
     with _catalog_trouble(db_path), store.harvest_lock(db_path):

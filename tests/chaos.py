@@ -309,8 +309,8 @@ class Scenario:
     # -- running the harvester ----------------------------------------------------------------
 
     def env(self, **extra: str) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NCBI_", "CATALOG_DB"))}
-        env.update(NCBI_EUTILS_URL=self.server.url, NCBI_EMAIL="chaos-tests@example.org",
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NCBI_", "CTGOV_", "CATALOG_DB"))}
+        env.update(NCBI_EUTILS_URL=self.server.url, NCBI_EMAIL="chaos-tests@example.org", HARVEST_SOURCES="pubmed",
                    NCBI_TOOL="ketamine-catalog-chaos", NCBI_BACKOFF_BASE="0.05", NCBI_BACKOFF_CAP="1",
                    PYTHONPATH=str(ROOT))
         if self.chaos.api_key:

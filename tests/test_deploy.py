@@ -46,7 +46,9 @@ def checkout(tmp_path) -> Path:
 def base_env(tmp_path: Path, server_url: str, **extra: str) -> dict:
     """What a scheduler gives a job: almost nothing (no PYTHONPATH, no virtualenv)."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh", "LANG": "C.UTF-8",
-           "NCBI_EUTILS_URL": server_url, "NCBI_BACKOFF_BASE": "0.05", "NCBI_BACKOFF_CAP": "1"}
+           "NCBI_EUTILS_URL": server_url, "NCBI_BACKOFF_BASE": "0.05", "NCBI_BACKOFF_CAP": "1",
+           # PubMed's stand-in only: the jobs must not reach the real ClinicalTrials.gov.
+           "HARVEST_SOURCES": "pubmed"}
     # ...but the clock the test runs on (make test's shifted-clock pass): the job must see the
     # same "now" as the test that ages its runs.
     env.update({k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "HARVEST_TODAY") or k.startswith("FAKETIME")})

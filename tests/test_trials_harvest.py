@@ -7,8 +7,6 @@ the third cited id it does not know."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import sqlite_utils
 
