@@ -392,7 +392,7 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
     if runs:
         click.echo("recent runs:")
         for r in runs:
-            line = (f"  #{r['id']} {r['started_at']} {r['status']:<8} {r['source']} {r['mode']}: "
+            line = (f"  #{r['id']} {r['started_at']} {r['status']:<8} {r['mode']} ({r['source']}): "
                     f"promised {r['records_promised'] or 0}, new {r['new'] or 0}, updated {r['updated'] or 0}, "
                     f"unchanged {r['unchanged'] or 0}, unmatched {r['unmatched'] or 0}, requests {r['requests'] or 0}")
             click.echo(line)

@@ -7,6 +7,8 @@ the third cited id it does not know."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlite_utils
 
@@ -175,6 +177,7 @@ def test_status_shows_each_sources_last_success_and_max_age_checks_each(servers,
     shown = run_cli("status", "--db", db_path, "--max-age", "2d", env=env)
     assert shown.returncode == 0, shown.stderr
     assert "last success, pubmed: run #1" in shown.stdout and "last success, trials: run #2" in shown.stdout
+    assert re.search(r"^  #2 \S+ success\s+full \(new catalog\) \(trials\): promised 9, new 8", shown.stdout, re.M)
     assert "trials: 8 studies from ClinicalTrials.gov (6 found by the topic query" in shown.stdout
     assert "next trials run: incremental: studies updated since 2026-02-27" in shown.stdout
 
