@@ -398,6 +398,7 @@ def run_trials_harvest(
                  f" of studies updated since {since}" if since else "")
         try:
             _harvest_trials(db, client, run_id, since, outcome)
+            store.refresh_summaries(db)  # trial_registrations is counted (the registry facet)
             outcome.status = "success"
             outcome.requests = client.stats.requests
             store.finish_run(db, run_id, status="success", watermark=watermark.isoformat(),

@@ -115,7 +115,10 @@ FACETS: dict[str, FacetSource] = {
                     "select language, count(*) from article_languages group by language"),
         FacetSource("notice", "Retractions and corrections", "multi", NOTICE_PAIRS),
         FacetSource("registry", "Trial registry", "multi",
-                    "select distinct pmid, registry as value from trial_registrations"),
+                    # What the paper cites: the registry's own links to papers (trials harvest) are
+                    # not a paper's registration, and may name papers outside the catalog.
+                    "select distinct pmid, registry as value from trial_registrations "
+                    "where coalesce(source, '') not like 'registry_reference:%'"),
     )
 }
 

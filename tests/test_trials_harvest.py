@@ -88,6 +88,9 @@ def test_a_run_harvests_both_sources_and_accounts_for_every_cited_trial(servers,
     assert gap == [{"pmid": 33878954, "stored": None}]
     assert trials["NCT05594173"]["has_results"] == 1
     assert rows(db_path, "select count(*) as n from trial_outcomes where nct_id = 'NCT03630471'")[0]["n"] == 11
+    # The registry facet still counts the papers that cite a registry, not the papers it cites.
+    assert rows(db_path, "select count from facet_counts where facet = 'registry'") == [{"count": 3}]
+    assert rows(db_path, "select stale from summary_state") == [{"stale": 0}]
     runs = rows(db_path, "select source, status from harvest_runs order by id")
     assert runs == [{"source": "pubmed", "status": "success"}, {"source": "trials", "status": "success"}]
 
