@@ -114,15 +114,18 @@ class FaultPlan:
         return fault
 
     def pick(self, path: str) -> Fault | None:
+        """The fault this request meets, if any: the first armed one whose `after` matching
+        requests (counted by every fault, firing or not) have gone by."""
+        chosen = None
         with self.lock:
             for fault in self.faults:
                 if fault.path is not None and fault.path not in path:
                     continue
                 fault.seen += 1
-                if fault.seen > fault.after and (fault.times is None or fault.fired < fault.times):
+                if chosen is None and fault.seen > fault.after and (fault.times is None or fault.fired < fault.times):
                     fault.fired += 1
-                    return fault
-        return None
+                    chosen = fault
+        return chosen
 
 
 _RANGE = re.compile(r"AREA\[LastUpdatePostDate\]RANGE\[(\d{4}-\d{2}-\d{2}),\s*MAX\]")

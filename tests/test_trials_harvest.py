@@ -204,3 +204,20 @@ def test_a_trials_success_does_not_hide_a_failed_pubmed_run_on_the_front_page(se
     (health,) = rows(db_path, "select * from harvest_health")
     assert (health["last_success_run"], health["last_failure_run"], health["failing_since_last_success"]) == (
         None, 1, 1)
+
+
+def test_every_fault_the_registry_throws_is_ridden_out_and_the_catalog_is_the_same(servers, tmp_path):
+    eutils, registry = servers
+    clean = tmp_path / "clean.db"
+    env = env_for(eutils, registry, CTGOV_PAGE_SIZE="2")
+    assert run_cli("run", "--db", clean, "--sources", "pubmed,trials", env=env).returncode == 0
+    # One of each, spread over the run's requests (its pages and its batch by id).
+    faults = [registry.faults.add(kind, times=1, path="/studies", after=after)
+              for after, kind in [(0, "429"), (2, "503"), (4, "truncated"), (6, "malformed"), (7, "502")]]
+    faulty = tmp_path / "faulty.db"
+    result = run_cli("run", "--db", faulty, env=env)
+    assert result.returncode == 0, result.stderr
+    assert [f.fired for f in faults] == [1, 1, 1, 1, 1]
+    assert snapshot(faulty) == snapshot(clean)
+    (trials_run,) = rows(faulty, "select retries, status from harvest_runs where source = 'trials'")
+    assert trials_run == {"retries": 5, "status": "success"}
