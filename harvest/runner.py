@@ -460,9 +460,8 @@ def _harvest_trials(db, client, run_id: int, since: dt.date | None, outcome: Tri
             listed |= counts.stored_ids
             stored_before = len(listed)
     except Exception as exc:
-        raise HarvestFailed(
-            f"the topic search of ClinicalTrials.gov failed after {stored_before} studies (those are kept): {exc}"
-        ) from exc
+        kept = f" after {stored_before} studies (those are kept)" if stored_before else ""
+        raise HarvestFailed(f"the topic search of ClinicalTrials.gov failed{kept}: {exc}") from exc
     outcome.listed = len(listed)
     if total is not None and total != len(listed):
         outcome.discrepancy = f"ClinicalTrials.gov counted {total} studies, its pages listed {len(listed)}"
