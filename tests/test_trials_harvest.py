@@ -221,3 +221,40 @@ def test_every_fault_the_registry_throws_is_ridden_out_and_the_catalog_is_the_sa
     assert snapshot(faulty) == snapshot(clean)
     (trials_run,) = rows(faulty, "select retries, status from harvest_runs where source = 'trials'")
     assert trials_run == {"retries": 5, "status": "success"}
+
+
+def test_a_catalog_from_before_the_registry_upgrades_in_place(tmp_path):
+    from harvest import store
+    from harvest.schema import migrations
+
+    db_path = tmp_path / "old.db"
+    old = sqlite_utils.Database(db_path)
+    migrations.apply(old, stop_before="0008_clinicaltrials_gov")
+    old["articles"].insert({"pmid": 29355075, "title": "a stored paper"})
+    old["trial_registrations"].insert({"pmid": 29355075, "registry": "ClinicalTrials.gov",
+                                       "trial_id": "NCT02060188", "source": "databank"})
+    old["harvest_runs"].insert({"id": 1, "mode": "full (new catalog)", "status": "success",
+                                "finished_at": "2026-03-01T04:00:00+00:00", "watermark": "2026-03-01",
+                                "query_version": "1"})
+    old.close()
+
+    db = store.open_db(db_path)
+    assert [dict(r) for r in db.query("select id, source from harvest_runs")] == [{"id": 1, "source": "pubmed"}]
+    assert store.last_successful_run(db)["id"] == 1 and store.last_successful_source_run(db, "trials") is None
+    assert store.cited_nct_ids(db) == {"NCT02060188"}
+    assert db["trial_registrations"].pks == ["pmid", "trial_id", "source"]
+    assert db["trials"].count == 0
+
+
+def test_a_full_sweep_keeps_a_study_the_topic_no_longer_lists(servers, tmp_path):
+    eutils, registry = servers
+    db_path = tmp_path / "c.db"
+    env = env_for(eutils, registry)
+    assert run_cli("run", "--db", db_path, "--sources", "trials", env=env).returncode == 0
+    registry.store.topic.remove("NCT00184067")
+    result = run_cli("run", "--db", db_path, "--sources", "trials", "--full", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "trials run 2 (full): 5 studies listed" in result.stdout
+    assert rows(db_path, "select nct_id, in_topic from trials where nct_id = 'NCT00184067'") == [
+        {"nct_id": "NCT00184067", "in_topic": 0}]
+    assert rows(db_path, "select unmatched from harvest_runs where id = 2") == [{"unmatched": 1}]
