@@ -3,7 +3,8 @@
     python -m tests.chaos [--fast] [--json PATH] [--only NAME,...] [--seed N] [--jobs N] [--keep]
 
 Every scenario starts the harvester as cron does (`python -m harvest run --db ...` in a
-subprocess) against its own E-utilities stand-in (tests/eutils_stand_in.py), which serves the
+subprocess; PubMed alone, except `trials`, which adds the ClinicalTrials.gov stand-in of
+tests/ctgov_stand_in.py) against its own E-utilities stand-in (tests/eutils_stand_in.py), which serves the
 215 real PubMed records of ../shared/data/pubmed/records, plus clones of them with new PMIDs
 where a scenario needs records to appear. Faults are drawn from a generator seeded with
 `--seed` and the scenario's name, so a run can be repeated. After every scenario the catalog
@@ -1151,14 +1152,64 @@ def catalog(chaos: Chaos) -> list[Row]:
     return [row]
 
 
+@scenario("trials")
+def trials(chaos: Chaos) -> list[Row]:
+    """ClinicalTrials.gov after PubMed: the registry stand-in (tests/ctgov_stand_in.py) throws
+    each of its faults, the harvester is SIGKILLed in the middle of the trials run, and the
+    next run must store every study the registry serves once, at the registry's pace."""
+    from tests.ctgov_stand_in import CtgovStandIn, StudyStore
+
+    rate = 4  # requests/s: the real registry's is 1; faster here so the scenario stays short
+    with Scenario(chaos, "trials", "ClinicalTrials.gov: its faults, then a kill mid-run") as sc, \
+            CtgovStandIn(StudyStore.recorded()) as registry:
+        served = set(registry.store.topic)
+        kinds = ["429", "503", "truncated", "malformed", "502"]
+        for after, kind in enumerate(kinds):
+            registry.faults.add(kind, times=1, path="/studies", after=2 * after)
+        env = sc.env(HARVEST_SOURCES="pubmed,trials", CTGOV_API_URL=registry.url, CTGOV_PAGE_SIZE="1",
+                     CTGOV_REQUESTS_PER_SECOND=str(rate), CTGOV_BACKOFF_BASE="0.05", CTGOV_BACKOFF_CAP="1")
+        # The first run is killed once the registry has answered a few pages.
+        running = sc.start(env=env)
+        deadline = time.monotonic() + 300
+        while len(registry.requests) < 4 and running["popen"].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        killed = running["popen"].poll() is None
+        if killed:
+            running["popen"].send_signal(signal.SIGKILL)
+        sc.wait(running)
+        sc.expect(killed, "the harvester was killed during the trials run")
+        proc = sc.harvest(env=env)
+        sc.expect(proc.exit == 0, "the run after the kill succeeds despite the faults", proc.stderr[-1500:])
+        with sqlite3.connect(sc.db) as conn:
+            stored = [n for (n,) in conn.execute("select nct_id from trials")]
+            runs = conn.execute("select status, mode from harvest_runs where source = 'trials' order by id").fetchall()
+        sc.expect(set(stored) == served, "every study the registry serves is stored",
+                  f"missing {sorted(served - set(stored))}")
+        sc.expect(len(stored) == len(set(stored)), "no study stored twice")
+        sc.expect(runs[:1] == [("aborted", "full (new catalog)")] and runs[-1][0] == "success",
+                  "the killed trials run is marked aborted, the next one sweeps in full", str(runs))
+        fired = sum(f.fired for f in registry.faults.faults)
+        sc.expect(fired == len(kinds), "each registry fault was thrown", f"{fired} of {len(kinds)}")
+        row = sc.conclude()
+        over = registry.rate_violations(limit=rate)
+        sc.expect(over == 0, "no request to the registry over its rate", f"{over} over {rate}/s")
+        row.requests += len(registry.requests)
+        row.faults += fired
+        row.rate_violations += over
+        row.stored += len(stored)
+        row.served += len(served)
+        row.lost = (row.lost or 0) + len(served - set(stored))
+    return [row]
+
+
 # ---------------------------------------------------------------------------------------------
 # Running and reporting
 # ---------------------------------------------------------------------------------------------
 
 FAST = ["every-3rd", "truncated", "error-in-200", "webenv-expiry", "outage", "count-grows", "sigkill",
-        "disk-full", "two-at-once", "hostile", "catalog"]
+        "disk-full", "two-at-once", "hostile", "catalog", "trials"]
 FULL = ["every-3rd", "random-30%", "truncated", "error-in-200", "webenv-expiry", "outage", "count-grows",
-        "sigkill", "disk-full", "two-at-once", "hostile", "catalog"]
+        "sigkill", "disk-full", "two-at-once", "hostile", "catalog", "trials"]
 
 
 def run_scenarios(names: list[str], *, fast: bool, seed: int = DEFAULT_SEED, jobs: int = 4,

@@ -29,6 +29,7 @@ import copy
 import os
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -136,6 +137,7 @@ class CtgovStandIn:
         self.store = store or StudyStore.recorded()
         self.faults = FaultPlan()
         self.requests: list[tuple[str, dict]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, in order
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -147,6 +149,7 @@ class CtgovStandIn:
             def do_GET(self):
                 parts = urlsplit(self.path)
                 params = dict(parse_qsl(parts.query, keep_blank_values=True))
+                stand_in.arrivals.append(time.monotonic())
                 stand_in.requests.append((parts.path, params))
                 status, body = stand_in.answer(parts.path, params)
                 fault = stand_in.faults.pick(parts.path)
@@ -219,6 +222,17 @@ class CtgovStandIn:
         if offset + size < len(ids):
             answer["nextPageToken"] = f"page{offset + size}"
         return 200, json.dumps(answer).encode()
+
+    def rate_violations(self, limit: float, window: float = 1.0) -> int:
+        """How many requests arrived as the (limit+1)-th or later within `window` seconds."""
+        times = sorted(self.arrivals)
+        n = lo = 0
+        for i, t in enumerate(times):
+            while times[lo] <= t - window:
+                lo += 1
+            if i - lo + 1 > limit:
+                n += 1
+        return n
 
     def count(self, path_part: str = "") -> int:
         return sum(1 for p, _ in self.requests if path_part in p)
