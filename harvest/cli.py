@@ -409,13 +409,7 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
     last_trials = store.last_successful_source_run(db, "trials")
     for name, run in (("pubmed", last), ("trials", last_trials)):
         click.echo(f"last success, {name}: " + (f"run #{run['id']} finished {run['finished_at']}" if run else "none yet"))
-    try:
-        mode, since = choose_mode(last, full=False, since=None, overlap_days=DEFAULT_OVERLAP_DAYS,
-                                  partial=store.has_partial_runs(db))
-    except (TypeError, ValueError):
-        mode, since = "full", None
-    next_run = f"{mode}" + (f": records created or revised since {since}" if since else ": every record the query matches")
-    click.echo(f"next run: {next_run} (query version {QUERY_VERSION})")
+    # The trials line first: PubMed's `next run:` stays the last section readers split on.
     from .query import TRIALS_QUERY_VERSION
     from .runner import choose_trials_mode
 
@@ -425,6 +419,13 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
         mode, since = "full", None
     click.echo(f"next trials run: {mode}" + (f": studies updated since {since}" if since else ": every study the query lists")
                + f" (trials query version {TRIALS_QUERY_VERSION})")
+    try:
+        mode, since = choose_mode(last, full=False, since=None, overlap_days=DEFAULT_OVERLAP_DAYS,
+                                  partial=store.has_partial_runs(db))
+    except (TypeError, ValueError):
+        mode, since = "full", None
+    next_run = f"{mode}" + (f": records created or revised since {since}" if since else ": every record the query matches")
+    click.echo(f"next run: {next_run} (query version {QUERY_VERSION})")
     stale = []
     for name, (written, max_delta) in limits.items():
         # Current means the full-sweep chain is: a `--since` run or an import alone leaves
