@@ -255,6 +255,7 @@ def retag(db_path):
     with store.harvest_lock(db_path):
         db = store.open_db(db_path)
         count = store.retag_all(db)
+        store.refresh_similar(db)  # records whose tags changed, and their neighbours
     click.echo(f"re-tagged {count} records with {RULES_VERSION}")
 
 

@@ -145,6 +145,7 @@ def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
                 _store_file(db, path, items, run_id, match_topic, progress, outcome)
             progress.finish()
             store.refresh_summaries(db)
+            store.refresh_similar(db)  # new and changed records, and their neighbours
             store.finish_run(db, run_id, status="success", **_values(outcome))
             return outcome
         except BaseException as exc:

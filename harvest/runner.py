@@ -156,6 +156,7 @@ def run_harvest(
             if retagged:
                 log.info("run %d: re-tagged %d records tagged by older rules", run_id, retagged)
             store.refresh_summaries(db)
+            store.refresh_similar(db)  # new and changed records, and their neighbours
             outcome.status = "success"
             outcome.requests = client.stats.requests
             store.finish_run(

@@ -505,3 +505,22 @@ def _clinicaltrials_gov(db: sqlite_utils.Database) -> None:
         health = health.replace(clause, clause + " and source = 'pubmed'")
     db.execute("drop view if exists [harvest_health]")
     db.execute(f"create view [harvest_health] as {health.strip()}")
+
+
+@migrations(name="0012_similar_articles")
+def _similar_articles(db: sqlite_utils.Database) -> None:
+    # Each article's most similar stored articles (harvest/similar.py), best first, with the
+    # shared terms that made them similar; `similar_sources` remembers what each record was
+    # compared on, so a refresh recomputes only records whose text, MeSH or tags changed (and
+    # their neighbours). Schema only: the first harvest, import or retag fills both.
+    db["similar_articles"].create(
+        {"pmid": int, "rank": int, "similar_pmid": int, "score": float, "shared_terms": str},
+        pk=("pmid", "rank"),
+        foreign_keys=[("pmid", "articles", "pmid"), ("similar_pmid", "articles", "pmid")],
+    )
+    db["similar_articles"].create_index(["similar_pmid"])
+    db["similar_sources"].create(
+        {"pmid": int, "terms_fingerprint": str},
+        pk="pmid",
+        foreign_keys=[("pmid", "articles", "pmid")],
+    )

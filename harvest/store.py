@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1035,3 +1036,74 @@ def mark_trials_out_of_topic(db: sqlite_utils.Database, listed: set[str], run_id
             db.execute(f"update trials set in_topic = 0, last_changed_run = ? "
                        f"where nct_id in ({_placeholders(len(chunk))})", [run_id, *chunk])
     return len(stale)
+
+
+def _similar_documents(db: sqlite_utils.Database):
+    """What `similar` compares: every stored record's text, MeSH, keywords and tags (records
+    NLM deleted left out), streamed in PMID order (never all in memory)."""
+    cursor = db.conn.execute("""
+        select a.pmid, a.title, a.abstract, a.keywords, a.mesh_terms,
+               (select group_concat(t.facet || '=' || t.value, char(31)) from article_tags t
+                 where t.pmid = a.pmid) as tags
+        from articles a
+        where coalesce(a.is_deleted, 0) = 0
+        order by a.pmid""")
+    while rows := cursor.fetchmany(1000):
+        for pmid, title, abstract, keywords, mesh, tags in rows:
+            yield {
+                "pmid": pmid, "title": title, "abstract": abstract,
+                "keywords": (keywords or "").split("; ") if keywords else [],
+                "mesh": mesh.split("; ") if mesh else [],
+                "tags": sorted(tuple(t.split("=", 1)) for t in tags.split("\x1f")) if tags else [],
+            }
+
+
+def refresh_similar(db: sqlite_utils.Database) -> int:
+    """Recompute `similar_articles` for records whose compared terms changed since the last
+    refresh (new, revised, re-tagged, deleted by NLM) and for their neighbours: records
+    that listed them, and records they now list. Returns how many records got new lists.
+    Runs at the end of every harvest, import and retag. A failure is logged, not raised:
+    the records are stored, and the next refresh redoes what this one could not (nothing
+    of it is written until all of it is computed)."""
+    if not db["similar_articles"].exists():
+        return 0  # an earlier migration writing: the first refresh after 0012 fills it
+    try:
+        return _refresh_similar(db)
+    except Exception as exc:  # noqa: BLE001 - e.g. the full disk that failed the run
+        log.warning("similar articles not refreshed (the next run retries): %s", exc)
+        return 0
+
+
+def _refresh_similar(db: sqlite_utils.Database) -> int:
+    from . import similar
+
+    started = time.perf_counter()
+    stored = dict(db.execute("select pmid, terms_fingerprint from similar_sources").fetchall())
+    index = similar.build_index(_similar_documents(db))
+    changed = {p for p, f in index.fingerprints.items() if stored.get(p) != f}
+    removed = set(stored) - set(index.fingerprints)
+    if not changed and not removed:
+        return 0
+    rows = list(similar.neighbour_rows(index, changed))
+    touched = sorted(changed | removed)
+    neighbours = {r["similar_pmid"] for r in rows}
+    for chunk in _in_chunks(touched):
+        neighbours.update(p for (p,) in db.execute(
+            f"select distinct pmid from similar_articles where similar_pmid in ({_placeholders(len(chunk))})", chunk))
+    neighbours -= changed | removed
+    rows.extend(similar.neighbour_rows(index, neighbours))
+    redone = sorted(changed | removed | neighbours)
+    with db.atomic():
+        for chunk in _in_chunks(redone):
+            db.execute(f"delete from similar_articles where pmid in ({_placeholders(len(chunk))})", chunk)
+        for chunk in _in_chunks(sorted(removed)):
+            db.execute(f"delete from similar_sources where pmid in ({_placeholders(len(chunk))})", chunk)
+        db.conn.executemany(
+            "insert into similar_articles (pmid, rank, similar_pmid, score, shared_terms) values (?, ?, ?, ?, ?)",
+            [(r["pmid"], r["rank"], r["similar_pmid"], r["score"], r["shared_terms"]) for r in rows])
+        db.conn.executemany(
+            "insert or replace into similar_sources (pmid, terms_fingerprint) values (?, ?)",
+            [(p, index.fingerprints[p]) for p in sorted(changed)])
+    log.info("similar articles: %d records changed, %d lists recomputed in %.1f s",
+             len(changed) + len(removed), len(changed) + len(neighbours), time.perf_counter() - started)
+    return len(changed) + len(neighbours)

@@ -1,0 +1,189 @@
+"""Similar articles: for each record, the stored records whose text is most like its own.
+
+Pure: documents in, neighbour rows out. A document is a dict with `pmid`, `title`,
+`abstract`, `keywords` and `mesh` (lists of strings) and `tags` (a list of (facet, value));
+`document_of(record)` makes one from a parsed record, `store.refresh_similar` from stored
+rows. Each document becomes terms (title, abstract and keyword words; whole MeSH headings;
+evidence tags), weighted by TF-IDF (sublinear tf, terms in one document or in more than half
+of them dropped) and cut to its `STRONGEST` terms, and two records are as similar as the
+cosine of those vectors. `neighbour_rows` gives up to `TOP` neighbours a record, best first,
+each with the shared terms that weighed most in its score.
+
+Bounded for a million records: the matrix is sparse (float32, at most `STRONGEST` terms a
+row), built in one streaming pass over the documents (never held as a list), and scores are
+computed `BATCH` rows at a time, so memory is the matrix plus one batch of scores.
+Must never: read or write the catalog, or reach the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+
+TOP = 10  # neighbours kept per record
+STRONGEST = 40  # terms kept per record (its highest TF-IDF weights)
+SHARED_SHOWN = 5  # shared terms stored per neighbour
+BATCH = 512  # records scored at once
+MIN_SCORE = 0.05  # below this two records share nothing worth showing
+
+_WORD = re.compile(r"[a-z][a-z0-9]+(?:-[a-z0-9]+)*")
+_STOP = ENGLISH_STOP_WORDS | {
+    "study", "studies", "patients", "patient", "results", "result", "methods", "method",
+    "conclusion", "conclusions", "background", "objective", "objectives", "using", "used",
+    "use", "group", "groups", "compared", "effect", "effects", "also", "may", "however",
+    "found", "showed", "shown", "significant", "significantly", "total", "data", "one", "two",
+}
+
+
+def _word(token: str) -> str:
+    """A light plural fold (depressions -> depression), no stemmer dependency."""
+    if len(token) > 4 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
+        return token[:-1]
+    return token
+
+
+def words(text: str | None) -> list[str]:
+    return [_word(t) for t in _WORD.findall((text or "").lower()) if len(t) > 2 and t not in _STOP]
+
+
+def terms_of(doc: dict) -> list[str]:
+    """The terms a document is compared on; the title's words count twice."""
+    terms = words(doc.get("title")) * 2 + words(doc.get("abstract"))
+    for keyword in doc.get("keywords") or ():
+        terms.extend(words(keyword))
+    terms.extend("mesh:" + m for m in doc.get("mesh") or () if m)
+    terms.extend(f"tag:{facet}={value}" for facet, value in doc.get("tags") or () if value)
+    return terms
+
+
+def terms_fingerprint(terms: list[str]) -> str:
+    """What a record is compared on, as a fingerprint: a refresh recomputes only records whose terms changed."""
+    return hashlib.blake2b("\x1f".join(terms).encode("utf-8"), digest_size=8).hexdigest()
+
+
+def term_label(term: str) -> str:
+    """A term as the article page shows it."""
+    if term.startswith("mesh:"):
+        return term[5:] + " (MeSH)"
+    if term.startswith("tag:"):
+        facet, _, value = term[4:].partition("=")
+        return f"{value.replace('_', ' ')} ({facet})"
+    return term
+
+
+def document_of(record: dict, tags: Iterable[dict] | None = None) -> dict:
+    """The document of a parsed record (`pubmed_xml`), with its tags (`tags.tag_article`)."""
+    return {
+        "pmid": int(record["pmid"]),
+        "title": record.get("title"),
+        "abstract": record.get("abstract"),
+        "keywords": [k["keyword"] for k in record.get("keywords") or [] if k.get("keyword")],
+        "mesh": [m["descriptor_name"] for m in record.get("mesh") or [] if m.get("descriptor_name")],
+        "tags": sorted({(t["facet"], t["value"]) for t in tags or ()}),
+    }
+
+
+@dataclass
+class Index:
+    pmids: np.ndarray  # row i is the record pmids[i]
+    matrix: sparse.csr_matrix  # rows: L2-normalised TF-IDF over each record's strongest terms
+    vocabulary: np.ndarray  # column j is the term vocabulary[j]
+    fingerprints: dict[int, str]  # pmid -> terms_fingerprint of what it was indexed from
+
+    def rows_of(self, pmids: Iterable[int]) -> np.ndarray:
+        where = {p: i for i, p in enumerate(self.pmids.tolist())}
+        return np.array(sorted(where[p] for p in pmids if p in where), dtype=np.int64)
+
+
+def build_index(docs: Iterable[dict], *, strongest: int = STRONGEST) -> Index:
+    """One pass over `docs` (a generator is fine): the sparse matrix of every record."""
+    pmids: list[int] = []
+    fingerprints: dict[int, str] = {}
+
+    def streamed() -> Iterator[list[str]]:
+        for doc in docs:
+            terms = terms_of(doc)
+            pmids.append(int(doc["pmid"]))
+            fingerprints[int(doc["pmid"])] = terms_fingerprint(terms)
+            yield terms
+
+    vectorizer = TfidfVectorizer(analyzer=lambda terms: terms, lowercase=False, min_df=2, max_df=0.5,
+                                 sublinear_tf=True, dtype=np.float32)
+    try:
+        matrix = vectorizer.fit_transform(streamed())
+        vocabulary = vectorizer.get_feature_names_out()
+    except ValueError:  # fewer than two records, or no term in two of them: nothing is similar
+        return Index(np.array(pmids, dtype=np.int64), sparse.csr_matrix((len(pmids), 0), dtype=np.float32),
+                     np.array([], dtype=object), fingerprints)
+    matrix = _keep_strongest(matrix.tocsr(), strongest)
+    return Index(np.array(pmids, dtype=np.int64), matrix, vocabulary, fingerprints)
+
+
+def _keep_strongest(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
+    """Each row cut to its n largest weights, then L2-normalised again."""
+    data, indices, indptr = matrix.data, matrix.indices, matrix.indptr
+    keep = np.ones(len(data), dtype=bool)
+    for i in range(matrix.shape[0]):
+        start, end = indptr[i], indptr[i + 1]
+        if end - start > n:
+            row = data[start:end]
+            cut = np.argpartition(row, len(row) - n)[: len(row) - n]
+            keep[start + cut] = False
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(indptr))[keep]
+    out = sparse.csr_matrix((data[keep], (rows, indices[keep])), shape=matrix.shape, dtype=np.float32)
+    norms = np.sqrt(np.asarray(out.multiply(out).sum(axis=1)).ravel())
+    norms[norms == 0] = 1
+    return sparse.csr_matrix(sparse.diags(1 / norms) @ out, dtype=np.float32)
+
+
+def neighbour_rows(index: Index, pmids: Iterable[int] | None = None, *, top: int = TOP,
+                   batch: int = BATCH) -> Iterator[dict]:
+    """Rows (pmid, rank, similar_pmid, score, shared_terms) for `pmids` (all when None):
+    each record's `top` most similar other records, best first; never itself."""
+    rows = np.arange(len(index.pmids)) if pmids is None else index.rows_of(pmids)
+    if index.matrix.shape[1] == 0 or not len(rows):
+        return
+    columns = index.matrix.T.tocsr()
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        scores = (index.matrix[chunk] @ columns).tocsr()
+        for k, i in enumerate(chunk):
+            lo, hi = scores.indptr[k], scores.indptr[k + 1]
+            cand, vals = scores.indices[lo:hi], scores.data[lo:hi]
+            mask = (cand != i) & (vals >= MIN_SCORE)
+            cand, vals = cand[mask], vals[mask]
+            if len(cand) > top:
+                best = np.argpartition(-vals, top)[:top]
+                cand, vals = cand[best], vals[best]
+            # best first; equal scores by PMID so the order never depends on storage order
+            order = np.lexsort((index.pmids[cand], -np.round(vals, 6)))
+            for rank, j in enumerate(order, start=1):
+                other = cand[j]
+                yield {
+                    "pmid": int(index.pmids[i]),
+                    "rank": rank,
+                    "similar_pmid": int(index.pmids[other]),
+                    "score": round(float(vals[j]), 4),
+                    "shared_terms": "; ".join(shared_terms(index, i, other)),
+                }
+
+
+def shared_terms(index: Index, i: int, j: int, n: int = SHARED_SHOWN) -> list[str]:
+    """The terms of rows i and j that contributed most to their score, as labels."""
+    m = index.matrix
+    a, b = slice(m.indptr[i], m.indptr[i + 1]), slice(m.indptr[j], m.indptr[j + 1])
+    common, ia, ib = np.intersect1d(m.indices[a], m.indices[b], assume_unique=True, return_indices=True)
+    weight = m.data[a][ia] * m.data[b][ib]
+    order = np.argsort(-weight, kind="stable")[:n]
+    return [term_label(str(index.vocabulary[common[k]])) for k in order]
+
+
+def similar_rows(docs: Iterable[dict], pmids: Iterable[int] | None = None, *, top: int = TOP) -> list[dict]:
+    """Index `docs` and return the neighbour rows of `pmids` (all when None)."""
+    return list(neighbour_rows(build_index(docs), pmids, top=top))
