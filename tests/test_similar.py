@@ -171,3 +171,23 @@ def test_harvest_of_a_changed_record_refreshes_it_and_its_neighbours(tmp_path):
         assert after.get(pmid, []) == [(r["similar_pmid"], r["score"], r["shared_terms"])
                                        for r in fresh.get(pmid, [])], pmid
     assert any(after.get(p) != before.get(p) for p in listed_it)
+
+
+def test_retag_refreshes_the_records_whose_tags_changed(tmp_path, imported):
+    from tests.conftest import run_cli
+
+    path = tmp_path / "catalog.db"
+    source, copy = sqlite3.connect(imported), sqlite3.connect(path)
+    source.backup(copy)
+    source.close(), copy.close()
+    as_imported = stored_lists(path)
+    # Tags as older rules might have left them: the review without its tags, lists refreshed.
+    db = store.open_db(path)
+    db.execute("delete from article_tags where pmid = ?", [KETAMINE_REVIEW])
+    db.conn.commit()
+    assert store.refresh_similar(db) >= 1
+    db.conn.close()
+    assert stored_lists(path)[KETAMINE_REVIEW] != as_imported[KETAMINE_REVIEW]
+    result = run_cli("retag", "--db", path)
+    assert result.returncode == 0, result.stderr
+    assert stored_lists(path) == as_imported  # the current rules' tags, and the lists they give
