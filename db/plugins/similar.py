@@ -23,7 +23,7 @@ where s.pmid = ? order by s.rank
 async def similar_articles(datasette, pmid: int) -> list[dict]:
     db = datasette.get_database(DATABASE)
     if not await db.table_exists("similar_articles"):
-        return []  # a catalog made before migration 0008: the page shows no section
+        return []  # a catalog made before migration 0012: the page shows no section
     rows = (await db.execute(SIMILAR_SQL, [pmid])).rows
     return [{**dict(row), "shared": [t for t in (row["shared_terms"] or "").split("; ") if t]} for row in rows]
 
