@@ -229,7 +229,7 @@ def test_a_catalog_from_before_the_registry_upgrades_in_place(tmp_path):
 
     db_path = tmp_path / "old.db"
     old = sqlite_utils.Database(db_path)
-    migrations.apply(old, stop_before="0008_clinicaltrials_gov")
+    migrations.apply(old, stop_before="0011_clinicaltrials_gov")
     old["articles"].insert({"pmid": 29355075, "title": "a stored paper"})
     old["trial_registrations"].insert({"pmid": 29355075, "registry": "ClinicalTrials.gov",
                                        "trial_id": "NCT02060188", "source": "databank"})
