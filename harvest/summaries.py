@@ -211,12 +211,8 @@ def refresh(db: sqlite_utils.Database) -> float:
         conn.execute(f"""
             insert into current_year_design
             select pub_year, study_design, count(*) from articles
-<<<<<<< HEAD
-            where matches_query = 1 and is_deleted = 0 group by pub_year, study_design""")
-        evidence_map.refresh(db)
-=======
             where {current} group by pub_year, study_design""")
->>>>>>> a60529f (Catalog shows records on depression in the psychiatric sense; vernacular titles where no English one)
+        evidence_map.refresh(db)
         seconds = time.perf_counter() - start
         # Last: the triggers fired by the deletes and inserts above do not touch summary_state.
         conn.execute("update summary_state set stale = 0, refreshed_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
