@@ -5,7 +5,8 @@ narrow both, and bad input gets one line.
 Its catalog: the session's catalog of real records (tests/test_catalog.py), copied, plus one
 derived variant of every record whose primary design is on the map: a clone with a new PMID
 (900,000,000 + its position) and its evidence tags replaced by a population, molecule, route,
-comparator, outcome and theme chosen by that position. The shared records hold three on
+comparator, outcome and theme chosen by that position, and on depression in the psychiatric sense
+(`psychiatric = 1` and its tag), since the map counts only those. The shared records hold three on
 ketamine, so without the clones nearly every cell would be zero and prove nothing. The
 summaries are then counted by the harvester's own refresh, as the end of a harvest counts them.
 """
@@ -44,13 +45,15 @@ def derive_clones(path: Path) -> int:
     routes, comparators = evidence_map.FILTERS["route"], evidence_map.FILTERS["comparator"]
     outcomes, themes = evidence_map.AXIS_VALUES["outcome"], evidence_map.AXIS_VALUES["theme"]
     names = ", ".join(f"[{c}]" for c in columns)
-    select = ", ".join("?" if c == "pmid" else f"[{c}]" for c in columns)
+    # A clone is about depression in the psychiatric sense, whatever its source record was about.
+    select = ", ".join("?" if c == "pmid" else "1" if c == "psychiatric" else f"[{c}]" for c in columns)
     for i, pmid in enumerate(sources):
         clone = CLONE_BASE + i
         conn.execute(f"insert into articles ({names}) select {select} from articles where pmid = ?", [clone, pmid])
         tags = {("population", populations[i % len(populations)]),
                 ("molecule", molecules[(i // len(populations)) % len(molecules)]),
-                ("outcome", outcomes[i % len(outcomes)]), ("theme", themes[i % len(themes)])}
+                ("outcome", outcomes[i % len(outcomes)]), ("theme", themes[i % len(themes)]),
+                ("depression", "psychiatric")}
         if i % 3 == 0:  # some answer two populations, or two molecules
             tags.add(("population", populations[(i + 4) % len(populations)]))
         if i % 4 == 1:
@@ -226,7 +229,8 @@ def test_the_summary_counts_each_record_once_per_cell(site):
     """The map's summary rows against a count straight from the base tables."""
     conn = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
     level_of = {d: key for key, _, designs in evidence_map.LEVELS for d in designs}
-    design = dict(conn.execute("select pmid, study_design from articles where matches_query = 1 and is_deleted = 0"))
+    design = dict(conn.execute("select pmid, study_design from articles "
+                               "where matches_query = 1 and is_deleted = 0 and psychiatric = 1"))
     tags: dict[int, dict[str, set]] = {}
     for pmid, facet, value in conn.execute("select pmid, facet, value from article_tags"):
         tags.setdefault(pmid, {}).setdefault(facet, set()).add(value)
