@@ -3,7 +3,9 @@
 * `evidence_catalog`: the 13,213 records of pubmed21n1298-part1 and records/ harvested through
   the E-utilities stand-in in one full run (every record matches, as the stand-in answers any
   term with its whole corpus) — the size a real ketamine catalog has.
-* `living_catalog`: records/ harvested in two full runs, as a catalog lives: run 1 sees all but
+* `living_catalog`: records/ (and one randomised trial on depression from pubmed21n1298-part1,
+  since records/ holds none in the psychiatric sense) harvested in two full runs, as a catalog
+  lives: run 1 sees all but
   LATE (they appear later in PubMed), run 2 sees all but GONE (the query no longer returns
   them). So run 2 adds LATE as new records and marks GONE as no longer matching.
 
@@ -24,9 +26,13 @@ from tests.eutils_stand_in import Corpus, EutilsStandIn
 EVIDENCE_SOURCES = [PUBMED / "pubmed21n1298-part1.xml.gz", RECORDS]
 
 # records/ PMIDs that run 1 of the living catalog does not see: every 8th, plus the one
-# randomised trial (29226023) and the ketamine review (38011560), so run 2 brings both.
+# randomised trial (29226023, on postoperative respiratory depression: set aside from the
+# psychiatric catalog) and the ketamine review (38011560), so run 2 brings both, and with them
+# LIVING_RCT, a randomised trial of electroconvulsive therapy for depression from
+# pubmed21n1298-part1, the living review's one new trial to screen.
 # GONE: every 8th from the 5th on, which run 2 no longer finds.
-_LIVING_EXTRA_LATE = {29226023, 38011560}
+LIVING_RCT = 33586144
+_LIVING_EXTRA_LATE = {29226023, 38011560, LIVING_RCT}
 
 _built: dict[str, Path] = {}
 
@@ -56,7 +62,8 @@ def living_split(corpus: Corpus) -> tuple[set[int], set[int]]:
 def living_catalog_path(tmp_path_factory) -> tuple[Path, set[int], set[int]]:
     if "living" not in _built:
         path = tmp_path_factory.mktemp("living-catalog") / "catalog.db"
-        records = Corpus.cached([RECORDS])
+        records = Corpus.cached([RECORDS]).copy()
+        records.put(Corpus.cached(EVIDENCE_SOURCES)[LIVING_RCT])
         late, gone = living_split(records)
         first = records.copy()
         for pmid in late:
