@@ -1248,6 +1248,9 @@ QUESTION_GROUPS = [
     ("Find studies", ["rcts_by_molecule", "esketamine_trials", "systematic_reviews", "registered_trials",
                       "trials_reported_more_than_once", "rcts_awaiting_indexing", "retracted_or_corrected",
                       "retractions_explained"]),
+    ("Registered trials and their papers", ["trials_completed_without_paper", "trials_results_without_paper",
+                                            "trials_ongoing_by_molecule", "trials_reported_in_several_papers",
+                                            "trial_status_changes"]),
     ("Follow what is new", ["new_since", "new_records_by_design", "new_rcts_for_screening"]),
     ("Audit the search (PRISMA)", ["prisma_flow", "search_strategy", "harvest_health_now"]),
     ("Explore the field", ["counts_per_year_by_design", "rct_share_by_year", "route_population_mix",
@@ -1740,6 +1743,45 @@ async def _free_text(db, value):
     return value
 
 
+async def _months(db, value):
+    value = value.strip()
+    if not value:
+        return ""
+    if not value.isdigit() or int(value) > 1200:
+        raise BadParameter(f"{value!r} is not a whole number of months (0 to 1200)")
+    return str(int(value))
+
+
+_MONTH = re.compile(r"^(\d{4})[-/](\d{1,2})$")
+
+
+async def _month(db, value):
+    value = value.strip()
+    if not value:
+        return ""
+    month = _MONTH.match(value)
+    if not month or not 1 <= int(month.group(2)) <= 12:
+        raise BadParameter(f"{value!r} is not a month")
+    return f"{int(month.group(1)):04d}-{int(month.group(2)):02d}"
+
+
+# The molecules and routes the tagger gives, in the records' tags and the trials' interventions.
+TRIAL_TAG_VALUES = """
+    with recursive parts(value, rest) as (
+      select '', {column} || ', ' from trial_interventions where coalesce({column}, '') != ''
+      union all
+      select substr(rest, 1, instr(rest, ', ') - 1), substr(rest, instr(rest, ', ') + 2) from parts where rest != '')
+    select value from parts where value != ''
+    union select value from article_tags where facet = '{facet}'"""
+
+
+async def _trial_tag(db, value, facet: str, what: str):
+    if not value.strip():
+        return ""
+    known = await _distinct(db, TRIAL_TAG_VALUES.format(column=facet + "s", facet=facet))
+    return _one_of(value, known, what)
+
+
 PARAM_RULES = {
     "since": (_since, SINCE_FORMS),
     "min_trials": (_count, "a whole number of 1 or more, or empty for 1"),
@@ -1753,8 +1795,16 @@ PARAM_RULES = {
     "q": (_free_text, "search words"),
     "topic": (_free_text, "search words, or empty"),
     "molecule": (_free_text, "a ketamine form or any substance name, or empty"),
+    "months": (_months, "a whole number of months (0 to 1200), or empty for 12"),
+    "month": (_month, "a month written 2026-03, or empty for this month"),
 }
 QUESTION_PARAMS = {
+    ("trials_ongoing_by_molecule", "molecule"): (
+        lambda db, value: _trial_tag(db, value, "molecule", "a molecule the catalog's tags know"),
+        "a molecule tag (racemic_ketamine, esketamine, arketamine, unspecified_ketamine, ...), or empty"),
+    ("trials_ongoing_by_molecule", "route"): (
+        lambda db, value: _trial_tag(db, value, "route", "a route the catalog's tags know"),
+        "a route tag (intravenous, intranasal, oral, ...), or empty"),
     ("esketamine_trials", "design"): (
         lambda db, value: _check_design(db, value, extra=("any", "randomised")),
         "randomised (the default), any, or one study design (open_label_trial, observational_cohort, ...)"),
