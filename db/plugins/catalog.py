@@ -1269,6 +1269,13 @@ def group_questions(questions: list[dict]) -> list[dict]:
     return [g for g in groups if g["questions"]]
 
 
+async def _pubmed_runs(db) -> str:
+    """The SQL condition that keeps PubMed's runs (and imports) in `harvest_runs`: empty for a
+    catalog from before ClinicalTrials.gov (migration 0011), whose runs all are PubMed's."""
+    columns = await db.table_columns("harvest_runs")
+    return " and coalesce(source, 'pubmed') = 'pubmed'" if "source" in columns else ""
+
+
 async def front_page_vars(datasette) -> dict:
     db = _catalog_db(datasette)
     if db is None:
@@ -1283,17 +1290,19 @@ async def front_page_vars(datasette) -> dict:
                max(case when matches_query = 1 and is_deleted = 0 and psychiatric = 1 then pub_year end) as last_year,
                coalesce(sum(matches_query = 1 and is_deleted = 0 and coalesce(psychiatric, 0) = 0), 0) as set_aside
         from articles"""))[0]
-    last_run = (await _rows(db, """
-        select * from harvest_runs where status = 'success' order by id desc limit 1"""))
+    # The last harvest the page reports is PubMed's: the records' own (a trials run has its line).
+    pubmed = await _pubmed_runs(db)
+    last_run = (await _rows(db, f"""
+        select * from harvest_runs where status = 'success'{pubmed} order by id desc limit 1"""))
     last_run = last_run[0] if last_run else None
-    latest_attempt = (await _rows(db, "select * from harvest_runs order by id desc limit 1"))
+    latest_attempt = (await _rows(db, f"select * from harvest_runs where 1{pubmed} order by id desc limit 1"))
     latest_attempt = latest_attempt[0] if latest_attempt else None
     # A failure since the last full sweep is news even when a later run succeeded (the README's
     # promise: the front page shows the last failure); one before it is history.
-    last_full = await _rows(db, "select id from harvest_runs where status = 'success' and mode like 'full%' "
+    last_full = await _rows(db, f"select id from harvest_runs where status = 'success' and mode like 'full%'{pubmed} "
                                 "order by id desc limit 1")
-    last_failure = await _rows(db, """
-        select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import'
+    last_failure = await _rows(db, f"""
+        select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import'{pubmed}
         and id > ? order by id desc limit 1""", [last_full[0]["id"] if last_full else 0])
     last_failure = last_failure[0] if last_failure else None
     new_in_last = 0
@@ -1402,7 +1411,8 @@ async def article_page_vars(datasette, request) -> dict:
     if article["pmcid"]:
         links.append({"label": f"Full text in PMC ({article['pmcid']})", "url": PMC.format(article["pmcid"]),
                       "kind": "pmc"})
-    for trial in trials:
+    # One link per trial, however many ways the record and the registry link them.
+    for trial in {t["trial_id"]: t for t in trials}.values():
         links.append({"label": f"{trial['registry']} {trial['trial_id']}", "url": trial["url"], "kind": "trial"})
     return {
         "article": {
@@ -1468,7 +1478,8 @@ async def query_page_vars(datasette, request, template) -> dict:
         choices[name] = [row[0] for row in (await db.execute(sql)).rows]
     out["param_choices"] = choices
     out["value_label"] = value_label
-    last = await _rows(db, "select id, started_at, finished_at from harvest_runs where status = 'success' order by id desc limit 1")
+    last = await _rows(db, "select id, started_at, finished_at from harvest_runs where status = 'success'"
+                           f"{await _pubmed_runs(db)} order by id desc limit 1")
     out["last_harvest"] = last[0] if last else None
     return out
 
