@@ -276,7 +276,7 @@ limit 50
 -- example: since=run:0
 with cutoff as (
   select case when trim(:since) = ''
-              then coalesce((select id from harvest_runs where status = 'success'
+              then coalesce((select id from harvest_runs where status = 'success' and coalesce(source, 'pubmed') = 'pubmed'
                              order by id desc limit 1 offset 1), 0)
               when ltrim(trim(:since), 'run:#') not glob '*[^0-9]*'
               then cast(ltrim(trim(:since), 'run:#') as integer) end as after_run,
@@ -305,7 +305,7 @@ order by new_records desc, study_design
 -- example: since=run:0
 with cutoff as (
   select case when trim(:since) = ''
-              then coalesce((select id from harvest_runs where status = 'success'
+              then coalesce((select id from harvest_runs where status = 'success' and coalesce(source, 'pubmed') = 'pubmed'
                              order by id desc limit 1 offset 1), 0)
               when ltrim(trim(:since), 'run:#') not glob '*[^0-9]*'
               then cast(ltrim(trim(:since), 'run:#') as integer) end as after_run,
@@ -335,7 +335,7 @@ order by o.pub_date desc, o.pmid desc
 -- example: since=run:0
 with cutoff as (
   select case when trim(:since) = ''
-              then coalesce((select id from harvest_runs where status = 'success'
+              then coalesce((select id from harvest_runs where status = 'success' and coalesce(source, 'pubmed') = 'pubmed'
                              order by id desc limit 1 offset 1), 0)
               when ltrim(trim(:since), 'run:#') not glob '*[^0-9]*'
               then cast(ltrim(trim(:since), 'run:#') as integer) end as after_run,

@@ -524,3 +524,37 @@ def _similar_articles(db: sqlite_utils.Database) -> None:
         pk="pmid",
         foreign_keys=[("pmid", "articles", "pmid")],
     )
+
+
+# The papers linked to each registered trial, one row per way a paper is linked (both
+# directions of trial_registrations), with what the catalog knows of the paper. The trial page,
+# the trials table's facets and the trials questions read it; so can anyone's own SQL.
+# `results_paper` is 1 for a link that reports the trial's results: not a registry BACKGROUND
+# reference (a paper the trial cites), and not — by the catalog's design tag — a protocol,
+# review, guideline, commentary or preclinical paper. A PMID the registry cites that is not in
+# `articles` (the topic query did not find it: a gap) counts when the registry types it RESULT
+# or DERIVED, as the registry is all the catalog knows of it.
+NOT_A_TRIAL_REPORT = ("trial_protocol", "systematic_review", "meta_analysis", "narrative_review",
+                      "guideline_consensus", "commentary_letter", "preclinical_animal", "in_vitro")
+TRIAL_PAPERS_VIEW = f"""
+    select tr.trial_id as nct_id, tr.pmid, tr.source,
+           case when tr.source like 'registry_reference:%' then 'registry' else 'paper' end as cited_by,
+           case when tr.source like 'registry_reference:%' then substr(tr.source, 20) end as reference_type,
+           a.pmid is not null as in_catalog,
+           coalesce(nullif(a.title, ''), a.vernacular_title) as title, a.first_author, a.journal,
+           a.pub_year, a.pub_date, a.study_design,
+           (coalesce(tr.source, '') != 'registry_reference:BACKGROUND'
+            and coalesce(a.study_design, '') not in ({", ".join(f"'{d}'" for d in NOT_A_TRIAL_REPORT)})) as results_paper
+    from trial_registrations tr
+    left join articles a on a.pmid = tr.pmid
+    where tr.trial_id glob 'NCT[0-9]*'
+"""
+
+
+@migrations(name="0013_trial_papers")
+def _trial_papers(db: sqlite_utils.Database) -> None:
+    # A trial's papers are looked up by NCT id (the key starts with the PMID).
+    db["trial_registrations"].create_index(["trial_id", "source"], if_not_exists=True)
+    db["trial_events"].create_index(["recorded_at"], if_not_exists=True)
+    db.execute("drop view if exists [trial_papers]")
+    db.execute(f"create view [trial_papers] as {TRIAL_PAPERS_VIEW.strip()}")

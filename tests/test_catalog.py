@@ -233,7 +233,8 @@ def test_front_page_groups_the_ready_made_questions_by_what_a_researcher_is_doin
     section = html[html.index("<h2>Ready-made questions</h2>"):html.index('<section class="designs">')]
     groups = re.split(r'<h3 class="question-group">', section)[1:]
     titles = [g[:g.index("</h3>")] for g in groups]
-    assert titles == ["Find studies", "Follow what is new", "Audit the search (PRISMA)", "Explore the field"]
+    assert titles == ["Find studies", "Registered trials and their papers", "Follow what is new",
+                      "Audit the search (PRISMA)", "Explore the field"]
     where = {name: title for title, g in zip(titles, groups)
              for name in re.findall(r'<li class="question"><a href="/catalog/(\w+)"', g)}
     assert where["rcts_by_molecule"] == "Find studies" and where["new_since"] == "Follow what is new"
@@ -715,7 +716,7 @@ def test_links_inside_feed_entries_are_absolute(client, path):
 def test_front_page_feed_links_say_they_are_feeds(client):
     html = client.get("/").text
     feeds = re.findall(r'<li class="feed">(.*?)</li>', html, re.S)
-    assert len(feeds) == 2
+    assert len(feeds) == 3  # new records, a search, what changed in the registered trials
     for item in feeds:
         assert '<span class="badge badge-feed">Atom feed</span>' in item
         assert 'type="application/atom+xml"' in item and "feed reader" in item

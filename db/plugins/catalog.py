@@ -1248,6 +1248,9 @@ QUESTION_GROUPS = [
     ("Find studies", ["rcts_by_molecule", "esketamine_trials", "systematic_reviews", "registered_trials",
                       "trials_reported_more_than_once", "rcts_awaiting_indexing", "retracted_or_corrected",
                       "retractions_explained"]),
+    ("Registered trials and their papers", ["trials_completed_without_paper", "trials_results_without_paper",
+                                            "trials_ongoing_by_molecule", "trials_reported_in_several_papers",
+                                            "trial_status_changes"]),
     ("Follow what is new", ["new_since", "new_records_by_design", "new_rcts_for_screening"]),
     ("Audit the search (PRISMA)", ["prisma_flow", "search_strategy", "harvest_health_now"]),
     ("Explore the field", ["counts_per_year_by_design", "rct_share_by_year", "route_population_mix",
@@ -1266,6 +1269,13 @@ def group_questions(questions: list[dict]) -> list[dict]:
     return [g for g in groups if g["questions"]]
 
 
+async def _pubmed_runs(db) -> str:
+    """The SQL condition that keeps PubMed's runs (and imports) in `harvest_runs`: empty for a
+    catalog from before ClinicalTrials.gov (migration 0011), whose runs all are PubMed's."""
+    columns = await db.table_columns("harvest_runs")
+    return " and coalesce(source, 'pubmed') = 'pubmed'" if "source" in columns else ""
+
+
 async def front_page_vars(datasette) -> dict:
     db = _catalog_db(datasette)
     if db is None:
@@ -1280,17 +1290,19 @@ async def front_page_vars(datasette) -> dict:
                max(case when matches_query = 1 and is_deleted = 0 and psychiatric = 1 then pub_year end) as last_year,
                coalesce(sum(matches_query = 1 and is_deleted = 0 and coalesce(psychiatric, 0) = 0), 0) as set_aside
         from articles"""))[0]
-    last_run = (await _rows(db, """
-        select * from harvest_runs where status = 'success' order by id desc limit 1"""))
+    # The last harvest the page reports is PubMed's: the records' own (a trials run has its line).
+    pubmed = await _pubmed_runs(db)
+    last_run = (await _rows(db, f"""
+        select * from harvest_runs where status = 'success'{pubmed} order by id desc limit 1"""))
     last_run = last_run[0] if last_run else None
-    latest_attempt = (await _rows(db, "select * from harvest_runs order by id desc limit 1"))
+    latest_attempt = (await _rows(db, f"select * from harvest_runs where 1{pubmed} order by id desc limit 1"))
     latest_attempt = latest_attempt[0] if latest_attempt else None
     # A failure since the last full sweep is news even when a later run succeeded (the README's
     # promise: the front page shows the last failure); one before it is history.
-    last_full = await _rows(db, "select id from harvest_runs where status = 'success' and mode like 'full%' "
+    last_full = await _rows(db, f"select id from harvest_runs where status = 'success' and mode like 'full%'{pubmed} "
                                 "order by id desc limit 1")
-    last_failure = await _rows(db, """
-        select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import'
+    last_failure = await _rows(db, f"""
+        select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import'{pubmed}
         and id > ? order by id desc limit 1""", [last_full[0]["id"] if last_full else 0])
     last_failure = last_failure[0] if last_failure else None
     new_in_last = 0
@@ -1399,7 +1411,8 @@ async def article_page_vars(datasette, request) -> dict:
     if article["pmcid"]:
         links.append({"label": f"Full text in PMC ({article['pmcid']})", "url": PMC.format(article["pmcid"]),
                       "kind": "pmc"})
-    for trial in trials:
+    # One link per trial, however many ways the record and the registry link them.
+    for trial in {t["trial_id"]: t for t in trials}.values():
         links.append({"label": f"{trial['registry']} {trial['trial_id']}", "url": trial["url"], "kind": "trial"})
     return {
         "article": {
@@ -1465,7 +1478,8 @@ async def query_page_vars(datasette, request, template) -> dict:
         choices[name] = [row[0] for row in (await db.execute(sql)).rows]
     out["param_choices"] = choices
     out["value_label"] = value_label
-    last = await _rows(db, "select id, started_at, finished_at from harvest_runs where status = 'success' order by id desc limit 1")
+    last = await _rows(db, "select id, started_at, finished_at from harvest_runs where status = 'success'"
+                           f"{await _pubmed_runs(db)} order by id desc limit 1")
     out["last_harvest"] = last[0] if last else None
     return out
 
@@ -1740,6 +1754,45 @@ async def _free_text(db, value):
     return value
 
 
+async def _months(db, value):
+    value = value.strip()
+    if not value:
+        return ""
+    if not value.isdigit() or int(value) > 1200:
+        raise BadParameter(f"{value!r} is not a whole number of months (0 to 1200)")
+    return str(int(value))
+
+
+_MONTH = re.compile(r"^(\d{4})[-/](\d{1,2})$")
+
+
+async def _month(db, value):
+    value = value.strip()
+    if not value:
+        return ""
+    month = _MONTH.match(value)
+    if not month or not 1 <= int(month.group(2)) <= 12:
+        raise BadParameter(f"{value!r} is not a month")
+    return f"{int(month.group(1)):04d}-{int(month.group(2)):02d}"
+
+
+# The molecules and routes the tagger gives, in the records' tags and the trials' interventions.
+TRIAL_TAG_VALUES = """
+    with recursive parts(value, rest) as (
+      select '', {column} || ', ' from trial_interventions where coalesce({column}, '') != ''
+      union all
+      select substr(rest, 1, instr(rest, ', ') - 1), substr(rest, instr(rest, ', ') + 2) from parts where rest != '')
+    select value from parts where value != ''
+    union select value from article_tags where facet = '{facet}'"""
+
+
+async def _trial_tag(db, value, facet: str, what: str):
+    if not value.strip():
+        return ""
+    known = await _distinct(db, TRIAL_TAG_VALUES.format(column=facet + "s", facet=facet))
+    return _one_of(value, known, what)
+
+
 PARAM_RULES = {
     "since": (_since, SINCE_FORMS),
     "min_trials": (_count, "a whole number of 1 or more, or empty for 1"),
@@ -1753,8 +1806,16 @@ PARAM_RULES = {
     "q": (_free_text, "search words"),
     "topic": (_free_text, "search words, or empty"),
     "molecule": (_free_text, "a ketamine form or any substance name, or empty"),
+    "months": (_months, "a whole number of months (0 to 1200), or empty for 12"),
+    "month": (_month, "a month written 2026-03, or empty for this month"),
 }
 QUESTION_PARAMS = {
+    ("trials_ongoing_by_molecule", "molecule"): (
+        lambda db, value: _trial_tag(db, value, "molecule", "a molecule the catalog's tags know"),
+        "a molecule tag (racemic_ketamine, esketamine, arketamine, unspecified_ketamine, ...), or empty"),
+    ("trials_ongoing_by_molecule", "route"): (
+        lambda db, value: _trial_tag(db, value, "route", "a route the catalog's tags know"),
+        "a route tag (intravenous, intranasal, oral, ...), or empty"),
     ("esketamine_trials", "design"): (
         lambda db, value: _check_design(db, value, extra=("any", "randomised")),
         "randomised (the default), any, or one study design (open_label_trial, observational_cohort, ...)"),
