@@ -949,9 +949,28 @@ def test_an_export_that_stops_at_the_limit_says_so(site, tmp_path, db):
         small = c.get("/catalog/articles.ris?_notice=Retracted").text
         assert not small.startswith("Note:") and len(rispy.loads(small)) == len(RETRACTED)
         assert 'class="export-note"' not in c.get("/catalog/articles?_notice=Retracted").text
-        # A question's answer past the limit: the page says so by its export links.
+    finally:
+        c.close()
+    # A question's answer past the limit: the page says so by its export links. (The question
+    # lists psychiatric records only, fewer than the list above: its limit is one less than it has.)
+    answers = db.execute("select count(*) from articles a where psychiatric = 1 and matches_query = 1 "
+                         "and is_deleted = 0 and exists (select 1 from article_tags t where t.pmid = a.pmid "
+                         "and t.facet = 'design' and t.value in ('systematic_review', 'meta_analysis'))").fetchone()[0]
+    assert answers > 2
+    c = limited_client(site, tmp_path / "question", answers - 1)
+    try:
         many = c.get("/catalog/systematic_reviews").text
-        assert 'class="export-note"' in many and f"more than {limit:,} rows" in many
+        assert 'class="export-note"' in many and f"more than {answers - 1:,} rows" in many
+        assert 'class="export-note"' not in client_page(site, tmp_path / "question-whole", "/catalog/systematic_reviews")
+    finally:
+        c.close()
+
+
+def client_page(site: Path, tmp_path: Path, path: str) -> str:
+    """A page of the catalog served with its own settings (no lowered limit)."""
+    c = limited_client(site, tmp_path, json.loads((site / "settings.json").read_text()).get("max_returned_rows", 1000))
+    try:
+        return c.get(path).text
     finally:
         c.close()
 
@@ -985,11 +1004,20 @@ def test_new_since_reads_dates_as_people_write_them_and_run_ids_as_run_n(client,
     day = dt.date.fromisoformat(second[:10])
     written = [day.isoformat(), day.strftime("%Y/%m/%d"), f"{day.year}-{day.month}-{day.day}"]
     answers = [set(pmids_of(query(client, "new_since", since=w))) for w in written]
-    everything_that_day = sql_set(db, "select pmid from articles where first_seen_run in "
+    # The question lists records on depression in the psychiatric sense.
+    everything_that_day = sql_set(db, "select pmid from articles where psychiatric = 1 and first_seen_run in "
                                       "(select id from harvest_runs where started_at >= ?)", [day.isoformat()])
-    assert answers == [everything_that_day] * 3
-    assert set(pmids_of(query(client, "new_since", since="run:1"))) == LATE_ARRIVALS
-    assert set(pmids_of(query(client, "new_since", since="%231"))) == LATE_ARRIVALS
+    assert everything_that_day and answers == [everything_that_day] * 3
+    # "run:1": first stored after run 1 (LATE_ARRIVALS, none of them psychiatric, and the trials
+    # of the registry's runs are not articles).
+    late = sql_set(db, "select pmid from articles where psychiatric = 1 and first_seen_run > 1")
+    assert late <= LATE_ARRIVALS
+    assert set(pmids_of(query(client, "new_since", since="run:1"))) == late
+    assert set(pmids_of(query(client, "new_since", since="%231"))) == late
+    # "run:0" / "#0": everything from run 1 on, i.e. every psychiatric record.
+    every = sql_set(db, "select pmid from articles where psychiatric = 1")
+    assert every and set(pmids_of(query(client, "new_since", since="run:0"))) == every
+    assert set(pmids_of(query(client, "new_since", since="%230"))) == every
 
 
 def test_unknown_sorts_and_facet_names_are_refused_and_only_get_and_head_are_served(client):
