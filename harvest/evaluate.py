@@ -33,9 +33,9 @@ import math
 import sqlite3
 import time
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import design_model
 from . import tags as tagging

@@ -12,10 +12,11 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from . import store
 from .prefilter import TopicPrefilter

@@ -43,7 +43,7 @@ import gzip
 import io
 import re
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from lxml import etree
 

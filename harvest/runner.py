@@ -23,7 +23,7 @@ from .config import Settings
 from .eutils import EutilsClient, error_in_body
 from .pubmed_xml import parse_pubmed_xml
 from .query import QUERY_VERSION, TOPIC_QUERY
-from .search import Plan, Slice, DateRange, full_window, plan_window, since_windows, today_utc
+from .search import DateRange, Plan, Slice, full_window, plan_window, since_windows, today_utc
 
 log = logging.getLogger("harvest.run")
 

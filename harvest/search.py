@@ -39,14 +39,14 @@ class DateRange:
     def clause(self) -> str:
         return f'("{self.lo:%Y/%m/%d}"[{self.field}] : "{self.hi:%Y/%m/%d}"[{self.field}])'
 
-    def halves(self) -> tuple["DateRange", "DateRange"]:
+    def halves(self) -> tuple[DateRange, DateRange]:
         middle = self.lo + (self.hi - self.lo) // 2
         return (
             DateRange(self.field, self.lo, middle),
             DateRange(self.field, middle + dt.timedelta(days=1), self.hi),
         )
 
-    def cut_newest(self, share: float) -> tuple["DateRange", "DateRange"]:
+    def cut_newest(self, share: float) -> tuple[DateRange, DateRange]:
         """(older, newer): the newer part holds the last `share` of the days (at least one,
         at most half); for a range of two days or more."""
         days = (self.hi - self.lo).days + 1

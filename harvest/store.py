@@ -8,7 +8,6 @@ talk to the network, or parse XML beyond what parse_pubmed_xml hands it.
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import hashlib
 import logging
@@ -17,10 +16,10 @@ import socket
 import sqlite3
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import sqlite_utils
 
@@ -313,7 +312,7 @@ class SaveCounts:
     stored_pmids: set[int] = field(default_factory=set)
     new_pmids: set[int] = field(default_factory=set)
 
-    def add(self, other: "SaveCounts") -> None:
+    def add(self, other: SaveCounts) -> None:
         self.new += other.new
         self.updated += other.updated
         self.unchanged += other.unchanged

@@ -44,12 +44,12 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from . import design_model
 from . import tags as tagging
-from .evaluate import GOLD_LABELS, _latest_versions, default_corpus_paths, iter_records_from_files, report_split
+from .evaluate import GOLD_LABELS, _latest_versions, report_split
 
 VERSION = "design-v2"
 C = 4.0
@@ -75,8 +75,9 @@ def training_records(records: Iterable[Mapping]) -> list[Mapping]:
 
 
 def _matrix(feats: Sequence[tuple[set[str], set[str], Mapping[str, int]]]):
-    import scipy.sparse as sp
     from collections import Counter
+
+    import scipy.sparse as sp
 
     df: Counter = Counter()
     fixed_names: set[str] = set()

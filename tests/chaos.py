@@ -70,9 +70,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import requests
 
@@ -296,7 +296,7 @@ class Scenario:
         self.complete_at_success: set[int] = set()  # what the catalog held after its last successful run
         self._t0 = 0.0
 
-    def __enter__(self) -> "Scenario":
+    def __enter__(self) -> Scenario:
         self._t0 = time.monotonic()
         self.server.start()
         # A killed harvester resets its connections: expected here, not worth a traceback.

@@ -10,7 +10,6 @@ import importlib.util
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import venv
 

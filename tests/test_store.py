@@ -195,7 +195,6 @@ def test_a_process_killed_while_creating_the_catalog_leaves_no_half_built_catalo
     """Killed between two migrations of a new catalog: nothing at the catalog's path that
     `export` or Datasette would open without its tables; the next open builds it whole and
     clears the dead process's temporary files."""
-    import os
     import signal
     import subprocess
     import sys

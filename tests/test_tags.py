@@ -15,8 +15,8 @@ import pytest
 from harvest import design_model as D
 from harvest import tags as T
 from harvest.evaluate import default_corpus_paths, iter_records_from_files
-
 from tests.conftest import DATA as SHARED  # ../shared/data, or $KETAMINE_SHARED_DATA
+
 KETAMINE_PMIDS = (33984391, 34034067, 38011560, 34023336)
 
 
@@ -432,7 +432,7 @@ def test_a_record_whose_only_mention_is_another_sense_is_set_aside(by_pmid, phra
     """Clones of 34034067 (a ketamine-for-TRD record) whose title and abstract are one real sentence
     of its own with its only mention of depression replaced by another sense; MeSH left out."""
     r = by_pmid[34034067]
-    sentence = "Ketamine infusions were followed by {} in some adults.".format(phrase)
+    sentence = f"Ketamine infusions were followed by {phrase} in some adults."
     clone = dict(r, title="Intravenous ketamine in adults", abstract=sentence, mesh=[], keywords=[])
     for use_indexing in (True, False):
         tags = T.tag_article(clone, use_indexing=use_indexing)

@@ -44,14 +44,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from datasette import hookimpl
+from datasette.database import QueryInterrupted
 from datasette.facets import Facet
 from datasette.filters import FilterArguments
-from datasette.database import QueryInterrupted
 from datasette.utils import escape_fts, escape_sqlite, path_with_added_args, path_with_removed_args
 from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
-
-
 
 # The reference-manager formats are written by harvest/export.py (pure Python, no imports from
 # the rest of the package), shared with `python -m harvest export`. Where it comes from, first
@@ -1807,7 +1805,7 @@ async def check_table(datasette, db, table: str, args: list[tuple[str, str]]) ->
         sortable = metadata.get("sortable_columns")
         if sortable is None:  # every column but a binary one (its next-page token would be the bytes)
             sortable = [c.name for c in await db.table_column_details(table) if (c.type or "").upper() != "BLOB"]
-            if not await db.primary_keys(table) and not table in await db.view_names():
+            if not await db.primary_keys(table) and table not in await db.view_names():
                 sortable = ["rowid", *sortable]
         if column not in sortable:
             raise BadRequestError(f"{key}: {table} has no column {column!r} to sort by; "
