@@ -123,7 +123,7 @@ def _parse_date(ctx, param, value):
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}")
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
 
 
 SOURCES = ("pubmed", "trials")
@@ -184,7 +184,7 @@ def _run_trials(db_path, full, overlap_days) -> list[str]:
     except (HarvestFailed, HttpError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run_id = getattr(exc, "run_id", None)
-        return [f"{'trials run %d failed: ' % run_id if run_id else 'trials: '}{first_line}"]
+        return [f"{f'trials run {run_id} failed: ' if run_id else 'trials: '}{first_line}"]
     click.echo(
         f"trials run {outcome.run_id} ({outcome.mode}): {outcome.listed} studies listed by the topic search, "
         f"{outcome.cited} cited ids asked for: {outcome.new} new, {outcome.updated} updated, "
@@ -207,7 +207,7 @@ def _run_pubmed(db_path, full, since, overlap_days, batch_size) -> list[str]:
     except (HarvestFailed, EutilsError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run_id = getattr(exc, "run_id", None)
-        return [f"{'run %d failed: ' % run_id if run_id else ''}{first_line}"]
+        return [f"{f'run {run_id} failed: ' if run_id else ''}{first_line}"]
     click.echo(
         f"run {outcome.run_id} ({outcome.mode}): {outcome.promised} records promised, "
         f"{outcome.stored} stored: {outcome.new} new, {outcome.updated} updated, "
@@ -321,7 +321,7 @@ def export_(db_path, fmt, search, since, pmids, output):
         chosen = list(pmids) or select_pmids(conn, search=search, since=since.isoformat() if since else None)
         records = load_records(conn, chosen)
     except sqlite3.OperationalError as exc:  # malformed FTS5 syntax in --search
-        raise click.BadParameter(str(exc), param_hint="--search")
+        raise click.BadParameter(str(exc), param_hint="--search") from None
     finally:
         conn.close()
     output.write(render(records, fmt))

@@ -22,7 +22,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(value)
     except ValueError:
-        raise SystemExit(f"{name} must be a number, got {value!r}")
+        raise SystemExit(f"{name} must be a number, got {value!r}") from None
 
 
 def _env_positive(name: str, default: float) -> float:

@@ -343,7 +343,7 @@ def _items_of(i: int, path: Path, queue, process):
             index, item = queue.get(timeout=5)
         except queue_module.Empty:
             if not process.is_alive():
-                raise ImportFailed(f"{path}: the worker process reading it died (exit code {process.exitcode})")
+                raise ImportFailed(f"{path}: the worker process reading it died (exit code {process.exitcode})") from None
             continue
         assert index == i, (index, i)  # each worker sends its files in order
         kind = item[0]

@@ -708,7 +708,7 @@ def test_links_inside_feed_entries_are_absolute(client, path):
     entries = assert_valid_atom(client.get(path).content)
     links = feed_links(entries)
     assert any("/catalog/articles/" in link for link in links)  # the entries link to the catalog
-    assert all(link.startswith(("http://", "https://")) for link in links), [l for l in links if not l.startswith("http")][:3]
+    assert all(link.startswith(("http://", "https://")) for link in links), [link for link in links if not link.startswith("http")][:3]
     assert "http://localhost/catalog/articles/" in " ".join(links)
 
 

@@ -137,11 +137,16 @@ def test_article_page_shows_similar_articles_with_shared_terms(tmp_path, importe
     assert shared.split("; ")[0] in html_lib.unescape(section)
 
 
+def _group(found: re.Match[bytes] | None) -> bytes:
+    assert found is not None, "the donor record has the element too"
+    return found.group(0)
+
+
 def _swap_text(raw: bytes, donor: bytes) -> bytes:
     """The record with the donor's title and abstract (a revision NLM could publish)."""
     for tag in (rb"ArticleTitle", rb"Abstract"):
         pattern = rb"<" + tag + rb"\b[^>]*>.*?</" + tag + rb">"
-        raw = re.sub(pattern, lambda _m: re.search(pattern, donor, re.S).group(0), raw, count=1, flags=re.S)
+        raw = re.sub(pattern, lambda _m, pattern=pattern: _group(re.search(pattern, donor, re.S)), raw, count=1, flags=re.S)
     return raw
 
 

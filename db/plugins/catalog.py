@@ -582,7 +582,7 @@ def printf_width_ok(fmt, args) -> bool:
     if not isinstance(fmt, str):
         return True
     arg = 0
-    for flags, width, precision, _, kind in _PRINTF_SPEC.findall(fmt):
+    for _flags, width, precision, _, kind in _PRINTF_SPEC.findall(fmt):
         if kind == "%":
             continue
         for part in (width, precision):
