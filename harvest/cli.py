@@ -15,6 +15,7 @@ import re
 import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,9 @@ from .eutils import EutilsError
 from .http import HttpError
 from .query import QUERY_VERSION, TOPIC_QUERY
 from .runner import DEFAULT_BATCH, DEFAULT_OVERLAP_DAYS, HarvestFailed, choose_mode, run_harvest
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar  # what click.progressbar returns
 
 log = logging.getLogger("harvest")
 
@@ -54,7 +58,7 @@ class TerminalProgress:
         self.label = label
         self.unit = unit
         self.tty = sys.stderr.isatty()
-        self.bar = None
+        self.bar: ProgressBar[int] | None = None
         self.total = 0
         self.done = 0
         self._next_log = 0
@@ -327,10 +331,10 @@ def export_(db_path, fmt, search, since, pmids, output):
     output.write(render(records, fmt))
     if not records:
         # An empty file and exit 0 look like success: say that nothing matched, and what was asked.
-        asked = [f"--pmid {', '.join(map(str, pmids))}" if pmids else None,
-                 f"--search {search!r}" if search and not pmids else None,
-                 f"--since {since}" if since and not pmids else None]
-        asked = "; ".join(a for a in asked if a) or "every record matching the query"
+        options = [f"--pmid {', '.join(map(str, pmids))}" if pmids else None,
+                   f"--search {search!r}" if search and not pmids else None,
+                   f"--since {since}" if since and not pmids else None]
+        asked = "; ".join(a for a in options if a) or "every record matching the query"
         click.echo(f"harvest: 0 records to export ({asked}) in {db_path}", err=True)
 
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from . import store
 from .prefilter import TopicPrefilter
@@ -80,7 +79,7 @@ class _CountingReader(io.RawIOBase):
 
 
 @contextmanager
-def open_xml(path: Path, on_read=lambda n: None) -> Iterator[BinaryIO]:
+def open_xml(path: Path, on_read=lambda n: None) -> Iterator[io.BufferedIOBase]:
     """A PubMed XML file, gunzipped when it is gzip (by its magic bytes, not its name)."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
@@ -317,7 +316,8 @@ def _read_in_processes(paths: list[Path], match_topic: bool, workers: int):
     import multiprocessing
 
     workers = max(1, min(workers, len(paths)))
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
     queues = [context.Queue(QUEUE_BATCHES) for _ in range(workers)]
     processes = [context.Process(target=_worker, args=(w, workers, paths, match_topic, queues[w]), daemon=True)
                  for w in range(workers)]

@@ -176,7 +176,11 @@ def _explore(
     count decides whether it really was empty); with `skipped` None every part is searched.
     Every request is an esearch, and requests are what a harvest is rationed in.
     """
-    count = result.count if result is not None else estimate
+    if result is not None:
+        count = result.count
+    else:
+        assert estimate is not None, "a range not yet searched comes with its estimate"
+        count = estimate
     if count <= cap:
         if result is None:
             result = _search(client, topic, ranges, cap)
