@@ -478,7 +478,7 @@ def _root_tag(data: bytes) -> str | None:
 
 
 def _spans(data: bytes) -> list[tuple[int, int]]:
-    out = []
+    out: list[tuple[int, int]] = []
     pos = 0
     while True:
         m = _REC_START.search(data, pos)
@@ -844,6 +844,7 @@ class Fault:
         if self.every and k % self.every:
             return None
         if self._rng is not None:
+            assert self.probability is not None  # the generator exists only with a probability
             if self._rng.random() >= self.probability:
                 return None
             kind = self._rng.choice(self.kinds)
@@ -1328,6 +1329,7 @@ class EutilsStandIn:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer  # the only server it is given
     protocol_version = "HTTP/1.1"
     server_version = "Apache"
     sys_version = ""

@@ -37,6 +37,7 @@ def client(site):
 
 def catalog_plugin():
     spec = importlib.util.spec_from_file_location("catalog_plugin_under_test", CONFIG / "plugins" / "catalog.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

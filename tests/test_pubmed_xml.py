@@ -250,7 +250,7 @@ def biopython_comparison(request) -> dict:
 
     agree = dict.fromkeys(COMPARED_FIELDS, 0)
     disagreements: list[tuple] = []
-    keys = {"ours": set(), "theirs": set()}
+    keys: dict[str, set[tuple[str, tuple]]] = {"ours": set(), "theirs": set()}  # (file, (pmid, version))
     for name in BIG_FILES:
         ours = {(r["pmid"], r["pmid_version"]): _our_fields(r) for r in articles(ours_by_file[name])}
         keys["ours"] |= {(name, k) for k in ours}

@@ -41,7 +41,7 @@ def shared_records():
 
 @pytest.fixture(scope="session")
 def by_pmid(shared_records):
-    out = {}
+    out: dict[int, dict] = {}
     for r in shared_records:  # versioned citations: keep the highest version
         if r["pmid"] not in out or (r.get("pmid_version") or 1) > (out[r["pmid"]].get("pmid_version") or 1):
             out[r["pmid"]] = r
@@ -246,7 +246,7 @@ def test_primary_design_precedence_and_default():
 
 
 def test_awaiting_indexing_by_citation_status(shared_records):
-    seen = {}
+    seen: dict[tuple[str, bool], bool] = {}  # (citation status, has MeSH) -> awaiting indexing
     for r in shared_records:
         seen.setdefault((r["citation_status"], bool(r.get("mesh"))), T.awaiting_indexing(r))
     assert seen[("MEDLINE", True)] is False
