@@ -387,6 +387,7 @@ def test_fault_webenv_expired(server):
 def test_fault_hostile_answers_are_the_real_answer_made_hostile(server):
     real = efetch(server, id="38011560").content
     title = re.search(rb"<ArticleTitle>([^<]*)</ArticleTitle>", real)
+    assert title is not None
 
     def hostile(variant):
         server.faults.add("hostile", variant=variant, path="efetch")
