@@ -115,8 +115,11 @@ def test_revision_is_updated_in_place_with_events_and_searchable_by_new_words(tm
     assert events["retracted"] == "39000001"
     assert events["mesh_added"] == "Animals"
     assert "abstract_changed" in events
-    fts = lambda q: [r[0] for r in db.execute(  # noqa: E731
-        "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match ?", [q])]
+
+    def fts(q):
+        return [r[0] for r in db.execute(
+            "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match ?", [q])]
+
     assert fts("quokka") == [38011560]
     assert fts("animals") == [38011560]  # MeSH names are searchable too
     assert db.execute("select count(*) from comments_corrections where pmid = 38011560 and ref_type = 'RetractionIn'").fetchone()[0] == 1
@@ -238,7 +241,10 @@ def test_schema_is_consistent_and_every_field_is_populated_where_pubmed_has_it(i
     assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
     assert db.execute("pragma foreign_key_check").fetchall() == []
     assert db.execute("select count(*) from articles_fts").fetchone()[0] == db.execute("select count(*) from articles").fetchone()[0]
-    filled = lambda column: db.execute(f"select count(*) from articles where {column} is not null and {column} != ''").fetchone()[0]  # noqa: E731
+
+    def filled(column):
+        return db.execute(f"select count(*) from articles where {column} is not null and {column} != ''").fetchone()[0]
+
     for column in ("title", "abstract", "journal", "journal_iso", "pub_date", "pub_year", "doi", "pmcid", "language",
                    "publication_types", "mesh_terms", "keywords", "citation_status", "date_revised", "entrez_date",
                    "first_author", "nlm_unique_id", "volume", "pages", "study_design"):
