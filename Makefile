@@ -6,13 +6,13 @@ DB     ?= db/catalog.db
 HOST   ?= 127.0.0.1
 PORT   ?= 8001
 
-.PHONY: run install harvest serve test tools debian-tools clean publish-build chaos bench
+.PHONY: run install harvest serve lint test tools debian-tools clean publish-build chaos bench
 
-# Creates .venv and installs the project with its test tools; redone when pyproject.toml changes.
+# Creates .venv and installs the project with its test and lint tools; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -36,17 +36,25 @@ serve: install
 	@$(PORT_CHECK)
 	$(SERVE)
 
-## make test: the offline test suite (its own E-utilities stand-in, temporary catalogs), its
-## files spread over every core; then the tests marked `dated` again under a clock 400 days
-## ahead (libfaketime; the monotonic clock stays real so that timeouts hold), so that no test
-## passes only near the day it was written. `.venv/bin/python -m pytest tests/FILE` runs one file.
+## make lint: ruff (lint rules, then the format of every file not yet listed as unformatted in
+## pyproject.toml) and mypy, all configured in pyproject.toml; `make test` runs it first.
+LINT_PATHS := harvest db tests bench
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+## make test: `make lint` first; then the offline test suite (its own E-utilities stand-in,
+## temporary catalogs), its files spread over every core; then the tests marked `dated` again
+## under a clock 400 days ahead (libfaketime; the monotonic clock stays real so that timeouts
+## hold), so that no test passes only near the day it was written. `.venv/bin/python -m pytest tests/FILE` runs one file.
 PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile
 # Debian 12's libfaketime 0.9.10 breaks monotonic sleeps (Python's time.sleep) when the monotonic
 # clock is not faked; tests/clock/monotonic_sleep.c, preloaded first, sends those to the kernel.
 CLOCK_FIX := build/monotonic_sleep.so
 FAKETIME_LIB = $(firstword $(wildcard /usr/lib/*/faketime/libfaketime.so.1))
 SHIFTED_CLOCK = LD_PRELOAD="$(abspath $(CLOCK_FIX)) $(FAKETIME_LIB)" FAKETIME=+400d FAKETIME_DONT_FAKE_MONOTONIC=1
-test: install tools $(CLOCK_FIX)
+test: lint tools $(CLOCK_FIX)
 	$(PYTEST)
 	$(SHIFTED_CLOCK) $(PYTEST) -m dated -p no:cacheprovider
 
@@ -91,7 +99,7 @@ chaos: install
 	$(BIN)/python -m tests.chaos --json $(CHAOS_JSON)
 
 clean:
-	rm -rf $(VENV) .pytest_cache *.egg-info tests/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info tests/node_modules
 
 ## make bench: request economy, parse, import and 1,000,000-article catalog latency (about 15 minutes);
 ## prints the tables, writes bench/results.json and bench/RESULTS.md. BENCH_CLONE_FILES=10 imports

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import re
 import shutil
 import socket
@@ -109,6 +108,7 @@ def build(source: Path, target_dir: Path, target: int = TARGET) -> dict:
     fts = time.perf_counter() - t
     log(f"catalog: search index in {fts:.0f} s; counting the facet summaries")
     import sqlite_utils
+
     from harvest import summaries
 
     summarised = summaries.refresh(sqlite_utils.Database(conn))  # as a harvest or import ends
@@ -187,8 +187,9 @@ def _measure(base: str, urls: list[str], requests: int = REQUESTS, seconds: floa
 
 
 def pages(catalog: Path, base: str) -> dict[str, list[str]]:
-    import httpx
     from urllib.parse import quote
+
+    import httpx
 
     conn = sqlite3.connect(catalog)
     pmids = [r[0] for r in conn.execute("select pmid from articles order by random() limit 200")]

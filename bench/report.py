@@ -54,7 +54,7 @@ def markdown(results: dict) -> str:
         lines += [f"### Parsing PubMed XML (clones of the shared records; {_load(p)})", "",
                   "| parser | records in file | records/s | peak memory growth (MiB) | fields per record |",
                   "| --- | ---: | ---: | ---: | ---: |"]
-        for key, run in sorted(p["best"].items(), key=lambda kv: (kv[1]["file_records"], -kv[1]["records_per_s"])):
+        for _key, run in sorted(p["best"].items(), key=lambda kv: (kv[1]["file_records"], -kv[1]["records_per_s"])):
             lines.append(f"| {p['labels'][run['parser']]} | {run['file_records']:,} | {run['records_per_s']:,} | "
                          f"{run['peak_growth_mib']} | {run['fields']} |")
         lines += ["", "Best of the runs in the same minutes (all runs are in the JSON). Memory is the peak resident "

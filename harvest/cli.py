@@ -15,6 +15,7 @@ import re
 import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,9 @@ from .eutils import EutilsError
 from .http import HttpError
 from .query import QUERY_VERSION, TOPIC_QUERY
 from .runner import DEFAULT_BATCH, DEFAULT_OVERLAP_DAYS, HarvestFailed, choose_mode, run_harvest
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar  # what click.progressbar returns
 
 log = logging.getLogger("harvest")
 
@@ -54,7 +58,7 @@ class TerminalProgress:
         self.label = label
         self.unit = unit
         self.tty = sys.stderr.isatty()
-        self.bar = None
+        self.bar: ProgressBar[int] | None = None
         self.total = 0
         self.done = 0
         self._next_log = 0
@@ -123,7 +127,7 @@ def _parse_date(ctx, param, value):
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}")
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
 
 
 SOURCES = ("pubmed", "trials")
@@ -184,7 +188,7 @@ def _run_trials(db_path, full, overlap_days) -> list[str]:
     except (HarvestFailed, HttpError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run_id = getattr(exc, "run_id", None)
-        return [f"{'trials run %d failed: ' % run_id if run_id else 'trials: '}{first_line}"]
+        return [f"{f'trials run {run_id} failed: ' if run_id else 'trials: '}{first_line}"]
     click.echo(
         f"trials run {outcome.run_id} ({outcome.mode}): {outcome.listed} studies listed by the topic search, "
         f"{outcome.cited} cited ids asked for: {outcome.new} new, {outcome.updated} updated, "
@@ -207,7 +211,7 @@ def _run_pubmed(db_path, full, since, overlap_days, batch_size) -> list[str]:
     except (HarvestFailed, EutilsError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run_id = getattr(exc, "run_id", None)
-        return [f"{'run %d failed: ' % run_id if run_id else ''}{first_line}"]
+        return [f"{f'run {run_id} failed: ' if run_id else ''}{first_line}"]
     click.echo(
         f"run {outcome.run_id} ({outcome.mode}): {outcome.promised} records promised, "
         f"{outcome.stored} stored: {outcome.new} new, {outcome.updated} updated, "
@@ -321,16 +325,16 @@ def export_(db_path, fmt, search, since, pmids, output):
         chosen = list(pmids) or select_pmids(conn, search=search, since=since.isoformat() if since else None)
         records = load_records(conn, chosen)
     except sqlite3.OperationalError as exc:  # malformed FTS5 syntax in --search
-        raise click.BadParameter(str(exc), param_hint="--search")
+        raise click.BadParameter(str(exc), param_hint="--search") from None
     finally:
         conn.close()
     output.write(render(records, fmt))
     if not records:
         # An empty file and exit 0 look like success: say that nothing matched, and what was asked.
-        asked = [f"--pmid {', '.join(map(str, pmids))}" if pmids else None,
-                 f"--search {search!r}" if search and not pmids else None,
-                 f"--since {since}" if since and not pmids else None]
-        asked = "; ".join(a for a in asked if a) or "every record matching the query"
+        options = [f"--pmid {', '.join(map(str, pmids))}" if pmids else None,
+                   f"--search {search!r}" if search and not pmids else None,
+                   f"--since {since}" if since and not pmids else None]
+        asked = "; ".join(a for a in options if a) or "every record matching the query"
         click.echo(f"harvest: 0 records to export ({asked}) in {db_path}", err=True)
 
 

@@ -22,7 +22,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(value)
     except ValueError:
-        raise SystemExit(f"{name} must be a number, got {value!r}")
+        raise SystemExit(f"{name} must be a number, got {value!r}") from None
 
 
 def _env_positive(name: str, default: float) -> float:
@@ -51,7 +51,7 @@ class Settings:
     max_body_mb: float = 256.0
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         base_url = os.environ.get("NCBI_EUTILS_URL") or DEFAULT_EUTILS_URL
         if not base_url.endswith("/"):
             base_url += "/"
@@ -97,7 +97,7 @@ class CtgovSettings:
     page_size: int = 100
 
     @classmethod
-    def from_env(cls) -> "CtgovSettings":
+    def from_env(cls) -> CtgovSettings:
         base_url = os.environ.get("CTGOV_API_URL") or DEFAULT_CTGOV_URL
         if not base_url.endswith("/"):
             base_url += "/"

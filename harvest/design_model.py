@@ -43,9 +43,9 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping
 
 MODEL_PATH = Path(__file__).with_name("design_model.json")
 

@@ -33,9 +33,10 @@ import math
 import sqlite3
 import time
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TypedDict
 
 from . import design_model
 from . import tags as tagging
@@ -155,6 +156,15 @@ class Target:
         return "ok" if self.holds else ("NOT MET" if self.judged else "n/a")
 
 
+class LabelScores(TypedDict):
+    """One label's scores: the tagger's, the baseline's (None when it did not run) and the
+    primary design's (articles.study_design as the prediction)."""
+
+    tagger: Score
+    baseline: Score | None
+    primary: Score
+
+
 @dataclass
 class EvaluationReport:
     rules_version: str
@@ -162,8 +172,7 @@ class EvaluationReport:
     n_gold: int  # MEDLINE records in the report split
     n_gold_with_abstract: int
     n_train: int  # MEDLINE records outside the split (baseline training)
-    # scores[subset][label] -> {"tagger": Score, "baseline": Score | None, "primary": Score}
-    scores: dict[str, dict[str, dict[str, Score | None]]]
+    scores: dict[str, dict[str, LabelScores]]  # scores[subset][label]
     targets: list[Target]
     baseline_error: str | None = None
     model_version: str = ""  # the tagger's design model (harvest.design_model)
@@ -240,7 +249,7 @@ def evaluate(records: Iterable[Mapping], *, baseline: bool = True) -> Evaluation
     seconds_baseline = time.perf_counter() - started
 
     has_abstract = [bool((r.get("abstract") or "").strip()) for r in test]
-    scores: dict[str, dict[str, dict[str, Score | None]]] = {}
+    scores: dict[str, dict[str, LabelScores]] = {}
     for subset in SUBSETS:
         keep = [True] * len(test) if subset == "all" else has_abstract
         scores[subset] = {}

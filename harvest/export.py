@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 FORMATS = ("ris", "bibtex", "csl-json")
 MEDIA_TYPES = {

@@ -16,8 +16,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import requests
 
@@ -321,8 +322,8 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__
+    while (parent := exc.__cause__ or exc.__context__) is not None:
+        exc = parent
     text = str(exc)
     return text[:200]
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 from . import store
 from .prefilter import TopicPrefilter
@@ -79,7 +79,7 @@ class _CountingReader(io.RawIOBase):
 
 
 @contextmanager
-def open_xml(path: Path, on_read=lambda n: None) -> Iterator[BinaryIO]:
+def open_xml(path: Path, on_read=lambda n: None) -> Iterator[io.BufferedIOBase]:
     """A PubMed XML file, gunzipped when it is gzip (by its magic bytes, not its name)."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
@@ -316,7 +316,8 @@ def _read_in_processes(paths: list[Path], match_topic: bool, workers: int):
     import multiprocessing
 
     workers = max(1, min(workers, len(paths)))
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
     queues = [context.Queue(QUEUE_BATCHES) for _ in range(workers)]
     processes = [context.Process(target=_worker, args=(w, workers, paths, match_topic, queues[w]), daemon=True)
                  for w in range(workers)]
@@ -342,7 +343,7 @@ def _items_of(i: int, path: Path, queue, process):
             index, item = queue.get(timeout=5)
         except queue_module.Empty:
             if not process.is_alive():
-                raise ImportFailed(f"{path}: the worker process reading it died (exit code {process.exitcode})")
+                raise ImportFailed(f"{path}: the worker process reading it died (exit code {process.exitcode})") from None
             continue
         assert index == i, (index, i)  # each worker sends its files in order
         kind = item[0]

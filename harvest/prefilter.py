@@ -26,7 +26,6 @@ from __future__ import annotations
 import io
 import re
 import sys
-from typing import BinaryIO
 
 from .query import KETAMINE
 
@@ -121,7 +120,7 @@ class TopicPrefilter(io.RawIOBase):
 
     CHUNK = 1024 * 1024
 
-    def __init__(self, source: BinaryIO):
+    def __init__(self, source: io.BufferedIOBase):
         self.source = source
         self.dropped = 0
         self._pending = bytearray()  # read, not yet judged

@@ -43,7 +43,7 @@ import gzip
 import io
 import re
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from lxml import etree
 
@@ -680,7 +680,7 @@ def _trial_ids_in_text(text: str | None) -> list[tuple[str, str]]:
     """(registry, trial id) for every registration id written in the text, in text order."""
     if not text:
         return []
-    found = []
+    found: list[tuple[int, str, str]] = []
     lowered = text.lower()
     for registry, hint, pattern, canonical in _TRIAL_PATTERNS:
         if pattern.flags & re.I:
@@ -792,7 +792,7 @@ def _author(author, position: int, role: str) -> dict:
 
 def _authors(author_lists, default_role: str) -> list[dict]:
     """Authors of the given AuthorList elements; positions count within a role."""
-    authors = []
+    authors: list[dict] = []
     for author_list in author_lists:
         list_type = author_list.get("Type")
         role = {"authors": "author", "editors": "editor"}.get(list_type, default_role)
@@ -864,7 +864,7 @@ def _grants(parent) -> list[dict]:
 
 
 def _databanks(article) -> list[dict]:
-    banks = []
+    banks: list[dict] = []
     if article is None:
         return banks
     for bank in article.iterfind("DataBankList/DataBank"):

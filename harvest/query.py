@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeGuard
 
 QUERY_VERSION = "1"
 
@@ -157,9 +158,9 @@ def trials_query_text() -> str:
 NCT_ID = re.compile(r"NCT\d{8}")
 
 
-def is_nct_id(value: str | None) -> bool:
+def is_nct_id(value: str | None) -> TypeGuard[str]:
     """A ClinicalTrials.gov id as the registry writes it: NCT and eight digits."""
-    return bool(value) and NCT_ID.fullmatch(value) is not None
+    return value is not None and NCT_ID.fullmatch(value) is not None
 
 
 def last_update_filter(since: str) -> str:

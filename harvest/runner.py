@@ -23,7 +23,7 @@ from .config import Settings
 from .eutils import EutilsClient, error_in_body
 from .pubmed_xml import parse_pubmed_xml
 from .query import QUERY_VERSION, TOPIC_QUERY
-from .search import Plan, Slice, DateRange, full_window, plan_window, since_windows, today_utc
+from .search import DateRange, Plan, Slice, full_window, plan_window, since_windows, today_utc
 
 log = logging.getLogger("harvest.run")
 
@@ -260,17 +260,17 @@ def _harvest(db, client: EutilsClient, run_id: int, windows: list[DateRange], re
     except Exception as exc:
         # Say what is missing, not only which request failed: the operator's one line.
         outcome.stored = len(done)
-        missing = promised - done
+        not_stored = promised - done
         raise HarvestFailed(
-            f"could not store {len(missing)} of {len(promised)} promised records "
-            f"(PMIDs {_sample(missing)}; the {len(done)} stored are kept): {exc}"
+            f"could not store {len(not_stored)} of {len(promised)} promised records "
+            f"(PMIDs {_sample(not_stored)}; the {len(done)} stored are kept): {exc}"
         ) from exc
     progress.finish()
-    missing = promised - done
-    if missing:
+    not_stored = promised - done
+    if not_stored:
         raise HarvestFailed(
-            f"{len(missing)} of {len(promised)} records that esearch listed were not returned by "
-            f"efetch, even when asked for by id (PMIDs {_sample(missing)})"
+            f"{len(not_stored)} of {len(promised)} records that esearch listed were not returned by "
+            f"efetch, even when asked for by id (PMIDs {_sample(not_stored)})"
         )
     outcome.stored = len(done)
 

@@ -16,7 +16,7 @@ migrations = Migrations("ketamine-catalog")
 
 @migrations(name="0001_first_catalog")
 def _first_catalog(db: sqlite_utils.Database) -> None:
-    db["articles"].create(
+    db.table("articles").create(
         {
             "pmid": int,
             "pmid_version": int,
@@ -41,15 +41,15 @@ def _first_catalog(db: sqlite_utils.Database) -> None:
         defaults={"is_book": 0, "is_deleted": 0, "matches_query": 1},
         not_null={"pmid"},
     )
-    db["articles"].enable_fts(["title", "abstract"], create_triggers=True, tokenize="porter")
+    db.table("articles").enable_fts(["title", "abstract"], create_triggers=True, tokenize="porter")
     # The record as NLM sent it, compressed: later migrations re-parse it to
     # fill new fields instead of re-harvesting. Every version is kept.
-    db["article_xml"].create(
+    db.table("article_xml").create(
         {"pmid": int, "pmid_version": int, "sha1": str, "xml_zlib": bytes, "run_id": int},
         pk=("pmid", "pmid_version"),
         foreign_keys=[("pmid", "articles", "pmid")],
     )
-    db["harvest_runs"].create(
+    db.table("harvest_runs").create(
         {
             "id": int,
             "started_at": str,
@@ -76,10 +76,10 @@ def _first_catalog(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["articles"].create_index(["pub_year"])
-    db["articles"].create_index(["journal"])
-    db["articles"].create_index(["last_fetched_run"])
-    db["harvest_runs"].create_index(["status", "id"])
+    db.table("articles").create_index(["pub_year"])
+    db.table("articles").create_index(["journal"])
+    db.table("articles").create_index(["last_fetched_run"])
+    db.table("harvest_runs").create_index(["status", "id"])
 
 
 
@@ -124,18 +124,18 @@ FTS_COLUMNS = ["title", "abstract", "keywords", "mesh_terms"]
 
 
 def _child(db, name, columns, pk, foreign_keys=(), index=()):
-    db[name].create(
+    db.table(name).create(
         columns,
         pk=pk,
         foreign_keys=[("pmid", "articles", "pmid"), *foreign_keys],
     )
     for cols in index:
-        db[name].create_index(list(cols))
+        db.table(name).create_index(list(cols))
 
 
 @migrations(name="0002_full_record_model")
 def _full_record_model(db: sqlite_utils.Database) -> None:
-    articles = db["articles"]
+    articles = db.table("articles")
     for name, kind in ARTICLE_COLUMNS_V2.items():
         articles.add_column(name, kind)
     db.execute("update articles set is_retracted = 0, is_retraction_notice = 0, has_correction = 0")
@@ -143,12 +143,12 @@ def _full_record_model(db: sqlite_utils.Database) -> None:
     articles.disable_fts()
     articles.enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
 
-    db["authors"].create(
+    db.table("authors").create(
         {"id": int, "name_key": str, "last_name": str, "fore_name": str, "initials": str,
          "suffix": str, "collective_name": str, "display_name": str},
         pk="id",
     )
-    db["authors"].create_index(["name_key"], unique=True)
+    db.table("authors").create_index(["name_key"], unique=True)
     _child(db, "article_authors",
            {"pmid": int, "role": str, "position": int, "author_id": int, "orcid": str,
             "equal_contrib": int, "valid": int},
@@ -160,14 +160,14 @@ def _full_record_model(db: sqlite_utils.Database) -> None:
     _child(db, "abstract_sections",
            {"pmid": int, "position": int, "label": str, "nlm_category": str, "text": str},
            ("pmid", "position"))
-    db["mesh_descriptors"].create({"descriptor_ui": str, "name": str}, pk="descriptor_ui")
+    db.table("mesh_descriptors").create({"descriptor_ui": str, "name": str}, pk="descriptor_ui")
     _child(db, "article_mesh", {"pmid": int, "descriptor_ui": str, "major": int},
            ("pmid", "descriptor_ui"), [("descriptor_ui", "mesh_descriptors", "descriptor_ui")],
            index=[("descriptor_ui",)])
     _child(db, "article_mesh_qualifiers",
            {"pmid": int, "descriptor_ui": str, "qualifier_ui": str, "qualifier_name": str, "major": int},
            ("pmid", "descriptor_ui", "qualifier_ui"))
-    db["publication_types"].create({"ui": str, "name": str}, pk="ui")
+    db.table("publication_types").create({"ui": str, "name": str}, pk="ui")
     _child(db, "article_publication_types", {"pmid": int, "publication_type_ui": str},
            ("pmid", "publication_type_ui"), [("publication_type_ui", "publication_types", "ui")],
            index=[("publication_type_ui",)])
@@ -191,13 +191,13 @@ def _full_record_model(db: sqlite_utils.Database) -> None:
     _child(db, "supplementary_concepts", {"pmid": int, "ui": str, "name": str, "type": str},
            ("pmid", "ui"))
     _child(db, "article_history", {"pmid": int, "pub_status": str, "date": str}, ("pmid", "pub_status"))
-    db["article_events"].create(
+    db.table("article_events").create(
         {"id": int, "pmid": int, "run_id": int, "event": str, "detail": str, "recorded_at": str},
         pk="id",
         foreign_keys=[("pmid", "articles", "pmid")],
     )
-    db["article_events"].create_index(["pmid"])
-    db["article_events"].create_index(["event", "run_id"])
+    db.table("article_events").create_index(["pmid"])
+    db.table("article_events").create_index(["event", "run_id"])
     for column in ("citation_status", "is_retracted", "pub_date", "language", "matches_query", "is_deleted"):
         articles.create_index([column])
 
@@ -208,7 +208,7 @@ def _full_record_model(db: sqlite_utils.Database) -> None:
 
 @migrations(name="0003_evidence_tags")
 def _evidence_tags(db: sqlite_utils.Database) -> None:
-    articles = db["articles"]
+    articles = db.table("articles")
     articles.add_column("study_design", str)
     articles.add_column("awaiting_indexing", int)
     articles.add_column("tags_version", str)
@@ -338,12 +338,12 @@ def _indexes_for_counts_and_new_records(db: sqlite_utils.Database) -> None:
     # The front page's counts and per-year chart, and "records per year by design", read only
     # these columns of current records: with them in one index SQLite reads the index, not
     # the 1.5 KB rows (1,000,000 articles: 2.2 s -> 0.2 s for the front page's queries).
-    db["articles"].create_index(
+    db.table("articles").create_index(
         ["matches_query", "is_deleted", "pub_year", "study_design", "is_retracted", "trial_ids"],
         index_name="idx_articles_current_year_design", if_not_exists=True,
     )
     # What a run added (front page, new_since, the Atom feed of new records).
-    db["articles"].create_index(["first_seen_run"], if_not_exists=True)
+    db.table("articles").create_index(["first_seen_run"], if_not_exists=True)
 
 
 @migrations(name="0007_facet_summaries_and_sorted_filters")
@@ -358,14 +358,14 @@ def _facet_summaries_and_sorted_filters(db: sqlite_utils.Database) -> None:
     extra = {"journal": ["matches_query", "is_deleted", "study_design", "pub_year"]}
     for column in ("study_design", "pub_year", "journal", "citation_status"):
         db.execute(f"drop index if exists [idx_articles_{column}]")
-        db["articles"].create_index([column, "pub_date", *extra.get(column, [])],
+        db.table("articles").create_index([column, "pub_date", *extra.get(column, [])],
                                     index_name=f"idx_articles_{column}_pub_date", if_not_exists=True)
     # What runs added, newest first (new_since, the feed of new records) without a sort.
     db.execute("drop index if exists [idx_articles_first_seen_run]")
-    db["articles"].create_index(["first_seen_run", "entrez_date", "pmid"],
+    db.table("articles").create_index(["first_seen_run", "entrez_date", "pmid"],
                                 index_name="idx_articles_first_seen_run_entrez_date", if_not_exists=True)
     # Retraction notices are a few per thousand records (retracted_or_corrected, prisma_flow).
-    db["articles"].create_index(["is_retraction_notice"], if_not_exists=True)
+    db.table("articles").create_index(["is_retraction_notice"], if_not_exists=True)
     summaries.install(db)
     summaries.refresh(db)
 
@@ -379,7 +379,7 @@ def _evidence_map(db: sqlite_utils.Database) -> None:
     # 0.8 s -> 0.2 s per axis). It replaces the (facet, value) index, which it covers.
     from . import summaries
 
-    db["article_tags"].create_index(["facet", "value", "pmid"], index_name="idx_article_tags_facet_value_pmid",
+    db.table("article_tags").create_index(["facet", "value", "pmid"], index_name="idx_article_tags_facet_value_pmid",
                                     if_not_exists=True)
     db.execute("drop index if exists [idx_article_tags_facet_value]")
 
@@ -401,11 +401,11 @@ def _depression_in_the_psychiatric_sense(db: sqlite_utils.Database) -> None:
     # per record whether it concerns depression or suicidality in the psychiatric sense (tag
     # facet `depression`, with its evidence); this column carries the verdict, so the front
     # page, the default lists, the feeds and the questions add one condition: psychiatric = 1.
-    articles = db["articles"]
+    articles = db.table("articles")
     articles.add_column("psychiatric", int)
     articles.create_index(["matches_query", "is_deleted", "psychiatric", "pub_year", "study_design"],
                           index_name="idx_articles_current_psychiatric", if_not_exists=True)
-    if "set_aside" not in db["catalog_counts"].columns_dict:
+    if "set_aside" not in db.table("catalog_counts").columns_dict:
         db.execute("alter table catalog_counts add column set_aside integer")
     db.execute("drop view if exists [article_overview]")
     db.execute(f"create view [article_overview] as {ARTICLE_OVERVIEW_0010.strip()}")
@@ -419,9 +419,9 @@ def _depression_in_the_psychiatric_sense(db: sqlite_utils.Database) -> None:
 def _clinicaltrials_gov(db: sqlite_utils.Database) -> None:
     """ClinicalTrials.gov beside PubMed: its studies, their parts, what changed, and runs per source."""
     # Every run says which source it harvested; the runs before this one were PubMed's.
-    db["harvest_runs"].add_column("source", str, not_null_default="pubmed")
-    db["harvest_runs"].create_index(["source", "status", "id"])
-    db["trials"].create(
+    db.table("harvest_runs").add_column("source", str, not_null_default="pubmed")
+    db.table("harvest_runs").create_index(["source", "status", "id"])
+    db.table("trials").create(
         {
             "nct_id": str,
             "title": str,
@@ -463,36 +463,36 @@ def _clinicaltrials_gov(db: sqlite_utils.Database) -> None:
     )
     for column in ("overall_status", "phases", "lead_sponsor_class", "has_results", "in_topic",
                    "last_update_posted", "first_seen_run"):
-        db["trials"].create_index([column])
+        db.table("trials").create_index([column])
 
     def child(name, columns, pk):
-        db[name].create(columns, pk=pk, foreign_keys=[("nct_id", "trials", "nct_id")])
+        db.table(name).create(columns, pk=pk, foreign_keys=[("nct_id", "trials", "nct_id")])
 
     child("trial_interventions", {"nct_id": str, "position": int, "type": str, "name": str,
                                   "molecules": str, "routes": str}, ("nct_id", "position"))
     child("trial_conditions", {"nct_id": str, "position": int, "condition": str}, ("nct_id", "position"))
     child("trial_outcomes", {"nct_id": str, "position": int, "kind": str, "measure": str, "time_frame": str},
           ("nct_id", "position"))
-    db["trial_conditions"].create_index(["condition"])
-    db["trial_interventions"].create_index(["molecules"])
-    db["trial_events"].create(
+    db.table("trial_conditions").create_index(["condition"])
+    db.table("trial_interventions").create_index(["molecules"])
+    db.table("trial_events").create(
         {"id": int, "nct_id": str, "run_id": int, "event": str, "detail": str, "recorded_at": str},
         pk="id", foreign_keys=[("nct_id", "trials", "nct_id")],
     )
-    db["trial_events"].create_index(["nct_id"])
-    db["trial_events"].create_index(["event", "run_id"])
+    db.table("trial_events").create_index(["nct_id"])
+    db.table("trial_events").create_index(["event", "run_id"])
     # NCT ids a catalog record cites that the registry does not know (a typo in an abstract,
     # a withdrawn registration): kept so that every cited id is accounted for, and rechecked.
-    db["trials_not_in_registry"].create(
+    db.table("trials_not_in_registry").create(
         {"nct_id": str, "first_checked_run": int, "last_checked_run": int}, pk="nct_id")
     # The links between papers and trials stay in one table, in both directions: a row per
     # (paper, trial, how it was linked). The paper's own citations (`databank`, `abstract`)
     # and the registry's referencesModule (`registry_reference:RESULT|DERIVED|BACKGROUND`).
     # The registry may point at a paper the topic query did not find (a gap to list): such a
     # PMID is not in `articles`, so the key on pmid is no longer a foreign key.
-    db["trial_registrations"].transform(pk=("pmid", "trial_id", "source"), drop_foreign_keys=["pmid"])
+    db.table("trial_registrations").transform(pk=("pmid", "trial_id", "source"), drop_foreign_keys=["pmid"])
     db.execute("update trial_registrations set source = 'abstract' where source is null")
-    db["trial_registrations"].create_index(["source"], if_not_exists=True)
+    db.table("trial_registrations").create_index(["source"], if_not_exists=True)
     from . import summaries
 
     summaries.install(db)  # the transform dropped the triggers that mark the counts stale
@@ -513,13 +513,13 @@ def _similar_articles(db: sqlite_utils.Database) -> None:
     # shared terms that made them similar; `similar_sources` remembers what each record was
     # compared on, so a refresh recomputes only records whose text, MeSH or tags changed (and
     # their neighbours). Schema only: the first harvest, import or retag fills both.
-    db["similar_articles"].create(
+    db.table("similar_articles").create(
         {"pmid": int, "rank": int, "similar_pmid": int, "score": float, "shared_terms": str},
         pk=("pmid", "rank"),
         foreign_keys=[("pmid", "articles", "pmid"), ("similar_pmid", "articles", "pmid")],
     )
-    db["similar_articles"].create_index(["similar_pmid"])
-    db["similar_sources"].create(
+    db.table("similar_articles").create_index(["similar_pmid"])
+    db.table("similar_sources").create(
         {"pmid": int, "terms_fingerprint": str},
         pk="pmid",
         foreign_keys=[("pmid", "articles", "pmid")],

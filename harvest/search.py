@@ -39,14 +39,14 @@ class DateRange:
     def clause(self) -> str:
         return f'("{self.lo:%Y/%m/%d}"[{self.field}] : "{self.hi:%Y/%m/%d}"[{self.field}])'
 
-    def halves(self) -> tuple["DateRange", "DateRange"]:
+    def halves(self) -> tuple[DateRange, DateRange]:
         middle = self.lo + (self.hi - self.lo) // 2
         return (
             DateRange(self.field, self.lo, middle),
             DateRange(self.field, middle + dt.timedelta(days=1), self.hi),
         )
 
-    def cut_newest(self, share: float) -> tuple["DateRange", "DateRange"]:
+    def cut_newest(self, share: float) -> tuple[DateRange, DateRange]:
         """(older, newer): the newer part holds the last `share` of the days (at least one,
         at most half); for a range of two days or more."""
         days = (self.hi - self.lo).days + 1
@@ -176,7 +176,11 @@ def _explore(
     count decides whether it really was empty); with `skipped` None every part is searched.
     Every request is an esearch, and requests are what a harvest is rationed in.
     """
-    count = result.count if result is not None else estimate
+    if result is not None:
+        count = result.count
+    else:
+        assert estimate is not None, "a range not yet searched comes with its estimate"
+        count = estimate
     if count <= cap:
         if result is None:
             result = _search(client, topic, ranges, cap)

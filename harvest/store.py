@@ -8,7 +8,6 @@ talk to the network, or parse XML beyond what parse_pubmed_xml hands it.
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import hashlib
 import logging
@@ -17,10 +16,10 @@ import socket
 import sqlite3
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import sqlite_utils
 
@@ -216,10 +215,16 @@ def lock_holder(db_path: Path | str) -> str | None:
 # -- the run log --------------------------------------------------------------
 
 
+def _inserted_id(table: sqlite_utils.db.Table) -> int:
+    """The id of the row `table` has just inserted (sqlite-utils types last_pk as optional)."""
+    assert table.last_pk is not None, f"no row inserted into {table.name}"
+    return table.last_pk
+
+
 def start_run(db: sqlite_utils.Database, *, mode: str, query_version: str, query_text: str,
               window_from: str | None) -> int:
     with db.atomic():
-        table = db["harvest_runs"]
+        table = db.table("harvest_runs")
         table.insert(
             {
                 "started_at": now_utc(),
@@ -232,12 +237,12 @@ def start_run(db: sqlite_utils.Database, *, mode: str, query_version: str, query
                 "host": socket.gethostname(),
             }
         )
-        return table.last_pk
+        return _inserted_id(table)
 
 
 def finish_run(db: sqlite_utils.Database, run_id: int, *, status: str, **values) -> None:
     with db.atomic():
-        db["harvest_runs"].update(run_id, {"status": status, "finished_at": now_utc(), **values})
+        db.table("harvest_runs").update(run_id, {"status": status, "finished_at": now_utc(), **values})
 
 
 def mark_abandoned_runs(db: sqlite_utils.Database) -> list[int]:
@@ -245,7 +250,7 @@ def mark_abandoned_runs(db: sqlite_utils.Database) -> list[int]:
     ids = [row["id"] for row in db.query("select id from harvest_runs where status = 'running'")]
     with db.atomic():
         for run_id in ids:
-            db["harvest_runs"].update(
+            db.table("harvest_runs").update(
                 run_id,
                 {"status": "aborted", "error": "the process ended before the run finished (killed or crashed)"},
             )
@@ -313,7 +318,7 @@ class SaveCounts:
     stored_pmids: set[int] = field(default_factory=set)
     new_pmids: set[int] = field(default_factory=set)
 
-    def add(self, other: "SaveCounts") -> None:
+    def add(self, other: SaveCounts) -> None:
         self.new += other.new
         self.updated += other.updated
         self.unchanged += other.unchanged
@@ -687,7 +692,8 @@ def save_articles(db: sqlite_utils.Database, records: Iterable[dict], run_id: in
             f"select pmid, record_sha1, pmid_version from articles where pmid in ({_placeholders(len(chunk))})", chunk
         ):
             stored[pmid] = (sha1, version)
-    rows, to_write, replace, events, seen_only = [], [], [], [], []
+    rows, to_write, replace, seen_only = [], [], [], []
+    events: list[tuple[int, int, str, str | None, str]] = []  # article_events rows
     changed_old = _old_state(db, [p for p, r in latest.items() if p in stored and stored[p][0] != _sha1_of(r)])
     now = now_utc()
     for pmid, record in latest.items():
@@ -839,7 +845,7 @@ def _insert_tag_rows(db: sqlite_utils.Database, records: list[dict], replace: li
 
 def write_tags(db: sqlite_utils.Database, records: list[dict]) -> None:
     """Replace the tags of these (current-version) records; callers hold the transaction."""
-    if not records or not db["article_tags"].exists():
+    if not records or not db.table("article_tags").exists():
         return
     for record in records:  # re-tag: never reuse tags computed by older rules
         record.pop("_tags", None)
@@ -847,7 +853,7 @@ def write_tags(db: sqlite_utils.Database, records: list[dict]) -> None:
     for chunk in _in_chunks([r["pmid"] for r in records]):
         db.execute(f"delete from article_tags where pmid in ({_placeholders(len(chunk))})", chunk)
     db.conn.executemany("insert or replace into article_tags values (?, ?, ?, ?, ?, ?)", tag_rows)
-    if "psychiatric" in db["articles"].columns_dict:
+    if "psychiatric" in db.table("articles").columns_dict:
         db.conn.executemany("update articles set study_design = ?, awaiting_indexing = ?, tags_version = ?, "
                             "psychiatric = ? where pmid = ?", updates)
     else:  # migration 0003 re-tags before migration 0010 adds the column (and re-tags again)
@@ -867,7 +873,7 @@ def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000, *, tagged_
         params = [tagged_not_by]
     cursor = db.conn.execute(sql, params)
     while rows := cursor.fetchmany(batch):
-        records = []
+        records: list[dict] = []
         for (blob,) in rows:
             records.extend(r for r in parse_pubmed_xml(zlib.decompress(blob), source_name="stored record")
                            if r["type"] == "article")
@@ -898,7 +904,7 @@ def refresh_summaries(db: sqlite_utils.Database) -> None:
     succeeds the catalog counts them live (slower, never wrong)."""
     from . import summaries
 
-    if not db["facet_sources"].exists():
+    if not db.table("facet_sources").exists():
         return  # an earlier migration writing: migration 0007 counts once it has made the tables
     try:
         seconds = summaries.refresh(db)
@@ -919,13 +925,13 @@ def start_source_run(db: sqlite_utils.Database, *, source: str, mode: str, query
                      query_text: str, window_from: str | None) -> int:
     """A run of one source in the run log (PubMed's runs go through `start_run`)."""
     with db.atomic():
-        table = db["harvest_runs"]
+        table = db.table("harvest_runs")
         table.insert({
             "source": source, "started_at": now_utc(), "mode": mode, "query_version": query_version,
             "query_text": query_text, "window_from": window_from, "status": "running",
             "pid": os.getpid(), "host": socket.gethostname(),
         })
-        return table.last_pk
+        return _inserted_id(table)
 
 
 def last_successful_source_run(db: sqlite_utils.Database, source: str) -> dict | None:
@@ -997,10 +1003,10 @@ def save_trials(db: sqlite_utils.Database, records: list, run_id: int, *, in_top
             if previous is None:
                 row["first_seen_run"] = run_id
                 counts.new += 1
-                db["trials"].insert(row)
+                db.table("trials").insert(row)
             else:
                 counts.updated += 1
-                db["trials"].update(nct, row)
+                db.table("trials").update(nct, row)
                 events = ctgov.change_events(previous, row)
                 db.conn.executemany(
                     "insert into trial_events (nct_id, run_id, event, detail, recorded_at) values (?, ?, ?, ?, ?)",
@@ -1065,7 +1071,7 @@ def refresh_similar(db: sqlite_utils.Database) -> int:
     Runs at the end of every harvest, import and retag. A failure is logged, not raised:
     the records are stored, and the next refresh redoes what this one could not (nothing
     of it is written until all of it is computed)."""
-    if not db["similar_articles"].exists():
+    if not db.table("similar_articles").exists():
         return 0  # an earlier migration writing: the first refresh after 0012 fills it
     try:
         return _refresh_similar(db)

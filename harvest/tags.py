@@ -69,8 +69,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
 
 from . import design_model
 
@@ -706,6 +706,7 @@ def _first_word(words: frozenset[str], text: _Text) -> str | None:
 
 
 def _first_match(c: _Compiled, text: _Text) -> str | None:
+    assert c.rx is not None, c.rule  # a rule without words has a pattern
     fields = text.fields[:1] if c.rule.field == "title" else text.fields
     for field in fields:
         if not field:
@@ -917,9 +918,9 @@ def _indexing_tags(record: Mapping, topic: bool, signals: dict[str, str]) -> lis
                         for p in record.get("publication_types") or [])
     for m in record.get("mesh") or []:
         name = m.get("descriptor_name") or ""
-        hit = MESH_TAGS.get(name)
-        if hit:
-            facet, value, needs_topic = hit
+        mesh_hit = MESH_TAGS.get(name)
+        if mesh_hit:
+            facet, value, needs_topic = mesh_hit
             if needs_topic and not topic:
                 pass
             elif facet == "signal":
@@ -971,7 +972,7 @@ def _combine_text(tags: list[dict], signals: dict[str, str], text: _Text) -> lis
             if v == "case_report_series" and values & {"systematic_review", "meta_analysis"}:
                 continue
         out.append(t)
-    if animal_study and "preclinical_animal" not in values:
+    if animal_study and animal_ev is not None and "preclinical_animal" not in values:
         if not values & {"narrative_review", "systematic_review", "meta_analysis"}:
             out.append(_tag("design", "preclinical_animal", "rule:design.animal_only", animal_ev, 0.8))
     return out

@@ -44,12 +44,13 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any
 
 from . import design_model
 from . import tags as tagging
-from .evaluate import GOLD_LABELS, _latest_versions, default_corpus_paths, iter_records_from_files, report_split
+from .evaluate import GOLD_LABELS, _latest_versions, report_split
 
 VERSION = "design-v2"
 C = 4.0
@@ -75,8 +76,9 @@ def training_records(records: Iterable[Mapping]) -> list[Mapping]:
 
 
 def _matrix(feats: Sequence[tuple[set[str], set[str], Mapping[str, int]]]):
-    import scipy.sparse as sp
     from collections import Counter
+
+    import scipy.sparse as sp
 
     df: Counter = Counter()
     fixed_names: set[str] = set()
@@ -85,15 +87,21 @@ def _matrix(feats: Sequence[tuple[set[str], set[str], Mapping[str, int]]]):
         fixed_names |= fixed
     names = sorted(fixed_names) + sorted(w for w, n in df.items() if n >= MIN_DF)
     index = {name: i for i, name in enumerate(names)}
-    rows, cols, vals = [], [], []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
     for i, (fixed, words, _) in enumerate(feats):
         scale = 1.0 / math.sqrt(len(words)) if words else 0.0
         for f in fixed:
-            rows.append(i), cols.append(index[f]), vals.append(1.0)
+            rows.append(i)
+            cols.append(index[f])
+            vals.append(1.0)
         for w in words:
             j = index.get(w)
             if j is not None:
-                rows.append(i), cols.append(j), vals.append(scale)
+                rows.append(i)
+                cols.append(j)
+                vals.append(scale)
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(feats), len(names))), names
 
 
@@ -128,12 +136,16 @@ def _term_matrix(feats, idf: Mapping[str, float]):
 
     names = list(idf)
     index = {t: i for i, t in enumerate(names)}
-    rows, cols, vals = [], [], []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
     for i, (_, _, counts) in enumerate(feats):
         for t, c in counts.items():
             j = index.get(t)
             if j is not None:
-                rows.append(i), cols.append(j), vals.append((1.0 + math.log(c)) * idf[t])
+                rows.append(i)
+                cols.append(j)
+                vals.append((1.0 + math.log(c)) * idf[t])
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(feats), len(names))), names
 
 
@@ -222,7 +234,7 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
                               "C": C, "keep": KEEP, "keep_terms": KEEP_TERMS, "min_df": MIN_DF, "folds": N_FOLDS,
                               "split": "citation status MEDLINE, PMID % 5 != 0 (the report split is never used)"}}
     check_rows = sorted(range(len(train_records)), key=lambda i: (i * 7919) % len(train_records))[:N_CHECKS]
-    checks = {int(pmids[i]): {} for i in check_rows}
+    checks: dict[int, dict] = {int(pmids[i]): {} for i in check_rows}
     used_terms: set[str] = set()
     for label in design_model.LABEL_VALUES:
         y = np.array([GOLD_LABELS[label].gold(r) for r in train_records])
@@ -238,7 +250,7 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
             term_model, term_columns = _fit_terms(raw[inside], y[inside])
             oof_terms[~inside] = _term_scores(term_model, term_columns, raw[~inside])
         ratio = float(np.std(oof) / np.std(oof_terms))
-        best = None
+        best: tuple[float, float, dict, Any] | None = None  # (blend, threshold, cv, blended scores)
         for b in BLENDS:
             blended = oof + b * ratio * oof_terms
             blended[vetoed] = -math.inf
@@ -246,6 +258,7 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
             cv["blend"] = b
             if best is None or cv["f1"] > best[2]["f1"]:
                 best = (b * ratio, threshold, cv, blended)
+        assert best is not None  # BLENDS is not empty
         blend, threshold, cv, blended = best
         usable = np.isfinite(blended)
         calibration = LogisticRegression(C=1e4, solver="lbfgs", max_iter=1000).fit(

@@ -35,6 +35,7 @@ LIVING_RCT = 33586144
 _LIVING_EXTRA_LATE = {29226023, 38011560, LIVING_RCT}
 
 _built: dict[str, Path] = {}
+_living_split: dict[str, set[int]] = {}  # the living catalog's late and gone PMIDs
 
 
 def _harvest(path: Path, corpus: Corpus, *args: str) -> None:
@@ -74,8 +75,8 @@ def living_catalog_path(tmp_path_factory) -> tuple[Path, set[int], set[int]]:
             second.remove(pmid)
         _harvest(path, second, "--full")
         _built["living"] = path
-        _built["living_late"], _built["living_gone"] = late, gone
-    return _built["living"], _built["living_late"], _built["living_gone"]
+        _living_split["late"], _living_split["gone"] = late, gone
+    return _built["living"], _living_split["late"], _living_split["gone"]
 
 
 @pytest.fixture(scope="session")

@@ -70,9 +70,10 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import requests
 
@@ -296,11 +297,12 @@ class Scenario:
         self.complete_at_success: set[int] = set()  # what the catalog held after its last successful run
         self._t0 = 0.0
 
-    def __enter__(self) -> "Scenario":
+    def __enter__(self) -> Scenario:
         self._t0 = time.monotonic()
         self.server.start()
         # A killed harvester resets its connections: expected here, not worth a traceback.
-        self.server._httpd.handle_error = lambda request, address: None
+        # An instance's method replaced on purpose, as http.server documents handle_error for.
+        self.server._httpd.handle_error = lambda request, address: None  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -452,7 +454,7 @@ def _clones(corpus: Corpus, n: int, *, first: int = CLONE_BASE, crdt: dt.date, m
     return made
 
 
-def _simple(chaos: Chaos, name: str, what: str, arm: Callable[[Scenario], None], *args: str,
+def _simple(chaos: Chaos, name: str, what: str, arm: Callable[[Scenario], object], *args: str,
             env: dict | None = None) -> list[Row]:
     """A new catalog harvested once under faults: the run must succeed with everything stored."""
     with Scenario(chaos, name, what) as sc:
@@ -600,20 +602,20 @@ def sigkill(chaos: Chaos) -> list[Row]:
                 delay = sc.rng.uniform(0.0, 0.08)
                 seen = [0]
                 if how == "in-flight":  # the request has arrived, its answer is not sent yet
-                    def hook(server, entry, nth=nth, seen=seen):
+                    def on_arrival(server, entry, nth=nth, seen=seen):
                         if entry.endpoint == "efetch":
                             seen[0] += 1
                             if seen[0] == nth:
                                 kill()
-                    hook_list = sc.server.on_request
+                    hook, hook_list = on_arrival, sc.server.on_request
                     point = f"with efetch #{nth} in flight"
                 else:  # the answer is on its way: the process is parsing or storing it
-                    def hook(server, entry, nth=nth, seen=seen, delay=delay):
+                    def on_answer(server, entry, nth=nth, seen=seen, delay=delay):
                         if entry.endpoint == "efetch" and entry.status == 200:
                             seen[0] += 1
                             if seen[0] == nth:
                                 threading.Timer(delay, kill).start()
-                    hook_list = sc.server.on_handled
+                    hook, hook_list = on_answer, sc.server.on_handled
                     point = f"{delay * 1000:.0f} ms after efetch #{nth} was answered"
                 hook_list.append(hook)
             proc = sc.wait(running, timeout=300)
@@ -659,7 +661,8 @@ def sigkill(chaos: Chaos) -> list[Row]:
 
 def _tmpfs(path: Path, size: int, *, remount: bool = False) -> bool:
     options = f"size={max(4096, size // 4096 * 4096)}" + (",remount" if remount else "")
-    args = ["mount", "-o", options, path] if remount else ["mount", "-t", "tmpfs", "-o", options, "tmpfs", path]
+    args: list[str | Path] = (["mount", "-o", options, path] if remount
+                              else ["mount", "-t", "tmpfs", "-o", options, "tmpfs", path])
     try:
         return subprocess.run(args, capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
@@ -745,7 +748,7 @@ def two_at_once(chaos: Chaos) -> list[Row]:
         sc.server.faults.add("slow", times=1, path="esearch", seconds=1.5)  # the holder keeps the lock a while
         a, b = sc.start("--batch-size", "50"), sc.start("--batch-size", "50")
         pa, pb = sc.wait(a), sc.wait(b)
-        sc.expect(sorted([pa.exit, pb.exit]) == [0, 3], "one run harvests, the other exits 3 at once",
+        sc.expect([pa.exit, pb.exit] in ([0, 3], [3, 0]), "one run harvests, the other exits 3 at once",
                   f"exits {pa.exit}, {pb.exit}")
         loser = pa if pa.exit == 3 else pb
         sc.expect(len(loser.error_lines) == 1 and "another harvest is already running" in loser.error_lines[0],
@@ -790,7 +793,7 @@ def hostile(chaos: Chaos) -> list[Row]:
             sub = Row(label, f"every {endpoint} answer after the first is refused: {says}")
             sc.row, main = sub, sc.row
             kind = "html_200" if variant == "html_200" else "hostile"
-            options = {} if kind == "html_200" else {"variant": variant}
+            options: dict[str, Any] = {} if kind == "html_200" else {"variant": variant}
             sc.server.faults.clear()
             fault = sc.server.faults.add(kind, path=endpoint, after=0 if endpoint == "esearch" else 1,
                                          times=None, **options)
@@ -909,6 +912,7 @@ def _free_port() -> int:
 
 def _load_publish():
     spec = importlib.util.spec_from_file_location("catalog_publish", ROOT / "db" / "publish.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -1079,12 +1083,14 @@ def catalog(chaos: Chaos) -> list[Row]:
             # run only (`make chaos`): on two shared cores it is a measurement, not a unit test.
             if not chaos.fast:
                 burst_urls = [base + rng.choice(BURST_PAGES).format(pmid=rng.choice(pmids)) for _ in range(BURST_REQUESTS)]
-                stop, beside = threading.Event(), []
+                stop = threading.Event()
+                beside: list[tuple[int | str, float]] = []  # (status or exception, seconds)
 
                 def common_word_searches() -> None:
                     while not stop.is_set():
                         q = " OR ".join(rng.sample(COMMON_WORDS, 3)) + f" OR NOT zz{len(beside)}"
                         started = time.monotonic()
+                        status: int | str
                         try:
                             status = requests.get(base + "/catalog/search", params={"q": q}, timeout=120).status_code
                         except requests.RequestException as exc:

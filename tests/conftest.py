@@ -55,7 +55,7 @@ def harvest_env(server_url: str | None = None, *, ctgov_url: str | None = None, 
     return env
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> CliResult:
+def run_cli(*args: object, env: dict | None = None, timeout: float = 600) -> CliResult:
     """`python -m harvest ARGS` in a subprocess, exactly as cron or a user runs it."""
     proc = subprocess.run(
         [sys.executable, "-m", "harvest", *map(str, args)],

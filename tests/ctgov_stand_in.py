@@ -26,15 +26,15 @@ Command line: ``python -m tests.ctgov_stand_in --port 8766`` (then
 from __future__ import annotations
 
 import copy
-import os
 import json
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
-import re
 
 CTGOV = Path(os.environ.get("KETAMINE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data") / "ctgov"
 
@@ -65,7 +65,7 @@ class StudyStore:
             self.put(study, topic=True)
 
     @classmethod
-    def recorded(cls, files=STUDY_FILES) -> "StudyStore":
+    def recorded(cls, files=STUDY_FILES) -> StudyStore:
         return cls([json.loads((CTGOV / f).read_text()) for f in files])
 
     def put(self, study: dict, *, topic: bool) -> None:
@@ -237,7 +237,7 @@ class CtgovStandIn:
     def count(self, path_part: str = "") -> int:
         return sum(1 for p, _ in self.requests if path_part in p)
 
-    def __enter__(self) -> "CtgovStandIn":
+    def __enter__(self) -> CtgovStandIn:
         self._thread.start()
         return self
 

@@ -53,8 +53,8 @@ from __future__ import annotations
 
 import argparse
 import calendar
-import gc
 import datetime as _dt
+import gc
 import gzip
 import html
 import io
@@ -69,10 +69,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from lxml import etree
@@ -478,7 +478,7 @@ def _root_tag(data: bytes) -> str | None:
 
 
 def _spans(data: bytes) -> list[tuple[int, int]]:
-    out = []
+    out: list[tuple[int, int]] = []
     pos = 0
     while True:
         m = _REC_START.search(data, pos)
@@ -575,11 +575,11 @@ class Corpus:
         for r in records:
             self._add_loaded(r)
 
-    _CACHE: dict[tuple, "Corpus"] = {}
+    _CACHE: dict[tuple, Corpus] = {}
     _CACHE_LOCK = threading.Lock()
 
     @classmethod
-    def from_paths(cls, paths: Iterable[str | os.PathLike]) -> "Corpus":
+    def from_paths(cls, paths: Iterable[str | os.PathLike]) -> Corpus:
         """Load files/folders (sorted walk; later files never replace an equal version)."""
         corpus = cls()
         gc_was_on = gc.isenabled()
@@ -594,7 +594,7 @@ class Corpus:
         return corpus
 
     @classmethod
-    def cached(cls, paths: Iterable[str | os.PathLike]) -> "Corpus":
+    def cached(cls, paths: Iterable[str | os.PathLike]) -> Corpus:
         """A process-wide shared parse of ``paths``: do not mutate it, use ``.copy()``."""
         key = tuple(str(Path(p).resolve()) for p in paths)
         with cls._CACHE_LOCK:
@@ -617,7 +617,7 @@ class Corpus:
         self._records[r.pmid] = r
         self._sorted = None
 
-    def copy(self) -> "Corpus":
+    def copy(self) -> Corpus:
         c = Corpus()
         with self._lock:
             c._records = dict(self._records)
@@ -844,6 +844,7 @@ class Fault:
         if self.every and k % self.every:
             return None
         if self._rng is not None:
+            assert self.probability is not None  # the generator exists only with a probability
             if self._rng.random() >= self.probability:
                 return None
             kind = self._rng.choice(self.kinds)
@@ -960,7 +961,7 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
-    stand_in: "EutilsStandIn"
+    stand_in: EutilsStandIn
 
 
 class EutilsStandIn:
@@ -981,8 +982,8 @@ class EutilsStandIn:
         self.templates = templates
         self.faults = FaultPlan()
         self.requests_log: list[LoggedRequest] = []
-        self.on_request: list[Callable[["EutilsStandIn", LoggedRequest], None]] = []
-        self.on_handled: list[Callable[["EutilsStandIn", LoggedRequest], None]] = []
+        self.on_request: list[Callable[[EutilsStandIn, LoggedRequest], None]] = []
+        self.on_handled: list[Callable[[EutilsStandIn, LoggedRequest], None]] = []
         self.history: dict[str, dict] = {}  # WebEnv -> {"created": t, "queries": {qk: [pmids]}}
         self.expired: set[str] = set()
         self.outage_until = 0.0
@@ -995,12 +996,12 @@ class EutilsStandIn:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_paths(cls, paths: Iterable[str | os.PathLike], **kw) -> "EutilsStandIn":
+    def from_paths(cls, paths: Iterable[str | os.PathLike], **kw) -> EutilsStandIn:
         """Server over a private copy of the (process-wide cached) parse of ``paths``."""
         return cls(Corpus.cached(list(paths)).copy(), **kw)
 
     # lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "EutilsStandIn":
+    def start(self) -> EutilsStandIn:
         httpd = _HTTPServer((self.host, self.port), _Handler)
         httpd.stand_in = self
         self._httpd = httpd
@@ -1018,7 +1019,7 @@ class EutilsStandIn:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "EutilsStandIn":
+    def __enter__(self) -> EutilsStandIn:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -1328,6 +1329,7 @@ class EutilsStandIn:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer  # the only server it is given
     protocol_version = "HTTP/1.1"
     server_version = "Apache"
     sys_version = ""

@@ -17,7 +17,7 @@ print(json.dumps({"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.s
 """
 
 
-def run_cli_peak(*args: str, env: dict | None = None, timeout: float = 600) -> tuple[CliResult, float]:
+def run_cli_peak(*args: object, env: dict | None = None, timeout: float = 600) -> tuple[CliResult, float]:
     """(the command's result, its peak resident memory in MB)."""
     proc = subprocess.run(
         [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "harvest", *map(str, args)],

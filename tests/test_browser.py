@@ -63,7 +63,7 @@ def serve_site(site: Path):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"datasette did not start: {proc.stdout.read().decode(errors='replace')}")
+                    raise RuntimeError(f"datasette did not start: {proc.stdout.read().decode(errors='replace')}") from None
                 time.sleep(0.2)
         yield base
     finally:

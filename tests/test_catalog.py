@@ -73,6 +73,7 @@ def load_publish():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("catalog_publish", CONFIG / "publish.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -709,7 +710,7 @@ def test_links_inside_feed_entries_are_absolute(client, path):
     entries = assert_valid_atom(client.get(path).content)
     links = feed_links(entries)
     assert any("/catalog/articles/" in link for link in links)  # the entries link to the catalog
-    assert all(link.startswith(("http://", "https://")) for link in links), [l for l in links if not l.startswith("http")][:3]
+    assert all(link.startswith(("http://", "https://")) for link in links), [link for link in links if not link.startswith("http")][:3]
     assert "http://localhost/catalog/articles/" in " ".join(links)
 
 
@@ -907,7 +908,7 @@ def test_every_export_link_of_the_articles_page_takes_the_whole_list(client, db)
     expected = sql_set(db, "select pmid from articles where pub_year = ?", [year])
     assert 50 < len(expected) < 1000
     html = client.get(f"/catalog/articles?pub_year={year}").text
-    links = {}
+    links: dict[str, str] = {}
     for url, fmt in re.findall(r'<a href="(/catalog/articles\.(\w+)\?[^"]*)"', html):
         links.setdefault(fmt, url)  # the "This data as" link, before the advanced ones
     assert {"json", "ris", "bib", "csljson", "csv"} <= set(links)

@@ -10,8 +10,11 @@ from tests.conftest import harvest_env, run_cli
 def test_retag_rewrites_the_same_tags_and_evaluate_prints_the_report_split(records_server, tmp_path):
     db_path = tmp_path / "c.db"
     assert run_cli("run", "--db", db_path, env=harvest_env(records_server.url)).returncode == 0
-    tags = lambda: sqlite3.connect(db_path).execute(  # noqa: E731
-        "select pmid, facet, value, method, evidence from article_tags order by 1, 2, 3").fetchall()
+
+    def tags():
+        return sqlite3.connect(db_path).execute(
+            "select pmid, facet, value, method, evidence from article_tags order by 1, 2, 3").fetchall()
+
     before = tags()
     assert before
     # A lost tag (as after a rule change) comes back with one command.

@@ -66,7 +66,7 @@ def test_full_harvest_past_the_cap_stores_each_pmid_once(large_catalog, large_co
     assert stored(db_path) == set(large_corpus.pmids())
     db = sqlite_utils.Database(db_path)
     assert db.execute("select count(*) from articles").fetchone()[0] == 32998
-    assert db["articles"].get(30271887)["pmid_version"] == 3
+    assert db.table("articles").get(30271887)["pmid_version"] == 3
     run = last_run(db_path)
     assert (run["status"], run["records_promised"], run["new"]) == ("success", 32998, 32998)
     assert run["count_discrepancy"] is None
@@ -212,7 +212,7 @@ def test_new_query_version_triggers_a_full_sweep_and_marks_unmatched(records_cor
     run = last_run(db_path)
     assert run["mode"].startswith("full (query changed 0 -> ")
     assert (run["records_promised"], run["unchanged"], run["unmatched"]) == (214, 214, 1)
-    row = sqlite_utils.Database(db_path)["articles"].get(38011560)
+    row = sqlite_utils.Database(db_path).table("articles").get(38011560)
     assert (row["matches_query"], row["unmatched_run"], row["is_deleted"]) == (0, run["id"], 0)
     status = run_cli("status", "--db", db_path, env=env)
     assert "1 no longer matching" in status.stdout

@@ -29,6 +29,7 @@ VIEWS = ("article_overview", "article_mesh_named", "article_mesh_names", "articl
 
 def load_plugin():
     spec = importlib.util.spec_from_file_location("catalog_cookbook_plugin", ROOT / "db" / "plugins" / "cookbook.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -57,18 +58,18 @@ class Base:
         # The questions ask for current records on depression in the psychiatric sense.
         self.current = {p for p, a in self.articles.items()
                         if a["matches_query"] == 1 and a["is_deleted"] == 0 and a["psychiatric"] == 1}
-        self.tags = defaultdict(lambda: defaultdict(set))
+        self.tags: defaultdict[int, defaultdict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.tag_rows = [dict(r) for r in conn.execute("select * from article_tags")]
         for t in self.tag_rows:
             self.tags[t["pmid"]][t["facet"]].add(t["value"])
         self.runs = {r["id"]: dict(r) for r in conn.execute("select * from harvest_runs")}
         self.trials = [dict(r) for r in conn.execute("select * from trial_registrations")]
         self.corrections = [dict(r) for r in conn.execute("select * from comments_corrections")]
-        self.pub_types = defaultdict(set)
+        self.pub_types: defaultdict[int, set[str]] = defaultdict(set)
         for r in conn.execute("select apt.pmid, pt.name from article_publication_types apt "
                               "join publication_types pt on pt.ui = apt.publication_type_ui"):
             self.pub_types[r["pmid"]].add(r["name"])
-        self.mesh = defaultdict(dict)
+        self.mesh: defaultdict[int, dict[str, tuple]] = defaultdict(dict)
         for r in conn.execute("select am.pmid, am.descriptor_ui, d.name, am.major from article_mesh am "
                               "join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui"):
             self.mesh[r["pmid"]][r["descriptor_ui"]] = (r["name"], r["major"])
@@ -156,7 +157,9 @@ def check_retractions_explained(rows, b):
 
 
 def check_top_rct_authors(rows, b, min_trials=""):
-    trials, firsts, names = defaultdict(set), Counter(), {}
+    trials: defaultdict[str, set] = defaultdict(set)
+    firsts: Counter[str] = Counter()
+    names: dict[str, str] = {}
     for aa in b.article_authors:
         p = aa["pmid"]
         if aa["role"] != "author" or aa["valid"] == 0 or p not in b.current or b.design(p) not in RCT:
@@ -177,7 +180,8 @@ def check_top_rct_authors(rows, b, min_trials=""):
 def check_mesh_cooccurrence(rows, b, term=""):
     term = (term.strip() or "Suicidal Ideation").casefold()
     focus = [p for p in b.current if any(n.casefold() == term for n, _ in b.mesh[p].values())]
-    counts, names = Counter(), {}
+    counts: Counter[str] = Counter()
+    names: dict[str, str] = {}
     for p in focus:
         for ui, (name, _) in b.mesh[p].items():
             if name.casefold() != term:
@@ -190,7 +194,7 @@ def check_mesh_cooccurrence(rows, b, term=""):
 
 
 def check_rct_share_by_year(rows, b):
-    years = defaultdict(Counter)
+    years: defaultdict[int, Counter[str]] = defaultdict(Counter)
     for p in b.current:
         a = b.articles[p]
         if a["pub_year"] is not None and b.design(p) in PRIMARY:
@@ -201,7 +205,8 @@ def check_rct_share_by_year(rows, b):
 
 
 def check_route_population_mix(rows, b):
-    cells, rcts = Counter(), Counter()
+    cells: Counter[tuple] = Counter()
+    rcts: Counter[tuple] = Counter()
     for p in b.current:
         if not b.tags[p]["molecule"]:
             continue
@@ -472,6 +477,7 @@ def test_every_query_is_a_canned_query_of_the_catalog(evidence_catalog, catalog)
 
 def load_catalog_plugin():
     spec = importlib.util.spec_from_file_location("catalog_plugin_for_params", ROOT / "db" / "plugins" / "catalog.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -140,7 +140,8 @@ def test_ids_the_registry_does_not_know_are_left_out_and_a_single_unknown_study_
         found = client.studies_by_ids(["NCT05594173", "NCT99999999"])
         assert [ctgov.parse_study(s).nct_id for s in found] == ["NCT05594173"]
         assert client.study("NCT99999999") is None
-        assert client.study("NCT06171568")["protocolSection"]["identificationModule"]["nctId"] == "NCT06171568"
+        study = client.study("NCT06171568")
+        assert study is not None and study["protocolSection"]["identificationModule"]["nctId"] == "NCT06171568"
 
 
 def test_a_last_update_filter_lists_only_studies_updated_since():

@@ -153,9 +153,13 @@ def test_cron_line_as_committed(tmp_path, checkout, records_server):
 # -- systemd ------------------------------------------------------------------------------------
 
 
+class _CaseKeepingParser(configparser.ConfigParser):
+    def optionxform(self, optionstr: str) -> str:  # systemd's keys are case-sensitive
+        return optionstr
+
+
 def read_unit(path: Path) -> configparser.ConfigParser:
-    unit = configparser.ConfigParser(interpolation=None, delimiters=("=",), comment_prefixes=("#", ";"))
-    unit.optionxform = str
+    unit = _CaseKeepingParser(interpolation=None, delimiters=("=",), comment_prefixes=("#", ";"))
     unit.read_string(path.read_text())
     return unit
 

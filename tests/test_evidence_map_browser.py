@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, axe_violations, browser, chromium_installed,  # noqa: F401
-                                page, serve_site, shot)
+from tests.test_browser import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    axe_violations,
+    browser,
+    chromium_installed,
+    page,
+    serve_site,
+    shot,
+)
 from tests.test_evidence_map import build_map_site
 
 PHONE = {"width": 390, "height": 844}

@@ -43,7 +43,7 @@ def test_full_harvest_stores_every_served_record_once(records_server, tmp_path):
     assert run["query_version"] == QUERY_VERSION and run["query_text"] == TOPIC_QUERY
     assert "215 stored: 215 new" in result.stdout
     # The fields the first slice promises, on a real ketamine record.
-    row = db["articles"].get(38011560)
+    row = db.table("articles").get(38011560)
     assert row["title"].startswith("Ketamine and the neurobiology of depression")
     assert row["journal"] == "Proceedings of the National Academy of Sciences of the United States of America"
     assert (row["pub_year"], row["doi"], row["language"]) == (2023, "10.1073/pnas.2305772120", "eng")
@@ -224,7 +224,7 @@ def test_second_concurrent_run_is_refused(records_server, tmp_path):
 
 def leave_a_run_running(db_path) -> None:
     """What a SIGKILLed harvest leaves behind: its run row, still 'running'."""
-    sqlite_utils.Database(db_path)["harvest_runs"].insert(
+    sqlite_utils.Database(db_path).table("harvest_runs").insert(
         {"started_at": "2026-01-01T00:00:00+00:00", "mode": "incremental",
          "query_version": QUERY_VERSION, "status": "running", "pid": 999999})
 
@@ -305,7 +305,7 @@ def test_every_command_refuses_a_db_that_is_not_a_catalog_and_leaves_it_as_it_wa
     xml_file = tmp_path / "38011560.xml"
     xml_file.write_bytes((RECORDS / "38011560.xml").read_bytes())
     other = tmp_path / "notes.db"
-    sqlite_utils.Database(other)["notes"].insert({"pmid": 38011560, "note": "read in full"})
+    sqlite_utils.Database(other).table("notes").insert({"pmid": 38011560, "note": "read in full"})
     for path, says in [(xml_file, "is not a SQLite database"),
                        (other, "is a SQLite database but not a ketamine catalog (its tables: notes)")]:
         before = path.read_bytes()
@@ -327,7 +327,7 @@ def test_a_catalog_from_a_newer_version_is_not_written_to(records_server, tmp_pa
     db_path = tmp_path / "c.db"
     assert run_cli("run", "--db", db_path, env=env).returncode == 0
     db = sqlite_utils.Database(db_path)
-    db["_sqlite_migrations"].insert({"migration_set": "ketamine-catalog", "name": "9999_from_the_future",
+    db.table("_sqlite_migrations").insert({"migration_set": "ketamine-catalog", "name": "9999_from_the_future",
                                      "applied_at": "2027-01-01 00:00:00+00:00"})
     db.close()
     stored, run_count = len(stored_pmids(db_path)), len(runs(db_path))

@@ -70,7 +70,7 @@ def shared_catalog(tmp_path_factory):
     """Every record of the shared PubMed files, stored through the real save path (once)."""
     db = store.open_db(tmp_path_factory.mktemp("hostile-exports") / "catalog.db")
     run_id = store.start_run(db, mode="import", query_version="test", query_text="shared data", window_from=None)
-    records = []
+    records: list[dict] = []
     for path in _shared_files():
         data = path.read_bytes()
         records += parse_pubmed_xml(gzip.decompress(data) if path.suffix == ".gz" else data, source_name=path.name)
@@ -258,8 +258,8 @@ def check_pandoc(records: list[dict], items: list[dict], *, from_bibtex: bool) -
         # CSL-JSON strings carry CSL's rich-text tags; pandoc writes ™ and ² as <sup>TM</sup>, <sup>2</sup>.
         return typographic(re.sub(r"</?(?:sup|sub|i|b)>", "", unicodedata.normalize("NFKC", value)))
 
-    mismatches = Counter()
-    examples = {}
+    mismatches: Counter[str] = Counter()
+    examples: dict[str, list[tuple]] = {}
     for r, item in zip(records, items):
         start, end = export.split_pages(r["pages"])
         expected = {

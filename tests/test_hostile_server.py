@@ -37,6 +37,7 @@ def client(site):
 
 def catalog_plugin():
     spec = importlib.util.spec_from_file_location("catalog_plugin_under_test", CONFIG / "plugins" / "catalog.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -171,7 +172,7 @@ def test_bidi_controls_in_a_title_are_not_rendered_but_are_kept(client):
     assert RLO in stored and RLI in stored  # the data as published
     shown = stored.translate(dict.fromkeys(map(ord, BIDI_CONTROLS)))
     for path in (f"/catalog/articles/{BIDI}", "/catalog/search?q=neurobiology", f"/catalog/articles?pmid={BIDI}",
-                 f"/catalog/articles?_search=neurobiology&_view=table"):
+                 "/catalog/articles?_search=neurobiology&_view=table"):
         page = client.get(path)
         assert page.status_code == 200, path
         assert not BIDI_CONTROLS & set(page.text), path

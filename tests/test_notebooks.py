@@ -83,7 +83,7 @@ def test_evidence_map(evidence_catalog):
     articles = [dict(r) for r in conn.execute(
         "select pmid, pub_year, study_design, journal from articles "
         "where matches_query = 1 and is_deleted = 0 and psychiatric = 1")]
-    tags = defaultdict(lambda: defaultdict(set))
+    tags: defaultdict[int, defaultdict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for t in conn.execute("select pmid, facet, value from article_tags"):
         tags[t["pmid"]][t["facet"]].add(t["value"])
     conn.close()
@@ -95,7 +95,7 @@ def test_evidence_map(evidence_catalog):
     assert numbers["molecule_by_year"] == dict(Counter(
         f"{a['pub_year']}|{m}" for a in dated for m in tags[a["pmid"]]["molecule"]))
     assert numbers["molecule_by_year"], "the shared records hold records that name ketamine"
-    share = defaultdict(Counter)
+    share: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for a in dated:
         if (a["study_design"] or "other") in PRIMARY:
             share[a["pub_year"]]["primary"] += 1

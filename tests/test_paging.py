@@ -34,6 +34,8 @@ class SmallPages:
     """Datasette over the thinned catalog, at most PAGE rows per request (so streaming CSV
     pages by PAGE rows too)."""
 
+    larger: SmallPages  # set by the fixture: the same site with larger pages, for next_url
+
     def __init__(self, site: Path, max_rows: int = PAGE):
         from datasette.app import Datasette
 
@@ -151,8 +153,9 @@ def test_every_table_pages_every_row_exactly_once_in_every_order(thinned):
             # others by pages that cross at least 10 boundaries (a large table in pages of 5,
             # in every order of every column, would take minutes).
             size = PAGE if not order else max(PAGE, -(-count // 11))
-            walks = (("json next_url", lambda *a: walk_json(client if size == PAGE else client.larger, *a[1:],
-                                                             size=size)),
+            json_client = client if size == PAGE else client.larger
+            walks = (("json next_url", lambda _client, table, pks, order, c=json_client, s=size:
+                      walk_json(c, table, pks, order, size=s)),
                      ("csv stream", stream_csv))
             for how, walk in walks:
                 seen = walk(client, table, pks, order)

@@ -14,7 +14,7 @@ import pytest
 from harvest import prefilter
 from harvest.importer import record_matches_topic
 from harvest.pubmed_xml import PubmedXMLError, parse_pubmed_xml
-from harvest.query import CONCEPTS, DEPRESSION_OR_SUICIDALITY, _TEXT_PATTERNS
+from harvest.query import _TEXT_PATTERNS, CONCEPTS, DEPRESSION_OR_SUICIDALITY
 from tests.conftest import DATA, RECORDS
 
 

@@ -10,7 +10,6 @@ import importlib.util
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import venv
 
@@ -38,6 +37,7 @@ def published(tmp_path_factory):
     imported = run_cli("import", *sorted(map(str, RECORDS.glob("*.xml"))), "--db", catalog)
     assert imported.returncode == 0, imported.stderr[-2000:]
     spec = importlib.util.spec_from_file_location("publish", ROOT / "db" / "publish.py")
+    assert spec is not None and spec.loader is not None
     publish = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(publish)
     site = work / "site"

@@ -250,7 +250,7 @@ def biopython_comparison(request) -> dict:
 
     agree = dict.fromkeys(COMPARED_FIELDS, 0)
     disagreements: list[tuple] = []
-    keys = {"ours": set(), "theirs": set()}
+    keys: dict[str, set[tuple[str, tuple]]] = {"ours": set(), "theirs": set()}  # (file, (pmid, version))
     for name in BIG_FILES:
         ours = {(r["pmid"], r["pmid_version"]): _our_fields(r) for r in articles(ours_by_file[name])}
         keys["ours"] |= {(name, k) for k in ours}
@@ -294,7 +294,7 @@ def test_biopython_disagreements_are_only_the_explained_categories(biopython_com
     unexplained = [d for d in biopython_comparison["disagreements"] if d[3] is None]
     assert unexplained == [], unexplained[:5]
     by_category: dict[str, set] = {}
-    for name, key, field, category, *_ in biopython_comparison["disagreements"]:
+    for _name, _key, field, category, *_ in biopython_comparison["disagreements"]:
         by_category.setdefault(category, set()).add(field)
     # Both categories do occur in these files, and only in their own field.
     assert by_category == {"label_only_section": {"abstract"}, "empty_keyword": {"keywords"}}
@@ -640,7 +640,7 @@ def _real_record_document() -> bytes:
 def _with_internal_subset(data: bytes, subset: bytes, title_replacement: bytes) -> bytes:
     doctype_end = data.index(b"pubmed_250101.dtd\">") + len(b"pubmed_250101.dtd\"")
     data = data[:doctype_end] + b" [" + subset + b"]" + data[doctype_end:]
-    return re.sub(rb"<ArticleTitle>[^<]*</ArticleTitle>", b"<ArticleTitle>" + title_replacement + b"</ArticleTitle>", data, 1)
+    return re.sub(rb"<ArticleTitle>[^<]*</ArticleTitle>", b"<ArticleTitle>" + title_replacement + b"</ArticleTitle>", data, count=1)
 
 
 def _collect_until_error(data, name="hostile.xml") -> tuple[list[dict], PubmedXMLError]:

@@ -7,6 +7,7 @@ abstract NLM "revised" into another real record's).
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from pathlib import Path
@@ -117,7 +118,8 @@ def test_article_page_shows_similar_articles_with_shared_terms(tmp_path, importe
     site = copy_config(tmp_path / "site")
     source, copy = sqlite3.connect(imported), sqlite3.connect(site / "catalog.db")
     source.backup(copy)  # the catalog is in WAL mode: copy what it holds, not its main file
-    source.close(), copy.close()
+    source.close()
+    copy.close()
     [(first, title, shared)] = sqlite3.connect(site / "catalog.db").execute(
         "select s.similar_pmid, a.title, s.shared_terms from similar_articles s "
         "join articles a on a.pmid = s.similar_pmid where s.pmid = ? and s.rank = 1", [KETAMINE_REVIEW]).fetchall()
@@ -137,11 +139,17 @@ def test_article_page_shows_similar_articles_with_shared_terms(tmp_path, importe
     assert shared.split("; ")[0] in html_lib.unescape(section)
 
 
+def _donor_part(pattern: bytes, donor: bytes, _match: re.Match[bytes]) -> bytes:
+    found = re.search(pattern, donor, re.S)
+    assert found is not None, "the donor record has the element too"
+    return found.group(0)
+
+
 def _swap_text(raw: bytes, donor: bytes) -> bytes:
     """The record with the donor's title and abstract (a revision NLM could publish)."""
     for tag in (rb"ArticleTitle", rb"Abstract"):
         pattern = rb"<" + tag + rb"\b[^>]*>.*?</" + tag + rb">"
-        raw = re.sub(pattern, lambda _m: re.search(pattern, donor, re.S).group(0), raw, count=1, flags=re.S)
+        raw = re.sub(pattern, functools.partial(_donor_part, pattern, donor), raw, count=1, flags=re.S)
     return raw
 
 
@@ -179,7 +187,8 @@ def test_retag_refreshes_the_records_whose_tags_changed(tmp_path, imported):
     path = tmp_path / "catalog.db"
     source, copy = sqlite3.connect(imported), sqlite3.connect(path)
     source.backup(copy)
-    source.close(), copy.close()
+    source.close()
+    copy.close()
     as_imported = stored_lists(path)
     # Tags as older rules might have left them: the review without its tags, lists refreshed.
     db = store.open_db(path)

@@ -245,7 +245,7 @@ def test_cap_on_the_big_files(big_server):
     assert len(ids_of(esearch(big_server, retstart=9998, retmax=5))) == 1
 
     r = requests.get(big_server.url + "esearch.fcgi",
-                     params={"db": "pubmed", "term": "x", "retstart": 10000}, timeout=10)
+                     params={"db": "pubmed", "term": "x", "retstart": "10000"}, timeout=10)
     assert r.status_code == 200
     err = etree.fromstring(r.content)
     assert err.tag == "eSearchResult" and err.findtext("ERROR") == CAP_MESSAGE
@@ -387,6 +387,7 @@ def test_fault_webenv_expired(server):
 def test_fault_hostile_answers_are_the_real_answer_made_hostile(server):
     real = efetch(server, id="38011560").content
     title = re.search(rb"<ArticleTitle>([^<]*)</ArticleTitle>", real)
+    assert title is not None
 
     def hostile(variant):
         server.faults.add("hostile", variant=variant, path="efetch")

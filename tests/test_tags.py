@@ -15,8 +15,8 @@ import pytest
 from harvest import design_model as D
 from harvest import tags as T
 from harvest.evaluate import default_corpus_paths, iter_records_from_files
-
 from tests.conftest import DATA as SHARED  # ../shared/data, or $KETAMINE_SHARED_DATA
+
 KETAMINE_PMIDS = (33984391, 34034067, 38011560, 34023336)
 
 
@@ -41,7 +41,7 @@ def shared_records():
 
 @pytest.fixture(scope="session")
 def by_pmid(shared_records):
-    out = {}
+    out: dict[int, dict] = {}
     for r in shared_records:  # versioned citations: keep the highest version
         if r["pmid"] not in out or (r.get("pmid_version") or 1) > (out[r["pmid"]].get("pmid_version") or 1):
             out[r["pmid"]] = r
@@ -246,7 +246,7 @@ def test_primary_design_precedence_and_default():
 
 
 def test_awaiting_indexing_by_citation_status(shared_records):
-    seen = {}
+    seen: dict[tuple[str, bool], bool] = {}  # (citation status, has MeSH) -> awaiting indexing
     for r in shared_records:
         seen.setdefault((r["citation_status"], bool(r.get("mesh"))), T.awaiting_indexing(r))
     assert seen[("MEDLINE", True)] is False
@@ -432,7 +432,7 @@ def test_a_record_whose_only_mention_is_another_sense_is_set_aside(by_pmid, phra
     """Clones of 34034067 (a ketamine-for-TRD record) whose title and abstract are one real sentence
     of its own with its only mention of depression replaced by another sense; MeSH left out."""
     r = by_pmid[34034067]
-    sentence = "Ketamine infusions were followed by {} in some adults.".format(phrase)
+    sentence = f"Ketamine infusions were followed by {phrase} in some adults."
     clone = dict(r, title="Intravenous ketamine in adults", abstract=sentence, mesh=[], keywords=[])
     for use_indexing in (True, False):
         tags = T.tag_article(clone, use_indexing=use_indexing)

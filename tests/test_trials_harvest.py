@@ -230,19 +230,20 @@ def test_a_catalog_from_before_the_registry_upgrades_in_place(tmp_path):
     db_path = tmp_path / "old.db"
     old = sqlite_utils.Database(db_path)
     migrations.apply(old, stop_before="0011_clinicaltrials_gov")
-    old["articles"].insert({"pmid": 29355075, "title": "a stored paper"})
-    old["trial_registrations"].insert({"pmid": 29355075, "registry": "ClinicalTrials.gov",
+    old.table("articles").insert({"pmid": 29355075, "title": "a stored paper"})
+    old.table("trial_registrations").insert({"pmid": 29355075, "registry": "ClinicalTrials.gov",
                                        "trial_id": "NCT02060188", "source": "databank"})
-    old["harvest_runs"].insert({"id": 1, "mode": "full (new catalog)", "status": "success",
+    old.table("harvest_runs").insert({"id": 1, "mode": "full (new catalog)", "status": "success",
                                 "finished_at": "2026-03-01T04:00:00+00:00", "watermark": "2026-03-01",
                                 "query_version": "1"})
     old.close()
 
     db = store.open_db(db_path)
     assert [dict(r) for r in db.query("select id, source from harvest_runs")] == [{"id": 1, "source": "pubmed"}]
-    assert store.last_successful_run(db)["id"] == 1 and store.last_successful_source_run(db, "trials") is None
+    last = store.last_successful_run(db)
+    assert last is not None and last["id"] == 1 and store.last_successful_source_run(db, "trials") is None
     assert store.cited_nct_ids(db) == {"NCT02060188"}
-    assert db["trial_registrations"].pks == ["pmid", "trial_id", "source"]
+    assert db.table("trial_registrations").pks == ["pmid", "trial_id", "source"]
     assert db["trials"].count == 0
 
 

@@ -31,6 +31,7 @@ Must never: write to the database (it is served read-only), or load anything fro
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import html
 import importlib
@@ -44,14 +45,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from datasette import hookimpl
+from datasette.database import QueryInterrupted
 from datasette.facets import Facet
 from datasette.filters import FilterArguments
-from datasette.database import QueryInterrupted
 from datasette.utils import escape_fts, escape_sqlite, path_with_added_args, path_with_removed_args
 from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
-
-
 
 # The reference-manager formats are written by harvest/export.py (pure Python, no imports from
 # the rest of the package), shared with `python -m harvest export`. Where it comes from, first
@@ -70,6 +69,7 @@ def _load_export():
     for path in (EXPORT_COPY, CHECKOUT_EXPORT):
         if path.is_file():
             spec = importlib.util.spec_from_file_location("ketamine_catalog_export", path)
+            assert spec is not None and spec.loader is not None, path  # a .py file always has both
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
@@ -147,10 +147,15 @@ def _snippet_conn() -> sqlite3.Connection:
     return conn
 
 
-def _best_window(marked: str) -> tuple[int, tuple[int, int, int]] | None:
-    """(score, (first token, last token + 1, token count)) of the best window of
+Window = tuple[int, int, int, list[re.Match[str]]]  # first token, last token + 1, token count, tokens
+
+
+def _best_window(marked: str) -> tuple[int, Window] | None:
+    """(score, (first token, last token + 1, token count, the tokens)) of the best window of
     SNIPPET_TOKENS tokens in text whose hits highlight() marked, or None without a hit."""
-    tokens, hits, depth = [], [], 0
+    tokens: list[re.Match[str]] = []
+    hits: list[tuple[int, str]] = []  # (token index, word) of each highlighted token
+    depth = 0
     position = 0
     for match in _TOKEN.finditer(marked):
         between = marked[position:match.start()]
@@ -182,7 +187,7 @@ def _best_window(marked: str) -> tuple[int, tuple[int, int, int]] | None:
     return best[0] * 1000 + best[1], (first, min(len(tokens), first + SNIPPET_TOKENS), len(tokens), tokens)
 
 
-def _cut(marked: str, window) -> str:
+def _cut(marked: str, window: Window) -> str:
     first, end, count, tokens = window
     begin = 0 if first == 0 else tokens[first].start()
     stop = tokens[end - 1].end()
@@ -324,7 +329,7 @@ async def summaries_current(db) -> bool:
 def _selection(request, sources: dict) -> list[tuple[str, str]] | None:
     """The (facet, value) filters of a page, when every filter it has is a facet value;
     None when it has any other filter (a search, a range, custom SQL)."""
-    chosen = []
+    chosen: list[tuple[str, str]] = []
     for key in request.args.keys():
         values = request.args.getlist(key)
         if key in NEUTRAL_ARGS or key.startswith("_facet"):
@@ -413,7 +418,8 @@ class CatalogFacet(Facet):
         return rows.rows, False
 
     async def facet_results(self):
-        results, timed_out = [], []
+        results: list[dict] = []
+        timed_out: list[str] = []
         if self.table != "articles":
             return results, timed_out
         size = self.get_facet_size()
@@ -584,7 +590,7 @@ def printf_width_ok(fmt, args) -> bool:
     if not isinstance(fmt, str):
         return True
     arg = 0
-    for flags, width, precision, _, kind in _PRINTF_SPEC.findall(fmt):
+    for _flags, width, precision, _, kind in _PRINTF_SPEC.findall(fmt):
         if kind == "%":
             continue
         for part in (width, precision):
@@ -615,13 +621,15 @@ def _answer_budget():
     """A row factory that refuses an answer once its rows carry ANSWER_MAX_BYTES."""
     import weakref
 
-    state = {"cursor": lambda: None, "bytes": 0}
+    current: weakref.ReferenceType[sqlite3.Cursor] | None = None  # the cursor being answered
+    answered = 0  # bytes of text and blobs in its rows so far
 
     def factory(cursor, row):
-        if state["cursor"]() is not cursor:
-            state["cursor"], state["bytes"] = weakref.ref(cursor), 0
-        state["bytes"] += sum(len(v) for v in row if isinstance(v, (str, bytes)))
-        if state["bytes"] > ANSWER_MAX_BYTES:
+        nonlocal current, answered
+        if current is None or current() is not cursor:
+            current, answered = weakref.ref(cursor), 0
+        answered += sum(len(v) for v in row if isinstance(v, (str, bytes)))
+        if answered > ANSWER_MAX_BYTES:
             raise sqlite3.OperationalError(
                 f"this answer is larger than {ANSWER_MAX_BYTES // 1_000_000} MB: ask for fewer rows or columns")
         return sqlite3.Row(cursor, row)
@@ -649,14 +657,12 @@ def _is_user_sql(scope) -> bool:
 
 @hookimpl(specname="asgi_wrapper")
 def user_sql_one_at_a_time(datasette):
-    slots = {}
+    slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}  # user SQL running at once, per event loop
 
     def wrap(app):
         async def limited(scope, receive, send):
             if scope["type"] != "http" or not _is_user_sql(scope):
                 return await app(scope, receive, send)
-            import asyncio
-
             loop = asyncio.get_running_loop()
             slot = slots.get(loop)
             if slot is None:
@@ -1262,7 +1268,7 @@ def group_questions(questions: list[dict]) -> list[dict]:
     """[{title, questions}] in QUESTION_GROUPS' order; every question exactly once."""
     by_name = {q["name"]: q for q in questions}
     placed = {name for _, names in QUESTION_GROUPS for name in names}
-    groups = []
+    groups: list[dict] = []
     for title, names in QUESTION_GROUPS:
         groups.append({"title": title, "questions": [by_name[n] for n in names if n in by_name]})
     groups[-1]["questions"] += [q for q in questions if q["name"] not in placed]
@@ -1292,19 +1298,19 @@ async def front_page_vars(datasette) -> dict:
         from articles"""))[0]
     # The last harvest the page reports is PubMed's: the records' own (a trials run has its line).
     pubmed = await _pubmed_runs(db)
-    last_run = (await _rows(db, f"""
-        select * from harvest_runs where status = 'success'{pubmed} order by id desc limit 1"""))
-    last_run = last_run[0] if last_run else None
-    latest_attempt = (await _rows(db, f"select * from harvest_runs where 1{pubmed} order by id desc limit 1"))
-    latest_attempt = latest_attempt[0] if latest_attempt else None
+    successes = await _rows(db, f"""
+        select * from harvest_runs where status = 'success'{pubmed} order by id desc limit 1""")
+    last_run = successes[0] if successes else None
+    attempts = await _rows(db, f"select * from harvest_runs where 1{pubmed} order by id desc limit 1")
+    latest_attempt = attempts[0] if attempts else None
     # A failure since the last full sweep is news even when a later run succeeded (the README's
     # promise: the front page shows the last failure); one before it is history.
     last_full = await _rows(db, f"select id from harvest_runs where status = 'success' and mode like 'full%'{pubmed} "
                                 "order by id desc limit 1")
-    last_failure = await _rows(db, f"""
+    failures = await _rows(db, f"""
         select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import'{pubmed}
         and id > ? order by id desc limit 1""", [last_full[0]["id"] if last_full else 0])
-    last_failure = last_failure[0] if last_failure else None
+    last_failure = failures[0] if failures else None
     new_in_last = 0
     if last_run and last_run.get("new") is not None:
         new_in_last = last_run["new"]  # what the run recorded: rows are flagged, never removed
@@ -1361,10 +1367,10 @@ async def article_page_vars(datasette, request) -> dict:
     except (KeyError, ValueError):
         return {}
     one = lambda sql: _rows(db, sql, [pmid])  # noqa: E731
-    article = await one("select * from articles where pmid = ?")
-    if not article:
+    found = await one("select * from articles where pmid = ?")
+    if not found:
         return {}
-    article = article[0]
+    article = found[0]
     people = await one("""
         select aa.role, aa.position, aa.orcid, aa.equal_contrib, au.display_name, au.last_name,
                au.fore_name, au.collective_name,
@@ -1868,7 +1874,7 @@ async def check_table(datasette, db, table: str, args: list[tuple[str, str]]) ->
         sortable = metadata.get("sortable_columns")
         if sortable is None:  # every column but a binary one (its next-page token would be the bytes)
             sortable = [c.name for c in await db.table_column_details(table) if (c.type or "").upper() != "BLOB"]
-            if not await db.primary_keys(table) and not table in await db.view_names():
+            if not await db.primary_keys(table) and table not in await db.view_names():
                 sortable = ["rowid", *sortable]
         if column not in sortable:
             raise BadRequestError(f"{key}: {table} has no column {column!r} to sort by; "
