@@ -33,8 +33,12 @@ def main(argv: list[str]) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     results_path = common.ROOT / "bench" / "results.json"
     previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": common.machine(),
-               "load_at_start": os.getloadavg()[0], "sections": {}}
+    results = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": common.machine(),
+        "load_at_start": os.getloadavg()[0],
+        "sections": {},
+    }
     start = time.perf_counter()
     try:
         if "requests" in sections:
@@ -66,15 +70,24 @@ def main(argv: list[str]) -> int:
         results["seconds"] = round(time.perf_counter() - start, 1)
         # How long a whole `make bench` takes: this run if it ran every section, else the last that did.
         if set(sections) == set(SECTIONS):
-            results["all_sections"] = {"seconds": results["seconds"], "at": results["started_at"],
-                                       "clone_files": int(os.environ.get("BENCH_CLONE_FILES", "4"))}
+            results["all_sections"] = {
+                "seconds": results["seconds"],
+                "at": results["started_at"],
+                "clone_files": int(os.environ.get("BENCH_CLONE_FILES", "4")),
+            }
         elif previous.get("all_sections") or previous.get("seconds"):
             results["all_sections"] = previous.get("all_sections") or {
-                "seconds": previous["seconds"], "at": previous.get("started_at"), "clone_files": 4}
+                "seconds": previous["seconds"],
+                "at": previous.get("started_at"),
+                "clone_files": 4,
+            }
         # Sections not run this time keep their last figures, marked with when they were measured.
         for name, section in (previous.get("sections") or {}).items():
             if name not in results["sections"]:
-                results["sections"][name] = {**section, "from_run": section.get("from_run") or previous.get("started_at")}
+                results["sections"][name] = {
+                    **section,
+                    "from_run": section.get("from_run") or previous.get("started_at"),
+                }
         results_path.write_text(json.dumps(results, indent=1) + "\n")
         table = report.markdown(results)
         (common.ROOT / "bench" / "RESULTS.md").write_text(table)

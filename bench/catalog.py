@@ -38,13 +38,39 @@ SHIFT = 200_000_000
 CONCURRENCY = 4
 REQUESTS = 16
 SECONDS = 10
-SEARCH_TERMS = ["depression", "ketamine", "randomized controlled trial", "heart failure", "children asthma",
-                "cancer therapy", "mice", "suicid*", "pregnancy outcome", "hypertension treatment"]
+SEARCH_TERMS = [
+    "depression",
+    "ketamine",
+    "randomized controlled trial",
+    "heart failure",
+    "children asthma",
+    "cancer therapy",
+    "mice",
+    "suicid*",
+    "pregnancy outcome",
+    "hypertension treatment",
+]
 # Tables copied N times (keyed by pmid) and tables copied once (shared vocabularies, the run log).
-PER_ARTICLE = ["articles", "abstract_sections", "article_authors", "article_author_affiliations", "article_mesh",
-               "article_mesh_qualifiers", "article_publication_types", "article_languages", "keywords",
-               "article_ids", "grants", "trial_registrations", "databanks", "comments_corrections", "chemicals",
-               "supplementary_concepts", "article_history", "article_tags"]
+PER_ARTICLE = [
+    "articles",
+    "abstract_sections",
+    "article_authors",
+    "article_author_affiliations",
+    "article_mesh",
+    "article_mesh_qualifiers",
+    "article_publication_types",
+    "article_languages",
+    "keywords",
+    "article_ids",
+    "grants",
+    "trial_registrations",
+    "databanks",
+    "comments_corrections",
+    "chemicals",
+    "supplementary_concepts",
+    "article_history",
+    "article_tags",
+]
 ONCE = ["authors", "mesh_descriptors", "publication_types", "harvest_runs"]
 
 
@@ -64,7 +90,9 @@ def build(source: Path, target_dir: Path, target: int = TARGET) -> dict:
     conn.execute("pragma cache_size=-1048576")
     conn.execute("pragma temp_store=memory")
     indexes = conn.execute("select name, sql from sqlite_master where type = 'index' and sql is not null").fetchall()
-    triggers = conn.execute("select name, sql from sqlite_master where type = 'trigger' and tbl_name = 'articles'").fetchall()
+    triggers = conn.execute(
+        "select name, sql from sqlite_master where type = 'trigger' and tbl_name = 'articles'"
+    ).fetchall()
     for name, _ in indexes:
         conn.execute(f"drop index [{name}]")
     for name, _ in triggers:
@@ -84,11 +112,13 @@ def build(source: Path, target_dir: Path, target: int = TARGET) -> dict:
             columns = [row[1] for row in conn.execute(f"pragma main.table_info([{table}])")]
             # A harvested catalog holds what the topic query returned: every row matches it
             # (an import marks most of the shared records, which are not about ketamine, 0).
-            select = ", ".join(f"pmid + {k * SHIFT}" if c == "pmid" else "1" if c == "matches_query" else f"[{c}]"
-                               for c in columns)
+            select = ", ".join(
+                f"pmid + {k * SHIFT}" if c == "pmid" else "1" if c == "matches_query" else f"[{c}]" for c in columns
+            )
             names = ", ".join(f"[{c}]" for c in columns)
-            conn.execute(f"insert into main.[{table}] ({names}) select {select} from src.[{table}] where pmid <= ?",
-                         [cutoff])
+            conn.execute(
+                f"insert into main.[{table}] ({names}) select {select} from src.[{table}] where pmid <= ?", [cutoff]
+            )
             timings[table] = timings.get(table, 0) + time.perf_counter() - t
     conn.execute("commit")
     conn.execute("detach src")
@@ -114,10 +144,19 @@ def build(source: Path, target_dir: Path, target: int = TARGET) -> dict:
     summarised = summaries.refresh(sqlite_utils.Database(conn))  # as a harvest or import ends
     articles = conn.execute("select count(*) from articles").fetchone()[0]
     conn.close()
-    return {"source_articles": n, "copies": copies, "articles": articles,
-            "seconds": {"copy": round(copied, 1), "indexes": round(indexed, 1), "fts_rebuild": round(fts, 1),
-                        "summaries": round(summarised, 1), "total": round(time.perf_counter() - start, 1)},
-            "db_gib": round(path.stat().st_size / 2**30, 2)}
+    return {
+        "source_articles": n,
+        "copies": copies,
+        "articles": articles,
+        "seconds": {
+            "copy": round(copied, 1),
+            "indexes": round(indexed, 1),
+            "fts_rebuild": round(fts, 1),
+            "summaries": round(summarised, 1),
+            "total": round(time.perf_counter() - start, 1),
+        },
+        "db_gib": round(path.stat().st_size / 2**30, 2),
+    }
 
 
 def config_dir(target_dir: Path) -> None:
@@ -182,8 +221,14 @@ def _measure(base: str, urls: list[str], requests: int = REQUESTS, seconds: floa
     def pct(p):
         return round(latencies[min(len(latencies) - 1, int(math.ceil(p * len(latencies))) - 1)], 1)
 
-    return {"requests": len(latencies), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "max_ms": round(latencies[-1], 1),
-            "errors": sum(1 for s in statuses if s != 200), "example": urls[0]}
+    return {
+        "requests": len(latencies),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "max_ms": round(latencies[-1], 1),
+        "errors": sum(1 for s in statuses if s != 200),
+        "example": urls[0],
+    }
 
 
 def pages(catalog: Path, base: str) -> dict[str, list[str]]:
@@ -193,10 +238,12 @@ def pages(catalog: Path, base: str) -> dict[str, list[str]]:
 
     conn = sqlite3.connect(catalog)
     pmids = [r[0] for r in conn.execute("select pmid from articles order by random() limit 200")]
-    design = conn.execute("select study_design from articles where study_design != 'other' "
-                          "group by 1 order by count(*) desc limit 1").fetchone()[0]
-    year = conn.execute("select pub_year from articles where study_design = ? group by 1 "
-                        "order by count(*) desc limit 1", [design]).fetchone()[0]
+    design = conn.execute(
+        "select study_design from articles where study_design != 'other' group by 1 order by count(*) desc limit 1"
+    ).fetchone()[0]
+    year = conn.execute(
+        "select pub_year from articles where study_design = ? group by 1 order by count(*) desc limit 1", [design]
+    ).fetchone()[0]
     conn.close()
     out = {
         "search": [f"/catalog/search?q={quote(t)}" for t in SEARCH_TERMS],
@@ -207,9 +254,12 @@ def pages(catalog: Path, base: str) -> dict[str, list[str]]:
         "article_page": [f"/catalog/articles/{p}" for p in pmids],
         "front_page": ["/"],
         # The evidence map: each axis, unfiltered and narrowed (route, comparator, years), and its JSON.
-        "evidence_map": ["/-/evidence-map", "/-/evidence-map?axis=outcome&route=intravenous",
-                         "/-/evidence-map?axis=theme&comparator=placebo&from=2015&to=2024",
-                         "/-/evidence-map?axis=population_molecule&route=intranasal&from=2010"],
+        "evidence_map": [
+            "/-/evidence-map",
+            "/-/evidence-map?axis=outcome&route=intravenous",
+            "/-/evidence-map?axis=theme&comparator=placebo&from=2015&to=2024",
+            "/-/evidence-map?axis=population_molecule&route=intranasal&from=2010",
+        ],
         "evidence_map_json": ["/-/evidence-map.json", "/-/evidence-map.json?axis=outcome&from=2000"],
     }
     queries = httpx.get(base + "/catalog.json", timeout=120).json().get("queries", [])
@@ -228,9 +278,12 @@ def pages(catalog: Path, base: str) -> dict[str, list[str]]:
 def serve_and_measure(target_dir: Path) -> dict:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "datasette", "serve", str(target_dir), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datasette", "serve", str(target_dir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         import httpx
 
@@ -246,8 +299,10 @@ def serve_and_measure(target_dir: Path) -> dict:
         results = {}
         for name, urls in pages(target_dir / "catalog.db", base).items():
             results[name] = _measure(base, urls)
-            log(f"  {name}: p50 {results[name]['p50_ms']} ms, p95 {results[name]['p95_ms']} ms"
-                + (f", {results[name]['errors']} errors" if results[name]["errors"] else ""))
+            log(
+                f"  {name}: p50 {results[name]['p50_ms']} ms, p95 {results[name]['p95_ms']} ms"
+                + (f", {results[name]['errors']} errors" if results[name]["errors"] else "")
+            )
         return results
     finally:
         proc.terminate()
@@ -271,13 +326,17 @@ def run(workdir: Path, source: Path) -> dict:
     faceted = ["articles_faceted", "articles_faceted_filtered"]
     evidence_map = ["evidence_map", "evidence_map_json"]
     return {
-        "build": built, "latency": latency, "load": load.summary(),
+        "build": built,
+        "latency": latency,
+        "load": load.summary(),
         "concurrency": CONCURRENCY,
         "goals": {
             "search_and_article_p95_under_200ms": all(latency[k]["p95_ms"] < 200 for k in search_like),
             "faceted_p95_under_500ms": all(latency[k]["p95_ms"] < 500 for k in faceted),
             "evidence_map_p95_under_500ms": all(latency[k]["p95_ms"] < 500 for k in evidence_map),
-            "canned_queries_p95_under_500ms": all(v["p95_ms"] < 500 for k, v in latency.items() if k.startswith("query:")),
+            "canned_queries_p95_under_500ms": all(
+                v["p95_ms"] < 500 for k, v in latency.items() if k.startswith("query:")
+            ),
         },
     }
 

@@ -54,7 +54,7 @@ def clone(raw: bytes, new_pmid: int) -> bytes:
     match = _PMID.search(raw)
     old = match.group(2)
     new = str(new_pmid).encode()
-    raw = raw[: match.start(2)] + new + raw[match.end(2):]
+    raw = raw[: match.start(2)] + new + raw[match.end(2) :]
     return re.sub(_SELF_ID % old, rb"\g<1>" + new + rb"\g<2>", raw)
 
 
@@ -134,8 +134,14 @@ def timed(results: dict, key: str):
 
 def run_json(args: list[str], timeout: float = 1800, env: dict | None = None) -> dict:
     """Run `python ARGS` in a fresh process (so its peak memory is its own); it prints one JSON line."""
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -47,9 +47,16 @@ def one(db: Path, workers: int, files: list[Path]) -> dict:
         marks = progress.marks
         for (path, stored), a, b in zip(outcome.per_file, marks, marks[1:]):
             per_file.append({"file": Path(path).name, "records": stored, "seconds": round(b - a, 2)})
-    return {"workers": workers, "files": outcome.files, "records": outcome.records, "new": outcome.new,
-            "seconds": round(seconds, 1), "records_per_s": round(outcome.records / seconds), "per_file": per_file,
-            "db_mib": round(db.stat().st_size / 2**20)}
+    return {
+        "workers": workers,
+        "files": outcome.files,
+        "records": outcome.records,
+        "new": outcome.new,
+        "seconds": round(seconds, 1),
+        "records_per_s": round(outcome.records / seconds),
+        "per_file": per_file,
+        "db_mib": round(db.stat().st_size / 2**20),
+    }
 
 
 def parse_only(files: list[Path]) -> dict:
@@ -69,16 +76,21 @@ def _cli_import(db: Path, files: list[Path]) -> dict:
     import subprocess
 
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harvest", "import", *map(str, files), "--db", str(db)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harvest", "import", *map(str, files), "--db", str(db)], capture_output=True, text=True
+    )
     seconds = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
     import sqlite3
 
     records = sqlite3.connect(db).execute("select count(*) from article_xml").fetchone()[0]
-    return {"seconds": round(seconds, 1), "records": records, "records_per_s": round(records / seconds),
-            "stdout": proc.stdout.strip()}
+    return {
+        "seconds": round(seconds, 1),
+        "records": records,
+        "records_per_s": round(records / seconds),
+        "stdout": proc.stdout.strip(),
+    }
 
 
 def run(workdir: Path, *, clone_files: int = CLONE_FILES) -> dict:
@@ -98,12 +110,19 @@ def run(workdir: Path, *, clone_files: int = CLONE_FILES) -> dict:
         out["shared_load"] = load.summary()
     files = []
     for i in range(clone_files):
-        files.append(write_clone_file(workdir / f"clone_batch_{i:02d}.xml.gz", PER_FILE,
-                                      CLONE_PMID_BASE + 100_000_000 + i * PER_FILE, offset=i * 3_301))
+        files.append(
+            write_clone_file(
+                workdir / f"clone_batch_{i:02d}.xml.gz",
+                PER_FILE,
+                CLONE_PMID_BASE + 100_000_000 + i * PER_FILE,
+                offset=i * 3_301,
+            )
+        )
     with LoadSampler() as load:
         log(f"import: {clone_files * PER_FILE:,} cloned records in {clone_files} files, 2 worker processes")
-        big = run_json(["-m", "bench.importing", "one", str(workdir / "clones.db"), "2", *map(str, files)],
-                       timeout=3600)
+        big = run_json(
+            ["-m", "bench.importing", "one", str(workdir / "clones.db"), "2", *map(str, files)], timeout=3600
+        )
         log(f"  {big['records']} records in {big['seconds']} s ({big['records_per_s']} rec/s)")
         out["clones_pool2"] = big
         log("import: pubmed_parser parsing two of those files (the rest scaled by record count)")
@@ -115,8 +134,10 @@ def run(workdir: Path, *, clone_files: int = CLONE_FILES) -> dict:
     out["clones_ms_per_record_first_last"] = [round(per[0], 3), round(per[-1], 3)] if per else None
     out["clone_catalog"] = str(workdir / "clones.db")
     out["goals"] = {
-        "shared_import_not_slower_than_pubmed_parser_parse":
-            min(out["shared_cli"]["seconds"], out["shared_pool2"]["seconds"]) <= out["shared_pubmed_parser"]["seconds"],
+        "shared_import_not_slower_than_pubmed_parser_parse": min(
+            out["shared_cli"]["seconds"], out["shared_pool2"]["seconds"]
+        )
+        <= out["shared_pubmed_parser"]["seconds"],
         "clones_import_not_slower_than_pubmed_parser_parse": big["seconds"] <= pp["estimated_seconds_all"],
         "at_least_5000_records_per_s": big["records_per_s"] >= 5000,
         # flat: the last file costs at most 25% more per record than the first

@@ -69,8 +69,11 @@ def _entrez(path: Path):
 
 
 PARSERS = {"ours": _ours, "pubmed_parser": _pubmed_parser, "entrez": _entrez}
-LABELS = {"ours": "harvest.pubmed_xml", "pubmed_parser": "pubmed_parser 0.5.1 parse_medline_xml",
-          "entrez": "Bio.Entrez.read (Biopython)"}
+LABELS = {
+    "ours": "harvest.pubmed_xml",
+    "pubmed_parser": "pubmed_parser 0.5.1 parse_medline_xml",
+    "entrez": "Bio.Entrez.read (Biopython)",
+}
 
 
 def one(parser: str, path: Path) -> dict:
@@ -86,8 +89,12 @@ def one(parser: str, path: Path) -> dict:
     n, first = PARSERS[parser](path)
     seconds = time.perf_counter() - start
     return {
-        "parser": parser, "records": n, "seconds": round(seconds, 2), "records_per_s": round(n / seconds),
-        "rss_before_mib": before, "peak_rss_mib": peak_rss_mib(),
+        "parser": parser,
+        "records": n,
+        "seconds": round(seconds, 2),
+        "records_per_s": round(n / seconds),
+        "rss_before_mib": before,
+        "peak_rss_mib": peak_rss_mib(),
         "peak_growth_mib": round(peak_rss_mib() - before, 1),
         "fields": len(_leaf_paths(json.loads(json.dumps(first, default=str)))) if first else 0,
     }
@@ -98,8 +105,14 @@ def run(workdir: Path, *, peers_at_largest: bool = False) -> dict:
     for i, size in enumerate(SIZES):
         log(f"parse: writing a {size:,}-record clone file")
         files[size] = write_clone_file(workdir / f"clones_{size}.xml.gz", size, CLONE_PMID_BASE + 10_000_000 * (i + 1))
-    plan = [("ours", SIZES[0]), ("pubmed_parser", SIZES[0]), ("entrez", SIZES[0]),
-            ("ours", SIZES[0]), ("pubmed_parser", SIZES[0]), ("ours", SIZES[1])]
+    plan = [
+        ("ours", SIZES[0]),
+        ("pubmed_parser", SIZES[0]),
+        ("entrez", SIZES[0]),
+        ("ours", SIZES[0]),
+        ("pubmed_parser", SIZES[0]),
+        ("ours", SIZES[1]),
+    ]
     if peers_at_largest:
         plan.append(("pubmed_parser", SIZES[1]))
     runs = []
@@ -118,7 +131,10 @@ def run(workdir: Path, *, peers_at_largest: bool = False) -> dict:
     ours, pp, ez = best[f"ours@{SIZES[0]}"], best[f"pubmed_parser@{SIZES[0]}"], best[f"entrez@{SIZES[0]}"]
     big = best[f"ours@{SIZES[1]}"]
     return {
-        "runs": runs, "best": best, "labels": LABELS, "load": load.summary(),
+        "runs": runs,
+        "best": best,
+        "labels": LABELS,
+        "load": load.summary(),
         "goals": {
             "faster_than_both": ours["records_per_s"] > max(pp["records_per_s"], ez["records_per_s"]),
             "more_fields_than_pubmed_parser": ours["fields"] > pp["fields"],

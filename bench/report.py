@@ -24,8 +24,12 @@ def markdown(results: dict) -> str:
         f"{m.get('memory_gib')} GiB, Python {m.get('python')}, SQLite {m.get('sqlite')}, lxml {m.get('lxml')} "
         f"(libxml2 {m.get('libxml2')}). The machine was shared with other jobs while it ran: each section gives "
         f"the 1-minute load average it saw (2.0 means both cores busy before the benchmark's own work). "
-        + (f"A whole `make bench` took {full['seconds'] / 60:.1f} minutes ({full['at']}, "
-           f"{full['clone_files']} clone files). " if full else "")
+        + (
+            f"A whole `make bench` took {full['seconds'] / 60:.1f} minutes ({full['at']}, "
+            f"{full['clone_files']} clone files). "
+            if full
+            else ""
+        )
         + "Every figure is in `bench/results.json`; sections measured in separate runs say when.",
         "",
     ]
@@ -38,67 +42,114 @@ def markdown(results: dict) -> str:
             "| run | records fetched | esearch | efetch | requests | minimum | requests per 1,000 records |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for key, label in (("full", "full harvest"), ("incremental_0", "incremental, nothing changed"),
-                           ("incremental_50", "incremental, 50 records revised")):
+        for key, label in (
+            ("full", "full harvest"),
+            ("incremental_0", "incremental, nothing changed"),
+            ("incremental_50", "incremental, 50 records revised"),
+        ):
             run = r[key]
             per = run.get("per_1000_records", "")
-            lines.append(f"| {label} | {run['records_promised']:,} | {run['esearch']} | {run['efetch']} | "
-                         f"{run['requests']} | {run['minimum']} | {per} |")
-        lines += ["", f"Minimum = ceil(records / 9,999) esearch slices + ceil(records / batch) efetches; "
-                      f"the full harvest used {r['full']['over_minimum_pct']}% more.", ""]
+            lines.append(
+                f"| {label} | {run['records_promised']:,} | {run['esearch']} | {run['efetch']} | "
+                f"{run['requests']} | {run['minimum']} | {per} |"
+            )
+        lines += [
+            "",
+            f"Minimum = ceil(records / 9,999) esearch slices + ceil(records / batch) efetches; "
+            f"the full harvest used {r['full']['over_minimum_pct']}% more.",
+            "",
+        ]
         g = r["goals"]
-        goals += [("Full harvest within 10% of the minimum requests", g["full_within_10pct_of_minimum"]),
-                  ("No-change incremental run in at most 3 requests", g["no_change_incremental_at_most_3"])]
+        goals += [
+            ("Full harvest within 10% of the minimum requests", g["full_within_10pct_of_minimum"]),
+            ("No-change incremental run in at most 3 requests", g["no_change_incremental_at_most_3"]),
+        ]
     if "parse" in s:
         p = s["parse"]
-        lines += [f"### Parsing PubMed XML (clones of the shared records; {_load(p)})", "",
-                  "| parser | records in file | records/s | peak memory growth (MiB) | fields per record |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"### Parsing PubMed XML (clones of the shared records; {_load(p)})",
+            "",
+            "| parser | records in file | records/s | peak memory growth (MiB) | fields per record |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         for _key, run in sorted(p["best"].items(), key=lambda kv: (kv[1]["file_records"], -kv[1]["records_per_s"])):
-            lines.append(f"| {p['labels'][run['parser']]} | {run['file_records']:,} | {run['records_per_s']:,} | "
-                         f"{run['peak_growth_mib']} | {run['fields']} |")
-        lines += ["", "Best of the runs in the same minutes (all runs are in the JSON). Memory is the peak resident "
-                      "size above the size after imports; fields are the distinct leaf fields of the first record.", ""]
+            lines.append(
+                f"| {p['labels'][run['parser']]} | {run['file_records']:,} | {run['records_per_s']:,} | "
+                f"{run['peak_growth_mib']} | {run['fields']} |"
+            )
+        lines += [
+            "",
+            "Best of the runs in the same minutes (all runs are in the JSON). Memory is the peak resident "
+            "size above the size after imports; fields are the distinct leaf fields of the first record.",
+            "",
+        ]
         g = p["goals"]
-        goals += [("Parser faster than pubmed_parser and Bio.Entrez", g["faster_than_both"]),
-                  ("Parser extracts more fields than pubmed_parser", g["more_fields_than_pubmed_parser"]),
-                  ("Parser peak memory flat from 30k to 120k records", g["peak_memory_flat"])]
+        goals += [
+            ("Parser faster than pubmed_parser and Bio.Entrez", g["faster_than_both"]),
+            ("Parser extracts more fields than pubmed_parser", g["more_fields_than_pubmed_parser"]),
+            ("Parser peak memory flat from 30k to 120k records", g["peak_memory_flat"]),
+        ]
     if "import" in s:
         i = s["import"]
         cli, pool, pp = i["shared_cli"], i["shared_pool2"], i["shared_pubmed_parser"]
         big, bpp = i["clones_pool2"], i["clones_pubmed_parser"]
-        lines += [f"### Import into the full catalog schema ({_load(i)})", "",
-                  "| what | records | seconds | records/s |", "| --- | ---: | ---: | ---: |",
-                  f"| shared .gz files, `harvest import` (one process) | {cli['records']:,} | {cli['seconds']} | {cli['records_per_s']:,} |",
-                  f"| same files, 2 worker processes + writer | {pool['records']:,} | {pool['seconds']} | {pool['records_per_s']:,} |",
-                  f"| same files, pubmed_parser parse only | {pp['records']:,} | {pp['seconds']} | {pp['records_per_s']:,} |",
-                  f"| {big['files']} clone files, 2 worker processes + writer | {big['records']:,} | {big['seconds']} | {big['records_per_s']:,} |",
-                  f"| same clone files, pubmed_parser parse only (estimated from {bpp['records']:,}) | {big['records']:,} | "
-                  f"{bpp['estimated_seconds_all']} | {bpp['records_per_s']:,} |",
-                  "",
-                  f"Speed-up of the process pool on this 2-core machine: {i['shared_speedup_2_workers']}x. "
-                  f"Time per record, first and last clone file: {i['clones_ms_per_record_first_last']} ms.", ""]
+        lines += [
+            f"### Import into the full catalog schema ({_load(i)})",
+            "",
+            "| what | records | seconds | records/s |",
+            "| --- | ---: | ---: | ---: |",
+            f"| shared .gz files, `harvest import` (one process) | {cli['records']:,} | {cli['seconds']} | {cli['records_per_s']:,} |",
+            f"| same files, 2 worker processes + writer | {pool['records']:,} | {pool['seconds']} | {pool['records_per_s']:,} |",
+            f"| same files, pubmed_parser parse only | {pp['records']:,} | {pp['seconds']} | {pp['records_per_s']:,} |",
+            f"| {big['files']} clone files, 2 worker processes + writer | {big['records']:,} | {big['seconds']} | {big['records_per_s']:,} |",
+            f"| same clone files, pubmed_parser parse only (estimated from {bpp['records']:,}) | {big['records']:,} | "
+            f"{bpp['estimated_seconds_all']} | {bpp['records_per_s']:,} |",
+            "",
+            f"Speed-up of the process pool on this 2-core machine: {i['shared_speedup_2_workers']}x. "
+            f"Time per record, first and last clone file: {i['clones_ms_per_record_first_last']} ms.",
+            "",
+        ]
         g = i["goals"]
-        goals += [("Import no slower than pubmed_parser's parse of the same files",
-                   g["shared_import_not_slower_than_pubmed_parser_parse"] and g["clones_import_not_slower_than_pubmed_parser_parse"]),
-                  ("Import at least 5,000 records/s end to end", g["at_least_5000_records_per_s"]),
-                  ("Import time per record flat as the catalog grows", g["time_per_record_flat"])]
+        goals += [
+            (
+                "Import no slower than pubmed_parser's parse of the same files",
+                g["shared_import_not_slower_than_pubmed_parser_parse"]
+                and g["clones_import_not_slower_than_pubmed_parser_parse"],
+            ),
+            ("Import at least 5,000 records/s end to end", g["at_least_5000_records_per_s"]),
+            ("Import time per record flat as the catalog grows", g["time_per_record_flat"]),
+        ]
     if "catalog" in s:
         c = s["catalog"]
         b = c["build"]
-        lines += [f"### Catalog latency at {b['articles']:,} articles (`datasette serve` with db/'s configuration; "
-                  f"{c['concurrency']} concurrent loopback clients; {_load(c)})", "",
-                  "| page | p50 (ms) | p95 (ms) | requests | errors |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"### Catalog latency at {b['articles']:,} articles (`datasette serve` with db/'s configuration; "
+            f"{c['concurrency']} concurrent loopback clients; {_load(c)})",
+            "",
+            "| page | p50 (ms) | p95 (ms) | requests | errors |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         for name, v in c["latency"].items():
-            lines.append(f"| {name} (`{v['example'][:60]}`) | {v['p50_ms']:,} | {v['p95_ms']:,} | {v['requests']} | {v['errors']} |")
-        lines += ["", f"Built in {b['seconds']['total']} s by copying an imported catalog {b['copies']} times at the SQL "
-                      f"level ({b['db_gib']} GiB); errors are answers other than 200 (Datasette's time limits).", ""]
+            lines.append(
+                f"| {name} (`{v['example'][:60]}`) | {v['p50_ms']:,} | {v['p95_ms']:,} | {v['requests']} | {v['errors']} |"
+            )
+        lines += [
+            "",
+            f"Built in {b['seconds']['total']} s by copying an imported catalog {b['copies']} times at the SQL "
+            f"level ({b['db_gib']} GiB); errors are answers other than 200 (Datasette's time limits).",
+            "",
+        ]
         g = c["goals"]
-        goals += [("Search and article pages p95 under 200 ms", g["search_and_article_p95_under_200ms"]),
-                  ("Faceted articles pages p95 under 500 ms", g["faceted_p95_under_500ms"]),
-                  *([("Evidence map p95 under 500 ms", g["evidence_map_p95_under_500ms"])]
-                    if "evidence_map_p95_under_500ms" in g else []),
-                  ("Canned queries p95 under 500 ms", g["canned_queries_p95_under_500ms"])]
+        goals += [
+            ("Search and article pages p95 under 200 ms", g["search_and_article_p95_under_200ms"]),
+            ("Faceted articles pages p95 under 500 ms", g["faceted_p95_under_500ms"]),
+            *(
+                [("Evidence map p95 under 500 ms", g["evidence_map_p95_under_500ms"])]
+                if "evidence_map_p95_under_500ms" in g
+                else []
+            ),
+            ("Canned queries p95 under 500 ms", g["canned_queries_p95_under_500ms"]),
+        ]
     if goals:
         lines += ["### Goals", "", "| goal | holds |", "| --- | --- |"]
         lines += [f"| {name} | {_ok(ok)} |" for name, ok in goals]

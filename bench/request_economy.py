@@ -51,8 +51,12 @@ def _run(db_path: Path, server, **kw):
     esearch, efetch = server.count("esearch"), server.count("efetch")
     return {
         "records_promised": outcome.promised,
-        "new": outcome.new, "updated": outcome.updated, "unchanged": outcome.unchanged,
-        "esearch": esearch, "efetch": efetch, "requests": esearch + efetch + server.count("einfo"),
+        "new": outcome.new,
+        "updated": outcome.updated,
+        "unchanged": outcome.unchanged,
+        "esearch": esearch,
+        "efetch": efetch,
+        "requests": esearch + efetch + server.count("einfo"),
         "seconds": round(seconds, 1),
     }
 

@@ -41,8 +41,10 @@ def real_documents() -> tuple[dict[int, dict], dict[int, tuple]]:
             tags = tag_article(record)
             doc = similar.document_of(record, tags)
             docs[doc["pmid"]] = doc
-            facts[doc["pmid"]] = (primary_design(tags),
-                                  {m["descriptor_name"] for m in record.get("mesh") or [] if m.get("major")})
+            facts[doc["pmid"]] = (
+                primary_design(tags),
+                {m["descriptor_name"] for m in record.get("mesh") or [] if m.get("major")},
+            )
     return docs, facts
 
 
@@ -65,10 +67,16 @@ def quality(docs, facts, *, without_design_tags: bool = False) -> dict:
             mesh.append(sum(bool(facts[o][1] & major) for o in others) / len(others))
             mesh_chance.append(sum(bool(facts[o][1] & major) for o in chance) / len(chance))
     mean = lambda xs: round(sum(xs) / len(xs), 3)  # noqa: E731
-    return {"records": len(docs), "with_neighbours": len(lists),
-            "same_design": mean(design), "same_design_chance": mean(design_chance), "design_records": len(design),
-            "shares_major_mesh": mean(mesh), "shares_major_mesh_chance": mean(mesh_chance),
-            "mesh_records": len(mesh)}
+    return {
+        "records": len(docs),
+        "with_neighbours": len(lists),
+        "same_design": mean(design),
+        "same_design_chance": mean(design_chance),
+        "design_records": len(design),
+        "shares_major_mesh": mean(mesh),
+        "shares_major_mesh_chance": mean(mesh_chance),
+        "mesh_records": len(mesh),
+    }
 
 
 def cost(docs, copies: int) -> dict:
@@ -87,10 +95,14 @@ def cost(docs, copies: int) -> dict:
     started = time.perf_counter()
     n_rows = sum(1 for _ in similar.neighbour_rows(index, sample))
     listed = time.perf_counter() - started
-    return {"records": len(index.pmids), "nnz": int(index.matrix.nnz),
-            "build_s_per_1000": round(built / len(index.pmids) * 1000, 3),
-            "neighbours_s_per_1000": round(listed / len(sample) * 1000, 2), "rows": n_rows,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    return {
+        "records": len(index.pmids),
+        "nnz": int(index.matrix.nnz),
+        "build_s_per_1000": round(built / len(index.pmids) * 1000, 3),
+        "neighbours_s_per_1000": round(listed / len(sample) * 1000, 2),
+        "rows": n_rows,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
 
 
 def main(argv: list[str]) -> None:

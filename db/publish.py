@@ -26,8 +26,18 @@ from pathlib import Path
 CONFIG_DIR = Path(__file__).resolve().parent
 NAME = "catalog"
 # Everything in db/ is configuration except the live database and what goes with it.
-NOT_CONFIG = ("*.db", "*.db-*", "*.sqlite", "*.sqlite3", "*.lock", "inspect-data.json", "publish.py",
-              ".*", "__pycache__", "*.pyc")
+NOT_CONFIG = (
+    "*.db",
+    "*.db-*",
+    "*.sqlite",
+    "*.sqlite3",
+    "*.lock",
+    "inspect-data.json",
+    "publish.py",
+    ".*",
+    "__pycache__",
+    "*.pyc",
+)
 
 
 def config_entries(config_dir: Path = CONFIG_DIR) -> list[Path]:
@@ -152,8 +162,10 @@ def main(argv: list[str]) -> int:
         print(f"publish-build: error: {exc}", file=sys.stderr)
         return 1
     counts = json.loads((target / "inspect-data.json").read_text())[NAME]["tables"]
-    print(f"published {published} ({counts.get('articles', {}).get('count', 0)} articles); "
-          f"serve it with: datasette {target}")
+    print(
+        f"published {published} ({counts.get('articles', {}).get('count', 0)} articles); "
+        f"serve it with: datasette {target}"
+    )
     return 0
 
 

@@ -67,8 +67,7 @@ class TerminalProgress:
         self.total = total
         self.done = 0
         if self.tty and total:
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
-                                         show_pos=True, show_eta=True)
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=True, show_eta=True)
             self.bar.__enter__()
         self._next_log = max(1, total // 10)
 
@@ -88,7 +87,10 @@ class TerminalProgress:
 
 
 db_option = click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Catalog database (default: $CATALOG_DB, else db/catalog.db).",
 )
 
@@ -139,22 +141,40 @@ def _parse_sources(ctx, param, value):
     names = [v.strip().lower() for v in value.split(",") if v.strip()]
     unknown = [n for n in names if n not in SOURCES]
     if unknown or not names:
-        raise click.BadParameter(f"expected a comma-separated list of {', '.join(SOURCES)}, got {value!r}",
-                                 param_hint="--sources (or HARVEST_SOURCES)")
+        raise click.BadParameter(
+            f"expected a comma-separated list of {', '.join(SOURCES)}, got {value!r}",
+            param_hint="--sources (or HARVEST_SOURCES)",
+        )
     return [s for s in SOURCES if s in names]
 
 
 @cli.command()
 @db_option
 @click.option("--full", is_flag=True, help="Re-sweep everything the query matches.")
-@click.option("--since", callback=_parse_date, metavar="YYYY-MM-DD",
-              help="Fetch records created or revised since this date.")
-@click.option("--overlap-days", type=click.IntRange(0, 365), default=DEFAULT_OVERLAP_DAYS, show_default=True,
-              help="An incremental run starts this many days before the last run, since PubMed's dates lag.")
-@click.option("--batch-size", type=click.IntRange(1, 10000), default=DEFAULT_BATCH, show_default=True,
-              help="Records per efetch request.")
-@click.option("--sources", callback=_parse_sources, default=None, metavar="pubmed,trials",
-              help="Which sources to harvest, in this order (default: $HARVEST_SOURCES, else pubmed,trials).")
+@click.option(
+    "--since", callback=_parse_date, metavar="YYYY-MM-DD", help="Fetch records created or revised since this date."
+)
+@click.option(
+    "--overlap-days",
+    type=click.IntRange(0, 365),
+    default=DEFAULT_OVERLAP_DAYS,
+    show_default=True,
+    help="An incremental run starts this many days before the last run, since PubMed's dates lag.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10000),
+    default=DEFAULT_BATCH,
+    show_default=True,
+    help="Records per efetch request.",
+)
+@click.option(
+    "--sources",
+    callback=_parse_sources,
+    default=None,
+    metavar="pubmed,trials",
+    help="Which sources to harvest, in this order (default: $HARVEST_SOURCES, else pubmed,trials).",
+)
 def run(db_path, full, since, overlap_days, batch_size, sources):
     """Harvest PubMed, then ClinicalTrials.gov, into the catalog (incremental unless new or --full)."""
     sources = sources or _parse_sources(None, None, os.environ.get("HARVEST_SOURCES") or ",".join(SOURCES))
@@ -162,8 +182,10 @@ def run(db_path, full, since, overlap_days, batch_size, sources):
         raise click.UsageError("--full and --since exclude each other")
     if since and since > clock.today():
         # A window that starts tomorrow is empty: it would "succeed" having searched nothing.
-        raise click.BadParameter(f"{since} is after today ({clock.today()}): records cannot be "
-                                 "created or revised in the future", param_hint="--since")
+        raise click.BadParameter(
+            f"{since} is after today ({clock.today()}): records cannot be created or revised in the future",
+            param_hint="--since",
+        )
     db_path = db_path or default_db_path()
     failures = []
     if "pubmed" in sources:
@@ -203,8 +225,13 @@ def _run_pubmed(db_path, full, since, overlap_days, batch_size) -> list[str]:
     settings = Settings.from_env()
     try:
         outcome = run_harvest(
-            db_path, settings=settings, full=full, since=since, overlap_days=overlap_days,
-            batch_size=batch_size, progress=TerminalProgress(),
+            db_path,
+            settings=settings,
+            full=full,
+            since=since,
+            overlap_days=overlap_days,
+            batch_size=batch_size,
+            progress=TerminalProgress(),
         )
     except store.HarvestLocked as exc:
         _fail(str(exc), EXIT_LOCKED)
@@ -224,18 +251,31 @@ def _run_pubmed(db_path, full, since, overlap_days, batch_size) -> list[str]:
 @cli.command(name="import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @db_option
-@click.option("--match-topic", is_flag=True,
-              help="Keep only records the topic query matches (evaluated locally over title, abstract, keywords, MeSH).")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Processes that parse and tag files while one writer stores them (for many large files).")
+@click.option(
+    "--match-topic",
+    is_flag=True,
+    help="Keep only records the topic query matches (evaluated locally over title, abstract, keywords, MeSH).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes that parse and tag files while one writer stores them (for many large files).",
+)
 def import_(files, db_path, match_topic, workers):
     """Load PubMed XML files (.xml or .xml.gz: efetch output, NLM baseline/update files)."""
     from .importer import ImportFailed, import_files
 
     db_path = db_path or default_db_path()
     try:
-        outcome = import_files(db_path, list(files), match_topic=match_topic, workers=workers,
-                               progress=TerminalProgress("reading files", "bytes"))
+        outcome = import_files(
+            db_path,
+            list(files),
+            match_topic=match_topic,
+            workers=workers,
+            progress=TerminalProgress("reading files", "bytes"),
+        )
     except store.HarvestLocked as exc:
         _fail(str(exc), EXIT_LOCKED)
     except ImportFailed as exc:
@@ -267,8 +307,11 @@ def retag(db_path):
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @db_option
 @click.option("--no-baseline", is_flag=True, help="Skip the TF-IDF + logistic-regression baseline.")
-@click.option("--check", is_flag=True,
-              help="Exit 1 when a target of the evaluation is not met (or cannot be judged: no positives).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 when a target of the evaluation is not met (or cannot be judged: no positives).",
+)
 def evaluate(files, db_path, no_baseline, check):
     """Score the text-only tagger against PubMed's own indexing (MEDLINE records, report split).
 
@@ -288,8 +331,13 @@ def evaluate(files, db_path, no_baseline, check):
 
 @cli.command(name="train-tagger")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the model (default: the package's harvest/design_model.json).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the model (default: the package's harvest/design_model.json).",
+)
 def train_tagger(files, output):
     """Retrain the design model from PubMed XML FILES (default: the shared records), deterministically."""
     from . import design_model
@@ -309,8 +357,9 @@ def train_tagger(files, output):
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["ris", "bibtex", "csl-json"]), required=True)
 @click.option("--search", metavar="TEXT", help="Only records this full-text search matches (FTS5 syntax).")
-@click.option("--since", metavar="YYYY-MM-DD", callback=_parse_date,
-              help="Only records first stored on or after this date.")
+@click.option(
+    "--since", metavar="YYYY-MM-DD", callback=_parse_date, help="Only records first stored on or after this date."
+)
 @click.option("--pmid", "pmids", type=int, multiple=True, help="Exactly these PMIDs (repeatable).")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
 def export_(db_path, fmt, search, since, pmids, output):
@@ -331,9 +380,11 @@ def export_(db_path, fmt, search, since, pmids, output):
     output.write(render(records, fmt))
     if not records:
         # An empty file and exit 0 look like success: say that nothing matched, and what was asked.
-        options = [f"--pmid {', '.join(map(str, pmids))}" if pmids else None,
-                   f"--search {search!r}" if search and not pmids else None,
-                   f"--since {since}" if since and not pmids else None]
+        options = [
+            f"--pmid {', '.join(map(str, pmids))}" if pmids else None,
+            f"--search {search!r}" if search and not pmids else None,
+            f"--since {since}" if since and not pmids else None,
+        ]
         asked = "; ".join(a for a in options if a) or "every record matching the query"
         click.echo(f"harvest: 0 records to export ({asked}) in {db_path}", err=True)
 
@@ -348,9 +399,14 @@ def parse_age(text: str) -> dt.timedelta:
 
 @cli.command()
 @db_option
-@click.option("--max-age", "max_ages", metavar="[SOURCE=]AGE", multiple=True,
-              help="Exit non-zero (4) when a source's last successful run is older, e.g. 2d (every source "
-                   "in $HARVEST_SOURCES) or trials=8d (that source); repeatable.")
+@click.option(
+    "--max-age",
+    "max_ages",
+    metavar="[SOURCE=]AGE",
+    multiple=True,
+    help="Exit non-zero (4) when a source's last successful run is older, e.g. 2d (every source "
+    "in $HARVEST_SOURCES) or trials=8d (that source); repeatable.",
+)
 @click.option("--runs", "show_runs", type=int, default=10, show_default=True, help="How many recent runs to list.")
 def status(db_path, max_ages, show_runs):
     """Recent runs, catalog counts, each source's last success, and what the next run will ask for."""
@@ -370,8 +426,9 @@ def _parse_max_ages(values) -> dict[str, tuple[str, dt.timedelta]]:
         source, _, age = value.rpartition("=")
         if source:
             if source.strip().lower() not in SOURCES:
-                raise click.BadParameter(f"unknown source {source!r} (expected one of {', '.join(SOURCES)})",
-                                         param_hint="--max-age")
+                raise click.BadParameter(
+                    f"unknown source {source!r} (expected one of {', '.join(SOURCES)})", param_hint="--max-age"
+                )
             limits[source.strip().lower()] = (age, parse_age(age))
         else:
             for name in default_sources:
@@ -382,28 +439,42 @@ def _parse_max_ages(values) -> dict[str, tuple[str, dt.timedelta]]:
 def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], show_runs: int) -> None:
     db = store.open_db(db_path)
     holder = store.lock_holder(db_path)
-    counts = next(db.query(
-        "select count(*) as articles, coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as matching, "
-        "coalesce(sum(matches_query = 0), 0) as unmatched, coalesce(sum(is_deleted = 1), 0) as deleted from articles"
-    ))
-    click.echo(f"catalog {db_path}: {counts['articles']} articles ({counts['matching']} matching the query, "
-               f"{counts['unmatched']} no longer matching, {counts['deleted']} deleted by NLM)")
-    trials = next(db.query(
-        "select count(*) as trials, coalesce(sum(in_topic), 0) as in_topic, "
-        "(select count(*) from trials_not_in_registry) as unknown from trials"))
-    click.echo(f"trials: {trials['trials']} studies from ClinicalTrials.gov ({trials['in_topic']} found by the "
-               f"topic query, the rest cited by catalog records); {trials['unknown']} cited ids not in the registry")
+    counts = next(
+        db.query(
+            "select count(*) as articles, coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as matching, "
+            "coalesce(sum(matches_query = 0), 0) as unmatched, coalesce(sum(is_deleted = 1), 0) as deleted from articles"
+        )
+    )
+    click.echo(
+        f"catalog {db_path}: {counts['articles']} articles ({counts['matching']} matching the query, "
+        f"{counts['unmatched']} no longer matching, {counts['deleted']} deleted by NLM)"
+    )
+    trials = next(
+        db.query(
+            "select count(*) as trials, coalesce(sum(in_topic), 0) as in_topic, "
+            "(select count(*) from trials_not_in_registry) as unknown from trials"
+        )
+    )
+    click.echo(
+        f"trials: {trials['trials']} studies from ClinicalTrials.gov ({trials['in_topic']} found by the "
+        f"topic query, the rest cited by catalog records); {trials['unknown']} cited ids not in the registry"
+    )
     runs = list(db.query("select * from harvest_runs order by id desc limit ?", [show_runs]))
     if runs:
         click.echo("recent runs:")
         for r in runs:
-            line = (f"  #{r['id']} {r['started_at']} {r['status']:<8} {r['mode']} ({r['source']}): "
-                    f"promised {r['records_promised'] or 0}, new {r['new'] or 0}, updated {r['updated'] or 0}, "
-                    f"unchanged {r['unchanged'] or 0}, unmatched {r['unmatched'] or 0}, requests {r['requests'] or 0}")
+            line = (
+                f"  #{r['id']} {r['started_at']} {r['status']:<8} {r['mode']} ({r['source']}): "
+                f"promised {r['records_promised'] or 0}, new {r['new'] or 0}, updated {r['updated'] or 0}, "
+                f"unchanged {r['unchanged'] or 0}, unmatched {r['unmatched'] or 0}, requests {r['requests'] or 0}"
+            )
             click.echo(line)
             if r["status"] == "running":
-                click.echo(f"      in progress: {holder}" if holder else
-                           "      no process holds the lock: it died, and the next run marks it aborted")
+                click.echo(
+                    f"      in progress: {holder}"
+                    if holder
+                    else "      no process holds the lock: it died, and the next run marks it aborted"
+                )
             if r["error"]:
                 click.echo(f"      error: {r['error']}")
             if r["count_discrepancy"]:
@@ -413,7 +484,9 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
     last = store.last_successful_run(db)
     last_trials = store.last_successful_source_run(db, "trials")
     for name, run in (("pubmed", last), ("trials", last_trials)):
-        click.echo(f"last success, {name}: " + (f"run #{run['id']} finished {run['finished_at']}" if run else "none yet"))
+        click.echo(
+            f"last success, {name}: " + (f"run #{run['id']} finished {run['finished_at']}" if run else "none yet")
+        )
     # The trials line first: PubMed's `next run:` stays the last section readers split on.
     from .query import TRIALS_QUERY_VERSION
     from .runner import choose_trials_mode
@@ -422,14 +495,20 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
         mode, since = choose_trials_mode(last_trials, full=False, overlap_days=DEFAULT_OVERLAP_DAYS)
     except (TypeError, ValueError):
         mode, since = "full", None
-    click.echo(f"next trials run: {mode}" + (f": studies updated since {since}" if since else ": every study the query lists")
-               + f" (trials query version {TRIALS_QUERY_VERSION})")
+    click.echo(
+        f"next trials run: {mode}"
+        + (f": studies updated since {since}" if since else ": every study the query lists")
+        + f" (trials query version {TRIALS_QUERY_VERSION})"
+    )
     try:
-        mode, since = choose_mode(last, full=False, since=None, overlap_days=DEFAULT_OVERLAP_DAYS,
-                                  partial=store.has_partial_runs(db))
+        mode, since = choose_mode(
+            last, full=False, since=None, overlap_days=DEFAULT_OVERLAP_DAYS, partial=store.has_partial_runs(db)
+        )
     except (TypeError, ValueError):
         mode, since = "full", None
-    next_run = f"{mode}" + (f": records created or revised since {since}" if since else ": every record the query matches")
+    next_run = f"{mode}" + (
+        f": records created or revised since {since}" if since else ": every record the query matches"
+    )
     click.echo(f"next run: {next_run} (query version {QUERY_VERSION})")
     stale = []
     for name, (written, max_delta) in limits.items():
@@ -439,9 +518,14 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
         last_any = run["finished_at"] if run else None
         what = "harvest" if name == "pubmed" else "trials harvest"
         if not last_any:
-            stale.append(f"no successful {what} yet" + (
-                " (only --since runs or imports: the next plain run is a full sweep)"
-                if name == "pubmed" and store.has_partial_runs(db) else ""))
+            stale.append(
+                f"no successful {what} yet"
+                + (
+                    " (only --since runs or imports: the next plain run is a full sweep)"
+                    if name == "pubmed" and store.has_partial_runs(db)
+                    else ""
+                )
+            )
             continue
         age = clock.now() - dt.datetime.fromisoformat(last_any)
         if age > max_delta:

@@ -56,8 +56,7 @@ def parse_page(body: bytes) -> StudyPage:
         if not is_nct_id(_get(study, "protocolSection", "identificationModule", "nctId")):
             raise RetryableResponse("a study in the answer has no NCT id")
     total = data.get("totalCount")
-    return StudyPage(data["studies"], data.get("nextPageToken") or None,
-                     int(total) if isinstance(total, int) else None)
+    return StudyPage(data["studies"], data.get("nextPageToken") or None, int(total) if isinstance(total, int) else None)
 
 
 def parse_single(body: bytes) -> dict:
@@ -101,23 +100,35 @@ class CtgovClient(HttpClient):
         )
         super().__init__(service, limiter=limiter, session=session, sleep=sleep)
 
-    def studies_page(self, params: dict[str, str], *, page_token: str | None = None,
-                     page_size: int | None = None, describe: str = "studies search") -> StudyPage:
-        query = {**params, "format": "json", "pageSize": str(page_size or self.settings.page_size),
-                 "countTotal": "true"}
+    def studies_page(
+        self,
+        params: dict[str, str],
+        *,
+        page_token: str | None = None,
+        page_size: int | None = None,
+        describe: str = "studies search",
+    ) -> StudyPage:
+        query = {
+            **params,
+            "format": "json",
+            "pageSize": str(page_size or self.settings.page_size),
+            "countTotal": "true",
+        }
         if page_token:
             query["pageToken"] = page_token
         return self.call("studies", query, parse_page, describe=describe)
 
-    def iter_pages(self, params: dict[str, str], *, page_size: int | None = None,
-                   describe: str = "studies search") -> Iterator[StudyPage]:
+    def iter_pages(
+        self, params: dict[str, str], *, page_size: int | None = None, describe: str = "studies search"
+    ) -> Iterator[StudyPage]:
         """Every page of a search, following `nextPageToken`; a page that fails ends it loudly."""
         token = None
         number = 0
         while True:
             number += 1
-            page = self.studies_page(params, page_token=token, page_size=page_size,
-                                     describe=f"{describe}, page {number}")
+            page = self.studies_page(
+                params, page_token=token, page_size=page_size, describe=f"{describe}, page {number}"
+            )
             yield page
             token = page.next_page_token
             if not token or not page.studies:
@@ -127,16 +138,22 @@ class CtgovClient(HttpClient):
         """The studies of these ids that the registry knows (ids it does not know are left out)."""
         found: list[dict] = []
         params = {**(extra or {}), "filter.ids": ",".join(nct_ids)}
-        for page in self.iter_pages(params, page_size=min(1000, max(len(nct_ids), 1)),
-                                    describe=f"studies by id ({len(nct_ids)} ids)"):
+        for page in self.iter_pages(
+            params, page_size=min(1000, max(len(nct_ids), 1)), describe=f"studies by id ({len(nct_ids)} ids)"
+        ):
             found.extend(page.studies)
         return found
 
     def study(self, nct_id: str) -> dict | None:
         """One study, or None when the registry answers 404 (it does not know the id)."""
         missing: dict = {}
-        result = self.call(f"studies/{nct_id}", {"format": "json"}, parse_single, describe=f"study {nct_id}",
-                           accept=lambda status, body: missing if status == 404 else None)
+        result = self.call(
+            f"studies/{nct_id}",
+            {"format": "json"},
+            parse_single,
+            describe=f"study {nct_id}",
+            accept=lambda status, body: missing if status == 404 else None,
+        )
         return None if result is missing else result
 
 
@@ -234,7 +251,11 @@ def parse_study(study: dict) -> TrialRecord:
     outcomes_module = protocol.get("outcomesModule") or {}
     outcomes = [
         Outcome(kind, m, _text(o.get("timeFrame")))
-        for kind, key in (("primary", "primaryOutcomes"), ("secondary", "secondaryOutcomes"), ("other", "otherOutcomes"))
+        for kind, key in (
+            ("primary", "primaryOutcomes"),
+            ("secondary", "secondaryOutcomes"),
+            ("other", "otherOutcomes"),
+        )
         for o in outcomes_module.get(key) or []
         if (m := _text(o.get("measure")))
     ]
@@ -259,16 +280,21 @@ def parse_study(study: dict) -> TrialRecord:
         masking=_text(_get(design_info, "maskingInfo", "masking")),
         enrollment_count=int(count) if isinstance(count, (int, float)) else None,
         enrollment_type=_text(enrollment.get("type")),
-        start_date=start, start_date_type=start_type,
-        primary_completion_date=primary, primary_completion_date_type=primary_type,
-        completion_date=completion, completion_date_type=completion_type,
+        start_date=start,
+        start_date_type=start_type,
+        primary_completion_date=primary,
+        primary_completion_date_type=primary_type,
+        completion_date=completion,
+        completion_date_type=completion_type,
         first_posted=_date(status, "studyFirstPostDateStruct")[0],
         results_first_posted=_date(status, "resultsFirstPostDateStruct")[0],
         last_update_posted=_date(status, "lastUpdatePostDateStruct")[0],
         lead_sponsor=_text(sponsor.get("name")),
         lead_sponsor_class=_text(sponsor.get("class")),
         has_results=bool(study.get("hasResults")) or "resultsSection" in study,
-        conditions=list(dict.fromkeys(c for c in (_text(c) for c in _get(protocol, "conditionsModule", "conditions") or []) if c)),
+        conditions=list(
+            dict.fromkeys(c for c in (_text(c) for c in _get(protocol, "conditionsModule", "conditions") or []) if c)
+        ),
         interventions=[
             Intervention(_text(i.get("type")), name, _text(i.get("description")))
             for i in _get(protocol, "armsInterventionsModule", "interventions") or []
@@ -344,8 +370,9 @@ def child_rows(record: TrialRecord) -> dict[str, list[tuple]]:
     return {
         "trial_interventions": interventions,
         "trial_conditions": [(nct, position, c) for position, c in enumerate(record.conditions, 1)],
-        "trial_outcomes": [(nct, position, o.kind, o.measure, o.time_frame)
-                           for position, o in enumerate(record.outcomes, 1)],
+        "trial_outcomes": [
+            (nct, position, o.kind, o.measure, o.time_frame) for position, o in enumerate(record.outcomes, 1)
+        ],
     }
 
 
@@ -365,8 +392,15 @@ def change_events(old: dict, new: dict) -> list[tuple[str, str | None]]:
     for column, label in (("primary_completion_date", "primary completion"), ("completion_date", "completion")):
         if old.get(column) != new.get(column):
             events.append(("completion_date_moved", f"{label} {old.get(column)} -> {new.get(column)}"))
-    if (old.get("enrollment_count"), old.get("enrollment_type")) != (new.get("enrollment_count"), new.get("enrollment_type")):
-        events.append(("enrollment_changed",
-                       f"{old.get('enrollment_count')} {old.get('enrollment_type') or ''}".strip()
-                       + f" -> {new.get('enrollment_count')} {new.get('enrollment_type') or ''}".rstrip()))
+    if (old.get("enrollment_count"), old.get("enrollment_type")) != (
+        new.get("enrollment_count"),
+        new.get("enrollment_type"),
+    ):
+        events.append(
+            (
+                "enrollment_changed",
+                f"{old.get('enrollment_count')} {old.get('enrollment_type') or ''}".strip()
+                + f" -> {new.get('enrollment_count')} {new.get('enrollment_type') or ''}".rstrip(),
+            )
+        )
     return events

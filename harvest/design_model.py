@@ -94,8 +94,16 @@ def tfidf_weights(counts: Mapping[str, int], idf: Mapping[str, float]) -> dict[s
     return {t: (1.0 + math.log(c)) * idf[t] for t, c in counts.items() if t in idf}
 
 
-def features(title: str, abstract: str, *, rule_ids: Iterable[str], combined_designs: Iterable[str],
-             n_animal: int, n_human: int, structured: bool) -> tuple[set[str], set[str], Counter]:
+def features(
+    title: str,
+    abstract: str,
+    *,
+    rule_ids: Iterable[str],
+    combined_designs: Iterable[str],
+    n_animal: int,
+    n_human: int,
+    structured: bool,
+) -> tuple[set[str], set[str], Counter]:
     """(fixed features, scaled word features, term counts) of one record; see the module doc."""
     fixed = {"r:" + r for r in rule_ids}
     fixed.update("c:" + v for v in combined_designs)
@@ -120,7 +128,7 @@ def features(title: str, abstract: str, *, rule_ids: Iterable[str], combined_des
             words.add("a:" + prev + "_" + t)
         prev = t
     padded = " " + " ".join(title.lower().split()) + " "
-    words.update("k:" + padded[i:i + 4] for i in range(len(padded) - 3))
+    words.update("k:" + padded[i : i + 4] for i in range(len(padded) - 3))
     if no_abstract:
         fixed.add("x:no_abstract")
     else:
@@ -153,10 +161,12 @@ class DesignModel:
         self.blends = tuple(float(data.get("blend", {}).get(name, 0.0)) for name in self.labels)
         self.term_intercepts = tuple(float(data.get("term_intercepts", {}).get(name, 0.0)) for name in self.labels)
         self.term_weights: tuple[dict[str, float], ...] = tuple(
-            {t: float(w) for t, w in data.get("term_weights", {}).get(name, {}).items()} for name in self.labels)
+            {t: float(w) for t, w in data.get("term_weights", {}).get(name, {}).items()} for name in self.labels
+        )
         # label -> (slope, intercept) of the out-of-fold calibration (train_tagger)
-        self.calibration = {name: tuple(float(v) for v in data.get("calibration", {}).get(name, (1.0, 0.0)))
-                            for name in self.labels}
+        self.calibration = {
+            name: tuple(float(v) for v in data.get("calibration", {}).get(name, (1.0, 0.0))) for name in self.labels
+        }
         self.data = data
 
     def confidence(self, label: str, score: float) -> float:
@@ -165,8 +175,9 @@ class DesignModel:
         slope, intercept = self.calibration[label]
         return probability(slope * score + intercept)
 
-    def scores(self, fixed: set[str], words: set[str], counts: Mapping[str, int] | None = None
-               ) -> tuple[list[float], list[list[tuple[float, str]]]]:
+    def scores(
+        self, fixed: set[str], words: set[str], counts: Mapping[str, int] | None = None
+    ) -> tuple[list[float], list[list[tuple[float, str]]]]:
         """Per label: the blended linear score, and the positive contributions (weight, feature);
         a contribution of the second model is named ``w:`` plus its word or word pair (joined by
         ``_``), so the evidence code finds it in the title or abstract."""
@@ -202,8 +213,9 @@ class DesignModel:
             totals[i] += blend * total
         return totals, contributions
 
-    def decide(self, fixed: set[str], words: set[str], counts: Mapping[str, int] | None = None
-               ) -> list[tuple[str, float, list[tuple[float, str]]]]:
+    def decide(
+        self, fixed: set[str], words: set[str], counts: Mapping[str, int] | None = None
+    ) -> list[tuple[str, float, list[tuple[float, str]]]]:
         """The labels whose score reaches their threshold (and no veto applies):
         (label, score, positive contributions)."""
         totals, contributions = self.scores(fixed, words, counts)
@@ -232,9 +244,15 @@ def _span(text: str, words: list[str]) -> str | None:
     return m.group(0) if m else None
 
 
-def readable_evidence(contributions: list[tuple[float, str]], *, title: str, abstract: str,
-                      rule_evidence: Mapping[str, str], design_evidence: Mapping[str, str],
-                      limit: int = 3) -> str:
+def readable_evidence(
+    contributions: list[tuple[float, str]],
+    *,
+    title: str,
+    abstract: str,
+    rule_evidence: Mapping[str, str],
+    design_evidence: Mapping[str, str],
+    limit: int = 3,
+) -> str:
     """The largest positive contributions that point at text: a rule's matched span, or a word pair
     or a word of four letters or more as written in the title or abstract; `limit` of them,
     ``; ``-joined, none inside an earlier one."""

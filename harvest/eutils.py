@@ -64,9 +64,7 @@ _email_warned = False
 
 def error_in_body(body: bytes) -> str | None:
     """The text of an `<ERROR>` element NCBI put inside an otherwise normal 200."""
-    match = _ERROR_RE.search(body[:4096]) or (
-        _ERROR_RE.search(body[-4096:]) if len(body) > 4096 else None
-    )
+    match = _ERROR_RE.search(body[:4096]) or (_ERROR_RE.search(body[-4096:]) if len(body) > 4096 else None)
     if match:
         return match.group(1).decode("utf-8", "replace").strip()
     return None
@@ -127,8 +125,10 @@ class EutilsClient(HttpClient):
             user_agent=f"{s.tool} (python-requests)",
             url_setting="NCBI_EUTILS_URL",
             body_cap_setting="NCBI_MAX_BODY_MB",
-            body_cap_hint=("a real efetch batch of 500 records is under 8 MB: raise NCBI_MAX_BODY_MB or lower "
-                           "--batch-size if this answer is genuine"),
+            body_cap_hint=(
+                "a real efetch batch of 500 records is under 8 MB: raise NCBI_MAX_BODY_MB or lower "
+                "--batch-size if this answer is genuine"
+            ),
             connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout,
             max_tries=s.max_tries,
@@ -137,8 +137,9 @@ class EutilsClient(HttpClient):
             max_body_bytes=s.max_body_bytes,
             secrets=(s.api_key,) if s.api_key else (),
         )
-        super().__init__(service, limiter=limiter or shared_rate_limiter(s.requests_per_second),
-                         session=session, sleep=sleep)
+        super().__init__(
+            service, limiter=limiter or shared_rate_limiter(s.requests_per_second), session=session, sleep=sleep
+        )
         global _email_warned
         if not s.email and not _email_warned:
             _email_warned = True
@@ -157,9 +158,11 @@ class EutilsClient(HttpClient):
         return params
 
     def unreachable_message(self, problem: str) -> str:
-        return (f"PubMed could not be reached at {self.settings.base_url} ({problem}). "
-                "Check the network, or point the harvester at another E-utilities "
-                "server with NCBI_EUTILS_URL.")
+        return (
+            f"PubMed could not be reached at {self.settings.base_url} ({problem}). "
+            "Check the network, or point the harvester at another E-utilities "
+            "server with NCBI_EUTILS_URL."
+        )
 
     # -- the E-utilities we use ----------------------------------------------
 
@@ -172,9 +175,7 @@ class EutilsClient(HttpClient):
 
     def efetch_ids(self, ids: list[int], validate: Callable[[bytes], T]) -> T:
         params = {"db": "pubmed", "retmode": "xml", "id": ",".join(str(i) for i in ids)}
-        return self.call(
-            "efetch.fcgi", params, validate, post=True, describe=f"efetch of {len(ids)} ids"
-        )
+        return self.call("efetch.fcgi", params, validate, post=True, describe=f"efetch of {len(ids)} ids")
 
     def efetch_history(
         self, webenv: str, query_key: str, retstart: int, retmax: int, validate: Callable[[bytes], T]

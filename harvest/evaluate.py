@@ -70,19 +70,42 @@ class GoldLabel:
 GOLD_LABELS: dict[str, GoldLabel] = {
     g.name: g
     for g in (
-        GoldLabel("rct", 'publication type "Randomized Controlled Trial"',
-                  lambda r: "Randomized Controlled Trial" in _pubtypes(r), frozenset({"rct", "crossover_rct"})),
-        GoldLabel("case_report", 'publication type "Case Reports"',
-                  lambda r: "Case Reports" in _pubtypes(r), frozenset({"case_report_series"})),
-        GoldLabel("review", 'publication type "Review", without "Systematic Review" or "Meta-Analysis" (narrative)',
-                  lambda r: "Review" in _pubtypes(r) and not ({"Systematic Review", "Meta-Analysis"} & _pubtypes(r)),
-                  frozenset({"narrative_review"})),
-        GoldLabel("systematic_review", 'publication type "Systematic Review"',
-                  lambda r: "Systematic Review" in _pubtypes(r), frozenset({"systematic_review"})),
-        GoldLabel("meta_analysis", 'publication type "Meta-Analysis"',
-                  lambda r: "Meta-Analysis" in _pubtypes(r), frozenset({"meta_analysis"})),
-        GoldLabel("animal_study", 'MeSH check tag "Animals" without "Humans"',
-                  lambda r: "Animals" in _mesh(r) and "Humans" not in _mesh(r), frozenset({"preclinical_animal"})),
+        GoldLabel(
+            "rct",
+            'publication type "Randomized Controlled Trial"',
+            lambda r: "Randomized Controlled Trial" in _pubtypes(r),
+            frozenset({"rct", "crossover_rct"}),
+        ),
+        GoldLabel(
+            "case_report",
+            'publication type "Case Reports"',
+            lambda r: "Case Reports" in _pubtypes(r),
+            frozenset({"case_report_series"}),
+        ),
+        GoldLabel(
+            "review",
+            'publication type "Review", without "Systematic Review" or "Meta-Analysis" (narrative)',
+            lambda r: "Review" in _pubtypes(r) and not ({"Systematic Review", "Meta-Analysis"} & _pubtypes(r)),
+            frozenset({"narrative_review"}),
+        ),
+        GoldLabel(
+            "systematic_review",
+            'publication type "Systematic Review"',
+            lambda r: "Systematic Review" in _pubtypes(r),
+            frozenset({"systematic_review"}),
+        ),
+        GoldLabel(
+            "meta_analysis",
+            'publication type "Meta-Analysis"',
+            lambda r: "Meta-Analysis" in _pubtypes(r),
+            frozenset({"meta_analysis"}),
+        ),
+        GoldLabel(
+            "animal_study",
+            'MeSH check tag "Animals" without "Humans"',
+            lambda r: "Animals" in _mesh(r) and "Humans" not in _mesh(r),
+            frozenset({"preclinical_animal"}),
+        ),
     )
 }
 
@@ -263,9 +286,16 @@ def evaluate(records: Iterable[Mapping], *, baseline: bool = True) -> Evaluation
             scores[subset][name] = {"tagger": score(gold, pred), "baseline": base, "primary": score(gold, prim)}
 
     report = EvaluationReport(
-        rules_version=tagging.RULES_VERSION, n_records=len(records), n_gold=len(test),
-        n_gold_with_abstract=sum(has_abstract), n_train=len(train), scores=scores, targets=[],
-        baseline_error=baseline_error, seconds_tagging=seconds_tagging, seconds_baseline=seconds_baseline,
+        rules_version=tagging.RULES_VERSION,
+        n_records=len(records),
+        n_gold=len(test),
+        n_gold_with_abstract=sum(has_abstract),
+        n_train=len(train),
+        scores=scores,
+        targets=[],
+        baseline_error=baseline_error,
+        seconds_tagging=seconds_tagging,
+        seconds_baseline=seconds_baseline,
     )
     model = design_model.load_model()
     report.model_version, report.model_training_records = model.version, model.data["training"]["records"]
@@ -277,30 +307,56 @@ def evaluate(records: Iterable[Mapping], *, baseline: bool = True) -> Evaluation
 def _targets(report: EvaluationReport) -> list[Target]:
     out = []
     for name, s, precision, recall in (
-        ("RCT precision >= 0.80 with recall >= 0.60 (all gold records)",
-         report.scores["all"]["rct"]["tagger"], 0.80, 0.60),
-        ("RCT precision >= 0.80 with recall >= 0.60 (gold records with an abstract)",
-         report.scores["with_abstract"]["rct"]["tagger"], 0.80, 0.60),
-        ("case reports with an abstract: precision >= 0.90 with recall >= 0.75",
-         report.scores["with_abstract"]["case_report"]["tagger"], 0.90, 0.75),
+        (
+            "RCT precision >= 0.80 with recall >= 0.60 (all gold records)",
+            report.scores["all"]["rct"]["tagger"],
+            0.80,
+            0.60,
+        ),
+        (
+            "RCT precision >= 0.80 with recall >= 0.60 (gold records with an abstract)",
+            report.scores["with_abstract"]["rct"]["tagger"],
+            0.80,
+            0.60,
+        ),
+        (
+            "case reports with an abstract: precision >= 0.90 with recall >= 0.75",
+            report.scores["with_abstract"]["case_report"]["tagger"],
+            0.90,
+            0.75,
+        ),
     ):
         if not s.positives:
-            out.append(Target(name, False, f"no positives in the split ({s.predicted} predicted): cannot be judged",
-                              judged=False))
+            out.append(
+                Target(
+                    name, False, f"no positives in the split ({s.predicted} predicted): cannot be judged", judged=False
+                )
+            )
             continue
-        out.append(Target(name, s.precision >= precision and s.recall >= recall,
-                          f"P={s.precision:.3f} R={s.recall:.3f} (positives {s.positives})"))
+        out.append(
+            Target(
+                name,
+                s.precision >= precision and s.recall >= recall,
+                f"P={s.precision:.3f} R={s.recall:.3f} (positives {s.positives})",
+            )
+        )
     for name in GOLD_LABELS:
         row = report.scores["all"][name]
         tagger, base = row["tagger"], row["baseline"]
         if tagger.positives < MIN_POSITIVES_FOR_F1_TARGET:
             continue
         if base is None:
-            out.append(Target(f"{name}: tagger F1 > baseline F1 ({tagger.positives} positives)", False,
-                              "baseline not run"))
+            out.append(
+                Target(f"{name}: tagger F1 > baseline F1 ({tagger.positives} positives)", False, "baseline not run")
+            )
             continue
-        out.append(Target(f"{name}: tagger F1 > baseline F1 ({tagger.positives} positives)",
-                          tagger.f1 > base.f1, f"tagger {tagger.f1:.3f} vs baseline {base.f1:.3f}"))
+        out.append(
+            Target(
+                f"{name}: tagger F1 > baseline F1 ({tagger.positives} positives)",
+                tagger.f1 > base.f1,
+                f"tagger {tagger.f1:.3f} vs baseline {base.f1:.3f}",
+            )
+        )
     return out
 
 
@@ -309,8 +365,10 @@ def _cell(s: Score | None) -> str:
         return f"{'-':>47}"
     plo, phi = s.precision_ci
     rlo, rhi = s.recall_ci
-    return (f"{s.precision:5.2f} [{plo:4.2f},{phi:4.2f}] {s.recall:5.2f} [{rlo:4.2f},{rhi:4.2f}] {s.f1:5.2f}"
-            f" {s.predicted:5d}")
+    return (
+        f"{s.precision:5.2f} [{plo:4.2f},{phi:4.2f}] {s.recall:5.2f} [{rlo:4.2f},{rhi:4.2f}] {s.f1:5.2f}"
+        f" {s.predicted:5d}"
+    )
 
 
 def format_report(report: EvaluationReport) -> str:
@@ -339,8 +397,11 @@ def format_report(report: EvaluationReport) -> str:
     for t in report.targets:
         lines.append(f"  [{t.status}] {t.name}: {t.detail}")
     if report.ceilings:
-        lines += ["", f"ceilings: the best precision any threshold of {report.model_version} reaches out of fold on "
-                      "its training records at the target's recall"]
+        lines += [
+            "",
+            f"ceilings: the best precision any threshold of {report.model_version} reaches out of fold on "
+            "its training records at the target's recall",
+        ]
         for label, c in report.ceilings.items():
             records = "records with an abstract" if c["records"] == "with_abstract" else "all records"
             lines.append(f"  {label}: precision {c['best_precision']:.2f} at recall >= {c['recall']:.2f} ({records})")
@@ -389,8 +450,9 @@ def iter_records_from_db(db_path: Path | str) -> Iterator[dict]:
         conn.close()
 
 
-def run_evaluation(*, db: Path | str | None = None, paths: Sequence[Path | str] | None = None,
-                   baseline: bool = True) -> EvaluationReport:
+def run_evaluation(
+    *, db: Path | str | None = None, paths: Sequence[Path | str] | None = None, baseline: bool = True
+) -> EvaluationReport:
     """What ``python -m harvest evaluate [--db PATH]`` runs: the catalog's stored records when a
     database is given, else the given files, else the shared PubMed records."""
     if db is not None:

@@ -64,17 +64,35 @@ LABELS = {
     "arketamine": "arketamine",
     "hydroxynorketamine_metabolites": "hydroxynorketamine (metabolites)",
     "unspecified_ketamine": "ketamine (form not stated)",
-    "intravenous": "Intravenous", "intranasal": "Intranasal", "oral": "Oral", "intramuscular": "Intramuscular",
-    "subcutaneous": "Subcutaneous", "sublingual_buccal": "Sublingual or buccal",
-    "placebo": "Placebo", "active_placebo_midazolam": "Active placebo (midazolam)",
-    "ect": "Electroconvulsive therapy", "other_antidepressant": "Another antidepressant",
-    "madrs": "MADRS", "hamd": "HAM-D", "bdi": "BDI", "qids": "QIDS", "cssrs_suicidality": "C-SSRS (suicidality)",
-    "remission": "Remission", "response": "Response", "relapse": "Relapse",
-    "dissociation_cadss": "Dissociation (CADSS)", "blood_pressure": "Blood pressure", "cognition": "Cognition",
-    "abuse_misuse": "Abuse or misuse", "urological": "Urological effects",
-    "mechanism": "Mechanism of action", "rapid_onset": "Rapid onset", "treatment_resistance": "Treatment resistance",
+    "intravenous": "Intravenous",
+    "intranasal": "Intranasal",
+    "oral": "Oral",
+    "intramuscular": "Intramuscular",
+    "subcutaneous": "Subcutaneous",
+    "sublingual_buccal": "Sublingual or buccal",
+    "placebo": "Placebo",
+    "active_placebo_midazolam": "Active placebo (midazolam)",
+    "ect": "Electroconvulsive therapy",
+    "other_antidepressant": "Another antidepressant",
+    "madrs": "MADRS",
+    "hamd": "HAM-D",
+    "bdi": "BDI",
+    "qids": "QIDS",
+    "cssrs_suicidality": "C-SSRS (suicidality)",
+    "remission": "Remission",
+    "response": "Response",
+    "relapse": "Relapse",
+    "dissociation_cadss": "Dissociation (CADSS)",
+    "blood_pressure": "Blood pressure",
+    "cognition": "Cognition",
+    "abuse_misuse": "Abuse or misuse",
+    "urological": "Urological effects",
+    "mechanism": "Mechanism of action",
+    "rapid_onset": "Rapid onset",
+    "treatment_resistance": "Treatment resistance",
     "durability_relapse_maintenance": "Durability, relapse, maintenance",
-    "safety_side_effects": "Safety and side effects", "misuse_abuse": "Misuse and abuse",
+    "safety_side_effects": "Safety and side effects",
+    "misuse_abuse": "Misuse and abuse",
     "cost_access": "Cost and access",
 }
 
@@ -87,8 +105,12 @@ AXES = {
     "outcome": ("Outcome", ("outcome",)),
     "theme": ("Theme", ("theme",)),
 }
-AXIS_VALUES = {"population": POPULATIONS, "molecule": FACET_VALUES["molecule"],
-               "outcome": FACET_VALUES["outcome"], "theme": FACET_VALUES["theme"]}
+AXIS_VALUES = {
+    "population": POPULATIONS,
+    "molecule": FACET_VALUES["molecule"],
+    "outcome": FACET_VALUES["outcome"],
+    "theme": FACET_VALUES["theme"],
+}
 FILTERS = {"route": FACET_VALUES["route"], "comparator": FACET_VALUES["comparator"]}
 ROW_SEPARATOR = "|"
 
@@ -113,11 +135,15 @@ def row_pairs_sql(axis: str) -> str:
     facets = AXES[axis][1]
     aliases = [f"t{i}" for i in range(len(facets))]
     row = " || '|' || ".join(f"{t}.value" for t in aliases)
-    joins = " ".join(f"join article_tags {t} on {t}.pmid = t0.pmid and {t}.facet = '{f}' "
-                     f"and {t}.value in ({_quoted(AXIS_VALUES[f])})"
-                     for t, f in zip(aliases[1:], facets[1:]))
-    return (f"select t0.pmid as pmid, {row} as row from article_tags t0 {joins} "
-            f"where t0.facet = '{facets[0]}' and t0.value in ({_quoted(AXIS_VALUES[facets[0]])})")
+    joins = " ".join(
+        f"join article_tags {t} on {t}.pmid = t0.pmid and {t}.facet = '{f}' "
+        f"and {t}.value in ({_quoted(AXIS_VALUES[f])})"
+        for t, f in zip(aliases[1:], facets[1:])
+    )
+    return (
+        f"select t0.pmid as pmid, {row} as row from article_tags t0 {joins} "
+        f"where t0.facet = '{facets[0]}' and t0.value in ({_quoted(AXIS_VALUES[facets[0]])})"
+    )
 
 
 def definition(psychiatric: bool) -> dict:
@@ -130,18 +156,27 @@ def definition(psychiatric: bool) -> dict:
             text = " × ".join(label(v) for v in values)
             args = "&".join(f"_{f}={v}" for f, v in zip(facets, values))
             rows.append({"key": key, "label": text, "args": args})
-        axes.append({"key": axis, "label": axis_label, "facets": list(facets), "rows": rows,
-                     "pairs_sql": row_pairs_sql(axis)})
+        axes.append(
+            {"key": axis, "label": axis_label, "facets": list(facets), "rows": rows, "pairs_sql": row_pairs_sql(axis)}
+        )
     return {
         "scope_sql": SCOPE_SQL + (PSYCHIATRIC_SQL if psychiatric else ""),
         "scope_args": SCOPE_ARGS + (PSYCHIATRIC_ARGS if psychiatric else ""),
         "level_sql": level_sql(),
-        "levels": [{"key": key, "label": text, "designs": list(designs),
-                    "args": "study_design__in=" + ",".join(designs)} for key, text, designs in LEVELS],
+        "levels": [
+            {"key": key, "label": text, "designs": list(designs), "args": "study_design__in=" + ",".join(designs)}
+            for key, text, designs in LEVELS
+        ],
         "axes": axes,
-        "filters": [{"key": name, "label": name.capitalize(), "arg": f"_{name}",
-                     "values": [{"key": v, "label": label(v)} for v in values]}
-                    for name, values in FILTERS.items()],
+        "filters": [
+            {
+                "key": name,
+                "label": name.capitalize(),
+                "arg": f"_{name}",
+                "values": [{"key": v, "label": label(v)} for v in values],
+            }
+            for name, values in FILTERS.items()
+        ],
     }
 
 
@@ -180,8 +215,8 @@ def refresh(db: sqlite_utils.Database) -> None:
     conn.execute("drop table if exists temp.evidence_map_extra")
     conn.execute("create temp table evidence_map_base (pmid integer primary key, level text, pub_year integer)")
     conn.execute(f"""insert into temp.evidence_map_base
-                     select a.pmid, {spec['level_sql']} as level, a.pub_year from articles a
-                     where {spec['scope_sql']} and level is not null""")
+                     select a.pmid, {spec["level_sql"]} as level, a.pub_year from articles a
+                     where {spec["scope_sql"]} and level is not null""")
     conn.execute(f"create temp table evidence_map_extra (pmid integer primary key, {', '.join(FILTERS)})")
     conn.execute(f"""insert into temp.evidence_map_extra select pmid, {extra} from article_tags
                      where facet in ({_quoted(FILTERS)}) group by pmid""")
@@ -190,7 +225,7 @@ def refresh(db: sqlite_utils.Database) -> None:
         for axis in spec["axes"]:
             for row, level, year, routes, comparators, n in conn.execute(f"""
                     select r.row, b.level, b.pub_year, x.route, x.comparator, count(*)
-                    from ({axis['pairs_sql']}) r join temp.evidence_map_base b on b.pmid = r.pmid
+                    from ({axis["pairs_sql"]}) r join temp.evidence_map_base b on b.pmid = r.pmid
                     left join temp.evidence_map_extra x on x.pmid = r.pmid
                     group by 1, 2, 3, 4, 5"""):
                 for route in ("", *(routes.split(",") if routes else ())):
@@ -199,5 +234,6 @@ def refresh(db: sqlite_utils.Database) -> None:
     finally:
         conn.execute("drop table if exists temp.evidence_map_base")
         conn.execute("drop table if exists temp.evidence_map_extra")
-    conn.executemany("insert into evidence_map_counts values (?, ?, ?, ?, ?, ?, ?)",
-                     ((*key, n) for key, n in counts.items()))
+    conn.executemany(
+        "insert into evidence_map_counts values (?, ?, ?, ?, ?, ?, ?)", ((*key, n) for key, n in counts.items())
+    )

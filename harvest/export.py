@@ -42,7 +42,7 @@ def _split(joined: str | None) -> list[str]:
 
 def _chunks(values: list, size: int = 500):
     for i in range(0, len(values), size):
-        yield values[i:i + size]
+        yield values[i : i + size]
 
 
 def load_records(conn, pmids: Iterable[int]) -> list[dict]:
@@ -54,12 +54,16 @@ def load_records(conn, pmids: Iterable[int]) -> list[dict]:
         marks = ",".join("?" * len(chunk))
         for row in _rows(conn, f"select * from articles where pmid in ({marks})", chunk):
             articles[row["pmid"]] = row
-        for row in _rows(conn, f"""
+        for row in _rows(
+            conn,
+            f"""
             select aa.pmid, aa.role, au.last_name, au.fore_name, au.initials, au.suffix,
                    au.collective_name
             from article_authors aa join authors au on au.id = aa.author_id
             where aa.pmid in ({marks}) and coalesce(aa.valid, 1) != 0
-            order by aa.pmid, aa.role, aa.position""", chunk):
+            order by aa.pmid, aa.role, aa.position""",
+            chunk,
+        ):
             people.setdefault(row["pmid"], {}).setdefault(row["role"], []).append(row)
     return [citation(articles[p], people.get(p, {})) for p in order if p in articles]
 
@@ -209,14 +213,21 @@ def to_ris(records: Iterable[dict]) -> str:
         if r["retracted"]:
             lines.append(("N1", "Retracted publication: PubMed links a retraction notice to this article."))
         lines.append(("ER", ""))
-        out.append("\n".join(f"{tag}  - {_one_line(value)}".rstrip() + ("" if tag != "ER" else " ")
-                             for tag, value in lines))
+        out.append(
+            "\n".join(f"{tag}  - {_one_line(value)}".rstrip() + ("" if tag != "ER" else " ") for tag, value in lines)
+        )
     return "\n\n".join(out) + ("\n" if out else "")
 
 
 _LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "%": r"\%", "&": r"\&", "$": r"\$", "#": r"\#", "_": r"\_",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "%": r"\%",
+    "&": r"\&",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
     # "--" and "---" are dash ligatures in LaTeX: "-{}-" keeps the hyphens the record has.
     "-": "-{}",
 }
@@ -339,8 +350,9 @@ def to_bibtex(records: Iterable[dict]) -> str:
         if r["retracted"]:
             fields.append(("note", "Retracted publication"))
         entry_type = "book" if r["type"] == "book" else "article"
-        body = ",\n".join(f"  {name} = {value}" if name == "month" else f"  {name} = {{{value}}}"
-                          for name, value in fields)
+        body = ",\n".join(
+            f"  {name} = {value}" if name == "month" else f"  {name} = {{{value}}}" for name, value in fields
+        )
         out.append(f"@{entry_type}{{{citation_key(r)},\n{body}\n}}")
     return "\n\n".join(out) + ("\n" if out else "")
 
@@ -366,8 +378,14 @@ def csl_items(records: Iterable[dict]) -> list[dict]:
             item["container-title-short"] = r["journal_abbrev"]
         if r["date_parts"]:
             item["issued"] = {"date-parts": [r["date_parts"]]}
-        for key, name in (("volume", "volume"), ("issue", "issue"), ("doi", "DOI"), ("pmcid", "PMCID"),
-                          ("issn", "ISSN"), ("abstract", "abstract")):
+        for key, name in (
+            ("volume", "volume"),
+            ("issue", "issue"),
+            ("doi", "DOI"),
+            ("pmcid", "PMCID"),
+            ("issn", "ISSN"),
+            ("abstract", "abstract"),
+        ):
             if r[key]:
                 item[name] = str(r[key])
         start, end = split_pages(r["pages"])
@@ -402,8 +420,9 @@ def render(records: Iterable[dict], fmt: str) -> str:
 # -- choosing what to export (for the CLI) ------------------------------------------------
 
 
-def select_pmids(conn, *, search: str | None = None, since: str | None = None,
-                 include_unmatched: bool = False) -> list[int]:
+def select_pmids(
+    conn, *, search: str | None = None, since: str | None = None, include_unmatched: bool = False
+) -> list[int]:
     """PMIDs to export, newest first: all current records, or those a full-text `search`
     matches (FTS5 syntax, as typed on the catalog's search page), optionally only those
     first stored on or after `since` (YYYY-MM-DD)."""
@@ -417,13 +436,13 @@ def select_pmids(conn, *, search: str | None = None, since: str | None = None,
     if since:
         where.append("a.first_seen_run in (select id from harvest_runs where started_at >= ?)")
         params.append(since)
-    sql = (f"select a.pmid from articles a where {' and '.join(where)} "
-           "order by a.pub_date desc, a.pmid desc")
+    sql = f"select a.pmid from articles a where {' and '.join(where)} order by a.pub_date desc, a.pmid desc"
     return [row["pmid"] for row in _rows(conn, sql, params)]
 
 
-def export_catalog(conn, fmt: str, *, pmids: Iterable[int] | None = None, search: str | None = None,
-                   since: str | None = None) -> str:
+def export_catalog(
+    conn, fmt: str, *, pmids: Iterable[int] | None = None, search: str | None = None, since: str | None = None
+) -> str:
     """The whole export in one call: `pmids` if given, else what `select_pmids` picks."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")

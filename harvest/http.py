@@ -180,9 +180,11 @@ class HttpClient:
         return text
 
     def unreachable_message(self, problem: str) -> str:
-        return (f"{self.service.name} could not be reached at {self.service.base_url} ({problem}). "
-                f"Check the network, or point the harvester at another server with "
-                f"{self.service.url_setting}.")
+        return (
+            f"{self.service.name} could not be reached at {self.service.base_url} ({problem}). "
+            f"Check the network, or point the harvester at another server with "
+            f"{self.service.url_setting}."
+        )
 
     def call(
         self,
@@ -263,9 +265,7 @@ class HttpClient:
                         raise error
             self.stats.faults[kind] += 1
             if attempt >= service.max_tries:
-                raise self.error_class(
-                    f"{what}: gave up after {attempt} tries; last problem: {self.redact(problem)}"
-                )
+                raise self.error_class(f"{what}: gave up after {attempt} tries; last problem: {self.redact(problem)}")
             delay = min(service.backoff_cap, service.backoff_base * 2 ** (attempt - 1))
             delay = delay * (0.5 + random.random() / 2)  # jitter: spread out retries
             if retry_after is not None:

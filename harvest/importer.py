@@ -124,8 +124,13 @@ def import_files_parallel(
     the order given, so a later update file still wins over an earlier one and memory
     stays bounded (at most `QUEUE_BATCHES` batches per worker are in flight).
     """
-    return _import(db_path, paths, match_topic, progress,
-                   lambda paths, match_topic, progress: _read_in_processes(paths, match_topic, workers))
+    return _import(
+        db_path,
+        paths,
+        match_topic,
+        progress,
+        lambda paths, match_topic, progress: _read_in_processes(paths, match_topic, workers),
+    )
 
 
 def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
@@ -136,8 +141,9 @@ def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
     with store.harvest_lock(db_path):
         db = store.open_db(db_path)
         store.mark_abandoned_runs(db)
-        run_id = store.start_run(db, mode="import", query_version=QUERY_VERSION, query_text=TOPIC_QUERY,
-                                 window_from=None)
+        run_id = store.start_run(
+            db, mode="import", query_version=QUERY_VERSION, query_text=TOPIC_QUERY, window_from=None
+        )
         outcome = ImportOutcome(run_id=run_id)
         progress.start(sum(Path(p).stat().st_size for p in paths))
         try:
@@ -154,8 +160,13 @@ def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
             try:
                 if isinstance(exc, Exception):
                     store.refresh_summaries(db)  # what was stored before the failure is kept: count it
-                store.finish_run(db, run_id, status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                                 error=message, **_values(outcome))
+                store.finish_run(
+                    db,
+                    run_id,
+                    status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                    error=message,
+                    **_values(outcome),
+                )
             except Exception as unrecorded:  # e.g. the full disk that failed the import
                 log.error("import run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
                 message += f" (the catalog could not record this failure: {unrecorded})"
@@ -218,8 +229,12 @@ def read_batches(path: Path, match_topic: bool, on_read=lambda n: None, *, prepa
                 batch.append(item)
                 if len(batch) >= BATCH:
                     dropped = dropped_since_last()
-                    yield ("batch", _prepared(batch, match_topic) if prepare else batch, read + dropped,
-                           skipped + dropped)
+                    yield (
+                        "batch",
+                        _prepared(batch, match_topic) if prepare else batch,
+                        read + dropped,
+                        skipped + dropped,
+                    )
                     batch, read, skipped = [], 0, 0
             dropped = dropped_since_last()
             read, skipped = read + dropped, skipped + dropped
@@ -254,8 +269,9 @@ def _read_sequentially(paths: list[Path], match_topic: bool, progress: Progress)
         yield path, read_batches(path, match_topic, progress.advance)
 
 
-def _store_file(db, path: Path, items, run_id: int, match_topic: bool, progress: Progress,
-                outcome: ImportOutcome) -> None:
+def _store_file(
+    db, path: Path, items, run_id: int, match_topic: bool, progress: Progress, outcome: ImportOutcome
+) -> None:
     stored_here = 0
     deletions: list[dict] = []
     try:
@@ -271,8 +287,9 @@ def _store_file(db, path: Path, items, run_id: int, match_topic: bool, progress:
                 continue
             # New records are marked by the local evaluation of the query; a record a
             # harvest already stored keeps what PubMed's own search said of it.
-            counts = store.save_articles(db, payload, run_id, matches_query=None,
-                                         topic_match=_matched if match_topic else _topic_of)
+            counts = store.save_articles(
+                db, payload, run_id, matches_query=None, topic_match=_matched if match_topic else _topic_of
+            )
             outcome.new += counts.new
             outcome.updated += counts.updated
             outcome.unchanged += counts.unchanged
@@ -283,9 +300,14 @@ def _store_file(db, path: Path, items, run_id: int, match_topic: bool, progress:
     outcome.deleted += flagged
     outcome.files += 1
     outcome.per_file.append((str(path), stored_here))
-    log.log(logging.INFO if stored_here >= BATCH or deletions else logging.DEBUG,
-            "%s: %d records stored; %d deletions listed, %d stored records marked deleted",
-            path, stored_here, len(deletions), flagged)
+    log.log(
+        logging.INFO if stored_here >= BATCH or deletions else logging.DEBUG,
+        "%s: %d records stored; %d deletions listed, %d stored records marked deleted",
+        path,
+        stored_here,
+        len(deletions),
+        flagged,
+    )
 
 
 # -- reading in worker processes -------------------------------------------------------------
@@ -319,8 +341,10 @@ def _read_in_processes(paths: list[Path], match_topic: bool, workers: int):
     fork = "fork" in multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
     queues = [context.Queue(QUEUE_BATCHES) for _ in range(workers)]
-    processes = [context.Process(target=_worker, args=(w, workers, paths, match_topic, queues[w]), daemon=True)
-                 for w in range(workers)]
+    processes = [
+        context.Process(target=_worker, args=(w, workers, paths, match_topic, queues[w]), daemon=True)
+        for w in range(workers)
+    ]
     for process in processes:
         process.start()
     try:
@@ -343,7 +367,9 @@ def _items_of(i: int, path: Path, queue, process):
             index, item = queue.get(timeout=5)
         except queue_module.Empty:
             if not process.is_alive():
-                raise ImportFailed(f"{path}: the worker process reading it died (exit code {process.exitcode})") from None
+                raise ImportFailed(
+                    f"{path}: the worker process reading it died (exit code {process.exitcode})"
+                ) from None
             continue
         assert index == i, (index, i)  # each worker sends its files in order
         kind = item[0]

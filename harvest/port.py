@@ -18,27 +18,36 @@ def port_problem(host: str, port: int) -> str | None:
     where = f"{host}:{port}"
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except (socket.gaierror, UnicodeError, OverflowError) as exc:
-        return f"cannot serve the catalog on {where}: {host!r} is not an address of this machine ({exc}); " \
-               "choose one with `make run HOST=127.0.0.1`"
+        return (
+            f"cannot serve the catalog on {where}: {host!r} is not an address of this machine ({exc}); "
+            "choose one with `make run HOST=127.0.0.1`"
+        )
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            hint = ("another server is using that port (an earlier `make run`?): stop it, or choose "
-                    "another port with `make run PORT=8002`") if exc.errno == errno.EADDRINUSE else \
-                "choose another address with `make run HOST=127.0.0.1 PORT=8002`"
+            hint = (
+                (
+                    "another server is using that port (an earlier `make run`?): stop it, or choose "
+                    "another port with `make run PORT=8002`"
+                )
+                if exc.errno == errno.EADDRINUSE
+                else "choose another address with `make run HOST=127.0.0.1 PORT=8002`"
+            )
             return f"cannot serve the catalog on {where}: {reason}; {hint}"
     return None
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[1].isdigit() or not 0 < int(argv[1]) < 65536:
-        print(f"usage: python -m harvest.port HOST PORT (a port from 1 to 65535), got {' '.join(argv)!r}",
-              file=sys.stderr)
+        print(
+            f"usage: python -m harvest.port HOST PORT (a port from 1 to 65535), got {' '.join(argv)!r}", file=sys.stderr
+        )
         return 2
     problem = port_problem(argv[0], int(argv[1]))
     if problem:

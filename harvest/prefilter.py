@@ -60,9 +60,12 @@ LOOKALIKES: tuple[tuple[bytes, bytes], ...] = (
 def lookalikes_of(stems: tuple[bytes, ...]) -> set[tuple[bytes, bytes]]:
     """Every (non-ASCII character, ASCII letter) pair a case-insensitive match equates."""
     letters = {chr(c) for stem in stems for c in stem}
-    return {(chr(cp).encode(), letter.encode())
-            for cp in range(128, sys.maxunicode + 1) for letter in letters
-            if re.fullmatch(letter, chr(cp), re.I) or chr(cp).lower() == letter}
+    return {
+        (chr(cp).encode(), letter.encode())
+        for cp in range(128, sys.maxunicode + 1)
+        for letter in letters
+        if re.fullmatch(letter, chr(cp), re.I) or chr(cp).lower() == letter
+    }
 
 
 START, END = b"<PubmedArticle>", b"</PubmedArticle>"

@@ -128,9 +128,7 @@ class _BinaryReader:
         elif hasattr(source, "read"):
             self._stream = source
         else:
-            raise TypeError(
-                f"parse_pubmed_xml needs bytes or a binary file-like object, not {type(source).__name__}"
-            )
+            raise TypeError(f"parse_pubmed_xml needs bytes or a binary file-like object, not {type(source).__name__}")
         self._name = source_name
         self._pending = b""  # bytes peeked at and not yet read
         self.head = b""  # the first bytes read, to name the root of a document that fails early
@@ -184,9 +182,7 @@ class _BinaryReader:
                 f"truncated or malformed XML in {self._name}: the compressed stream is cut off or corrupt ({exc})"
             ) from exc
         if isinstance(chunk, str):
-            raise TypeError(
-                f"{self._name} was opened in text mode; parse_pubmed_xml needs a binary stream ('rb')"
-            )
+            raise TypeError(f"{self._name} was opened in text mode; parse_pubmed_xml needs a binary stream ('rb')")
         chunk = bytes(chunk) if chunk is not None else b""
         if len(self.head) < _HEAD_BYTES:
             self.head += chunk[: _HEAD_BYTES - len(self.head)]
@@ -241,7 +237,9 @@ def _iter_documents_records(reader: _BinaryReader, source_name: str) -> Iterator
             top_level = element is root or element.getparent() is root
             if not top_level:
                 continue
-            if tag in _RECORD_TAGS or (tag == "MedlineCitation" and root.tag in ("MedlineCitationSet", "MedlineCitation")):
+            if tag in _RECORD_TAGS or (
+                tag == "MedlineCitation" and root.tag in ("MedlineCitationSet", "MedlineCitation")
+            ):
                 yield _article(element, source_name)
                 _forget(element)
                 reader.record_finished()
@@ -372,9 +370,7 @@ def _syntax_error(exc: etree.XMLSyntaxError, context, source_name: str, root_tag
             f"(huge_tree is deliberately off): {message}"
         )
     if "xml_parse_huge" in lowered or "resource limit" in lowered:
-        return PubmedXMLError(
-            f"over a libxml2 safety limit in {where} (huge_tree is deliberately off): {message}"
-        )
+        return PubmedXMLError(f"over a libxml2 safety limit in {where} (huge_tree is deliberately off): {message}")
     if "encoding" in lowered or "utf-8" in lowered or "char 0x" in lowered or "invalid char" in lowered:
         return PubmedXMLError(f"invalid UTF-8 (or character encoding error) in {where}: {message}")
     root = f" (root <{_local(root_tag)}>)" if root_tag is not None else ""
@@ -1056,9 +1052,7 @@ def _journal_article(citation, pubmed_data, source_name: str) -> dict:
         record["publication_status"] = _findtext(pubmed_data, "PublicationStatus")
         record["references_count"] = _references_count(pubmed_data)
     record["entrez_date"] = record["history"].get("entrez")
-    record["trial_registrations"] = _trial_registrations(
-        record["databanks"], [record["title"], record["abstract"]]
-    )
+    record["trial_registrations"] = _trial_registrations(record["databanks"], [record["title"], record["abstract"]])
     return record
 
 

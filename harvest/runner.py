@@ -77,8 +77,9 @@ class RunOutcome:
     promised_pmids: set[int] = field(default_factory=set, repr=False)
 
 
-def choose_mode(last: dict | None, *, full: bool, since: dt.date | None,
-                overlap_days: int, partial: bool = False) -> tuple[str, dt.date | None]:
+def choose_mode(
+    last: dict | None, *, full: bool, since: dt.date | None, overlap_days: int, partial: bool = False
+) -> tuple[str, dt.date | None]:
     """(mode, since-date) for this run; since is None for a full sweep.
 
     `last` is the last successful run of the full-sweep chain (`store.last_successful_run`);
@@ -121,8 +122,9 @@ def run_harvest(
         if aborted or (ended and _seconds_since(ended) < RATE_WINDOW_AFTER_A_RUN):
             client.limiter.assume_full()
         last = store.last_successful_run(db)
-        mode, since_date = choose_mode(last, full=full, since=since, overlap_days=overlap_days,
-                                       partial=store.has_partial_runs(db))
+        mode, since_date = choose_mode(
+            last, full=full, since=since, overlap_days=overlap_days, partial=store.has_partial_runs(db)
+        )
         today = today_utc()
         windows = [full_window(today)] if since_date is None else since_windows(since_date, today)
 
@@ -144,8 +146,12 @@ def run_harvest(
             window_from=None if since_date is None else since_date.isoformat(),
         )
         outcome = RunOutcome(run_id=run_id, mode=mode, status="running")
-        log.info("run %d: %s harvest%s", run_id, mode,
-                 f" of records created or revised since {since_date}" if since_date else "")
+        log.info(
+            "run %d: %s harvest%s",
+            run_id,
+            mode,
+            f" of records created or revised since {since_date}" if since_date else "",
+        )
         try:
             _harvest(db, client, run_id, windows, reusable, batch_size, progress, outcome)
             if since_date is None:
@@ -160,7 +166,9 @@ def run_harvest(
             outcome.status = "success"
             outcome.requests = client.stats.requests
             store.finish_run(
-                db, run_id, status="success",
+                db,
+                run_id,
+                status="success",
                 watermark=watermark.isoformat() if watermark else None,
                 **_run_values(outcome, client),
             )
@@ -221,8 +229,16 @@ def _run_values(outcome: RunOutcome, client: EutilsClient) -> dict:
     }
 
 
-def _harvest(db, client: EutilsClient, run_id: int, windows: list[DateRange], reusable: set[int],
-             batch_size: int, progress: Progress, outcome: RunOutcome) -> None:
+def _harvest(
+    db,
+    client: EutilsClient,
+    run_id: int,
+    windows: list[DateRange],
+    reusable: set[int],
+    batch_size: int,
+    progress: Progress,
+    outcome: RunOutcome,
+) -> None:
     plans: list[Plan] = [plan_window(client, TOPIC_QUERY, window) for window in windows]
     outcome.discrepancies = [p.discrepancy for p in plans if p.discrepancy]
     promised: set[int] = set().union(*(p.ids for p in plans)) if plans else set()
@@ -230,9 +246,13 @@ def _harvest(db, client: EutilsClient, run_id: int, windows: list[DateRange], re
     outcome.promised = len(promised)
     reused = promised & reusable
     outcome.reused = len(reused)
-    log.info("run %d: %d records promised by %d searches%s", run_id, len(promised),
-             sum(p.requests for p in plans),
-             f"; {len(reused)} already stored by an interrupted run" if reused else "")
+    log.info(
+        "run %d: %d records promised by %d searches%s",
+        run_id,
+        len(promised),
+        sum(p.requests for p in plans),
+        f"; {len(reused)} already stored by an interrupted run" if reused else "",
+    )
     progress.start(len(promised))
     progress.advance(len(reused))
     done: set[int] = set(reused)
@@ -247,15 +267,15 @@ def _harvest(db, client: EutilsClient, run_id: int, windows: list[DateRange], re
                 _fetch_slice(db, client, run_id, piece, done, batch_size, progress, outcome, pooled, missing)
         pooled = list(dict.fromkeys(pmid for pmid in pooled if pmid not in done))
         if pooled:
-            log.info("run %d: fetching the %d records left over from the slices' whole batches by id",
-                     run_id, len(pooled))
+            log.info(
+                "run %d: fetching the %d records left over from the slices' whole batches by id", run_id, len(pooled)
+            )
         missing.extend(_fetch_ids(db, client, run_id, pooled, done, batch_size, progress, outcome))
         for _ in range(MISSING_RETRIES):
             missing = list(dict.fromkeys(pmid for pmid in missing if pmid not in done))
             if not missing:
                 break
-            log.warning("run %d: %d listed records missing from efetch; asking for them by id",
-                        run_id, len(missing))
+            log.warning("run %d: %d listed records missing from efetch; asking for them by id", run_id, len(missing))
             missing = _fetch_ids(db, client, run_id, missing, done, batch_size, progress, outcome)
     except Exception as exc:
         # Say what is missing, not only which request failed: the operator's one line.
@@ -279,8 +299,18 @@ def _sample(pmids: set[int], n: int = 10) -> str:
     return ", ".join(str(p) for p in sorted(pmids)[:n]) + (" ..." if len(pmids) > n else "")
 
 
-def _fetch_slice(db, client: EutilsClient, run_id: int, piece: Slice, done: set[int], batch_size: int,
-                 progress: Progress, outcome: RunOutcome, pooled: list[int], missing: list[int]) -> None:
+def _fetch_slice(
+    db,
+    client: EutilsClient,
+    run_id: int,
+    piece: Slice,
+    done: set[int],
+    batch_size: int,
+    progress: Progress,
+    outcome: RunOutcome,
+    pooled: list[int],
+    missing: list[int],
+) -> None:
     """Fetch the slice's whole batches from the history server; add to `pooled` the PMIDs
     left for fetching by id, and to `missing` those a batch was asked for and did not return."""
     for start in range(0, len(piece.ids), batch_size):
@@ -292,9 +322,7 @@ def _fetch_slice(db, client: EutilsClient, run_id: int, piece: Slice, done: set[
             pooled.extend(wanted)
             continue
         try:
-            records = client.efetch_history(
-                piece.webenv, piece.query_key, start, len(batch), _parse_history_answer
-            )
+            records = client.efetch_history(piece.webenv, piece.query_key, start, len(batch), _parse_history_answer)
         except HistoryUnusable as exc:
             log.warning("history server unusable for %s (%s); fetching by id", piece.label, exc)
             pooled.extend(wanted)
@@ -305,8 +333,16 @@ def _fetch_slice(db, client: EutilsClient, run_id: int, piece: Slice, done: set[
         missing.extend(pmid for pmid in wanted if pmid not in got)
 
 
-def _fetch_ids(db, client: EutilsClient, run_id: int, pmids: list[int], done: set[int], batch_size: int,
-               progress: Progress, outcome: RunOutcome) -> list[int]:
+def _fetch_ids(
+    db,
+    client: EutilsClient,
+    run_id: int,
+    pmids: list[int],
+    done: set[int],
+    batch_size: int,
+    progress: Progress,
+    outcome: RunOutcome,
+) -> list[int]:
     """Fetch `pmids` by id in batches; return those efetch did not return."""
     missing: list[int] = []
     for start in range(0, len(pmids), batch_size):
@@ -392,18 +428,23 @@ def run_trials_harvest(
         mode, since = choose_trials_mode(last, full=full, overlap_days=overlap_days)
         watermark = today_utc()
         run_id = store.start_source_run(
-            db, source="trials", mode=mode, query_version=TRIALS_QUERY_VERSION, query_text=trials_query_text(),
-            window_from=since.isoformat() if since else None)
+            db,
+            source="trials",
+            mode=mode,
+            query_version=TRIALS_QUERY_VERSION,
+            query_text=trials_query_text(),
+            window_from=since.isoformat() if since else None,
+        )
         outcome = TrialsOutcome(run_id=run_id, mode=mode, status="running")
-        log.info("trials run %d: %s harvest%s", run_id, mode,
-                 f" of studies updated since {since}" if since else "")
+        log.info("trials run %d: %s harvest%s", run_id, mode, f" of studies updated since {since}" if since else "")
         try:
             _harvest_trials(db, client, run_id, since, outcome)
             store.refresh_summaries(db)  # trial_registrations is counted (the registry facet)
             outcome.status = "success"
             outcome.requests = client.stats.requests
-            store.finish_run(db, run_id, status="success", watermark=watermark.isoformat(),
-                             **_trials_values(outcome, client))
+            store.finish_run(
+                db, run_id, status="success", watermark=watermark.isoformat(), **_trials_values(outcome, client)
+            )
             return outcome
         except BaseException as exc:
             status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -486,13 +527,14 @@ def _harvest_trials(db, client, run_id: int, since: dt.date | None, outcome: Tri
     missing: set[str] = set()
     for ids, extra in asks:
         for start in range(0, len(ids), ctgov.IDS_PER_REQUEST):
-            batch = ids[start:start + ctgov.IDS_PER_REQUEST]
+            batch = ids[start : start + ctgov.IDS_PER_REQUEST]
             outcome.cited += len(batch)
             try:
                 found = client.studies_by_ids(batch, extra)
             except Exception as exc:
-                raise HarvestFailed(f"asking ClinicalTrials.gov for {len(batch)} cited studies "
-                                    f"({_sample_ids(batch)}) failed: {exc}") from exc
+                raise HarvestFailed(
+                    f"asking ClinicalTrials.gov for {len(batch)} cited studies ({_sample_ids(batch)}) failed: {exc}"
+                ) from exc
             counts = store.save_trials(db, [ctgov.parse_study(s) for s in found], run_id, in_topic=False)
             _add_counts(outcome, counts)
             # Not returned: unknown to the registry (without a date filter), or not updated (with one).
@@ -501,9 +543,17 @@ def _harvest_trials(db, client, run_id: int, since: dt.date | None, outcome: Tri
             else:
                 missing |= (set(batch) & unknown) - counts.stored_ids
     outcome.not_in_registry = store.mark_not_in_registry(db, missing, run_id) if missing else 0
-    log.info("trials run %d: %d studies listed by the topic search, %d cited ids asked for; %d new, "
-             "%d updated, %d unchanged, %d not in the registry", run_id, outcome.listed, outcome.cited,
-             outcome.new, outcome.updated, outcome.unchanged, outcome.not_in_registry)
+    log.info(
+        "trials run %d: %d studies listed by the topic search, %d cited ids asked for; %d new, "
+        "%d updated, %d unchanged, %d not in the registry",
+        run_id,
+        outcome.listed,
+        outcome.cited,
+        outcome.new,
+        outcome.updated,
+        outcome.unchanged,
+        outcome.not_in_registry,
+    )
 
 
 def _sample_ids(ids: list[str], n: int = 5) -> str:

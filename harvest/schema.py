@@ -82,7 +82,6 @@ def _first_catalog(db: sqlite_utils.Database) -> None:
     db.table("harvest_runs").create_index(["status", "id"])
 
 
-
 # Columns migration 2 adds to `articles`, filled from the stored XML.
 ARTICLE_COLUMNS_V2 = {
     "vernacular_title": str,
@@ -144,52 +143,108 @@ def _full_record_model(db: sqlite_utils.Database) -> None:
     articles.enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
 
     db.table("authors").create(
-        {"id": int, "name_key": str, "last_name": str, "fore_name": str, "initials": str,
-         "suffix": str, "collective_name": str, "display_name": str},
+        {
+            "id": int,
+            "name_key": str,
+            "last_name": str,
+            "fore_name": str,
+            "initials": str,
+            "suffix": str,
+            "collective_name": str,
+            "display_name": str,
+        },
         pk="id",
     )
     db.table("authors").create_index(["name_key"], unique=True)
-    _child(db, "article_authors",
-           {"pmid": int, "role": str, "position": int, "author_id": int, "orcid": str,
-            "equal_contrib": int, "valid": int},
-           ("pmid", "role", "position"),
-           [("author_id", "authors", "id")], index=[("author_id",), ("orcid",)])
-    _child(db, "article_author_affiliations",
-           {"pmid": int, "role": str, "position": int, "seq": int, "affiliation": str},
-           ("pmid", "role", "position", "seq"))
-    _child(db, "abstract_sections",
-           {"pmid": int, "position": int, "label": str, "nlm_category": str, "text": str},
-           ("pmid", "position"))
+    _child(
+        db,
+        "article_authors",
+        {"pmid": int, "role": str, "position": int, "author_id": int, "orcid": str, "equal_contrib": int, "valid": int},
+        ("pmid", "role", "position"),
+        [("author_id", "authors", "id")],
+        index=[("author_id",), ("orcid",)],
+    )
+    _child(
+        db,
+        "article_author_affiliations",
+        {"pmid": int, "role": str, "position": int, "seq": int, "affiliation": str},
+        ("pmid", "role", "position", "seq"),
+    )
+    _child(
+        db,
+        "abstract_sections",
+        {"pmid": int, "position": int, "label": str, "nlm_category": str, "text": str},
+        ("pmid", "position"),
+    )
     db.table("mesh_descriptors").create({"descriptor_ui": str, "name": str}, pk="descriptor_ui")
-    _child(db, "article_mesh", {"pmid": int, "descriptor_ui": str, "major": int},
-           ("pmid", "descriptor_ui"), [("descriptor_ui", "mesh_descriptors", "descriptor_ui")],
-           index=[("descriptor_ui",)])
-    _child(db, "article_mesh_qualifiers",
-           {"pmid": int, "descriptor_ui": str, "qualifier_ui": str, "qualifier_name": str, "major": int},
-           ("pmid", "descriptor_ui", "qualifier_ui"))
+    _child(
+        db,
+        "article_mesh",
+        {"pmid": int, "descriptor_ui": str, "major": int},
+        ("pmid", "descriptor_ui"),
+        [("descriptor_ui", "mesh_descriptors", "descriptor_ui")],
+        index=[("descriptor_ui",)],
+    )
+    _child(
+        db,
+        "article_mesh_qualifiers",
+        {"pmid": int, "descriptor_ui": str, "qualifier_ui": str, "qualifier_name": str, "major": int},
+        ("pmid", "descriptor_ui", "qualifier_ui"),
+    )
     db.table("publication_types").create({"ui": str, "name": str}, pk="ui")
-    _child(db, "article_publication_types", {"pmid": int, "publication_type_ui": str},
-           ("pmid", "publication_type_ui"), [("publication_type_ui", "publication_types", "ui")],
-           index=[("publication_type_ui",)])
-    _child(db, "article_languages", {"pmid": int, "language": str}, ("pmid", "language"),
-           index=[("language",)])
-    _child(db, "keywords", {"pmid": int, "position": int, "keyword": str, "owner": str, "major": int},
-           ("pmid", "position"), index=[("keyword",)])
-    _child(db, "article_ids", {"pmid": int, "id_type": str, "value": str, "source": str},
-           ("pmid", "id_type", "value"), index=[("id_type", "value")])
-    _child(db, "grants", {"pmid": int, "position": int, "grant_id": str, "acronym": str,
-                          "agency": str, "country": str}, ("pmid", "position"), index=[("agency",)])
-    _child(db, "trial_registrations", {"pmid": int, "registry": str, "trial_id": str, "source": str},
-           ("pmid", "trial_id"), index=[("trial_id",), ("registry",)])
-    _child(db, "databanks", {"pmid": int, "databank": str, "accession": str},
-           ("pmid", "databank", "accession"))
-    _child(db, "comments_corrections", {"pmid": int, "position": int, "ref_type": str,
-                                        "ref_pmid": int, "ref_source": str},
-           ("pmid", "position"), index=[("ref_type",), ("ref_pmid",)])
-    _child(db, "chemicals", {"pmid": int, "position": int, "registry_number": str, "ui": str, "name": str},
-           ("pmid", "position"), index=[("name",)])
-    _child(db, "supplementary_concepts", {"pmid": int, "ui": str, "name": str, "type": str},
-           ("pmid", "ui"))
+    _child(
+        db,
+        "article_publication_types",
+        {"pmid": int, "publication_type_ui": str},
+        ("pmid", "publication_type_ui"),
+        [("publication_type_ui", "publication_types", "ui")],
+        index=[("publication_type_ui",)],
+    )
+    _child(db, "article_languages", {"pmid": int, "language": str}, ("pmid", "language"), index=[("language",)])
+    _child(
+        db,
+        "keywords",
+        {"pmid": int, "position": int, "keyword": str, "owner": str, "major": int},
+        ("pmid", "position"),
+        index=[("keyword",)],
+    )
+    _child(
+        db,
+        "article_ids",
+        {"pmid": int, "id_type": str, "value": str, "source": str},
+        ("pmid", "id_type", "value"),
+        index=[("id_type", "value")],
+    )
+    _child(
+        db,
+        "grants",
+        {"pmid": int, "position": int, "grant_id": str, "acronym": str, "agency": str, "country": str},
+        ("pmid", "position"),
+        index=[("agency",)],
+    )
+    _child(
+        db,
+        "trial_registrations",
+        {"pmid": int, "registry": str, "trial_id": str, "source": str},
+        ("pmid", "trial_id"),
+        index=[("trial_id",), ("registry",)],
+    )
+    _child(db, "databanks", {"pmid": int, "databank": str, "accession": str}, ("pmid", "databank", "accession"))
+    _child(
+        db,
+        "comments_corrections",
+        {"pmid": int, "position": int, "ref_type": str, "ref_pmid": int, "ref_source": str},
+        ("pmid", "position"),
+        index=[("ref_type",), ("ref_pmid",)],
+    )
+    _child(
+        db,
+        "chemicals",
+        {"pmid": int, "position": int, "registry_number": str, "ui": str, "name": str},
+        ("pmid", "position"),
+        index=[("name",)],
+    )
+    _child(db, "supplementary_concepts", {"pmid": int, "ui": str, "name": str, "type": str}, ("pmid", "ui"))
     _child(db, "article_history", {"pmid": int, "pub_status": str, "date": str}, ("pmid", "pub_status"))
     db.table("article_events").create(
         {"id": int, "pmid": int, "run_id": int, "event": str, "detail": str, "recorded_at": str},
@@ -214,9 +269,13 @@ def _evidence_tags(db: sqlite_utils.Database) -> None:
     articles.add_column("tags_version", str)
     articles.create_index(["study_design"])
     articles.create_index(["awaiting_indexing"])
-    _child(db, "article_tags",
-           {"pmid": int, "facet": str, "value": str, "method": str, "evidence": str, "confidence": float},
-           ("pmid", "facet", "value"), index=[("facet", "value")])
+    _child(
+        db,
+        "article_tags",
+        {"pmid": int, "facet": str, "value": str, "method": str, "evidence": str, "confidence": float},
+        ("pmid", "facet", "value"),
+        index=[("facet", "value")],
+    )
 
     from .store import retag_all  # tag what is already stored
 
@@ -340,7 +399,8 @@ def _indexes_for_counts_and_new_records(db: sqlite_utils.Database) -> None:
     # the 1.5 KB rows (1,000,000 articles: 2.2 s -> 0.2 s for the front page's queries).
     db.table("articles").create_index(
         ["matches_query", "is_deleted", "pub_year", "study_design", "is_retracted", "trial_ids"],
-        index_name="idx_articles_current_year_design", if_not_exists=True,
+        index_name="idx_articles_current_year_design",
+        if_not_exists=True,
     )
     # What a run added (front page, new_since, the Atom feed of new records).
     db.table("articles").create_index(["first_seen_run"], if_not_exists=True)
@@ -358,12 +418,18 @@ def _facet_summaries_and_sorted_filters(db: sqlite_utils.Database) -> None:
     extra = {"journal": ["matches_query", "is_deleted", "study_design", "pub_year"]}
     for column in ("study_design", "pub_year", "journal", "citation_status"):
         db.execute(f"drop index if exists [idx_articles_{column}]")
-        db.table("articles").create_index([column, "pub_date", *extra.get(column, [])],
-                                    index_name=f"idx_articles_{column}_pub_date", if_not_exists=True)
+        db.table("articles").create_index(
+            [column, "pub_date", *extra.get(column, [])],
+            index_name=f"idx_articles_{column}_pub_date",
+            if_not_exists=True,
+        )
     # What runs added, newest first (new_since, the feed of new records) without a sort.
     db.execute("drop index if exists [idx_articles_first_seen_run]")
-    db.table("articles").create_index(["first_seen_run", "entrez_date", "pmid"],
-                                index_name="idx_articles_first_seen_run_entrez_date", if_not_exists=True)
+    db.table("articles").create_index(
+        ["first_seen_run", "entrez_date", "pmid"],
+        index_name="idx_articles_first_seen_run_entrez_date",
+        if_not_exists=True,
+    )
     # Retraction notices are a few per thousand records (retracted_or_corrected, prisma_flow).
     db.table("articles").create_index(["is_retraction_notice"], if_not_exists=True)
     summaries.install(db)
@@ -379,8 +445,9 @@ def _evidence_map(db: sqlite_utils.Database) -> None:
     # 0.8 s -> 0.2 s per axis). It replaces the (facet, value) index, which it covers.
     from . import summaries
 
-    db.table("article_tags").create_index(["facet", "value", "pmid"], index_name="idx_article_tags_facet_value_pmid",
-                                    if_not_exists=True)
+    db.table("article_tags").create_index(
+        ["facet", "value", "pmid"], index_name="idx_article_tags_facet_value_pmid", if_not_exists=True
+    )
     db.execute("drop index if exists [idx_article_tags_facet_value]")
 
     summaries.refresh(db)
@@ -388,9 +455,11 @@ def _evidence_map(db: sqlite_utils.Database) -> None:
 
 # article_overview (migration 0004) with the record's sense of depression beside is_current.
 # Its title falls back to the original-language title where PubMed gives no English one.
-ARTICLE_OVERVIEW_0010 = COOKBOOK_VIEWS["article_overview"].replace(
-    "a.matches_query, a.is_deleted,", "a.matches_query, a.is_deleted, a.psychiatric,").replace(
-    "select a.pmid, a.title,", "select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title,")
+ARTICLE_OVERVIEW_0010 = (
+    COOKBOOK_VIEWS["article_overview"]
+    .replace("a.matches_query, a.is_deleted,", "a.matches_query, a.is_deleted, a.psychiatric,")
+    .replace("select a.pmid, a.title,", "select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title,")
+)
 assert "a.psychiatric" in ARTICLE_OVERVIEW_0010 and "a.vernacular_title" in ARTICLE_OVERVIEW_0010
 
 
@@ -403,8 +472,11 @@ def _depression_in_the_psychiatric_sense(db: sqlite_utils.Database) -> None:
     # page, the default lists, the feeds and the questions add one condition: psychiatric = 1.
     articles = db.table("articles")
     articles.add_column("psychiatric", int)
-    articles.create_index(["matches_query", "is_deleted", "psychiatric", "pub_year", "study_design"],
-                          index_name="idx_articles_current_psychiatric", if_not_exists=True)
+    articles.create_index(
+        ["matches_query", "is_deleted", "psychiatric", "pub_year", "study_design"],
+        index_name="idx_articles_current_psychiatric",
+        if_not_exists=True,
+    )
     if "set_aside" not in db.table("catalog_counts").columns_dict:
         db.execute("alter table catalog_counts add column set_aside integer")
     db.execute("drop view if exists [article_overview]")
@@ -461,30 +533,45 @@ def _clinicaltrials_gov(db: sqlite_utils.Database) -> None:
         not_null={"nct_id"},
         defaults={"has_results": 0, "in_topic": 0},
     )
-    for column in ("overall_status", "phases", "lead_sponsor_class", "has_results", "in_topic",
-                   "last_update_posted", "first_seen_run"):
+    for column in (
+        "overall_status",
+        "phases",
+        "lead_sponsor_class",
+        "has_results",
+        "in_topic",
+        "last_update_posted",
+        "first_seen_run",
+    ):
         db.table("trials").create_index([column])
 
     def child(name, columns, pk):
         db.table(name).create(columns, pk=pk, foreign_keys=[("nct_id", "trials", "nct_id")])
 
-    child("trial_interventions", {"nct_id": str, "position": int, "type": str, "name": str,
-                                  "molecules": str, "routes": str}, ("nct_id", "position"))
+    child(
+        "trial_interventions",
+        {"nct_id": str, "position": int, "type": str, "name": str, "molecules": str, "routes": str},
+        ("nct_id", "position"),
+    )
     child("trial_conditions", {"nct_id": str, "position": int, "condition": str}, ("nct_id", "position"))
-    child("trial_outcomes", {"nct_id": str, "position": int, "kind": str, "measure": str, "time_frame": str},
-          ("nct_id", "position"))
+    child(
+        "trial_outcomes",
+        {"nct_id": str, "position": int, "kind": str, "measure": str, "time_frame": str},
+        ("nct_id", "position"),
+    )
     db.table("trial_conditions").create_index(["condition"])
     db.table("trial_interventions").create_index(["molecules"])
     db.table("trial_events").create(
         {"id": int, "nct_id": str, "run_id": int, "event": str, "detail": str, "recorded_at": str},
-        pk="id", foreign_keys=[("nct_id", "trials", "nct_id")],
+        pk="id",
+        foreign_keys=[("nct_id", "trials", "nct_id")],
     )
     db.table("trial_events").create_index(["nct_id"])
     db.table("trial_events").create_index(["event", "run_id"])
     # NCT ids a catalog record cites that the registry does not know (a typo in an abstract,
     # a withdrawn registration): kept so that every cited id is accounted for, and rechecked.
     db.table("trials_not_in_registry").create(
-        {"nct_id": str, "first_checked_run": int, "last_checked_run": int}, pk="nct_id")
+        {"nct_id": str, "first_checked_run": int, "last_checked_run": int}, pk="nct_id"
+    )
     # The links between papers and trials stay in one table, in both directions: a row per
     # (paper, trial, how it was linked). The paper's own citations (`databank`, `abstract`)
     # and the registry's referencesModule (`registry_reference:RESULT|DERIVED|BACKGROUND`).
@@ -499,8 +586,10 @@ def _clinicaltrials_gov(db: sqlite_utils.Database) -> None:
     # The front page's harvest health is PubMed's: a trials run that succeeds must not hide a
     # PubMed run that failed (each source's own health is in harvest_runs.source).
     health = COOKBOOK_VIEWS["harvest_health"]
-    for clause in ("where status = 'success' and mode != 'import'",
-                   "where status in ('failed', 'aborted') and mode != 'import'"):
+    for clause in (
+        "where status = 'success' and mode != 'import'",
+        "where status in ('failed', 'aborted') and mode != 'import'",
+    ):
         assert clause in health
         health = health.replace(clause, clause + " and source = 'pubmed'")
     db.execute("drop view if exists [harvest_health]")
@@ -534,8 +623,16 @@ def _similar_articles(db: sqlite_utils.Database) -> None:
 # review, guideline, commentary or preclinical paper. A PMID the registry cites that is not in
 # `articles` (the topic query did not find it: a gap) counts when the registry types it RESULT
 # or DERIVED, as the registry is all the catalog knows of it.
-NOT_A_TRIAL_REPORT = ("trial_protocol", "systematic_review", "meta_analysis", "narrative_review",
-                      "guideline_consensus", "commentary_letter", "preclinical_animal", "in_vitro")
+NOT_A_TRIAL_REPORT = (
+    "trial_protocol",
+    "systematic_review",
+    "meta_analysis",
+    "narrative_review",
+    "guideline_consensus",
+    "commentary_letter",
+    "preclinical_animal",
+    "in_vitro",
+)
 TRIAL_PAPERS_VIEW = f"""
     select tr.trial_id as nct_id, tr.pmid, tr.source,
            case when tr.source like 'registry_reference:%' then 'registry' else 'paper' end as cited_by,
@@ -554,7 +651,7 @@ TRIAL_PAPERS_VIEW = f"""
 @migrations(name="0013_trial_papers")
 def _trial_papers(db: sqlite_utils.Database) -> None:
     # A trial's papers are looked up by NCT id (the key starts with the PMID).
-    db["trial_registrations"].create_index(["trial_id", "source"], if_not_exists=True)
-    db["trial_events"].create_index(["recorded_at"], if_not_exists=True)
+    db.table("trial_registrations").create_index(["trial_id", "source"], if_not_exists=True)
+    db.table("trial_events").create_index(["recorded_at"], if_not_exists=True)
     db.execute("drop view if exists [trial_papers]")
     db.execute(f"create view [trial_papers] as {TRIAL_PAPERS_VIEW.strip()}")

@@ -34,10 +34,39 @@ MIN_SCORE = 0.05  # below this two records share nothing worth showing
 
 _WORD = re.compile(r"[a-z][a-z0-9]+(?:-[a-z0-9]+)*")
 _STOP = ENGLISH_STOP_WORDS | {
-    "study", "studies", "patients", "patient", "results", "result", "methods", "method",
-    "conclusion", "conclusions", "background", "objective", "objectives", "using", "used",
-    "use", "group", "groups", "compared", "effect", "effects", "also", "may", "however",
-    "found", "showed", "shown", "significant", "significantly", "total", "data", "one", "two",
+    "study",
+    "studies",
+    "patients",
+    "patient",
+    "results",
+    "result",
+    "methods",
+    "method",
+    "conclusion",
+    "conclusions",
+    "background",
+    "objective",
+    "objectives",
+    "using",
+    "used",
+    "use",
+    "group",
+    "groups",
+    "compared",
+    "effect",
+    "effects",
+    "also",
+    "may",
+    "however",
+    "found",
+    "showed",
+    "shown",
+    "significant",
+    "significantly",
+    "total",
+    "data",
+    "one",
+    "two",
 }
 
 
@@ -113,14 +142,19 @@ def build_index(docs: Iterable[dict], *, strongest: int = STRONGEST) -> Index:
             fingerprints[int(doc["pmid"])] = terms_fingerprint(terms)
             yield terms
 
-    vectorizer = TfidfVectorizer(analyzer=lambda terms: terms, lowercase=False, min_df=2, max_df=0.5,
-                                 sublinear_tf=True, dtype=np.float32)
+    vectorizer = TfidfVectorizer(
+        analyzer=lambda terms: terms, lowercase=False, min_df=2, max_df=0.5, sublinear_tf=True, dtype=np.float32
+    )
     try:
         matrix = vectorizer.fit_transform(streamed())
         vocabulary = vectorizer.get_feature_names_out()
     except ValueError:  # fewer than two records, or no term in two of them: nothing is similar
-        return Index(np.array(pmids, dtype=np.int64), sparse.csr_matrix((len(pmids), 0), dtype=np.float32),
-                     np.array([], dtype=object), fingerprints)
+        return Index(
+            np.array(pmids, dtype=np.int64),
+            sparse.csr_matrix((len(pmids), 0), dtype=np.float32),
+            np.array([], dtype=object),
+            fingerprints,
+        )
     matrix = _keep_strongest(matrix.tocsr(), strongest)
     return Index(np.array(pmids, dtype=np.int64), matrix, vocabulary, fingerprints)
 
@@ -142,8 +176,9 @@ def _keep_strongest(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
     return sparse.csr_matrix(sparse.diags(1 / norms) @ out, dtype=np.float32)
 
 
-def neighbour_rows(index: Index, pmids: Iterable[int] | None = None, *, top: int = TOP,
-                   batch: int = BATCH) -> Iterator[dict]:
+def neighbour_rows(
+    index: Index, pmids: Iterable[int] | None = None, *, top: int = TOP, batch: int = BATCH
+) -> Iterator[dict]:
     """Rows (pmid, rank, similar_pmid, score, shared_terms) for `pmids` (all when None):
     each record's `top` most similar other records, best first; never itself."""
     rows = np.arange(len(index.pmids)) if pmids is None else index.rows_of(pmids)
@@ -151,7 +186,7 @@ def neighbour_rows(index: Index, pmids: Iterable[int] | None = None, *, top: int
         return
     columns = index.matrix.T.tocsr()
     for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
+        chunk = rows[start : start + batch]
         scores = (index.matrix[chunk] @ columns).tocsr()
         for k, i in enumerate(chunk):
             lo, hi = scores.indptr[k], scores.indptr[k + 1]

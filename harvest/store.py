@@ -72,20 +72,26 @@ def check_catalog(path: Path | str) -> None:
             return
         applied = set()
         if migrations.migrations_table in tables:
-            applied = {name for (name,) in conn.execute(
-                f"select name from [{migrations.migrations_table}] where migration_set = ?", [migrations.name])}
+            applied = {
+                name
+                for (name,) in conn.execute(
+                    f"select name from [{migrations.migrations_table}] where migration_set = ?", [migrations.name]
+                )
+            }
         if not applied:
             shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
             raise NotACatalog(
                 f"{path} is a SQLite database but not a ketamine catalog (its tables: {shown}); "
-                f"give --db a catalog's path, or a new one")
+                f"give --db a catalog's path, or a new one"
+            )
         # Every registered migration is pending on an empty database: the public way to list them.
         known = {m.name for m in migrations.pending(sqlite_utils.Database(memory=True))}
         unknown = sorted(applied - known)
         if unknown:
             raise NotACatalog(
                 f"{path} was built by a newer ketamine-catalog (schema migration {unknown[-1]} is "
-                f"unknown to this one); upgrade this checkout before writing to it")
+                f"unknown to this one); upgrade this checkout before writing to it"
+            )
     finally:
         conn.close()
 
@@ -221,8 +227,9 @@ def _inserted_id(table: sqlite_utils.db.Table) -> int:
     return table.last_pk
 
 
-def start_run(db: sqlite_utils.Database, *, mode: str, query_version: str, query_text: str,
-              window_from: str | None) -> int:
+def start_run(
+    db: sqlite_utils.Database, *, mode: str, query_version: str, query_text: str, window_from: str | None
+) -> int:
     with db.atomic():
         table = db.table("harvest_runs")
         table.insert(
@@ -278,8 +285,7 @@ def last_successful_run(db: sqlite_utils.Database) -> dict | None:
 
 def has_partial_runs(db: sqlite_utils.Database) -> bool:
     """Whether a `--since` run or an import has stored records (successfully or not)."""
-    return bool(db.execute(
-        "select 1 from harvest_runs where mode in (?, ?) limit 1", PARTIAL_MODES).fetchone())
+    return bool(db.execute("select 1 from harvest_runs where mode in (?, ?) limit 1", PARTIAL_MODES).fetchone())
 
 
 def interrupted_runs_since(db: sqlite_utils.Database, after_run: int | None) -> list[dict]:
@@ -297,10 +303,7 @@ def pmids_fetched_by_runs(db: sqlite_utils.Database, run_ids: list[int]) -> set[
     if not run_ids:
         return set()
     marks = ",".join("?" * len(run_ids))
-    return {
-        row[0]
-        for row in db.execute(f"select pmid from articles where last_fetched_run in ({marks})", run_ids)
-    }
+    return {row[0] for row in db.execute(f"select pmid from articles where last_fetched_run in ({marks})", run_ids)}
 
 
 # -- articles -----------------------------------------------------------------
@@ -351,8 +354,13 @@ def prepare_records(records: Iterable[dict]) -> list[dict]:
                 record["_xml_zlib"] = zlib.compress(record["xml"], XML_ZLIB_LEVEL)
             if "_tags" not in record:
                 tags = tag_article(record)
-                record["_tags"] = (tags, primary_design(tags), int(awaiting_indexing(record)), RULES_VERSION,
-                                   int(is_psychiatric(tags)))
+                record["_tags"] = (
+                    tags,
+                    primary_design(tags),
+                    int(awaiting_indexing(record)),
+                    RULES_VERSION,
+                    int(is_psychiatric(tags)),
+                )
         out.append(record)
     return out
 
@@ -373,8 +381,9 @@ def _author_name(author: dict) -> str | None:
     if author.get("collective_name"):
         return author["collective_name"]
     if author.get("last_name"):
-        return " ".join(filter(None, [author["last_name"], author.get("initials") or author.get("fore_name"),
-                                      author.get("suffix")]))
+        return " ".join(
+            filter(None, [author["last_name"], author.get("initials") or author.get("fore_name"), author.get("suffix")])
+        )
     return None
 
 
@@ -454,17 +463,19 @@ def child_rows(record: dict) -> dict[str, list[tuple]]:
             (pmid, i, k["keyword"], k.get("owner"), int(bool(k.get("major"))))
             for i, k in enumerate(record.get("keywords") or [], 1)
         ],
-        "article_ids": list(dict.fromkeys(
-            (pmid, i["id_type"], i["value"], i.get("source")) for i in record.get("article_ids") or []
-        ).keys()),
+        "article_ids": list(
+            dict.fromkeys(
+                (pmid, i["id_type"], i["value"], i.get("source")) for i in record.get("article_ids") or []
+            ).keys()
+        ),
         "grants": [
             (pmid, i, g.get("grant_id"), g.get("acronym"), g.get("agency"), g.get("country"))
             for i, g in enumerate(record.get("grants") or [], 1)
         ],
         "trial_registrations": [],
-        "databanks": list(dict.fromkeys(
-            (pmid, d.get("databank"), d.get("accession")) for d in record.get("databanks") or []
-        ).keys()),
+        "databanks": list(
+            dict.fromkeys((pmid, d.get("databank"), d.get("accession")) for d in record.get("databanks") or []).keys()
+        ),
         "comments_corrections": [
             (pmid, i, c.get("ref_type"), c.get("ref_pmid"), c.get("ref_source"))
             for i, c in enumerate(record.get("comments_corrections") or [], 1)
@@ -473,13 +484,15 @@ def child_rows(record: dict) -> dict[str, list[tuple]]:
             (pmid, i, c.get("registry_number"), c.get("ui"), c.get("name"))
             for i, c in enumerate(record.get("chemicals") or [], 1)
         ],
-        "supplementary_concepts": list({
-            s.get("ui") or s.get("name"): (pmid, s.get("ui") or s.get("name"), s.get("name"), s.get("type"))
-            for s in record.get("supplementary_concepts") or []
-        }.values()),
-        "article_history": list({
-            status: (pmid, status, date) for status, date in (record.get("history") or {}).items()
-        }.values()),
+        "supplementary_concepts": list(
+            {
+                s.get("ui") or s.get("name"): (pmid, s.get("ui") or s.get("name"), s.get("name"), s.get("type"))
+                for s in record.get("supplementary_concepts") or []
+            }.values()
+        ),
+        "article_history": list(
+            {status: (pmid, status, date) for status, date in (record.get("history") or {}).items()}.values()
+        ),
         "article_author_affiliations": [],
     }
     seen_ids: set[str] = set()
@@ -510,10 +523,22 @@ def child_rows(record: dict) -> dict[str, list[tuple]]:
 
 
 CHILD_TABLES = [
-    "abstract_sections", "article_mesh", "article_mesh_qualifiers", "article_publication_types",
-    "article_languages", "keywords", "article_ids", "grants", "trial_registrations", "databanks",
-    "comments_corrections", "chemicals", "supplementary_concepts", "article_history",
-    "article_author_affiliations", "article_authors",
+    "abstract_sections",
+    "article_mesh",
+    "article_mesh_qualifiers",
+    "article_publication_types",
+    "article_languages",
+    "keywords",
+    "article_ids",
+    "grants",
+    "trial_registrations",
+    "databanks",
+    "comments_corrections",
+    "chemicals",
+    "supplementary_concepts",
+    "article_history",
+    "article_author_affiliations",
+    "article_authors",
 ]
 
 
@@ -539,7 +564,9 @@ def _upsert_sql(columns: list[str]) -> str:
     )
 
 
-def _write_full_rows(db: sqlite_utils.Database, records: list[dict], rows: list[dict], replace_children: list[int]) -> None:
+def _write_full_rows(
+    db: sqlite_utils.Database, records: list[dict], rows: list[dict], replace_children: list[int]
+) -> None:
     """Articles rows, then every child table; callers hold the transaction."""
     by_columns: dict[tuple, list[dict]] = {}
     for row in rows:  # new rows carry first_seen_run, revised ones must not touch it
@@ -564,15 +591,27 @@ def _write_full_rows(db: sqlite_utils.Database, records: list[dict], rows: list[
             pub_types[pt.get("ui") or pt["name"]] = pt["name"]
         for a in record.get("authors") or []:
             key = author_key(a)
-            author_rows.append((key, a.get("last_name"), a.get("fore_name"), a.get("initials"), a.get("suffix"),
-                                a.get("collective_name"), _author_name(a)))
+            author_rows.append(
+                (
+                    key,
+                    a.get("last_name"),
+                    a.get("fore_name"),
+                    a.get("initials"),
+                    a.get("suffix"),
+                    a.get("collective_name"),
+                    _author_name(a),
+                )
+            )
             authorships.append((a, record["pmid"]))
-    db.conn.executemany("insert or ignore into mesh_descriptors (descriptor_ui, name) values (?, ?)",
-                        descriptors.items())
+    db.conn.executemany(
+        "insert or ignore into mesh_descriptors (descriptor_ui, name) values (?, ?)", descriptors.items()
+    )
     db.conn.executemany("insert or ignore into publication_types (ui, name) values (?, ?)", pub_types.items())
     db.conn.executemany(
         "insert or ignore into authors (name_key, last_name, fore_name, initials, suffix, collective_name, "
-        "display_name) values (?, ?, ?, ?, ?, ?, ?)", author_rows)
+        "display_name) values (?, ?, ?, ?, ?, ?, ?)",
+        author_rows,
+    )
     author_ids: dict[str, int] = {}
     keys = list({row[0] for row in author_rows})
     for chunk in _in_chunks(keys):
@@ -587,8 +626,15 @@ def _write_full_rows(db: sqlite_utils.Database, records: list[dict], rows: list[
             continue
         seen_positions.add(slot)
         children["article_authors"].append(
-            (pmid, a.get("role", "author"), a["position"], author_ids[author_key(a)], a.get("orcid"),
-             int(bool(a.get("equal_contrib"))), int(a.get("valid", True)))
+            (
+                pmid,
+                a.get("role", "author"),
+                a["position"],
+                author_ids[author_key(a)],
+                a.get("orcid"),
+                int(bool(a.get("equal_contrib"))),
+                int(a.get("valid", True)),
+            )
         )
     for table, table_rows in children.items():
         if table_rows:
@@ -607,8 +653,10 @@ def _xml_row(record: dict, run_id: int | None) -> tuple:
 def stored_record_xml(db: sqlite_utils.Database, pmid: int, version: int | None = None) -> bytes | None:
     """The original XML of a stored record (its current version unless one is named)."""
     if version is None:
-        sql = ("select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid "
-               "and a.pmid_version = x.pmid_version where x.pmid = ?")
+        sql = (
+            "select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid "
+            "and a.pmid_version = x.pmid_version where x.pmid = ?"
+        )
         params = [pmid]
     else:
         sql, params = "select xml_zlib from article_xml where pmid = ? and pmid_version = ?", [pmid, version]
@@ -622,19 +670,25 @@ def _old_state(db: sqlite_utils.Database, pmids: list[int]) -> dict[int, dict]:
         marks = _placeholders(len(chunk))
         for row in db.query(
             f"select pmid, title, abstract, citation_status, is_retracted, has_correction, is_deleted "
-            f"from articles where pmid in ({marks})", chunk
+            f"from articles where pmid in ({marks})",
+            chunk,
         ):
             state[row["pmid"]] = {**row, "mesh": set(), "pub_types": set(), "refs": set()}
         for pmid, name in db.execute(
             f"select am.pmid, d.name from article_mesh am join mesh_descriptors d using (descriptor_ui) "
-            f"where am.pmid in ({marks})", chunk):
+            f"where am.pmid in ({marks})",
+            chunk,
+        ):
             state[pmid]["mesh"].add(name)
         for pmid, name in db.execute(
             f"select ap.pmid, p.name from article_publication_types ap join publication_types p "
-            f"on p.ui = ap.publication_type_ui where ap.pmid in ({marks})", chunk):
+            f"on p.ui = ap.publication_type_ui where ap.pmid in ({marks})",
+            chunk,
+        ):
             state[pmid]["pub_types"].add(name)
         for pmid, ref_type, ref_pmid in db.execute(
-            f"select pmid, ref_type, ref_pmid from comments_corrections where pmid in ({marks})", chunk):
+            f"select pmid, ref_type, ref_pmid from comments_corrections where pmid in ({marks})", chunk
+        ):
             state[pmid]["refs"].add((ref_type, ref_pmid))
     return state
 
@@ -667,8 +721,14 @@ def change_events(old: dict, record: dict, row: dict) -> list[tuple[str, str | N
     return events
 
 
-def save_articles(db: sqlite_utils.Database, records: Iterable[dict], run_id: int,
-                  *, matches_query: bool | None = True, topic_match=None) -> SaveCounts:
+def save_articles(
+    db: sqlite_utils.Database,
+    records: Iterable[dict],
+    run_id: int,
+    *,
+    matches_query: bool | None = True,
+    topic_match=None,
+) -> SaveCounts:
     """Upsert one batch of article records in one transaction; count what changed.
 
     Per PMID the highest version goes to `articles`; every version's XML is kept.
@@ -735,8 +795,9 @@ def save_articles(db: sqlite_utils.Database, records: Iterable[dict], run_id: in
         row["study_design"], row["awaiting_indexing"], row["tags_version"] = design, awaiting, version
         row["psychiatric"] = psychiatric
     # XML rows for what is not stored yet: an unchanged record's XML is already there.
-    xml_rows = [_xml_row(r, run_id) for r in articles_in
-                if stored.get(r["pmid"]) != (_sha1_of(r), r.get("pmid_version") or 1)]
+    xml_rows = [
+        _xml_row(r, run_id) for r in articles_in if stored.get(r["pmid"]) != (_sha1_of(r), r.get("pmid_version") or 1)
+    ]
     with db.atomic():
         db.conn.executemany(
             "update articles set last_fetched_run = ?, matches_query = coalesce(?, matches_query) where pmid = ?",
@@ -767,8 +828,9 @@ def refill_from_xml(db: sqlite_utils.Database) -> int:
 def set_topic_match(db: sqlite_utils.Database, matches: dict[int, bool]) -> None:
     """Mark records by the local evaluation of the topic query (imports, not harvests)."""
     with db.atomic():
-        db.conn.executemany("update articles set matches_query = ? where pmid = ?",
-                            [(int(m), pmid) for pmid, m in matches.items()])
+        db.conn.executemany(
+            "update articles set matches_query = ? where pmid = ?", [(int(m), pmid) for pmid, m in matches.items()]
+        )
 
 
 def apply_deletions(db: sqlite_utils.Database, deletions: Iterable[dict], run_id: int) -> int:
@@ -779,17 +841,22 @@ def apply_deletions(db: sqlite_utils.Database, deletions: Iterable[dict], run_id
     with db.atomic():
         for chunk in _in_chunks(pmids):
             marks = _placeholders(len(chunk))
-            hit = [row[0] for row in db.execute(
-                f"select pmid from articles where is_deleted = 0 and pmid in ({marks})", chunk)]
+            hit = [
+                row[0]
+                for row in db.execute(f"select pmid from articles where is_deleted = 0 and pmid in ({marks})", chunk)
+            ]
             if not hit:
                 continue
             hit_marks = _placeholders(len(hit))
             db.execute(
                 f"update articles set is_deleted = 1, deleted_date = ?, deleted_run = ?, last_changed_run = ? "
-                f"where pmid in ({hit_marks})", [today, run_id, run_id, *hit])
+                f"where pmid in ({hit_marks})",
+                [today, run_id, run_id, *hit],
+            )
             db.conn.executemany(
                 "insert into article_events (pmid, run_id, event, detail, recorded_at) values (?, ?, 'deleted', ?, ?)",
-                [(p, run_id, "DeleteCitation", now_utc()) for p in hit])
+                [(p, run_id, "DeleteCitation", now_utc()) for p in hit],
+            )
             changed += len(hit)
     return changed
 
@@ -826,8 +893,9 @@ def _tag_rows(records: list[dict]) -> tuple[list[tuple], list[tuple]]:
             if key in seen:
                 continue
             seen.add(key)
-            tag_rows.append((record["pmid"], t["facet"], t["value"], t["method"], t.get("evidence"),
-                             t.get("confidence")))
+            tag_rows.append(
+                (record["pmid"], t["facet"], t["value"], t["method"], t.get("evidence"), t.get("confidence"))
+            )
         article_updates.append((design, awaiting, version, psychiatric, record["pmid"]))
     return tag_rows, article_updates
 
@@ -854,11 +922,16 @@ def write_tags(db: sqlite_utils.Database, records: list[dict]) -> None:
         db.execute(f"delete from article_tags where pmid in ({_placeholders(len(chunk))})", chunk)
     db.conn.executemany("insert or replace into article_tags values (?, ?, ?, ?, ?, ?)", tag_rows)
     if "psychiatric" in db.table("articles").columns_dict:
-        db.conn.executemany("update articles set study_design = ?, awaiting_indexing = ?, tags_version = ?, "
-                            "psychiatric = ? where pmid = ?", updates)
+        db.conn.executemany(
+            "update articles set study_design = ?, awaiting_indexing = ?, tags_version = ?, "
+            "psychiatric = ? where pmid = ?",
+            updates,
+        )
     else:  # migration 0003 re-tags before migration 0010 adds the column (and re-tags again)
-        db.conn.executemany("update articles set study_design = ?, awaiting_indexing = ?, tags_version = ? "
-                            "where pmid = ?", [u[:3] + u[4:] for u in updates])
+        db.conn.executemany(
+            "update articles set study_design = ?, awaiting_indexing = ?, tags_version = ? where pmid = ?",
+            [u[:3] + u[4:] for u in updates],
+        )
 
 
 def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000, *, tagged_not_by: str | None = None):
@@ -875,13 +948,15 @@ def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000, *, tagged_
     while rows := cursor.fetchmany(batch):
         records: list[dict] = []
         for (blob,) in rows:
-            records.extend(r for r in parse_pubmed_xml(zlib.decompress(blob), source_name="stored record")
-                           if r["type"] == "article")
+            records.extend(
+                r
+                for r in parse_pubmed_xml(zlib.decompress(blob), source_name="stored record")
+                if r["type"] == "article"
+            )
         yield records
 
 
-def retag_all(db: sqlite_utils.Database, progress=None, *, only_outdated: bool = False,
-              refresh: bool = True) -> int:
+def retag_all(db: sqlite_utils.Database, progress=None, *, only_outdated: bool = False, refresh: bool = True) -> int:
     """Re-tag the whole catalog from the stored XML (after a rule change); with
     `only_outdated`, just the records the current rules version did not tag."""
     from .tags import RULES_VERSION
@@ -921,31 +996,49 @@ def refresh_summaries(db: sqlite_utils.Database) -> None:
 NCT_GLOB = "NCT[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]"
 
 
-def start_source_run(db: sqlite_utils.Database, *, source: str, mode: str, query_version: str,
-                     query_text: str, window_from: str | None) -> int:
+def start_source_run(
+    db: sqlite_utils.Database, *, source: str, mode: str, query_version: str, query_text: str, window_from: str | None
+) -> int:
     """A run of one source in the run log (PubMed's runs go through `start_run`)."""
     with db.atomic():
         table = db.table("harvest_runs")
-        table.insert({
-            "source": source, "started_at": now_utc(), "mode": mode, "query_version": query_version,
-            "query_text": query_text, "window_from": window_from, "status": "running",
-            "pid": os.getpid(), "host": socket.gethostname(),
-        })
+        table.insert(
+            {
+                "source": source,
+                "started_at": now_utc(),
+                "mode": mode,
+                "query_version": query_version,
+                "query_text": query_text,
+                "window_from": window_from,
+                "status": "running",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+            }
+        )
         return _inserted_id(table)
 
 
 def last_successful_source_run(db: sqlite_utils.Database, source: str) -> dict | None:
-    rows = list(db.query(
-        "select * from harvest_runs where status = 'success' and coalesce(source, 'pubmed') = ? "
-        "and mode not in (?, ?) order by id desc limit 1", [source, *PARTIAL_MODES]))
+    rows = list(
+        db.query(
+            "select * from harvest_runs where status = 'success' and coalesce(source, 'pubmed') = ? "
+            "and mode not in (?, ?) order by id desc limit 1",
+            [source, *PARTIAL_MODES],
+        )
+    )
     return rows[0] if rows else None
 
 
 def cited_nct_ids(db: sqlite_utils.Database) -> set[str]:
     """Every ClinicalTrials.gov id a catalog record cites (its DataBankList, title or abstract)."""
-    return {row[0] for row in db.execute(
-        "select distinct trial_id from trial_registrations where trial_id glob ? "
-        "and coalesce(source, '') not like 'registry_reference:%'", [NCT_GLOB])}
+    return {
+        row[0]
+        for row in db.execute(
+            "select distinct trial_id from trial_registrations where trial_id glob ? "
+            "and coalesce(source, '') not like 'registry_reference:%'",
+            [NCT_GLOB],
+        )
+    }
 
 
 def stored_trials(db: sqlite_utils.Database) -> dict[str, int]:
@@ -966,8 +1059,15 @@ class TrialSaveCounts:
     stored_ids: set[str] = field(default_factory=set)
 
 
-_TRIAL_EVENT_COLUMNS = ("overall_status", "has_results", "results_first_posted", "primary_completion_date",
-                        "completion_date", "enrollment_count", "enrollment_type")
+_TRIAL_EVENT_COLUMNS = (
+    "overall_status",
+    "has_results",
+    "results_first_posted",
+    "primary_completion_date",
+    "completion_date",
+    "enrollment_count",
+    "enrollment_type",
+)
 
 
 def save_trials(db: sqlite_utils.Database, records: list, run_id: int, *, in_topic: bool) -> TrialSaveCounts:
@@ -1010,15 +1110,20 @@ def save_trials(db: sqlite_utils.Database, records: list, run_id: int, *, in_top
                 events = ctgov.change_events(previous, row)
                 db.conn.executemany(
                     "insert into trial_events (nct_id, run_id, event, detail, recorded_at) values (?, ?, ?, ?, ?)",
-                    [(nct, run_id, event, detail, now) for event, detail in events])
+                    [(nct, run_id, event, detail, now) for event, detail in events],
+                )
                 counts.events += len(events)
             for table, rows in ctgov.child_rows(record).items():
                 db.execute(f"delete from [{table}] where nct_id = ?", [nct])
                 if rows:
                     db.conn.executemany(f"insert into [{table}] values ({_placeholders(len(rows[0]))})", rows)
-            db.execute("delete from trial_registrations where trial_id = ? and source like 'registry_reference:%'", [nct])
-            db.conn.executemany("insert or ignore into trial_registrations (pmid, registry, trial_id, source) "
-                                "values (?, ?, ?, ?)", ctgov.reference_links(record))
+            db.execute(
+                "delete from trial_registrations where trial_id = ? and source like 'registry_reference:%'", [nct]
+            )
+            db.conn.executemany(
+                "insert or ignore into trial_registrations (pmid, registry, trial_id, source) values (?, ?, ?, ?)",
+                ctgov.reference_links(record),
+            )
         for chunk in _in_chunks(ids):
             db.execute(f"delete from trials_not_in_registry where nct_id in ({_placeholders(len(chunk))})", chunk)
     return counts
@@ -1030,7 +1135,9 @@ def mark_not_in_registry(db: sqlite_utils.Database, nct_ids: Iterable[str], run_
     with db.atomic():
         db.conn.executemany(
             "insert into trials_not_in_registry (nct_id, first_checked_run, last_checked_run) values (?, ?, ?) "
-            "on conflict(nct_id) do update set last_checked_run = excluded.last_checked_run", rows)
+            "on conflict(nct_id) do update set last_checked_run = excluded.last_checked_run",
+            rows,
+        )
     return len(rows)
 
 
@@ -1039,8 +1146,10 @@ def mark_trials_out_of_topic(db: sqlite_utils.Database, listed: set[str], run_id
     stale = [nct for nct, topic in stored_trials(db).items() if topic and nct not in listed]
     with db.atomic():
         for chunk in _in_chunks(stale):
-            db.execute(f"update trials set in_topic = 0, last_changed_run = ? "
-                       f"where nct_id in ({_placeholders(len(chunk))})", [run_id, *chunk])
+            db.execute(
+                f"update trials set in_topic = 0, last_changed_run = ? where nct_id in ({_placeholders(len(chunk))})",
+                [run_id, *chunk],
+            )
     return len(stale)
 
 
@@ -1057,7 +1166,9 @@ def _similar_documents(db: sqlite_utils.Database):
     while rows := cursor.fetchmany(1000):
         for pmid, title, abstract, keywords, mesh, tags in rows:
             yield {
-                "pmid": pmid, "title": title, "abstract": abstract,
+                "pmid": pmid,
+                "title": title,
+                "abstract": abstract,
                 "keywords": (keywords or "").split("; ") if keywords else [],
                 "mesh": mesh.split("; ") if mesh else [],
                 "tags": sorted(tuple(t.split("=", 1)) for t in tags.split("\x1f")) if tags else [],
@@ -1094,8 +1205,12 @@ def _refresh_similar(db: sqlite_utils.Database) -> int:
     touched = sorted(changed | removed)
     neighbours = {r["similar_pmid"] for r in rows}
     for chunk in _in_chunks(touched):
-        neighbours.update(p for (p,) in db.execute(
-            f"select distinct pmid from similar_articles where similar_pmid in ({_placeholders(len(chunk))})", chunk))
+        neighbours.update(
+            p
+            for (p,) in db.execute(
+                f"select distinct pmid from similar_articles where similar_pmid in ({_placeholders(len(chunk))})", chunk
+            )
+        )
     neighbours -= changed | removed
     rows.extend(similar.neighbour_rows(index, neighbours))
     redone = sorted(changed | removed | neighbours)
@@ -1106,10 +1221,16 @@ def _refresh_similar(db: sqlite_utils.Database) -> int:
             db.execute(f"delete from similar_sources where pmid in ({_placeholders(len(chunk))})", chunk)
         db.conn.executemany(
             "insert into similar_articles (pmid, rank, similar_pmid, score, shared_terms) values (?, ?, ?, ?, ?)",
-            [(r["pmid"], r["rank"], r["similar_pmid"], r["score"], r["shared_terms"]) for r in rows])
+            [(r["pmid"], r["rank"], r["similar_pmid"], r["score"], r["shared_terms"]) for r in rows],
+        )
         db.conn.executemany(
             "insert or replace into similar_sources (pmid, terms_fingerprint) values (?, ?)",
-            [(p, index.fingerprints[p]) for p in sorted(changed)])
-    log.info("similar articles: %d records changed, %d lists recomputed in %.1f s",
-             len(changed) + len(removed), len(changed) + len(neighbours), time.perf_counter() - started)
+            [(p, index.fingerprints[p]) for p in sorted(changed)],
+        )
+    log.info(
+        "similar articles: %d records changed, %d lists recomputed in %.1f s",
+        len(changed) + len(removed),
+        len(changed) + len(neighbours),
+        time.perf_counter() - started,
+    )
     return len(changed) + len(neighbours)

@@ -47,8 +47,9 @@ class FacetSource:
     counts: str | None = None
 
     def count_sql(self) -> str:
-        return self.counts or (f"select value, count(distinct pmid) from ({self.pairs}) "
-                               f"where value is not null group by value")
+        return self.counts or (
+            f"select value, count(distinct pmid) from ({self.pairs}) where value is not null group by value"
+        )
 
 
 def _tags(facet: str) -> str:
@@ -62,10 +63,11 @@ def _tag_counts(facet: str) -> str:  # article_tags' key is (pmid, facet, value)
 def _named(link: str, key: str, vocabulary: str, vocabulary_key: str) -> tuple[str, str]:
     """(pairs, counts) for a relation to a vocabulary of names (MeSH, publication types):
     counts by identifier over the link table's index, then named."""
-    pairs = (f"select l.pmid, v.name as value from {link} l "
-             f"join {vocabulary} v on v.{vocabulary_key} = l.{key}")
-    counts = (f"select v.name, sum(n) from (select {key}, count(*) as n from {link} group by {key}) c "
-              f"join {vocabulary} v on v.{vocabulary_key} = c.{key} group by v.name")
+    pairs = f"select l.pmid, v.name as value from {link} l join {vocabulary} v on v.{vocabulary_key} = l.{key}"
+    counts = (
+        f"select v.name, sum(n) from (select {key}, count(*) as n from {link} group by {key}) c "
+        f"join {vocabulary} v on v.{vocabulary_key} = c.{key} group by v.name"
+    )
     return pairs, counts
 
 
@@ -90,35 +92,63 @@ NOTICE_PAIRS = """
 FACETS: dict[str, FacetSource] = {
     f.name: f
     for f in (
-        FacetSource("pub_year", "Year", "column", "select pmid, pub_year as value from articles",
-                    _column_counts("pub_year")),
-        FacetSource("study_design", "Study design (primary)", "column",
-                    "select pmid, study_design as value from articles", _column_counts("study_design")),
-        FacetSource("journal", "Journal", "column", "select pmid, journal as value from articles",
-                    _column_counts("journal")),
-        FacetSource("citation_status", "Citation status", "column",
-                    "select pmid, citation_status as value from articles", _column_counts("citation_status")),
+        FacetSource(
+            "pub_year", "Year", "column", "select pmid, pub_year as value from articles", _column_counts("pub_year")
+        ),
+        FacetSource(
+            "study_design",
+            "Study design (primary)",
+            "column",
+            "select pmid, study_design as value from articles",
+            _column_counts("study_design"),
+        ),
+        FacetSource(
+            "journal", "Journal", "column", "select pmid, journal as value from articles", _column_counts("journal")
+        ),
+        FacetSource(
+            "citation_status",
+            "Citation status",
+            "column",
+            "select pmid, citation_status as value from articles",
+            _column_counts("citation_status"),
+        ),
         FacetSource("molecule", "Molecule", "multi", _tags("molecule"), _tag_counts("molecule")),
         FacetSource("route", "Route", "multi", _tags("route"), _tag_counts("route")),
         FacetSource("population", "Population", "multi", _tags("population"), _tag_counts("population")),
         FacetSource("comparator", "Comparator", "multi", _tags("comparator"), _tag_counts("comparator")),
         FacetSource("outcome", "Outcome", "multi", _tags("outcome"), _tag_counts("outcome")),
         FacetSource("theme", "Theme", "multi", _tags("theme"), _tag_counts("theme")),
-        FacetSource("depression", "Depression (which sense)", "multi", _tags("depression"),
-                    _tag_counts("depression")),
+        FacetSource("depression", "Depression (which sense)", "multi", _tags("depression"), _tag_counts("depression")),
         FacetSource("design", "Design (any tag)", "multi", _tags("design"), _tag_counts("design")),
-        FacetSource("pubtype", "Publication type", "multi",
-                    *_named("article_publication_types", "publication_type_ui", "publication_types", "ui")),
-        FacetSource("mesh", "MeSH heading", "multi",
-                    *_named("article_mesh", "descriptor_ui", "mesh_descriptors", "descriptor_ui")),
-        FacetSource("lang", "Language", "multi", "select pmid, language as value from article_languages",
-                    "select language, count(*) from article_languages group by language"),
+        FacetSource(
+            "pubtype",
+            "Publication type",
+            "multi",
+            *_named("article_publication_types", "publication_type_ui", "publication_types", "ui"),
+        ),
+        FacetSource(
+            "mesh",
+            "MeSH heading",
+            "multi",
+            *_named("article_mesh", "descriptor_ui", "mesh_descriptors", "descriptor_ui"),
+        ),
+        FacetSource(
+            "lang",
+            "Language",
+            "multi",
+            "select pmid, language as value from article_languages",
+            "select language, count(*) from article_languages group by language",
+        ),
         FacetSource("notice", "Retractions and corrections", "multi", NOTICE_PAIRS),
-        FacetSource("registry", "Trial registry", "multi",
-                    # What the paper cites: the registry's own links to papers (trials harvest) are
-                    # not a paper's registration, and may name papers outside the catalog.
-                    "select distinct pmid, registry as value from trial_registrations "
-                    "where coalesce(source, '') not like 'registry_reference:%'"),
+        FacetSource(
+            "registry",
+            "Trial registry",
+            "multi",
+            # What the paper cites: the registry's own links to papers (trials harvest) are
+            # not a paper's registration, and may name papers outside the catalog.
+            "select distinct pmid, registry as value from trial_registrations "
+            "where coalesce(source, '') not like 'registry_reference:%'",
+        ),
     )
 }
 
@@ -128,8 +158,17 @@ FACETS: dict[str, FacetSource] = {
 PAIRED = ("pub_year", "study_design", "journal", "citation_status", "molecule", "route", "population", "notice")
 
 # Every table a count above reads: a write to any of them marks the summaries stale.
-WATCHED = ("articles", "article_tags", "article_publication_types", "publication_types", "article_mesh",
-           "mesh_descriptors", "article_languages", "comments_corrections", "trial_registrations")
+WATCHED = (
+    "articles",
+    "article_tags",
+    "article_publication_types",
+    "publication_types",
+    "article_mesh",
+    "mesh_descriptors",
+    "article_languages",
+    "comments_corrections",
+    "trial_registrations",
+)
 
 SCHEMA = """
 create table if not exists summary_state (
@@ -183,15 +222,20 @@ def refresh(db: sqlite_utils.Database) -> float:
     conn = db.conn
     with db.atomic():
         conn.execute("delete from facet_sources")
-        conn.executemany("insert into facet_sources values (?, ?, ?, ?, ?, ?)",
-                         [(f.name, i, f.label, f.kind, " ".join(f.pairs.split()), int(f.name in PAIRED))
-                          for i, f in enumerate(FACETS.values())])
+        conn.executemany(
+            "insert into facet_sources values (?, ?, ?, ?, ?, ?)",
+            [
+                (f.name, i, f.label, f.kind, " ".join(f.pairs.split()), int(f.name in PAIRED))
+                for i, f in enumerate(FACETS.values())
+            ],
+        )
         conn.execute("delete from facet_counts")
         for f in FACETS.values():
             conn.execute(f"insert into facet_counts (facet, value, count) select ?, * from ({f.count_sql()})", [f.name])
         conn.execute("delete from facet_pair_counts")
-        conn.executemany("insert into facet_pair_counts values (?, ?, ?, ?, ?)",
-                         ((*key, n) for key, n in _pair_counts(conn).items()))
+        conn.executemany(
+            "insert into facet_pair_counts values (?, ?, ?, ?, ?)", ((*key, n) for key, n in _pair_counts(conn).items())
+        )
         # Current: what the topic query returns, NLM has not deleted, and concerns depression in
         # the psychiatric sense (migration 0010); the rest of what the query returns is set aside.
         sensed = "psychiatric" in db["articles"].columns_dict  # not yet while migration 0007 runs
@@ -204,8 +248,11 @@ def refresh(db: sqlite_utils.Database) -> float:
                    coalesce(sum(is_retracted = 1), 0), coalesce(sum(trial_ids is not null and trial_ids != ''), 0),
                    min(case when {current} then pub_year end),
                    max(case when {current} then pub_year end)
-                   {", coalesce(sum(matches_query = 1 and is_deleted = 0 and coalesce(psychiatric, 0) = 0), 0)"
-                    if sensed else ""}
+                   {
+            ", coalesce(sum(matches_query = 1 and is_deleted = 0 and coalesce(psychiatric, 0) = 0), 0)"
+            if sensed
+            else ""
+        }
             from articles""")
         conn.execute("delete from current_year_design")
         conn.execute(f"""
@@ -215,8 +262,11 @@ def refresh(db: sqlite_utils.Database) -> float:
         evidence_map.refresh(db)
         seconds = time.perf_counter() - start
         # Last: the triggers fired by the deletes and inserts above do not touch summary_state.
-        conn.execute("update summary_state set stale = 0, refreshed_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
-                     "seconds = ? where id = 1", [round(seconds, 2)])
+        conn.execute(
+            "update summary_state set stale = 0, refreshed_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
+            "seconds = ? where id = 1",
+            [round(seconds, 2)],
+        )
     return seconds
 
 
@@ -240,23 +290,27 @@ def _pair_counts(conn) -> Counter:
                 if vb is not None:
                     pairs[(a, va, b, vb)] += n
     for m in multis:
-        conn.execute(f"create temp table [summary_{m}] as select distinct pmid, value "
-                     f"from ({FACETS[m].pairs}) where value is not null")
+        conn.execute(
+            f"create temp table [summary_{m}] as select distinct pmid, value "
+            f"from ({FACETS[m].pairs}) where value is not null"
+        )
         conn.execute(f"create index temp.[summary_{m}_pmid] on [summary_{m}] (pmid)")
     try:
         for m in multis:
             a_cols = ", ".join(f"a.{c}" for c in columns)
             for value, *values, n in conn.execute(
-                    f"select m.value, {a_cols}, count(*) from temp.[summary_{m}] m "
-                    f"join articles a on a.pmid = m.pmid group by m.value, {a_cols}"):
+                f"select m.value, {a_cols}, count(*) from temp.[summary_{m}] m "
+                f"join articles a on a.pmid = m.pmid group by m.value, {a_cols}"
+            ):
                 for b, vb in zip(columns, values):
                     if vb is not None:
                         pairs[(m, value, b, vb)] += n
                         pairs[(b, vb, m, value)] += n
             for m2 in multis:
                 for value, value2, n in conn.execute(
-                        f"select x.value, y.value, count(*) from temp.[summary_{m}] x "
-                        f"join temp.[summary_{m2}] y on y.pmid = x.pmid group by x.value, y.value"):
+                    f"select x.value, y.value, count(*) from temp.[summary_{m}] x "
+                    f"join temp.[summary_{m2}] y on y.pmid = x.pmid group by x.value, y.value"
+                ):
                     pairs[(m, value, m2, value2)] += n
     finally:
         for m in multis:

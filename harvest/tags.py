@@ -83,25 +83,73 @@ from . import design_model
 RULES_VERSION = "rules-v5"
 
 DESIGNS = (
-    "rct", "crossover_rct", "open_label_trial", "observational_cohort", "case_control",
-    "case_report_series", "systematic_review", "meta_analysis", "narrative_review",
-    "trial_protocol", "secondary_analysis", "preclinical_animal", "in_vitro",
-    "guideline_consensus", "commentary_letter", "other",
+    "rct",
+    "crossover_rct",
+    "open_label_trial",
+    "observational_cohort",
+    "case_control",
+    "case_report_series",
+    "systematic_review",
+    "meta_analysis",
+    "narrative_review",
+    "trial_protocol",
+    "secondary_analysis",
+    "preclinical_animal",
+    "in_vitro",
+    "guideline_consensus",
+    "commentary_letter",
+    "other",
 )
 
 FACET_VALUES: dict[str, tuple[str, ...]] = {
     "design": DESIGNS,
-    "molecule": ("racemic_ketamine", "esketamine", "arketamine", "hydroxynorketamine_metabolites",
-                 "unspecified_ketamine"),
+    "molecule": (
+        "racemic_ketamine",
+        "esketamine",
+        "arketamine",
+        "hydroxynorketamine_metabolites",
+        "unspecified_ketamine",
+    ),
     "route": ("intravenous", "intranasal", "oral", "intramuscular", "subcutaneous", "sublingual_buccal"),
-    "population": ("treatment_resistant_depression", "major_depressive_disorder", "bipolar_depression",
-                   "suicidal_ideation", "ptsd", "perinatal_postpartum", "adolescents", "older_adults",
-                   "anxious_depression", "substance_use_comorbidity", "healthy_volunteers", "animals"),
+    "population": (
+        "treatment_resistant_depression",
+        "major_depressive_disorder",
+        "bipolar_depression",
+        "suicidal_ideation",
+        "ptsd",
+        "perinatal_postpartum",
+        "adolescents",
+        "older_adults",
+        "anxious_depression",
+        "substance_use_comorbidity",
+        "healthy_volunteers",
+        "animals",
+    ),
     "comparator": ("placebo", "active_placebo_midazolam", "ect", "other_antidepressant"),
-    "outcome": ("madrs", "hamd", "bdi", "qids", "cssrs_suicidality", "remission", "response", "relapse",
-                "dissociation_cadss", "blood_pressure", "cognition", "abuse_misuse", "urological"),
-    "theme": ("mechanism", "rapid_onset", "treatment_resistance", "durability_relapse_maintenance",
-              "safety_side_effects", "misuse_abuse", "cost_access"),
+    "outcome": (
+        "madrs",
+        "hamd",
+        "bdi",
+        "qids",
+        "cssrs_suicidality",
+        "remission",
+        "response",
+        "relapse",
+        "dissociation_cadss",
+        "blood_pressure",
+        "cognition",
+        "abuse_misuse",
+        "urological",
+    ),
+    "theme": (
+        "mechanism",
+        "rapid_onset",
+        "treatment_resistance",
+        "durability_relapse_maintenance",
+        "safety_side_effects",
+        "misuse_abuse",
+        "cost_access",
+    ),
     # Whether the record concerns depression or suicidality in the psychiatric sense (see
     # `depression_sense`): generic, decided for every record, with or without ketamine.
     "depression": ("psychiatric", "other_sense_only"),
@@ -109,16 +157,37 @@ FACET_VALUES: dict[str, tuple[str, ...]] = {
 
 # Primary design: first match wins (within the stronger source, see module doc).
 DESIGN_PRECEDENCE = (
-    "meta_analysis", "systematic_review", "trial_protocol", "secondary_analysis", "crossover_rct", "rct",
-    "open_label_trial", "case_control", "observational_cohort", "case_report_series",
-    "guideline_consensus", "narrative_review", "preclinical_animal", "in_vitro", "commentary_letter",
+    "meta_analysis",
+    "systematic_review",
+    "trial_protocol",
+    "secondary_analysis",
+    "crossover_rct",
+    "rct",
+    "open_label_trial",
+    "case_control",
+    "observational_cohort",
+    "case_report_series",
+    "guideline_consensus",
+    "narrative_review",
+    "preclinical_animal",
+    "in_vitro",
+    "commentary_letter",
 )
 
 # Designs that NLM's publication types and check tags decide for an indexed record.
-INDEXING_DECIDES = frozenset({
-    "rct", "crossover_rct", "case_report_series", "systematic_review", "meta_analysis", "narrative_review",
-    "commentary_letter", "guideline_consensus", "preclinical_animal",
-})
+INDEXING_DECIDES = frozenset(
+    {
+        "rct",
+        "crossover_rct",
+        "case_report_series",
+        "systematic_review",
+        "meta_analysis",
+        "narrative_review",
+        "commentary_letter",
+        "guideline_consensus",
+        "preclinical_animal",
+    }
+)
 
 AWAITING_STATUSES = frozenset({"In-Process", "Publisher", "In-Data-Review"})
 INDEXED_STATUSES = frozenset({"MEDLINE", "OLDMEDLINE"})
@@ -130,7 +199,8 @@ KET = r"(?:(?:es|ar|nor|hydroxynor|dehydronor)?ketamin(?:e|a|um)?s?(?:'s)?\b|\bs
 
 _NUM = r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
 # Animal names (species, lab strains, parasites), matched as whole words.
-ANIMAL_WORDS = frozenset("""
+ANIMAL_WORDS = frozenset(
+    """
 rat rats mice mouse murine rodent rodents dog dogs canine cat cats feline kitten kittens puppies pups rabbit rabbits
 monkey monkeys macaque macaques primate primates marmoset marmosets baboon baboons chimpanzee chimpanzees
 pig pigs piglet piglets swine porcine sheep ovine lamb lambs ewe ewes ram rams cattle bovine cow cows calves calf
@@ -147,7 +217,8 @@ opossum opossums bat bats deer squirrel squirrels vole voles rhesus cynomolgus d
 seal seals fox foxes wolves elephant elephants camel camels buffalo buffaloes schistosoma schistosomes
 trypanosoma trypanosomes plasmodium leishmania toxoplasma ascaris trichinella tetrahymena paramecium amoeba
 amoebae filariae filarial cestode cestodes trematode trematodes tapeworm tapeworms
-""".split())
+""".split()
+)
 # -- rule table ---------------------------------------------------------------------------------------
 
 
@@ -175,7 +246,9 @@ class Rule:
 
 
 # Context that turns a mention of randomisation into something other than this study's design.
-_LAB_ANIMAL = r"(?:rats?|mice|mouse|dogs?|rabbits?|monkeys?|pigs?|piglets?|sheep|lambs?|cats|hamsters?|guinea[- ]pigs?|animals)"
+_LAB_ANIMAL = (
+    r"(?:rats?|mice|mouse|dogs?|rabbits?|monkeys?|pigs?|piglets?|sheep|lambs?|cats|hamsters?|guinea[- ]pigs?|animals)"
+)
 _RANDOM_VETO = (
     r"non-?randomi|not (?:\w+ )?(?:been |be |being )?random|without randomi|quasi-?randomi|mendelian|"
     r"randomi[sz]ed(?:,? \w+){0,3} (?:survey|samples?|sampling)|"
@@ -207,270 +280,569 @@ _STUDY = (
     r"\bsurvey\b|\bper ?cent\b|%"
 )
 # Human study subjects, counted against animal words to call a record an animal study.
-HUMAN_WORDS = frozenset("""
+HUMAN_WORDS = frozenset(
+    """
 patient patients men women man woman boy boys girl girls children child infant infants neonate neonates newborn
 newborns volunteer volunteers human humans person persons people adult adults adolescent adolescents participant
 participants outpatient outpatients inpatient inpatients pregnant mother mothers clinical hospital hospitals
 physician physicians surgeon surgeons
-""".split())
+""".split()
+)
 # Animal-experiment words beyond species names.
-ANIMAL_EXPERIMENT_WORDS = frozenset("""
+ANIMAL_EXPERIMENT_WORDS = frozenset(
+    """
 intraperitoneal intraperitoneally sacrificed decapitated anesthetized anaesthetized inbred weanling weanlings litter
 litters littermates embryo embryos oocyte oocytes spermatozoa larval hemolymph haemolymph ciliate ciliates protozoa
 protozoan parasite parasites vivarium ovariectomized ovariectomised castrated hypophysectomized adrenalectomized
 nephrectomized pinealectomized
-""".split())
+""".split()
+)
 
 _R = Rule
 RULES: tuple[Rule, ...] = (
     # ---- design: randomised trials (generic) -------------------------------------------------
-    _R("design.rct.randomized", "design", "rct",
-       r"\brandomi[sz](?:ed|ation|ing|e)\b|"
-       r"\brandomly (?:\w+ ){0,2}?(?:assigned|allocated|divided|distributed (?:to|into|among|between)|selected to receive|given|received|"
-       r"receiving|chosen to receive|placed|entered|treated|administered)\b|"
-       r"\b(?:assigned|allocated|divided|distributed|given|treated|chosen|entered|placed)\b(?: \w+){0,4}? at random\b|"
-       r"\bat random (?:to|into|between)\b|\bon a random basis\b|\bin (?:a )?random(?:i[sz]ed)? (?:order|sequence|fashion|manner)\b",
-       0.85, topic=False, veto_near=_RANDOM_VETO, unless=_SYNTHESIS),
-    _R("design.crossover", "signal", "crossover",
-       r"\bcross[- ]?over\b|\blatin[- ]square\b", topic=False),
-    _R("design.blinded_placebo", "signal", "blinded_placebo",
-       r"\bdouble[- ]?blind\w*|\bplacebo[- ]controlled\b", topic=False),
+    _R(
+        "design.rct.randomized",
+        "design",
+        "rct",
+        r"\brandomi[sz](?:ed|ation|ing|e)\b|"
+        r"\brandomly (?:\w+ ){0,2}?(?:assigned|allocated|divided|distributed (?:to|into|among|between)|selected to receive|given|received|"
+        r"receiving|chosen to receive|placed|entered|treated|administered)\b|"
+        r"\b(?:assigned|allocated|divided|distributed|given|treated|chosen|entered|placed)\b(?: \w+){0,4}? at random\b|"
+        r"\bat random (?:to|into|between)\b|\bon a random basis\b|\bin (?:a )?random(?:i[sz]ed)? (?:order|sequence|fashion|manner)\b",
+        0.85,
+        topic=False,
+        veto_near=_RANDOM_VETO,
+        unless=_SYNTHESIS,
+    ),
+    _R("design.crossover", "signal", "crossover", r"\bcross[- ]?over\b|\blatin[- ]square\b", topic=False),
+    _R(
+        "design.blinded_placebo",
+        "signal",
+        "blinded_placebo",
+        r"\bdouble[- ]?blind\w*|\bplacebo[- ]controlled\b",
+        topic=False,
+    ),
     # ---- design: other trials and observational designs -------------------------------------
-    _R("design.open_label", "design", "open_label_trial",
-       r"\bopen[- ]label\w*|\bopen (?:pilot |prospective |clinical )?(?:trial|study)\b|\bsingle[- ]arm\b|"
-       r"\buncontrolled (?:pilot |open |clinical )?(?:trial|study)\b|\bnon-?randomi[sz]ed (?:\w+ ){0,2}(?:trial|study)\b",
-       0.75, topic=False),
-    _R("design.protocol", "design", "trial_protocol",
-       r"\b(?:study|trial) protocol\b|\bprotocol (?:for|of) (?:a|an|the) (?:\w+ ){0,4}(?:trial|study)\b|"
-       r"\bwill be randomi[sz]ed\b|\bparticipants will (?:be|receive)\b|\bpatients will be (?:randomi|recruited|enrolled|assigned)",
-       0.8, topic=False),
-    _R("design.secondary_analysis", "design", "secondary_analysis",
-       r"\bpost[- ]hoc analys[ie]s\b|\bsecondary analys[ie]s\b|\bpooled analys[ie]s of\b|\bexploratory analys[ie]s of\b|"
-       r"\bre-?analys[ie]s of\b|\bancillary (?:study|analysis)\b",
-       0.8, topic=False),
-    _R("design.cohort", "design", "observational_cohort",
-       r"\bcohort(?: study)?\b|\bretrospective(?:ly)? (?:\w+ ){0,2}(?:study|review|analysis|chart|cohort|data)\b|"
-       r"\bprospective (?:observational|cohort|naturalistic|follow-up) study\b|\bobservational (?:study|data|cohort)\b|"
-       r"\bnaturalistic (?:study|setting|sample)\b|\bchart review\b|\breal[- ]world\b|\bregistry\b|\bmedical records\b",
-       0.7, topic=False, unless=_SYNTHESIS),
-    _R("design.case_control", "design", "case_control",
-       r"\bcase[- ]control(?:led)? (?:study|design|studies)\b|\bmatched (?:healthy )?controls\b",
-       0.75, topic=False),
+    _R(
+        "design.open_label",
+        "design",
+        "open_label_trial",
+        r"\bopen[- ]label\w*|\bopen (?:pilot |prospective |clinical )?(?:trial|study)\b|\bsingle[- ]arm\b|"
+        r"\buncontrolled (?:pilot |open |clinical )?(?:trial|study)\b|\bnon-?randomi[sz]ed (?:\w+ ){0,2}(?:trial|study)\b",
+        0.75,
+        topic=False,
+    ),
+    _R(
+        "design.protocol",
+        "design",
+        "trial_protocol",
+        r"\b(?:study|trial) protocol\b|\bprotocol (?:for|of) (?:a|an|the) (?:\w+ ){0,4}(?:trial|study)\b|"
+        r"\bwill be randomi[sz]ed\b|\bparticipants will (?:be|receive)\b|\bpatients will be (?:randomi|recruited|enrolled|assigned)",
+        0.8,
+        topic=False,
+    ),
+    _R(
+        "design.secondary_analysis",
+        "design",
+        "secondary_analysis",
+        r"\bpost[- ]hoc analys[ie]s\b|\bsecondary analys[ie]s\b|\bpooled analys[ie]s of\b|\bexploratory analys[ie]s of\b|"
+        r"\bre-?analys[ie]s of\b|\bancillary (?:study|analysis)\b",
+        0.8,
+        topic=False,
+    ),
+    _R(
+        "design.cohort",
+        "design",
+        "observational_cohort",
+        r"\bcohort(?: study)?\b|\bretrospective(?:ly)? (?:\w+ ){0,2}(?:study|review|analysis|chart|cohort|data)\b|"
+        r"\bprospective (?:observational|cohort|naturalistic|follow-up) study\b|\bobservational (?:study|data|cohort)\b|"
+        r"\bnaturalistic (?:study|setting|sample)\b|\bchart review\b|\breal[- ]world\b|\bregistry\b|\bmedical records\b",
+        0.7,
+        topic=False,
+        unless=_SYNTHESIS,
+    ),
+    _R(
+        "design.case_control",
+        "design",
+        "case_control",
+        r"\bcase[- ]control(?:led)? (?:study|design|studies)\b|\bmatched (?:healthy )?controls\b",
+        0.75,
+        topic=False,
+    ),
     # ---- design: case reports -----------------------------------------------------------------
-    _R("design.case_report.named", "design", "case_report_series",
-       r"\bcase reports?\b|\bcase series\b|\bcase (?:history|presentation|study of a)\b|"
-       r"\bapropos of (?:a|an|one|\d+|two|three|four|five|six|seven|eight|nine|ten) (?:\w+ )?cases?\b|"
-       r"\b(?:report|reports|presentation|description) of (?:a|an|one|two|three|four|five|\d) (?:\w+ ){0,3}cases?\b",
-       0.85, topic=False, veto_near=r"review of (?:\d+|the) |searched|literature (?:search|review) of"),
-    _R("design.case_report.we_report", "design", "case_report_series",
-       r"\b(?:we|the authors?|this paper|this article|this report) (?:\w+ )?(?:report|describe|present|discuss)s? "
-       r"(?:here |herein )?(?:on )?(?:a|an|one|the case of|two|three|four|five|\d) (?:\w+[- ]){0,4}?"
-       r"(?:case|cases|patient|patients|man|woman|boy|girl|child|infant|neonate|newborn|family|sibs|siblings|"
-       r"brothers|sisters|twins|kindred|instance)\b",
-       0.85, topic=False),
-    _R("design.case_report.is_reported", "design", "case_report_series",
-       r"\b(?:a|an|one|two|three|four|five|six|seven|eight|\d) (?:\w+[- ]){0,4}?(?:case|cases|patient|patients|"
-       r"instance|instances|family|families|sibs|siblings|twins|brothers|sisters|kindred|example|examples)"
-       r"(?: \w+){0,12}? (?:is|are|was|were|has been|have been) (?:here |herein |also |briefly )?"
-       r"(?:reported|described|presented|documented|discussed)\b",
-       0.8, topic=False, veto_near=r"\b(?:previously|have been|has been|had been) (?:reported|described)|\bin the literature\b|"
-                                   r"\breported in\b"),
-    _R("design.case_report.patients_described", "design", "case_report_series",
-       r"\b(?:patients?|cases?|infants?|children|siblings|sibs|family|families|kindred|boy|girl|man|woman|twins)\b"
-       r"(?: \w+){0,15}? (?:is|are|was|were) (?:\w+ )?(?:described|presented|reported)\b",
-       0.7, topic=False, veto_near=r"\b(?:previously|have been|has been|had been) (?:reported|described)|\bin the literature\b",
-       unless=_STUDY),
-    _R("design.case_report.age", "design", "case_report_series",
-       r"\b(?:a|an|one|this|our) \d+[- ](?:year|yr|month|week|day)s?[- ]old\b|"
-       r"\b(?:a|an|one|this|our) (?:\w+[- ]){1,3}(?:year|month|week|day)[- ]old\b|"
-       r"\b(?:a|an|one|this|our) (?:\w+ ){0,2}(?:man|woman|boy|girl|infant|neonate|newborn|patient),? aged \d+",
-       0.8, topic=False),
-    _R("design.case_report.a_patient", "design", "case_report_series",
-       r"\b(?:in|of|on|to) (?:a|an|one) (?:\w+[- ]){0,3}?(?:patient|man|woman|boy|girl|child|infant|neonate|newborn) "
-       r"(?:with|who|after|following|suffering|having|receiving|treated|undergoing|in whom)\b|"
-       r"^(?:a|an) (?:\w+[- ]){0,3}?(?:patient|man|woman|boy|girl|child|infant|neonate|newborn) (?:with|who)\b|"
-       r"\b(?:this|the) (?:patient|man|woman|boy|girl|infant|child)(?:'s)? (?:was|had|has|is|developed|died|"
-       r"recovered|presented|received|underwent|remained|showed|became)\b",
-       0.7, topic=False),
+    _R(
+        "design.case_report.named",
+        "design",
+        "case_report_series",
+        r"\bcase reports?\b|\bcase series\b|\bcase (?:history|presentation|study of a)\b|"
+        r"\bapropos of (?:a|an|one|\d+|two|three|four|five|six|seven|eight|nine|ten) (?:\w+ )?cases?\b|"
+        r"\b(?:report|reports|presentation|description) of (?:a|an|one|two|three|four|five|\d) (?:\w+ ){0,3}cases?\b",
+        0.85,
+        topic=False,
+        veto_near=r"review of (?:\d+|the) |searched|literature (?:search|review) of",
+    ),
+    _R(
+        "design.case_report.we_report",
+        "design",
+        "case_report_series",
+        r"\b(?:we|the authors?|this paper|this article|this report) (?:\w+ )?(?:report|describe|present|discuss)s? "
+        r"(?:here |herein )?(?:on )?(?:a|an|one|the case of|two|three|four|five|\d) (?:\w+[- ]){0,4}?"
+        r"(?:case|cases|patient|patients|man|woman|boy|girl|child|infant|neonate|newborn|family|sibs|siblings|"
+        r"brothers|sisters|twins|kindred|instance)\b",
+        0.85,
+        topic=False,
+    ),
+    _R(
+        "design.case_report.is_reported",
+        "design",
+        "case_report_series",
+        r"\b(?:a|an|one|two|three|four|five|six|seven|eight|\d) (?:\w+[- ]){0,4}?(?:case|cases|patient|patients|"
+        r"instance|instances|family|families|sibs|siblings|twins|brothers|sisters|kindred|example|examples)"
+        r"(?: \w+){0,12}? (?:is|are|was|were|has been|have been) (?:here |herein |also |briefly )?"
+        r"(?:reported|described|presented|documented|discussed)\b",
+        0.8,
+        topic=False,
+        veto_near=r"\b(?:previously|have been|has been|had been) (?:reported|described)|\bin the literature\b|"
+        r"\breported in\b",
+    ),
+    _R(
+        "design.case_report.patients_described",
+        "design",
+        "case_report_series",
+        r"\b(?:patients?|cases?|infants?|children|siblings|sibs|family|families|kindred|boy|girl|man|woman|twins)\b"
+        r"(?: \w+){0,15}? (?:is|are|was|were) (?:\w+ )?(?:described|presented|reported)\b",
+        0.7,
+        topic=False,
+        veto_near=r"\b(?:previously|have been|has been|had been) (?:reported|described)|\bin the literature\b",
+        unless=_STUDY,
+    ),
+    _R(
+        "design.case_report.age",
+        "design",
+        "case_report_series",
+        r"\b(?:a|an|one|this|our) \d+[- ](?:year|yr|month|week|day)s?[- ]old\b|"
+        r"\b(?:a|an|one|this|our) (?:\w+[- ]){1,3}(?:year|month|week|day)[- ]old\b|"
+        r"\b(?:a|an|one|this|our) (?:\w+ ){0,2}(?:man|woman|boy|girl|infant|neonate|newborn|patient),? aged \d+",
+        0.8,
+        topic=False,
+    ),
+    _R(
+        "design.case_report.a_patient",
+        "design",
+        "case_report_series",
+        r"\b(?:in|of|on|to) (?:a|an|one) (?:\w+[- ]){0,3}?(?:patient|man|woman|boy|girl|child|infant|neonate|newborn) "
+        r"(?:with|who|after|following|suffering|having|receiving|treated|undergoing|in whom)\b|"
+        r"^(?:a|an) (?:\w+[- ]){0,3}?(?:patient|man|woman|boy|girl|child|infant|neonate|newborn) (?:with|who)\b|"
+        r"\b(?:this|the) (?:patient|man|woman|boy|girl|infant|child)(?:'s)? (?:was|had|has|is|developed|died|"
+        r"recovered|presented|received|underwent|remained|showed|became)\b",
+        0.7,
+        topic=False,
+    ),
     # ---- design: evidence syntheses and reviews -------------------------------------------------
-    _R("design.meta_analysis", "design", "meta_analysis",
-       r"\bmeta-?analy\w+|\bmeta-?regression\b|\bpooled (?:odds ratio|risk ratio|relative risk|estimate|effect size)s?\b",
-       0.9, topic=False, veto_near=r"\bmendelian\b|\b(?:previous|prior|earlier|recent|published) meta|meta-analyses? (?:have|has) "),
-    _R("design.systematic_review", "design", "systematic_review",
-       r"\bsystematic(?:ally)? (?:\w+ )?(?:review|search|literature|searched)\w*|\bPRISMA\b|\bscoping review\b|"
-       r"\bumbrella review\b|\bcochrane review\b|\bwe searched\b|\b(?:databases|MEDLINE|PubMed|Embase)\b(?: \w+){0,4} (?:were|was) searched\b",
-       0.85, topic=False, veto_near=r"\b(?:previous|prior|earlier|recent|published) systematic"),
-    _R("design.review.self", "design", "narrative_review",
-       r"\b(?:this|the present|our) (?:\w+ ){0,3}review\b|\bwe (?:\w+ )?review\b|\b(?:an |a brief |a short |a critical )?overview\b|"
-       r"\b(?:current|recent|present) (?:concepts|knowledge|status|views?|developments|trends|advances|understanding)\b|"
-       r"\b(?:advances|progress|developments|update) (?:in|on)\b|\bstate of the art\b",
-       0.65, topic=False, veto_near=r"\bchart\b|\brecords?\b|\bretrospective\b|\bpeer review|review board|\bsystematic",
-       unless=r"\bwe (?:studied|investigated|examined|measured|compared|treated|evaluated|determined|found|performed)\b|"
-              r"\b(?:randomi[sz]ed|double[- ]blind|placebo)\b"),
-    _R("design.review.title", "design", "narrative_review",
-       r"\breview\b|:\s*(?:an? )?(?:overview|update)\b", 0.7, topic=False, field="title",
-       veto_near=r"\bcases?\b|\bcase report|\bexperience\b|\bseries\b|\bsystematic|\bmeta-?analy|\bpatients\b"),
-    _R("design.review.literature", "design", "narrative_review",
-       r"\breview(?:s|ed|ing)? (?:of )?(?:the )?(?:literature|current|recent|available|existing|published|evidence)\b|"
-       r"\ba (?:\w+ ){0,2}review of\b",
-       0.6, topic=False, veto_near=r"\bcases?\b|\bpatients?\b|\bchart\b|\brecords?\b|\bsystematic"),
+    _R(
+        "design.meta_analysis",
+        "design",
+        "meta_analysis",
+        r"\bmeta-?analy\w+|\bmeta-?regression\b|\bpooled (?:odds ratio|risk ratio|relative risk|estimate|effect size)s?\b",
+        0.9,
+        topic=False,
+        veto_near=r"\bmendelian\b|\b(?:previous|prior|earlier|recent|published) meta|meta-analyses? (?:have|has) ",
+    ),
+    _R(
+        "design.systematic_review",
+        "design",
+        "systematic_review",
+        r"\bsystematic(?:ally)? (?:\w+ )?(?:review|search|literature|searched)\w*|\bPRISMA\b|\bscoping review\b|"
+        r"\bumbrella review\b|\bcochrane review\b|\bwe searched\b|\b(?:databases|MEDLINE|PubMed|Embase)\b(?: \w+){0,4} (?:were|was) searched\b",
+        0.85,
+        topic=False,
+        veto_near=r"\b(?:previous|prior|earlier|recent|published) systematic",
+    ),
+    _R(
+        "design.review.self",
+        "design",
+        "narrative_review",
+        r"\b(?:this|the present|our) (?:\w+ ){0,3}review\b|\bwe (?:\w+ )?review\b|\b(?:an |a brief |a short |a critical )?overview\b|"
+        r"\b(?:current|recent|present) (?:concepts|knowledge|status|views?|developments|trends|advances|understanding)\b|"
+        r"\b(?:advances|progress|developments|update) (?:in|on)\b|\bstate of the art\b",
+        0.65,
+        topic=False,
+        veto_near=r"\bchart\b|\brecords?\b|\bretrospective\b|\bpeer review|review board|\bsystematic",
+        unless=r"\bwe (?:studied|investigated|examined|measured|compared|treated|evaluated|determined|found|performed)\b|"
+        r"\b(?:randomi[sz]ed|double[- ]blind|placebo)\b",
+    ),
+    _R(
+        "design.review.title",
+        "design",
+        "narrative_review",
+        r"\breview\b|:\s*(?:an? )?(?:overview|update)\b",
+        0.7,
+        topic=False,
+        field="title",
+        veto_near=r"\bcases?\b|\bcase report|\bexperience\b|\bseries\b|\bsystematic|\bmeta-?analy|\bpatients\b",
+    ),
+    _R(
+        "design.review.literature",
+        "design",
+        "narrative_review",
+        r"\breview(?:s|ed|ing)? (?:of )?(?:the )?(?:literature|current|recent|available|existing|published|evidence)\b|"
+        r"\ba (?:\w+ ){0,2}review of\b",
+        0.6,
+        topic=False,
+        veto_near=r"\bcases?\b|\bpatients?\b|\bchart\b|\brecords?\b|\bsystematic",
+    ),
     # ---- design: guidance and commentary --------------------------------------------------------
-    _R("design.guideline", "design", "guideline_consensus",
-       r"\b(?:clinical |practice )?guidelines? (?:for|on|from)\b|\bconsensus (?:statement|conference|recommendations?|"
-       r"panel|guidelines?|report|document)\b|\bposition (?:statement|paper)\b|\bexpert (?:panel|consensus)\b|\bdelphi\b|"
-       r"\bwe recommend\b|\brecommendations (?:for|from|of|on) the\b",
-       0.75, topic=False),
-    _R("design.commentary", "design", "commentary_letter",
-       r"\bletter to the editor\b|\b(?:this|in this) (?:editorial|commentary|letter|viewpoint|perspective)\b|"
-       r"\bcommentary on\b|\bcomment on\b|\breply to\b|\bin response to\b|\bwe read with (?:great )?interest\b|"
-       r"\bin this issue\b",
-       0.75, topic=False),
+    _R(
+        "design.guideline",
+        "design",
+        "guideline_consensus",
+        r"\b(?:clinical |practice )?guidelines? (?:for|on|from)\b|\bconsensus (?:statement|conference|recommendations?|"
+        r"panel|guidelines?|report|document)\b|\bposition (?:statement|paper)\b|\bexpert (?:panel|consensus)\b|\bdelphi\b|"
+        r"\bwe recommend\b|\brecommendations (?:for|from|of|on) the\b",
+        0.75,
+        topic=False,
+    ),
+    _R(
+        "design.commentary",
+        "design",
+        "commentary_letter",
+        r"\bletter to the editor\b|\b(?:this|in this) (?:editorial|commentary|letter|viewpoint|perspective)\b|"
+        r"\bcommentary on\b|\bcomment on\b|\breply to\b|\bin response to\b|\bwe read with (?:great )?interest\b|"
+        r"\bin this issue\b",
+        0.75,
+        topic=False,
+    ),
     # ---- design: preclinical --------------------------------------------------------------------
-    _R("design.in_vitro", "design", "in_vitro",
-       r"\bin vitro\b|\bcell (?:culture|line)s?\b|\bcultured (?:\w+ ){0,2}(?:cells|neurons|fibroblasts|cultures)\b|"
-       r"\b(?:brain |hippocampal |cortical )?slices\b|\bhomogenates?\b|\bsynaptosom\w+|\bmicrosom\w+|\bisolated "
-       r"(?:perfused )?(?:\w+ )?(?:hearts?|organs?|muscles?|tissues?|cells|hepatocytes|mitochondria)\b|\bHEK[- ]?293\b|"
-       r"\bPC12\b|\bSH-SY5Y\b",
-       0.7, topic=False),
+    _R(
+        "design.in_vitro",
+        "design",
+        "in_vitro",
+        r"\bin vitro\b|\bcell (?:culture|line)s?\b|\bcultured (?:\w+ ){0,2}(?:cells|neurons|fibroblasts|cultures)\b|"
+        r"\b(?:brain |hippocampal |cortical )?slices\b|\bhomogenates?\b|\bsynaptosom\w+|\bmicrosom\w+|\bisolated "
+        r"(?:perfused )?(?:\w+ )?(?:hearts?|organs?|muscles?|tissues?|cells|hepatocytes|mitochondria)\b|\bHEK[- ]?293\b|"
+        r"\bPC12\b|\bSH-SY5Y\b",
+        0.7,
+        topic=False,
+    ),
     _R("population.animals", "population", "animals", "", 0.8, topic=False, words=ANIMAL_WORDS),
     _R("design.animal_experiment", "signal", "animal_experiment", "", topic=False, words=ANIMAL_EXPERIMENT_WORDS),
-
     # ---- molecule (topic) -------------------------------------------------------------------------
-    _R("molecule.esketamine", "molecule", "esketamine",
-       r"\besketamin\w*|(?<![\w,/(])(?:\(S\)|S\(\+\)|\(S\)-?\(\+\)|S|\(\+\)|S-\(\+\))-?\s?ketamin\w*|\bspravato\b|\bketanest[- ]?S\b",
-       0.95),
-    _R("molecule.arketamine", "molecule", "arketamine",
-       r"\barketamin\w*|(?<![\w,/(])(?:\(R\)|R\(-\)|\(R\)-?\(-\)|R|\(-\)|R-\(-\))-?\s?ketamin\w*", 0.95),
-    _R("molecule.racemic", "molecule", "racemic_ketamine",
-       r"\bracemic (?:\w+ ){0,2}?ketamin\w*|\(R,\s?S\)-?\s?ketamin\w*|\(R/S\)-?\s?ketamin\w*|\bR,\s?S-ketamin\w*|"
-       r"\(±\)-?\s?ketamin\w*|\bketalar\b|\bketamine racemate\b", 0.95),
-    _R("molecule.metabolites", "molecule", "hydroxynorketamine_metabolites",
-       r"\b(?:\(2[RS],\s?6[RS]\)-)?(?:hydroxy-?|dehydro-?)?norketamin\w*|\bHNKs?\b|\bketamine(?:'s)? metabolites?\b|"
-       r"\bmetabolites? of (?:\w+ )?ketamine\b", 0.9),
-    _R("molecule.unspecified", "molecule", "unspecified_ketamine",
-       r"(?<![-\w(),/±])ketamin(?:e|a)?\b", 0.7),
-
+    _R(
+        "molecule.esketamine",
+        "molecule",
+        "esketamine",
+        r"\besketamin\w*|(?<![\w,/(])(?:\(S\)|S\(\+\)|\(S\)-?\(\+\)|S|\(\+\)|S-\(\+\))-?\s?ketamin\w*|\bspravato\b|\bketanest[- ]?S\b",
+        0.95,
+    ),
+    _R(
+        "molecule.arketamine",
+        "molecule",
+        "arketamine",
+        r"\barketamin\w*|(?<![\w,/(])(?:\(R\)|R\(-\)|\(R\)-?\(-\)|R|\(-\)|R-\(-\))-?\s?ketamin\w*",
+        0.95,
+    ),
+    _R(
+        "molecule.racemic",
+        "molecule",
+        "racemic_ketamine",
+        r"\bracemic (?:\w+ ){0,2}?ketamin\w*|\(R,\s?S\)-?\s?ketamin\w*|\(R/S\)-?\s?ketamin\w*|\bR,\s?S-ketamin\w*|"
+        r"\(±\)-?\s?ketamin\w*|\bketalar\b|\bketamine racemate\b",
+        0.95,
+    ),
+    _R(
+        "molecule.metabolites",
+        "molecule",
+        "hydroxynorketamine_metabolites",
+        r"\b(?:\(2[RS],\s?6[RS]\)-)?(?:hydroxy-?|dehydro-?)?norketamin\w*|\bHNKs?\b|\bketamine(?:'s)? metabolites?\b|"
+        r"\bmetabolites? of (?:\w+ )?ketamine\b",
+        0.9,
+    ),
+    _R("molecule.unspecified", "molecule", "unspecified_ketamine", r"(?<![-\w(),/±])ketamin(?:e|a)?\b", 0.7),
     # ---- route (topic, anchored to a ketamine mention) -----------------------------------------------
-    _R("route.intravenous", "route", "intravenous",
-       rf"\b(?:intravenous(?:ly)?|i\.v\.|IV|infusions?|infused|bolus)\b(?:\W+\w+){{0,3}}?\W+{KET}|"
-       rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:intravenous(?:ly)?|i\.v\.|IV|infusions?|infused|bolus)\b", 0.85),
-    _R("route.intranasal", "route", "intranasal",
-       rf"\b(?:intranasal(?:ly)?|nasal(?:ly)?|nasal spray|insufflat\w+)\b(?:\W+\w+){{0,3}}?\W+{KET}|"
-       rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:intranasal(?:ly)?|nasal(?:ly)?|nasal spray|insufflat\w+)\b", 0.85),
-    _R("route.oral", "route", "oral",
-       rf"\b(?:oral(?:ly)?|per os)\b(?:\W+\w+){{0,2}}?\W+{KET}|"
-       rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:oral(?:ly)?|per os)\b(?!\W+(?:\w+\W+)?(?:antidepressants?|ssris?|snris?|"
-       r"medications?|drugs?|agents?|treatments?|therap\w+|tablets? of|placebo))", 0.8),
-    _R("route.intramuscular", "route", "intramuscular",
-       rf"\b(?:intramuscular(?:ly)?|i\.m\.|IM)\b(?:\W+\w+){{0,3}}?\W+{KET}|"
-       rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:intramuscular(?:ly)?|i\.m\.|IM)\b", 0.85),
-    _R("route.subcutaneous", "route", "subcutaneous",
-       rf"\b(?:subcutaneous(?:ly)?|s\.c\.)(?:\W+\w+){{0,3}}?\W+{KET}|"
-       rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:subcutaneous(?:ly)?|s\.c\.)", 0.85),
-    _R("route.sublingual_buccal", "route", "sublingual_buccal",
-       rf"\b(?:sublingual(?:ly)?|buccal(?:ly)?|transmucosal|lozenges?|troches?|wafers?)\b(?:\W+\w+){{0,3}}?\W+{KET}|"
-       rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:sublingual(?:ly)?|buccal(?:ly)?|transmucosal|lozenges?|troches?|wafers?)\b", 0.85),
-
+    _R(
+        "route.intravenous",
+        "route",
+        "intravenous",
+        rf"\b(?:intravenous(?:ly)?|i\.v\.|IV|infusions?|infused|bolus)\b(?:\W+\w+){{0,3}}?\W+{KET}|"
+        rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:intravenous(?:ly)?|i\.v\.|IV|infusions?|infused|bolus)\b",
+        0.85,
+    ),
+    _R(
+        "route.intranasal",
+        "route",
+        "intranasal",
+        rf"\b(?:intranasal(?:ly)?|nasal(?:ly)?|nasal spray|insufflat\w+)\b(?:\W+\w+){{0,3}}?\W+{KET}|"
+        rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:intranasal(?:ly)?|nasal(?:ly)?|nasal spray|insufflat\w+)\b",
+        0.85,
+    ),
+    _R(
+        "route.oral",
+        "route",
+        "oral",
+        rf"\b(?:oral(?:ly)?|per os)\b(?:\W+\w+){{0,2}}?\W+{KET}|"
+        rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:oral(?:ly)?|per os)\b(?!\W+(?:\w+\W+)?(?:antidepressants?|ssris?|snris?|"
+        r"medications?|drugs?|agents?|treatments?|therap\w+|tablets? of|placebo))",
+        0.8,
+    ),
+    _R(
+        "route.intramuscular",
+        "route",
+        "intramuscular",
+        rf"\b(?:intramuscular(?:ly)?|i\.m\.|IM)\b(?:\W+\w+){{0,3}}?\W+{KET}|"
+        rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:intramuscular(?:ly)?|i\.m\.|IM)\b",
+        0.85,
+    ),
+    _R(
+        "route.subcutaneous",
+        "route",
+        "subcutaneous",
+        rf"\b(?:subcutaneous(?:ly)?|s\.c\.)(?:\W+\w+){{0,3}}?\W+{KET}|"
+        rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:subcutaneous(?:ly)?|s\.c\.)",
+        0.85,
+    ),
+    _R(
+        "route.sublingual_buccal",
+        "route",
+        "sublingual_buccal",
+        rf"\b(?:sublingual(?:ly)?|buccal(?:ly)?|transmucosal|lozenges?|troches?|wafers?)\b(?:\W+\w+){{0,3}}?\W+{KET}|"
+        rf"{KET}(?:\W+\w+){{0,3}}?\W+(?:sublingual(?:ly)?|buccal(?:ly)?|transmucosal|lozenges?|troches?|wafers?)\b",
+        0.85,
+    ),
     # ---- population (topic) ------------------------------------------------------------------------
-    _R("population.trd", "population", "treatment_resistant_depression",
-       r"\btreatment[- ](?:resistant|refractory) (?:\w+ ){0,3}?(?:depress\w*|mood disorders?|MDD)|\bTRD\b|"
-       r"\b(?:refractory|resistant) (?:\w+ )?depress\w*|\bresistant to (?:\w+ ){0,2}(?:antidepressants?|treatments?)\b|"
-       r"\b(?:insufficient|inadequate|non-?|failed to) ?respon\w* to (?:two|2|at least two|≥ ?2|two or more|multiple) ", 0.85),
-    _R("population.mdd", "population", "major_depressive_disorder",
-       r"\bmajor depress\w*|\bMDD\b|\bunipolar depress\w*|\bdepressive disorders?\b|\bmajor depressive\b", 0.85),
-    _R("population.bipolar", "population", "bipolar_depression",
-       r"\bbipolar (?:I |II |1 |2 )?(?:depress\w*|disorders?|patients|illness|affective)|\bbipolar\b", 0.8),
-    _R("population.suicidal", "population", "suicidal_ideation",
-       r"\bsuicidal (?:ideation|thoughts?|patients|inpatients|individuals|adults|behaviou?rs?|crisis|depression)\b|"
-       r"\b(?:at|high|imminent|elevated) (?:\w+ )?risk (?:of|for) suicide\b|\bsuicide attempt\w*|\bsuicidality\b|"
-       r"\bacutely suicidal\b", 0.8),
+    _R(
+        "population.trd",
+        "population",
+        "treatment_resistant_depression",
+        r"\btreatment[- ](?:resistant|refractory) (?:\w+ ){0,3}?(?:depress\w*|mood disorders?|MDD)|\bTRD\b|"
+        r"\b(?:refractory|resistant) (?:\w+ )?depress\w*|\bresistant to (?:\w+ ){0,2}(?:antidepressants?|treatments?)\b|"
+        r"\b(?:insufficient|inadequate|non-?|failed to) ?respon\w* to (?:two|2|at least two|≥ ?2|two or more|multiple) ",
+        0.85,
+    ),
+    _R(
+        "population.mdd",
+        "population",
+        "major_depressive_disorder",
+        r"\bmajor depress\w*|\bMDD\b|\bunipolar depress\w*|\bdepressive disorders?\b|\bmajor depressive\b",
+        0.85,
+    ),
+    _R(
+        "population.bipolar",
+        "population",
+        "bipolar_depression",
+        r"\bbipolar (?:I |II |1 |2 )?(?:depress\w*|disorders?|patients|illness|affective)|\bbipolar\b",
+        0.8,
+    ),
+    _R(
+        "population.suicidal",
+        "population",
+        "suicidal_ideation",
+        r"\bsuicidal (?:ideation|thoughts?|patients|inpatients|individuals|adults|behaviou?rs?|crisis|depression)\b|"
+        r"\b(?:at|high|imminent|elevated) (?:\w+ )?risk (?:of|for) suicide\b|\bsuicide attempt\w*|\bsuicidality\b|"
+        r"\bacutely suicidal\b",
+        0.8,
+    ),
     _R("population.ptsd", "population", "ptsd", r"\bPTSD\b|\bpost-?traumatic stress\b", 0.9),
-    _R("population.perinatal", "population", "perinatal_postpartum",
-       r"\bpost-?partum\b|\bperi-?natal\b|\bperi-?partum\b|\bpuerper\w+|\bcesarean\b|\bcaesarean\b|\bantenatal\b|"
-       r"\bprenatal depress\w*|\bpregnan\w+ women\b|\bmaternal depress\w*", 0.85),
-    _R("population.adolescents", "population", "adolescents",
-       r"\badolescen\w+|\bteen(?:ager)?s?\b|\byouths?\b|\bp(?:a)?ediatric\b|\bchildren\b|\bjuveniles? (?:with|patients)\b", 0.8),
-    _R("population.older_adults", "population", "older_adults",
-       r"\bolder (?:adults|patients|people|persons|individuals)\b|\belderly\b|\bgeriatric\b|\blate[- ]life\b|"
-       r"\baged (?:6[05]|7\d|8\d) (?:years )?(?:and|or) (?:older|over|above)\b", 0.85),
-    _R("population.anxious", "population", "anxious_depression",
-       r"\banxious (?:depression|distress|features)\b|\b(?:with|and) (?:comorbid )?anxiety (?:disorders?|symptoms)?\b|"
-       r"\bcomorbid anxiety\b", 0.7),
-    _R("population.substance", "population", "substance_use_comorbidity",
-       r"\b(?:alcohol|substance|cocaine|opioid|opiate|cannabis|methamphetamine|stimulant) (?:use )?(?:disorders?|dependence)\b|"
-       r"\b(?:alcoholics?|alcoholism|heroin (?:users|dependence))\b|\bcomorbid (?:alcohol|substance)\b|\bdual diagnosis\b", 0.8),
-    _R("population.healthy", "population", "healthy_volunteers",
-       r"\bhealthy (?:human )?(?:volunteers?|subjects|participants|controls?|individuals|adults|men|women|males|females)\b", 0.85),
-
+    _R(
+        "population.perinatal",
+        "population",
+        "perinatal_postpartum",
+        r"\bpost-?partum\b|\bperi-?natal\b|\bperi-?partum\b|\bpuerper\w+|\bcesarean\b|\bcaesarean\b|\bantenatal\b|"
+        r"\bprenatal depress\w*|\bpregnan\w+ women\b|\bmaternal depress\w*",
+        0.85,
+    ),
+    _R(
+        "population.adolescents",
+        "population",
+        "adolescents",
+        r"\badolescen\w+|\bteen(?:ager)?s?\b|\byouths?\b|\bp(?:a)?ediatric\b|\bchildren\b|\bjuveniles? (?:with|patients)\b",
+        0.8,
+    ),
+    _R(
+        "population.older_adults",
+        "population",
+        "older_adults",
+        r"\bolder (?:adults|patients|people|persons|individuals)\b|\belderly\b|\bgeriatric\b|\blate[- ]life\b|"
+        r"\baged (?:6[05]|7\d|8\d) (?:years )?(?:and|or) (?:older|over|above)\b",
+        0.85,
+    ),
+    _R(
+        "population.anxious",
+        "population",
+        "anxious_depression",
+        r"\banxious (?:depression|distress|features)\b|\b(?:with|and) (?:comorbid )?anxiety (?:disorders?|symptoms)?\b|"
+        r"\bcomorbid anxiety\b",
+        0.7,
+    ),
+    _R(
+        "population.substance",
+        "population",
+        "substance_use_comorbidity",
+        r"\b(?:alcohol|substance|cocaine|opioid|opiate|cannabis|methamphetamine|stimulant) (?:use )?(?:disorders?|dependence)\b|"
+        r"\b(?:alcoholics?|alcoholism|heroin (?:users|dependence))\b|\bcomorbid (?:alcohol|substance)\b|\bdual diagnosis\b",
+        0.8,
+    ),
+    _R(
+        "population.healthy",
+        "population",
+        "healthy_volunteers",
+        r"\bhealthy (?:human )?(?:volunteers?|subjects|participants|controls?|individuals|adults|men|women|males|females)\b",
+        0.85,
+    ),
     # ---- comparator (topic) --------------------------------------------------------------------------
-    _R("comparator.placebo", "comparator", "placebo",
-       r"\bplacebos?\b|\bsaline (?:placebo|control|infusions?)\b|\bsham\b", 0.85),
-    _R("comparator.midazolam", "comparator", "active_placebo_midazolam",
-       r"\bmidazolam\b|\bactive placebo\b", 0.8),
-    _R("comparator.ect", "comparator", "ect",
-       r"\belectroconvulsive\b|\bECT\b|\belectroshock\b", 0.85),
-    _R("comparator.other_antidepressant", "comparator", "other_antidepressant",
-       r"\b(?:versus|vs\.?|compared (?:with|to)|relative to|than|or)\s(?:\w+\s){0,3}?(?:an? )?(?:SSRIs?|SNRIs?|"
-       r"escitalopram|citalopram|sertraline|fluoxetine|paroxetine|venlafaxine|duloxetine|bupropion|mirtazapine|"
-       r"quetiapine|lithium|tricyclic\w*|imipramine|amitriptyline|nortriptyline|clomipramine|"
-       r"(?:\w+ )?antidepressants?|psilocybin|brexanolone|zuranolone)\b", 0.7),
-
+    _R(
+        "comparator.placebo",
+        "comparator",
+        "placebo",
+        r"\bplacebos?\b|\bsaline (?:placebo|control|infusions?)\b|\bsham\b",
+        0.85,
+    ),
+    _R("comparator.midazolam", "comparator", "active_placebo_midazolam", r"\bmidazolam\b|\bactive placebo\b", 0.8),
+    _R("comparator.ect", "comparator", "ect", r"\belectroconvulsive\b|\bECT\b|\belectroshock\b", 0.85),
+    _R(
+        "comparator.other_antidepressant",
+        "comparator",
+        "other_antidepressant",
+        r"\b(?:versus|vs\.?|compared (?:with|to)|relative to|than|or)\s(?:\w+\s){0,3}?(?:an? )?(?:SSRIs?|SNRIs?|"
+        r"escitalopram|citalopram|sertraline|fluoxetine|paroxetine|venlafaxine|duloxetine|bupropion|mirtazapine|"
+        r"quetiapine|lithium|tricyclic\w*|imipramine|amitriptyline|nortriptyline|clomipramine|"
+        r"(?:\w+ )?antidepressants?|psilocybin|brexanolone|zuranolone)\b",
+        0.7,
+    ),
     # ---- outcome (topic) -------------------------------------------------------------------------------
     _R("outcome.madrs", "outcome", "madrs", r"\bMADRS\b|\bMontgomery[- ]{1,2}(?:Å|A)sberg\b", 0.95),
-    _R("outcome.hamd", "outcome", "hamd",
-       r"\bHAM-?D\w*|\bHDRS\w*|\bHRSD\w*|\bHamilton (?:\w+ ){0,2}(?:Depression|Rating Scale for Depression)", 0.95),
+    _R(
+        "outcome.hamd",
+        "outcome",
+        "hamd",
+        r"\bHAM-?D\w*|\bHDRS\w*|\bHRSD\w*|\bHamilton (?:\w+ ){0,2}(?:Depression|Rating Scale for Depression)",
+        0.95,
+    ),
     _R("outcome.bdi", "outcome", "bdi", r"\bBDI(?:-II)?\b|\bBeck Depression Inventory\b", 0.95),
     _R("outcome.qids", "outcome", "qids", r"\bQIDS\S*|\bQuick Inventory of Depressive\b", 0.95),
-    _R("outcome.suicidality", "outcome", "cssrs_suicidality",
-       r"\bC-?SSRS\b|\bColumbia[- ]Suicide\b|\bBeck Scale for Suicid\w+|\bScale for Suicid\w+ Ideation\b|\bBSS\b|"
-       r"\bSSI\b|\bsuicidality\b|\bsuicidal (?:ideation|thoughts?) (?:\w+ ){0,2}(?:scores?|decreased|reduced|improved|"
-       r"reduction|ratings?|outcomes?)|\b(?:reduc\w+|decreas\w+|improv\w+|resolution|change) (?:\w+ ){0,2}(?:in|of) "
-       r"(?:\w+ )?suicid\w+", 0.85),
+    _R(
+        "outcome.suicidality",
+        "outcome",
+        "cssrs_suicidality",
+        r"\bC-?SSRS\b|\bColumbia[- ]Suicide\b|\bBeck Scale for Suicid\w+|\bScale for Suicid\w+ Ideation\b|\bBSS\b|"
+        r"\bSSI\b|\bsuicidality\b|\bsuicidal (?:ideation|thoughts?) (?:\w+ ){0,2}(?:scores?|decreased|reduced|improved|"
+        r"reduction|ratings?|outcomes?)|\b(?:reduc\w+|decreas\w+|improv\w+|resolution|change) (?:\w+ ){0,2}(?:in|of) "
+        r"(?:\w+ )?suicid\w+",
+        0.85,
+    ),
     _R("outcome.remission", "outcome", "remission", r"\bremission\w*|\bremitt?ed\b|\bremitters?\b", 0.85),
-    _R("outcome.response", "outcome", "response",
-       r"\bresponse rates?\b|\bnon-?responders?\b|\bresponders?\b|\b(?:clinical|treatment|antidepressant|therapeutic) "
-       r"response\b|\b50 ?% (?:\w+ ){0,3}(?:reduction|improvement|decrease)\b", 0.8),
-    _R("outcome.relapse", "outcome", "relapse",
-       r"\brelaps\w+|\btime to (?:relapse|recurrence)\b|\b(?:maintenance|maintain\w*) of (?:response|remission)\b", 0.85),
-    _R("outcome.dissociation", "outcome", "dissociation_cadss",
-       r"\bCADSS\b|\bClinician[- ]Administered Dissociative\b|\bdissociat\w+|\bpsychotomimetic\b|\bBPRS\b", 0.85),
-    _R("outcome.blood_pressure", "outcome", "blood_pressure",
-       r"\bblood pressure\b|\bhypertensi\w+|\bsystolic\b|\bdiastolic\b|\bh(?:a)?emodynamic\w*|\bheart rate\b", 0.85),
-    _R("outcome.cognition", "outcome", "cognition",
-       r"\bcogniti\w+|\bneurocognit\w+|\bmemory\b|\bexecutive function\w*|\bDSST\b|\bdigit symbol\b|\btrail making\b|"
-       r"\bpsychomotor (?:speed|performance)\b|\bneuropsycholog\w+", 0.85),
-    _R("outcome.abuse", "outcome", "abuse_misuse",
-       r"\babuse (?:potential|liability)\b|\bmisuse\b|\bcraving\b|\bself-administ\w+|\bconditioned place preference\b|"
-       r"\b(?:drug|ketamine) (?:liking|seeking|dependence)\b|\bwithdrawal symptoms\b", 0.8),
-    _R("outcome.urological", "outcome", "urological",
-       r"\bcystitis\b|\buropath\w+|\burolog\w+|\bbladder\b|\blower urinary tract\b|\burinary (?:tract )?symptoms\b", 0.85),
-
+    _R(
+        "outcome.response",
+        "outcome",
+        "response",
+        r"\bresponse rates?\b|\bnon-?responders?\b|\bresponders?\b|\b(?:clinical|treatment|antidepressant|therapeutic) "
+        r"response\b|\b50 ?% (?:\w+ ){0,3}(?:reduction|improvement|decrease)\b",
+        0.8,
+    ),
+    _R(
+        "outcome.relapse",
+        "outcome",
+        "relapse",
+        r"\brelaps\w+|\btime to (?:relapse|recurrence)\b|\b(?:maintenance|maintain\w*) of (?:response|remission)\b",
+        0.85,
+    ),
+    _R(
+        "outcome.dissociation",
+        "outcome",
+        "dissociation_cadss",
+        r"\bCADSS\b|\bClinician[- ]Administered Dissociative\b|\bdissociat\w+|\bpsychotomimetic\b|\bBPRS\b",
+        0.85,
+    ),
+    _R(
+        "outcome.blood_pressure",
+        "outcome",
+        "blood_pressure",
+        r"\bblood pressure\b|\bhypertensi\w+|\bsystolic\b|\bdiastolic\b|\bh(?:a)?emodynamic\w*|\bheart rate\b",
+        0.85,
+    ),
+    _R(
+        "outcome.cognition",
+        "outcome",
+        "cognition",
+        r"\bcogniti\w+|\bneurocognit\w+|\bmemory\b|\bexecutive function\w*|\bDSST\b|\bdigit symbol\b|\btrail making\b|"
+        r"\bpsychomotor (?:speed|performance)\b|\bneuropsycholog\w+",
+        0.85,
+    ),
+    _R(
+        "outcome.abuse",
+        "outcome",
+        "abuse_misuse",
+        r"\babuse (?:potential|liability)\b|\bmisuse\b|\bcraving\b|\bself-administ\w+|\bconditioned place preference\b|"
+        r"\b(?:drug|ketamine) (?:liking|seeking|dependence)\b|\bwithdrawal symptoms\b",
+        0.8,
+    ),
+    _R(
+        "outcome.urological",
+        "outcome",
+        "urological",
+        r"\bcystitis\b|\buropath\w+|\burolog\w+|\bbladder\b|\blower urinary tract\b|\burinary (?:tract )?symptoms\b",
+        0.85,
+    ),
     # ---- theme (topic) ----------------------------------------------------------------------------------
-    _R("theme.mechanism", "theme", "mechanism",
-       r"\bNMDA\w*|\bN-methyl-D-aspartate\b|\bglutamat\w+|\bBDNF\b|\bbrain-derived neurotrophic\b|\bsynap\w+|"
-       r"\bplasticity\b|\bneuroplast\w+|\bmTOR\w*|\bAMPA\w*|\bGluN2B\b|\beEF2\b|\bTrkB\b|\bneurotroph\w+|"
-       r"\bmechanisms? of (?:action|\w+ action)\b|\bneurobiolog\w+|\breceptor (?:antagonis\w+|blockade)\b", 0.8),
-    _R("theme.rapid_onset", "theme", "rapid_onset",
-       r"\brapid(?:ly)?[- ](?:acting|onset|antidepressant\w*|and (?:sustained|robust))\b|\bfast[- ]acting\b|"
-       r"\brapid (?:onset|relief|reduction|improvement|effects?|antidepressant\w*|action)\b|\bwithin (?:\d+ |a few |several )?"
-       r"(?:hours?|minutes?|24 ?h(?:ours)?|a day|one day|days)\b|\bover minutes\b", 0.8),
-    _R("theme.treatment_resistance", "theme", "treatment_resistance",
-       r"\btreatment[- ](?:resistan\w+|refractory)|\b(?:refractory|resistant) (?:\w+ )?depress\w*|\bTRD\b|"
-       r"\bresistant symptoms\b", 0.85),
-    _R("theme.durability", "theme", "durability_relapse_maintenance",
-       r"\brelaps\w+|\bmaintenance\b|\bdurab\w+|\bsustained (?:\w+ )?(?:effects?|response|remission|antidepressant)\b|"
-       r"\blong[- ]term\b|\brepeated (?:infusions|doses|dosing|administrations?|treatments?)\b|"
-       r"\bmaintain(?:ed|ing|s)? (?:the |an? )?(?:antidepressant )?(?:response|remission|improvement|effects?)\b",
-       0.75),
-    _R("theme.safety", "theme", "safety_side_effects",
-       r"\badverse (?:events?|effects?|reactions?)\b|\bside[- ]effects?\b|\bsafety\b|\btolerab\w+|\btoxicit\w+|"
-       r"\bcomplications?\b|\bpsychotomimetic\b|\bdissociative (?:symptoms|effects)\b", 0.8),
-    _R("theme.misuse", "theme", "misuse_abuse",
-       r"\babuse\b|\bmisuse\b|\baddict\w+|\brecreational\b|\bself-administ\w+|\bconditioned place preference\b|"
-       r"\bdiversion\b|\b(?:drug|substance) dependence\b|\bstreet (?:drug|use)\b", 0.8),
-    _R("theme.cost_access", "theme", "cost_access",
-       r"\bcosts?\b|\bcost-effective\w*|\beconomic\w*|\binsurance\b|\breimburs\w+|\bprice\w*|\baffordab\w+|"
-       r"\bREMS\b|\baccess to\b|\bavailability\b|\bhealth services\b", 0.75),
+    _R(
+        "theme.mechanism",
+        "theme",
+        "mechanism",
+        r"\bNMDA\w*|\bN-methyl-D-aspartate\b|\bglutamat\w+|\bBDNF\b|\bbrain-derived neurotrophic\b|\bsynap\w+|"
+        r"\bplasticity\b|\bneuroplast\w+|\bmTOR\w*|\bAMPA\w*|\bGluN2B\b|\beEF2\b|\bTrkB\b|\bneurotroph\w+|"
+        r"\bmechanisms? of (?:action|\w+ action)\b|\bneurobiolog\w+|\breceptor (?:antagonis\w+|blockade)\b",
+        0.8,
+    ),
+    _R(
+        "theme.rapid_onset",
+        "theme",
+        "rapid_onset",
+        r"\brapid(?:ly)?[- ](?:acting|onset|antidepressant\w*|and (?:sustained|robust))\b|\bfast[- ]acting\b|"
+        r"\brapid (?:onset|relief|reduction|improvement|effects?|antidepressant\w*|action)\b|\bwithin (?:\d+ |a few |several )?"
+        r"(?:hours?|minutes?|24 ?h(?:ours)?|a day|one day|days)\b|\bover minutes\b",
+        0.8,
+    ),
+    _R(
+        "theme.treatment_resistance",
+        "theme",
+        "treatment_resistance",
+        r"\btreatment[- ](?:resistan\w+|refractory)|\b(?:refractory|resistant) (?:\w+ )?depress\w*|\bTRD\b|"
+        r"\bresistant symptoms\b",
+        0.85,
+    ),
+    _R(
+        "theme.durability",
+        "theme",
+        "durability_relapse_maintenance",
+        r"\brelaps\w+|\bmaintenance\b|\bdurab\w+|\bsustained (?:\w+ )?(?:effects?|response|remission|antidepressant)\b|"
+        r"\blong[- ]term\b|\brepeated (?:infusions|doses|dosing|administrations?|treatments?)\b|"
+        r"\bmaintain(?:ed|ing|s)? (?:the |an? )?(?:antidepressant )?(?:response|remission|improvement|effects?)\b",
+        0.75,
+    ),
+    _R(
+        "theme.safety",
+        "theme",
+        "safety_side_effects",
+        r"\badverse (?:events?|effects?|reactions?)\b|\bside[- ]effects?\b|\bsafety\b|\btolerab\w+|\btoxicit\w+|"
+        r"\bcomplications?\b|\bpsychotomimetic\b|\bdissociative (?:symptoms|effects)\b",
+        0.8,
+    ),
+    _R(
+        "theme.misuse",
+        "theme",
+        "misuse_abuse",
+        r"\babuse\b|\bmisuse\b|\baddict\w+|\brecreational\b|\bself-administ\w+|\bconditioned place preference\b|"
+        r"\bdiversion\b|\b(?:drug|substance) dependence\b|\bstreet (?:drug|use)\b",
+        0.8,
+    ),
+    _R(
+        "theme.cost_access",
+        "theme",
+        "cost_access",
+        r"\bcosts?\b|\bcost-effective\w*|\beconomic\w*|\binsurance\b|\breimburs\w+|\bprice\w*|\baffordab\w+|"
+        r"\bREMS\b|\baccess to\b|\bavailability\b|\bhealth services\b",
+        0.75,
+    ),
 )
 
 # Pre-filters: a rule runs only when one of these lower-case substrings occurs in title+abstract.
@@ -482,8 +854,17 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "design.open_label": ("open", "single", "uncontrolled", "random"),
     "design.protocol": ("protocol", "will "),
     "design.secondary_analysis": ("analys", "ancillary"),
-    "design.cohort": ("cohort", "retrospective", "prospective", "observational", "naturalistic", "chart", "real",
-                      "registry", "records"),
+    "design.cohort": (
+        "cohort",
+        "retrospective",
+        "prospective",
+        "observational",
+        "naturalistic",
+        "chart",
+        "real",
+        "registry",
+        "records",
+    ),
     "design.case_control": ("control",),
     "design.case_report.named": ("case", "apropos"),
     "design.case_report.we_report": ("we ", "author", "this paper", "this article", "this report"),
@@ -493,15 +874,46 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "design.case_report.a_patient": ("patient", "man", "woman", "boy", "girl", "child", "infant", "neonate", "newborn"),
     "design.meta_analysis": ("meta", "pooled"),
     "design.systematic_review": ("systematic", "prisma", "scoping", "umbrella", "cochrane", "searched"),
-    "design.review.self": ("review", "overview", "current", "recent", "present", "advances", "progress",
-                           "developments", "update", "state of"),
+    "design.review.self": (
+        "review",
+        "overview",
+        "current",
+        "recent",
+        "present",
+        "advances",
+        "progress",
+        "developments",
+        "update",
+        "state of",
+    ),
     "design.review.title": ("review", "overview", "update"),
     "design.review.literature": ("review",),
     "design.guideline": ("guideline", "consensus", "position", "expert", "delphi", "recommend"),
-    "design.commentary": ("letter", "editorial", "commentary", "viewpoint", "perspective", "comment", "reply",
-                          "response", "read with", "this issue"),
-    "design.in_vitro": ("vitro", "cell", "cultured", "slices", "homogenate", "synaptosom", "microsom", "isolated",
-                        "hek", "pc12", "sh-sy5y"),
+    "design.commentary": (
+        "letter",
+        "editorial",
+        "commentary",
+        "viewpoint",
+        "perspective",
+        "comment",
+        "reply",
+        "response",
+        "read with",
+        "this issue",
+    ),
+    "design.in_vitro": (
+        "vitro",
+        "cell",
+        "cultured",
+        "slices",
+        "homogenate",
+        "synaptosom",
+        "microsom",
+        "isolated",
+        "hek",
+        "pc12",
+        "sh-sy5y",
+    ),
     "molecule.esketamine": ("ketamin", "spravato", "ketanest"),
     "molecule.arketamine": ("ketamin",),
     "molecule.racemic": ("ketamin", "ketalar"),
@@ -517,8 +929,20 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
 # The same for whole-record patterns (`unless`/`requires`), keyed by the pattern text: lower-case
 # substrings one of which every match of the pattern contains.
 PATTERN_TRIGGERS: dict[str, tuple[str, ...]] = {
-    _SYNTHESIS: ("meta", "systematic", "search", "selection criteria", "eligible", "included", "protocol",
-                 "will be", "hoc", "analys", "this issue", "et al"),
+    _SYNTHESIS: (
+        "meta",
+        "systematic",
+        "search",
+        "selection criteria",
+        "eligible",
+        "included",
+        "protocol",
+        "will be",
+        "hoc",
+        "analys",
+        "this issue",
+        "et al",
+    ),
 }
 
 # -- indexing tables ------------------------------------------------------------------------------------
@@ -824,8 +1248,9 @@ def tag_article(record: Mapping, *, use_indexing: bool = True) -> list[dict]:
     declared = title_declares(text.fields[0])
     if indexed:
         text_tags = [t for t in text_tags if not (t["facet"] == "design" and t["value"] in INDEXING_DECIDES)]
-        if declared is not None and any(t["facet"] == "design" for t in index_tags
-                                        if t["method"] == "publication_type"):
+        if declared is not None and any(
+            t["facet"] == "design" for t in index_tags if t["method"] == "publication_type"
+        ):
             declared = None  # the indexers gave the record a design: theirs stands
     else:  # the design model decides rct, case reports, reviews and animal studies from the text
         text_tags = _apply_design_model(record, text, generic_hits, text_tags)
@@ -833,8 +1258,9 @@ def tag_article(record: Mapping, *, use_indexing: bool = True) -> list[dict]:
             text_tags = [t for t in text_tags if not t["method"].startswith("model:")]
     if declared is not None:
         value, span = declared
-        text_tags = [_tag("design", value, f"rule:{TITLE_DECLARES}", span, 0.9)] + \
-            [t for t in text_tags if not (t["facet"] == "design" and t["value"] == value)]
+        text_tags = [_tag("design", value, f"rule:{TITLE_DECLARES}", span, 0.9)] + [
+            t for t in text_tags if not (t["facet"] == "design" and t["value"] == value)
+        ]
     tags = _merge(index_tags, text_tags)
     tags = _add_crossover(tags, signals)
     if topic:
@@ -849,14 +1275,16 @@ def _animal_human_counts(text: _Text) -> tuple[int, int]:
     return n_animal, n_human
 
 
-def _model_inputs(record: Mapping, text: _Text, generic_hits: list[tuple[Rule, str]],
-                  text_tags: list[dict]) -> tuple[set[str], set[str], Counter]:
+def _model_inputs(
+    record: Mapping, text: _Text, generic_hits: list[tuple[Rule, str]], text_tags: list[dict]
+) -> tuple[set[str], set[str], Counter]:
     n_animal, n_human = _animal_human_counts(text)
     return design_model.features(
         *text.fields,
         rule_ids=[rule.id for rule, _ in generic_hits],
         combined_designs=[t["value"] for t in text_tags if t["facet"] == "design"],
-        n_animal=n_animal, n_human=n_human,
+        n_animal=n_animal,
+        n_human=n_human,
         structured=any(s.get("label") for s in record.get("abstract_sections") or []),
     )
 
@@ -877,8 +1305,9 @@ def design_features(record: Mapping) -> tuple[set[str], set[str], Counter]:
     return _model_inputs(record, text, generic_hits, _combine_text(text_tags, signals, text))
 
 
-def _apply_design_model(record: Mapping, text: _Text, generic_hits: list[tuple[Rule, str]],
-                        text_tags: list[dict]) -> list[dict]:
+def _apply_design_model(
+    record: Mapping, text: _Text, generic_hits: list[tuple[Rule, str]], text_tags: list[dict]
+) -> list[dict]:
     """Replace the rules' verdict on the modelled designs (rct, case_report_series,
     narrative_review, preclinical_animal) with the design model's (`harvest.design_model`);
     the evidence is the rule spans and words that pushed the model's score up most."""
@@ -892,12 +1321,14 @@ def _apply_design_model(record: Mapping, text: _Text, generic_hits: list[tuple[R
     design_evidence = {t["value"]: t["evidence"] for t in text_tags if t["facet"] == "design"}
     title, abstract = text.fields
     for label, score, contributions in decisions:
-        evidence = design_model.readable_evidence(contributions, title=title, abstract=abstract,
-                                                  rule_evidence=rule_evidence, design_evidence=design_evidence)
+        evidence = design_model.readable_evidence(
+            contributions, title=title, abstract=abstract, rule_evidence=rule_evidence, design_evidence=design_evidence
+        )
         if not evidence:  # nothing readable pushed it: cite what the model read
             evidence = (title or abstract)[:160].strip()
-        out.append(_tag("design", design_model.LABEL_VALUES[label], model.method, evidence,
-                        model.confidence(label, score)))
+        out.append(
+            _tag("design", design_model.LABEL_VALUES[label], model.method, evidence, model.confidence(label, score))
+        )
     return out
 
 
@@ -914,8 +1345,10 @@ def _indexing_tags(record: Mapping, topic: bool, signals: dict[str, str]) -> lis
         out.append(_tag("design", "preclinical_animal", "mesh", "Animals", 0.9))
     elif "Animals" in names:
         out.append(_tag("population", "animals", "mesh", "Animals", 0.9))
-    trial_pubtype = any((p.get("name") or "").startswith(("Randomized", "Clinical Trial", "Controlled Clinical"))
-                        for p in record.get("publication_types") or [])
+    trial_pubtype = any(
+        (p.get("name") or "").startswith(("Randomized", "Clinical Trial", "Controlled Clinical"))
+        for p in record.get("publication_types") or []
+    )
     for m in record.get("mesh") or []:
         name = m.get("descriptor_name") or ""
         mesh_hit = MESH_TAGS.get(name)
@@ -1028,24 +1461,40 @@ _TITLE_COMMENTARY = re.compile(
     r"^\W*letters?(?:\s+to\s+the\s+editors?)?\s*(?:[.:;—–-]|$)|\bletter to the editors?\b|"
     r"^\W*(?:in\s+|authors?'?s?\s+)?reply\b|^\W*(?:comments?|commentary)\s+(?:on|to|about|regarding)\b|^\W*re:|"
     r"^\W*(?:an?\s+)?response\s+to\s+(?:the\s+|an?\s+)?(?:letter|comments?|commentary|editorial|critique|correspondence)",
-    re.I)
+    re.I,
+)
 # "... Guideline 2023", "Guidelines for ...", "... : a consensus statement", "Recommendations of ...".
 _TITLE_GUIDANCE = re.compile(
     r"\b(?:(?:clinical\s+)?(?:practice\s+)?guidelines?|consensus\s+(?:statement|report|recommendations?|"
     r"guidelines?|document|paper|conference)|position\s+(?:statement|paper)|practice\s+(?:parameters?|advisory)|"
-    r"expert\s+consensus)\b|(?:^|[:.]\s*)(?:[\w/-]+\s+){0,5}?recommendations\b", re.I)
+    r"expert\s+consensus)\b|(?:^|[:.]\s*)(?:[\w/-]+\s+){0,5}?recommendations\b",
+    re.I,
+)
 # ... unless the title is about guidance (a study of adherence to it, an audit, a comparison).
 _TITLE_GUIDANCE_VETO = re.compile(
     r"\b(?:adheren\w*|complian\w*|concordan\w*|implement\w*|uptake|according|based|following|in line|consistent|"
     r"aware\w*|knowledge|use of|impact|effects?|evaluat\w*|assess\w*|audit|survey|quality|compar\w*|review|"
     r"systematic|apprais\w*|versus|vs|trial|study|studies|cohort|patients|attitudes?|perceptions?|barriers|"
     r"deviations?|outcomes?|among|analysis|validation|development of|developing|interpret\w*|reality|"
-    r"overcoming|beyond|reliability|experimental|how should|time to|through)\b", re.I)
+    r"overcoming|beyond|reliability|experimental|how should|time to|through)\b",
+    re.I,
+)
 
 
 # Every title either pattern matches contains one of these (a fast pre-filter).
-_TITLE_WORDS = ("editor", "comment", "letter", "reply", "re:", "response", "guideline", "consensus", "position",
-                "practice", "recommendation")
+_TITLE_WORDS = (
+    "editor",
+    "comment",
+    "letter",
+    "reply",
+    "re:",
+    "response",
+    "guideline",
+    "consensus",
+    "position",
+    "practice",
+    "recommendation",
+)
 
 
 def title_declares(title: str) -> tuple[str, str] | None:
@@ -1077,7 +1526,9 @@ def _span_of(text: str, m: re.Match) -> str:
 _ANALOGUE = re.compile(
     r"\bketamine[- ](?:analog(?:ue)?s?|derivatives?|congeners?|like|related|based)\b|"
     r"\b(?:analog(?:ue)?s?|derivatives?|congeners?) of (?:\w+ )?ketamine\b|"
-    r"\b(?:structurally )?(?:related|similar) to ketamine\b", re.I)
+    r"\b(?:structurally )?(?:related|similar) to ketamine\b",
+    re.I,
+)
 
 
 def _analogue_is_not_ketamine(tags: list[dict], text: _Text) -> list[dict]:
@@ -1099,18 +1550,37 @@ _KETAMINE_ITSELF = re.compile(KET, re.I)
 
 # MeSH descriptors (and NLM's pharmacological-action chemicals) that put a record in the
 # psychiatric sense of depression or suicidality.
-PSYCHIATRIC_MESH = frozenset({
-    "Depression", "Depression, Postpartum", "Depressive Disorder", "Depressive Disorder, Major",
-    "Depressive Disorder, Treatment-Resistant", "Dysthymic Disorder", "Bipolar Disorder",
-    "Bipolar and Related Disorders", "Mood Disorders", "Cyclothymic Disorder", "Seasonal Affective Disorder",
-    "Affective Disorders, Psychotic", "Suicide", "Suicide, Attempted", "Suicide, Completed", "Suicidal Ideation",
-    "Suicide Prevention", "Anhedonia", "Antidepressive Agents", "Antidepressive Agents, Second-Generation",
-    "Antidepressive Agents, Tricyclic",
-})
+PSYCHIATRIC_MESH = frozenset(
+    {
+        "Depression",
+        "Depression, Postpartum",
+        "Depressive Disorder",
+        "Depressive Disorder, Major",
+        "Depressive Disorder, Treatment-Resistant",
+        "Dysthymic Disorder",
+        "Bipolar Disorder",
+        "Bipolar and Related Disorders",
+        "Mood Disorders",
+        "Cyclothymic Disorder",
+        "Seasonal Affective Disorder",
+        "Affective Disorders, Psychotic",
+        "Suicide",
+        "Suicide, Attempted",
+        "Suicide, Completed",
+        "Suicidal Ideation",
+        "Suicide Prevention",
+        "Anhedonia",
+        "Antidepressive Agents",
+        "Antidepressive Agents, Second-Generation",
+        "Antidepressive Agents, Tricyclic",
+    }
+)
 # Every word that may speak of depression or suicidality, in any sense.
 _DEPRESSION_WORD = re.compile(
     r"\b(?:anti-?)?depress\w*|\bsuicid\w*|\banhedoni\w*|\bdysthymi\w*|\bmelanchol\w*|\bbipolar\b|"
-    r"\b(?:mood|affective) disorders?\b", re.I)
+    r"\b(?:mood|affective) disorders?\b",
+    re.I,
+)
 # A qualifier just before "depression" (or "depressed", "depressant") that names another sense.
 _OTHER_SENSE_BEFORE = re.compile(
     r"(?:\b(?:respiratory|ventilatory|breathing|myocardial|cardiac|cardiovascular|cardio-?respiratory|"
@@ -1118,7 +1588,9 @@ _OTHER_SENSE_BEFORE = re.compile(
     r"post-?tetanic|frequency[- ]dependent|heterosynaptic|homosynaptic|short[- ]term|CNS|central nervous system|"
     r"central|neuronal|neuromuscular|(?:bone )?marrow|h(?:a)?ematologic(?:al)?|immune|immunological|"
     r"freezing[- ]point|inbreeding|outbreeding|economic|great|skull|medullary|brain ?stem|reflex|EEG|"
-    r"electroencephalographic|cortical|contractile|ventricular|metabolic|(?:neuro)?muscular|flowering)\b)[\s-]+$", re.I)
+    r"electroencephalographic|cortical|contractile|ventricular|metabolic|(?:neuro)?muscular|flowering)\b)[\s-]+$",
+    re.I,
+)
 # What follows "depression of/on/in ..." or "depressed ..." when it is a body function, not mood.
 _PHYSIOLOGY = (
     r"(?:ventilat\w*|respirat\w*|breathing|reflex\w*|responses?|responsiveness|activity|activities|function|"
@@ -1129,12 +1601,14 @@ _PHYSIOLOGY = (
     r"vital signs|airway|level of consciousness|blood counts?|leukocytes?|platelets?|ST segments?|freezing|"
     r"cells?|morpholog\w*|lesions?|areas?|scars?|expression|levels?|concentrations?|production|transcription|"
     r"proliferation|growth|uptake|formation|excretion|survival|enzym\w*|cytochrome\w*|flowering|fertility|yield)\b"
-    r"(?!\s+(?:patients|subjects|disease|diseases|failure|surgery))")
+    r"(?!\s+(?:patients|subjects|disease|diseases|failure|surgery))"
+)
 _OTHER_SENSE_AFTER = re.compile(
     r"^(?:\s+(?:effects?|actions?)\s+on|\s+of)\s+(?:the\s+|a\s+|an\s+)?"
     r"(?:(?!(?:patients|subjects|people|persons|individuals|women|men|children|adults|with|and|or)\b)[\w/()-]+\s+){0,3}?"
     + _PHYSIOLOGY,
-    re.I)
+    re.I,
+)
 # "depression of" speaks of people or mood in the psychiatric sense ("depression of older adults",
 # "depression of moderate severity"); of anything else ("of cytochrome P-450"), in another sense.
 _OF_PEOPLE = re.compile(
@@ -1142,30 +1616,44 @@ _OF_PEOPLE = re.compile(
     r"women|men|children|adolescents?|youths?|caregivers?|students?|adults?|individuals?|people|persons?|subjects|"
     r"survivors?|residents?|workers?|nurses?|physicians?|doctors?|parents?|wives|spouses?|veterans?|inpatients?|"
     r"outpatients?|participants?|population|mood|affect|severity|mild|moderate|severe|late life|old age|"
-    r"childhood|adolescence|pregnancy)\b", re.I)
+    r"childhood|adolescence|pregnancy)\b",
+    re.I,
+)
 # "markedly depressed", "slight depression of": degrees that measure a body function, not a mood.
 _DEGREE_BEFORE = re.compile(
     r"\b(?:markedly|significantly|slightly|slight|rapidly|strongly|profoundly|dose-?dependently|partially|"
-    r"completely|greatly|reversibly|transiently|maximally|concentration-?dependently)[\s-]+$", re.I)
+    r"completely|greatly|reversibly|transiently|maximally|concentration-?dependently)[\s-]+$",
+    re.I,
+)
 # "depression on the ventilatory response" is a body function depressed; "the effect of
 # depression on heart rate" is the mood acting on one.
 _ON_PHYSIOLOGY = re.compile(
     r"^\s+(?:on|upon)\s+(?:the\s+|a\s+|an\s+)?"
     r"(?:(?!(?:patients|subjects|people|persons|individuals|women|men|children|adults|with|and|or)\b)[\w/()-]+\s+){0,3}?"
-    + _PHYSIOLOGY, re.I)
-_CAUSE_BEFORE = re.compile(r"\b(?:effects?|impacts?|influences?|roles?|associations?|contributions?|consequences?|"
-                           r"burden|relationship|links?)\s+of\s+(?:\w+\s+){0,2}$", re.I)
+    + _PHYSIOLOGY,
+    re.I,
+)
+_CAUSE_BEFORE = re.compile(
+    r"\b(?:effects?|impacts?|influences?|roles?|associations?|contributions?|consequences?|"
+    r"burden|relationship|links?)\s+of\s+(?:\w+\s+){0,2}$",
+    re.I,
+)
 _DEPRESSED_PHYSIOLOGY = re.compile(r"^\s+(?:[\w-]+\s+){0,2}?" + _PHYSIOLOGY, re.I)
 # "halothane depressed the hypoxic ventilatory responses": the verb, not the mood.
 _DEPRESS_VERB = re.compile(r"^\s+(?:the|a|an|both|its|their|all|this|these|those|spontaneous|evoked)\b", re.I)
 _LONG_TERM = re.compile(r"\blong[- ]term[\s-]+$", re.I)
 _SYNAPTIC_CONTEXT = re.compile(r"\bLTD\b|\bLTP\b|\bsynap\w*|\bpotentiation\b|\bhippocampal slices?\b", re.I)
-_SUICIDE_OTHER = re.compile(r"^[\s-]+(?:genes?|inhibit\w*|substrates?|vectors?|enzymes?|inactivat\w*|"
-                            r"mechanisms? of (?:inhibition|inactivation))\b", re.I)
+_SUICIDE_OTHER = re.compile(
+    r"^[\s-]+(?:genes?|inhibit\w*|substrates?|vectors?|enzymes?|inactivat\w*|"
+    r"mechanisms? of (?:inhibition|inactivation))\b",
+    re.I,
+)
 _CELL_SUICIDE = re.compile(r"\b(?:cell(?:ular)?|cell-)\s*$", re.I)
 _BIPOLAR_PSYCHIATRIC = re.compile(
     r"^\s+(?:(?:I|II|1|2|type)\s+)?(?:depress\w*|disorders?|patients|illness|affective|mania|manic|spectrum|"
-    r"subjects|individuals|probands|adults|youths?|adolescents)\b", re.I)
+    r"subjects|individuals|probands|adults|youths?|adolescents)\b",
+    re.I,
+)
 
 
 def _depression_mention(field: str, m: re.Match, joined: str) -> tuple[str, str] | None:
@@ -1173,7 +1661,7 @@ def _depression_mention(field: str, m: re.Match, joined: str) -> tuple[str, str]
     neither (a bipolar electrode). Evidence is an exact substring of `field`."""
     word = m.group(0).lower()
     start, end = m.start(), m.end()
-    before, after = field[max(0, start - 60):start], field[end:end + 120]
+    before, after = field[max(0, start - 60) : start], field[end : end + 120]
 
     def other(left: int = start, right: int = end) -> tuple[str, str]:
         return "other", field[left:right]
@@ -1188,7 +1676,7 @@ def _depression_mention(field: str, m: re.Match, joined: str) -> tuple[str, str]
         return "psychiatric", m.group(0)
     if word == "bipolar":
         b = _BIPOLAR_PSYCHIATRIC.match(after)
-        return ("psychiatric", field[start:end + b.end()]) if b else None
+        return ("psychiatric", field[start : end + b.end()]) if b else None
     if word == "dysthymic" and re.match(r"^\s+(?:nude|mice|mouse|rats?)\b", after, re.I):
         return None  # thymus dysgenesis of nude mice, not dysthymia
     if not word.startswith("depress"):  # anhedonia, dysthymia, melancholia, mood disorders
@@ -1233,8 +1721,19 @@ def depression_sense(record: Mapping, *, use_indexing: bool = True, _text: _Text
             if name in PSYCHIATRIC_MESH:
                 return [_tag("depression", "psychiatric", "mesh", name, 0.95)]
     text = _text if _text is not None else _Text(*_fields(record))
-    if not any(w in text.low for w in ("depress", "suicid", "anhedoni", "dysthymi", "melanchol", "bipolar",
-                                       "mood disorder", "affective disorder")):
+    if not any(
+        w in text.low
+        for w in (
+            "depress",
+            "suicid",
+            "anhedoni",
+            "dysthymi",
+            "melanchol",
+            "bipolar",
+            "mood disorder",
+            "affective disorder",
+        )
+    ):
         return []
     other_evidence = None
     for field in text.fields:

@@ -71,8 +71,9 @@ def fold_of(pmid: int) -> int:
 
 def training_records(records: Iterable[Mapping]) -> list[Mapping]:
     """MEDLINE records (highest version) outside the report split, in PMID order."""
-    return [r for r in _latest_versions(records)
-            if r.get("citation_status") == "MEDLINE" and not report_split(r["pmid"])]
+    return [
+        r for r in _latest_versions(records) if r.get("citation_status") == "MEDLINE" and not report_split(r["pmid"])
+    ]
 
 
 def _matrix(feats: Sequence[tuple[set[str], set[str], Mapping[str, int]]]):
@@ -206,8 +207,13 @@ def choose_threshold(scores, gold) -> tuple[float, dict]:
             lower = pairs[i + 1][0] if i + 1 < len(pairs) else s - 1.0
             best = (f1, (s + max(lower, -30.0)) / 2 if math.isfinite(lower) else s - 1.0, tp, fp)
     f1, threshold, tp, fp = best
-    cv = {"positives": positives, "predicted": tp + fp, "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
-          "recall": round(tp / positives, 4) if positives else 0.0, "f1": round(f1, 4)}
+    cv = {
+        "positives": positives,
+        "predicted": tp + fp,
+        "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
+        "recall": round(tp / positives, 4) if positives else 0.0,
+        "f1": round(f1, 4),
+    }
     return threshold, cv
 
 
@@ -222,17 +228,38 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
     x, names = _matrix(feats)
     idf = term_idf(feats)
     raw, term_names = _term_matrix(feats, idf)
-    log(f"{len(train_records)} training records, {len(names)} features, {len(term_names)} terms "
-        f"({time.perf_counter() - started:.0f} s)")
+    log(
+        f"{len(train_records)} training records, {len(names)} features, {len(term_names)} terms "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
     pmids = np.array([int(r["pmid"]) for r in train_records])
     folds = np.array([fold_of(p) for p in pmids])
     has_abstract = np.array([bool((r.get("abstract") or "").strip()) for r in train_records])
-    out: dict = {"version": VERSION, "rules_version": tagging.RULES_VERSION, "labels": list(design_model.LABEL_VALUES),
-                 "intercepts": {}, "thresholds": {}, "weights": {}, "blend": {}, "term_intercepts": {},
-                 "term_weights": {}, "idf": {}, "calibration": {}, "cv": {},
-                 "training": {"records": len(train_records), "features": len(names), "terms": len(term_names),
-                              "C": C, "keep": KEEP, "keep_terms": KEEP_TERMS, "min_df": MIN_DF, "folds": N_FOLDS,
-                              "split": "citation status MEDLINE, PMID % 5 != 0 (the report split is never used)"}}
+    out: dict = {
+        "version": VERSION,
+        "rules_version": tagging.RULES_VERSION,
+        "labels": list(design_model.LABEL_VALUES),
+        "intercepts": {},
+        "thresholds": {},
+        "weights": {},
+        "blend": {},
+        "term_intercepts": {},
+        "term_weights": {},
+        "idf": {},
+        "calibration": {},
+        "cv": {},
+        "training": {
+            "records": len(train_records),
+            "features": len(names),
+            "terms": len(term_names),
+            "C": C,
+            "keep": KEEP,
+            "keep_terms": KEEP_TERMS,
+            "min_df": MIN_DF,
+            "folds": N_FOLDS,
+            "split": "citation status MEDLINE, PMID % 5 != 0 (the report split is never used)",
+        },
+    }
     check_rows = sorted(range(len(train_records)), key=lambda i: (i * 7919) % len(train_records))[:N_CHECKS]
     checks: dict[int, dict] = {int(pmids[i]): {} for i in check_rows}
     used_terms: set[str] = set()
@@ -262,14 +289,20 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
         blend, threshold, cv, blended = best
         usable = np.isfinite(blended)
         calibration = LogisticRegression(C=1e4, solver="lbfgs", max_iter=1000).fit(
-            blended[usable].reshape(-1, 1), y[usable])
-        out["calibration"][label] = [round(float(calibration.coef_[0][0]), WEIGHT_DIGITS),
-                                     round(float(calibration.intercept_[0]), WEIGHT_DIGITS)]
+            blended[usable].reshape(-1, 1), y[usable]
+        )
+        out["calibration"][label] = [
+            round(float(calibration.coef_[0][0]), WEIGHT_DIGITS),
+            round(float(calibration.intercept_[0]), WEIGHT_DIGITS),
+        ]
         if label in CEILINGS:
             recall, subset = CEILINGS[label]
             keep = has_abstract if subset == "with_abstract" else np.ones(len(y), dtype=bool)
-            cv["ceiling"] = {"recall": recall, "records": subset,
-                             "best_precision": best_precision_at_recall(blended[keep].tolist(), y[keep].tolist(), recall)}
+            cv["ceiling"] = {
+                "recall": recall,
+                "records": subset,
+                "best_precision": best_precision_at_recall(blended[keep].tolist(), y[keep].tolist(), recall),
+            }
         model, columns = _fit_selected(x, y)
         weights = {names[j]: round(float(w), WEIGHT_DIGITS) for j, w in zip(columns, model.coef_[0])}
         out["weights"][label] = {k: v for k, v in sorted(weights.items()) if v != 0.0}
@@ -280,8 +313,9 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
         if blend:
             blend = round(blend, WEIGHT_DIGITS)
             term_model, term_columns = _fit_terms(raw, y)
-            term_weights = {term_names[j]: round(float(w), WEIGHT_DIGITS)
-                            for j, w in zip(term_columns, term_model.coef_[0])}
+            term_weights = {
+                term_names[j]: round(float(w), WEIGHT_DIGITS) for j, w in zip(term_columns, term_model.coef_[0])
+            }
             out["term_weights"][label] = {k: v for k, v in sorted(term_weights.items()) if v != 0.0}
             used_terms |= set(out["term_weights"][label])
             out["term_intercepts"][label] = round(float(term_model.intercept_[0]), WEIGHT_DIGITS)
@@ -289,8 +323,10 @@ def train(records: Iterable[Mapping], *, log=print) -> dict:
         out["blend"][label] = blend
         for i, s in zip(check_rows, full):
             checks[int(pmids[i])][label] = round(float(s), 6)
-        log(f"{label}: {int(y.sum())} positives; blend {cv['blend']}; out-of-fold at threshold {threshold:.3f}: "
-            f"P {cv['precision']:.3f} R {cv['recall']:.3f} F1 {cv['f1']:.3f} ({time.perf_counter() - started:.0f} s)")
+        log(
+            f"{label}: {int(y.sum())} positives; blend {cv['blend']}; out-of-fold at threshold {threshold:.3f}: "
+            f"P {cv['precision']:.3f} R {cv['recall']:.3f} F1 {cv['f1']:.3f} ({time.perf_counter() - started:.0f} s)"
+        )
     out["idf"] = {t: round(idf[t], WEIGHT_DIGITS) for t in sorted(used_terms)}
     out["checks"] = {str(p): v for p, v in sorted(checks.items())}
     return out

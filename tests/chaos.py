@@ -183,8 +183,9 @@ def run_rows(db_path: Path) -> list[dict]:
         conn.close()
 
 
-def integrity(db_path: Path, corpus: Corpus | None = None, *, complete: bool = True,
-              final: bool = True) -> tuple[list[str], dict]:
+def integrity(
+    db_path: Path, corpus: Corpus | None = None, *, complete: bool = True, final: bool = True
+) -> tuple[list[str], dict]:
     """(problems, counts) for the catalog at `db_path`; no problems means consistent.
 
     `corpus`: what the stand-in serves. `complete`: every served PMID must be stored (else
@@ -214,7 +215,8 @@ def integrity(db_path: Path, corpus: Corpus | None = None, *, complete: bool = T
         ).fetchone()[0]
         no_xml = conn.execute(
             "select count(*) from articles a where not exists (select 1 from article_xml x "
-            "where x.pmid = a.pmid and x.pmid_version = a.pmid_version)").fetchone()[0]
+            "where x.pmid = a.pmid and x.pmid_version = a.pmid_version)"
+        ).fetchone()[0]
         if no_xml:
             problems.append(f"{no_xml} articles without their XML")
         counts["duplicates"] = (n - distinct) + xml_dups + max(0, n_fts - n)
@@ -281,8 +283,7 @@ class Chaos:
 
 
 class Scenario:
-    def __init__(self, chaos: Chaos, name: str, what: str, corpus: Corpus | None = None, *,
-                 db: Path | None = None):
+    def __init__(self, chaos: Chaos, name: str, what: str, corpus: Corpus | None = None, *, db: Path | None = None):
         self.chaos = chaos
         self.name = name
         self.dir = chaos.workdir / re.sub(r"[^\w.-]+", "_", name)
@@ -313,9 +314,15 @@ class Scenario:
 
     def env(self, **extra: str) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NCBI_", "CTGOV_", "CATALOG_DB"))}
-        env.update(NCBI_EUTILS_URL=self.server.url, NCBI_EMAIL="chaos-tests@example.org", HARVEST_SOURCES="pubmed",
-                   NCBI_TOOL="ketamine-catalog-chaos", NCBI_BACKOFF_BASE="0.05", NCBI_BACKOFF_CAP="1",
-                   PYTHONPATH=str(ROOT))
+        env.update(
+            NCBI_EUTILS_URL=self.server.url,
+            NCBI_EMAIL="chaos-tests@example.org",
+            HARVEST_SOURCES="pubmed",
+            NCBI_TOOL="ketamine-catalog-chaos",
+            NCBI_BACKOFF_BASE="0.05",
+            NCBI_BACKOFF_CAP="1",
+            PYTHONPATH=str(ROOT),
+        )
         if self.chaos.api_key:
             env["NCBI_API_KEY"] = self.chaos.api_key
         env.update(extra)
@@ -325,9 +332,19 @@ class Scenario:
         begin = len(self.server.requests_log)
         popen = subprocess.Popen(
             command or [sys.executable, "-m", "harvest", "run", "--db", str(self.db), *args],
-            cwd=ROOT, env=env or self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        return {"popen": popen, "begin": begin, "before": stored_pmids(self.db), "t0": time.monotonic(),
-                "label": " ".join(args) or "run"}
+            cwd=ROOT,
+            env=env or self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return {
+            "popen": popen,
+            "begin": begin,
+            "before": stored_pmids(self.db),
+            "t0": time.monotonic(),
+            "label": " ".join(args) or "run",
+        }
 
     def wait(self, running: dict, timeout: float = 600) -> Proc:
         popen = running["popen"]
@@ -338,7 +355,9 @@ class Scenario:
             out, err = popen.communicate()
             self.problem(f"a harvester process ran longer than {timeout:.0f} s and was stopped")
         end = len(self.server.requests_log)
-        proc = Proc(running["label"], popen.returncode, out, err, time.monotonic() - running["t0"], (running["begin"], end))
+        proc = Proc(
+            running["label"], popen.returncode, out, err, time.monotonic() - running["t0"], (running["begin"], end)
+        )
         # Records an interrupted run had stored in full, fetched again: resumption failed.
         interrupted_work = running["before"] - self.complete_at_success
         again = self.fetched_pmids(running["begin"], end) & interrupted_work
@@ -357,8 +376,14 @@ class Scenario:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         """Another harvest command (status) on this catalog."""
-        return subprocess.run([sys.executable, "-m", "harvest", *args, "--db", str(self.db)], cwd=ROOT,
-                              env=self.env(), capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "harvest", *args, "--db", str(self.db)],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def fetched_pmids(self, begin: int, end: int) -> set[int]:
         """PMIDs the efetch requests in the log span asked for (by id or by history position)."""
@@ -370,10 +395,13 @@ class Scenario:
             if params.get("id"):
                 pmids |= {int(t) for t in re.split(r"[\s,+]+", params["id"]) if t.isdigit()}
             elif params.get("WebEnv"):
-                query = self.server.history.get(params["WebEnv"], {}).get("queries", {}).get(
-                    int(params.get("query_key") or 0), [])
+                query = (
+                    self.server.history.get(params["WebEnv"], {})
+                    .get("queries", {})
+                    .get(int(params.get("query_key") or 0), [])
+                )
                 start = int(params.get("retstart") or 0)
-                pmids |= set(query[start:start + int(params.get("retmax") or 20)])
+                pmids |= set(query[start : start + int(params.get("retmax") or 20)])
         return pmids
 
     # -- checks -------------------------------------------------------------------------------
@@ -399,8 +427,11 @@ class Scenario:
         """A failed run as cron sees it: exit `code`, exactly one `harvest: error:` line naming `needles`."""
         line = proc.error_lines[0] if len(proc.error_lines) == 1 else ""
         self.expect(proc.exit == code, f"run exits {code}", f"exit {proc.exit}: {proc.stderr[-600:]}")
-        self.expect(len(proc.error_lines) == 1 and "Traceback" not in proc.stderr,
-                    "one-line reason on stderr, no traceback", proc.stderr[-1500:])
+        self.expect(
+            len(proc.error_lines) == 1 and "Traceback" not in proc.stderr,
+            "one-line reason on stderr, no traceback",
+            proc.stderr[-1500:],
+        )
         for needle in needles:
             self.expect(needle.lower() in line.lower(), f"the reason names {needle!r}", line or proc.stderr[-400:])
         return line
@@ -413,8 +444,11 @@ class Scenario:
         row.requests = len(log)
         row.faults = sum(1 for e in log if e.fault and e.fault != "rate_limit")
         row.rate_violations = self.server.rate_violations(limit=self.limit, window=1.0)
-        self.expect(row.rate_violations == 0, "no request over the rate limit",
-                    f"{row.rate_violations} over {self.limit}/s; 429 for it: {self.server.count(fault='rate_limit')}")
+        self.expect(
+            row.rate_violations == 0,
+            "no request over the rate limit",
+            f"{row.rate_violations} over {self.limit}/s; 429 for it: {self.server.count(fault='rate_limit')}",
+        )
         runs = run_rows(self.db)
         row.retries = sum(r["retries"] or 0 for r in runs if r["id"] > since_run)
         row.promised = runs[-1]["records_promised"] or 0 if runs else 0
@@ -436,10 +470,13 @@ def scenario(name: str):
     def register(fn):
         SCENARIOS[name] = fn
         return fn
+
     return register
 
 
-def _clones(corpus: Corpus, n: int, *, first: int = CLONE_BASE, crdt: dt.date, mdat: dt.date | None = None) -> list[int]:
+def _clones(
+    corpus: Corpus, n: int, *, first: int = CLONE_BASE, crdt: dt.date, mdat: dt.date | None = None
+) -> list[int]:
     """`n` real records cloned under new PMIDs, created (and revised) on the given days."""
     made: list[int] = []
     sources = [p for p in corpus.pmids() if p < CLONE_BASE]
@@ -454,8 +491,9 @@ def _clones(corpus: Corpus, n: int, *, first: int = CLONE_BASE, crdt: dt.date, m
     return made
 
 
-def _simple(chaos: Chaos, name: str, what: str, arm: Callable[[Scenario], object], *args: str,
-            env: dict | None = None) -> list[Row]:
+def _simple(
+    chaos: Chaos, name: str, what: str, arm: Callable[[Scenario], object], *args: str, env: dict | None = None
+) -> list[Row]:
     """A new catalog harvested once under faults: the run must succeed with everything stored."""
     with Scenario(chaos, name, what) as sc:
         arm(sc)
@@ -480,31 +518,54 @@ def every_third(chaos: Chaos) -> list[Row]:
         sc.server.faults.every(3, shuffled, seconds=3)  # `seconds`: how long a timeout fault stays silent
         sc.note("kinds in turn: " + ", ".join(shuffled))
 
-    return _simple(chaos, "every-3rd", "every 3rd request fails, kinds in a seeded order", arm,
-                   "--batch-size", "10", env={"NCBI_TIMEOUT": "2"})
+    return _simple(
+        chaos,
+        "every-3rd",
+        "every 3rd request fails, kinds in a seeded order",
+        arm,
+        "--batch-size",
+        "10",
+        env={"NCBI_TIMEOUT": "2"},
+    )
 
 
 @scenario("random-30%")
 def random_faults(chaos: Chaos) -> list[Row]:
-    return _simple(chaos, "random-30%", "each request fails with p=0.3, kind drawn at random (seeded)",
-                   lambda sc: sc.server.faults.random(sc.rng.randrange(1 << 30), 0.3),
-                   "--batch-size", "10")
+    return _simple(
+        chaos,
+        "random-30%",
+        "each request fails with p=0.3, kind drawn at random (seeded)",
+        lambda sc: sc.server.faults.random(sc.rng.randrange(1 << 30), 0.3),
+        "--batch-size",
+        "10",
+    )
 
 
 @scenario("truncated")
 def truncated(chaos: Chaos) -> list[Row]:
     # p = 0.3: eight failures in a row (the harvester's tries) stay below one in 10,000 per request.
-    return _simple(chaos, "truncated", "3 in 10 answers cut short (Content-Length cut, or connection closed)",
-                   lambda sc: sc.server.faults.random(sc.rng.randrange(1 << 30), 0.3, ["truncated", "short_read"],
-                                                      fraction=round(sc.rng.uniform(0.1, 0.9), 2)),
-                   "--batch-size", "20")
+    return _simple(
+        chaos,
+        "truncated",
+        "3 in 10 answers cut short (Content-Length cut, or connection closed)",
+        lambda sc: sc.server.faults.random(
+            sc.rng.randrange(1 << 30), 0.3, ["truncated", "short_read"], fraction=round(sc.rng.uniform(0.1, 0.9), 2)
+        ),
+        "--batch-size",
+        "20",
+    )
 
 
 @scenario("error-in-200")
 def error_in_200(chaos: Chaos) -> list[Row]:
-    return _simple(chaos, "error-in-200", "3 in 10 answers are 'Search Backend failed' inside HTTP 200",
-                   lambda sc: sc.server.faults.random(sc.rng.randrange(1 << 30), 0.3, ["error_in_200"]),
-                   "--batch-size", "20")
+    return _simple(
+        chaos,
+        "error-in-200",
+        "3 in 10 answers are 'Search Backend failed' inside HTTP 200",
+        lambda sc: sc.server.faults.random(sc.rng.randrange(1 << 30), 0.3, ["error_in_200"]),
+        "--batch-size",
+        "20",
+    )
 
 
 @scenario("webenv-expiry")
@@ -518,8 +579,14 @@ def webenv_expiry(chaos: Chaos) -> list[Row]:
 
         sc.server.on_handled.append(expire_all)
 
-    rows = _simple(chaos, "webenv-expiry", "the history server forgets every WebEnv after the 2nd efetch",
-                   arm, "--batch-size", "20")
+    rows = _simple(
+        chaos,
+        "webenv-expiry",
+        "the history server forgets every WebEnv after the 2nd efetch",
+        arm,
+        "--batch-size",
+        "20",
+    )
     return rows
 
 
@@ -528,8 +595,12 @@ def outage(chaos: Chaos) -> list[Row]:
     seconds = 1.5 if chaos.fast else 60.0
     env = {} if chaos.fast else {"NCBI_BACKOFF_BASE": "1", "NCBI_BACKOFF_CAP": "60", "NCBI_MAX_TRIES": "8"}
     name = "outage-60s" if not chaos.fast else "outage"
-    with Scenario(chaos, name, f"every request answers 503 for {seconds:g} s from the 3rd efetch on"
-                  + ("" if chaos.fast else " (production backoff)")) as sc:
+    with Scenario(
+        chaos,
+        name,
+        f"every request answers 503 for {seconds:g} s from the 3rd efetch on"
+        + ("" if chaos.fast else " (production backoff)"),
+    ) as sc:
         sc.server.faults.add("outage", path="efetch", after=2, seconds=seconds)
         proc = sc.harvest("--batch-size", "20", env=sc.env(**env))
         sc.expect(proc.exit == 0, "the run rides the outage out", proc.stderr[-1500:])
@@ -537,22 +608,30 @@ def outage(chaos: Chaos) -> list[Row]:
         sc.expect(bool(answered), "the outage was hit")
         after = [e for e in sc.server.requests_log if answered and e.t > answered[-1].t]
         if after:
-            sc.note(f"{len(answered)} requests answered 503 over {answered[-1].t - answered[0].t:.1f} s; "
-                    f"the next came {after[0].t - answered[0].t:.1f} s after the outage began")
+            sc.note(
+                f"{len(answered)} requests answered 503 over {answered[-1].t - answered[0].t:.1f} s; "
+                f"the next came {after[0].t - answered[0].t:.1f} s after the outage began"
+            )
     return [sc.conclude()]
 
 
 @scenario("count-grows")
 def count_grows(chaos: Chaos) -> list[Row]:
     """PubMed indexes records while we harvest, and its index lags."""
-    with Scenario(chaos, "count-grows", "5 records appear between esearch and efetch; then 3 appear "
-                  "dated 2 days back (a lagging index) and 2 are revised") as sc:
+    with Scenario(
+        chaos,
+        "count-grows",
+        "5 records appear between esearch and efetch; then 3 appear "
+        "dated 2 days back (a lagging index) and 2 are revised",
+    ) as sc:
         sc.server.grow_after_esearch(5, crdt=today())
         first = sc.harvest("--batch-size", "50")
         grown = set(sc.server.grown)
         sc.expect(first.exit == 0, "the first run succeeds", first.stderr[-800:])
-        sc.expect(len(grown) == 5 and not grown & stored_pmids(sc.db),
-                  "the first run stores what its search listed, not what appeared after it")
+        sc.expect(
+            len(grown) == 5 and not grown & stored_pmids(sc.db),
+            "the first run stores what its search listed, not what appeared after it",
+        )
         lagging = _clones(sc.corpus, 3, first=CLONE_BASE + 1000, crdt=today() - dt.timedelta(days=2))
         revised = [p for p in sc.corpus.pmids() if p not in grown and p < CLONE_BASE][:2]
         for pmid in revised:
@@ -562,9 +641,11 @@ def count_grows(chaos: Chaos) -> list[Row]:
         runs = run_rows(sc.db)
         last = runs[-1]
         sc.expect(last["mode"] == "incremental", "the second run is incremental", last["mode"])
-        sc.expect((last["new"], last["updated"]) == (8, 2),
-                  "it stores the 5 grown and 3 lagging records and the 2 revisions",
-                  f"new {last['new']}, updated {last['updated']}")
+        sc.expect(
+            (last["new"], last["updated"]) == (8, 2),
+            "it stores the 5 grown and 3 lagging records and the 2 revisions",
+            f"new {last['new']}, updated {last['updated']}",
+        )
         sc.expect(grown | set(lagging) <= stored_pmids(sc.db), "nothing that appeared is skipped")
     return [sc.conclude()]
 
@@ -602,19 +683,23 @@ def sigkill(chaos: Chaos) -> list[Row]:
                 delay = sc.rng.uniform(0.0, 0.08)
                 seen = [0]
                 if how == "in-flight":  # the request has arrived, its answer is not sent yet
+
                     def on_arrival(server, entry, nth=nth, seen=seen):
                         if entry.endpoint == "efetch":
                             seen[0] += 1
                             if seen[0] == nth:
                                 kill()
+
                     hook, hook_list = on_arrival, sc.server.on_request
                     point = f"with efetch #{nth} in flight"
                 else:  # the answer is on its way: the process is parsing or storing it
+
                     def on_answer(server, entry, nth=nth, seen=seen, delay=delay):
                         if entry.endpoint == "efetch" and entry.status == 200:
                             seen[0] += 1
                             if seen[0] == nth:
                                 threading.Timer(delay, kill).start()
+
                     hook, hook_list = on_answer, sc.server.on_handled
                     point = f"{delay * 1000:.0f} ms after efetch #{nth} was answered"
                 hook_list.append(hook)
@@ -623,8 +708,7 @@ def sigkill(chaos: Chaos) -> list[Row]:
                 timer.cancel()
             if hook_list is not None:
                 hook_list.remove(hook)
-            sc.expect(proc.exit == KILLED, f"kill {i + 1} ({point}) lands before the run ends",
-                      f"exit {proc.exit}")
+            sc.expect(proc.exit == KILLED, f"kill {i + 1} ({point}) lands before the run ends", f"exit {proc.exit}")
             if sc.db.exists():
                 sc.note(f"kill {i + 1}: {point}; {len(stored_pmids(sc.db))} stored")
                 sc.check_integrity(f"after kill {i + 1}")
@@ -640,29 +724,37 @@ def sigkill(chaos: Chaos) -> list[Row]:
         log = sc.server.requests_log
         gaps = []
         for old, new in zip(sc.procs, sc.procs[1:]):
-            old_times = [e.t for e in log[old.requests[0]:old.requests[1]]]
+            old_times = [e.t for e in log[old.requests[0] : old.requests[1]]]
             if old_times and new.requests[1] > new.requests[0]:
                 first = log[new.requests[0]].t
                 gaps.append((first - old_times[-1], sum(1 for t in old_times if t > first - 1.0)))
         if gaps:
             gap, near = min(gaps)
-            sc.note(f"restarts: the first request came at least {gap:.2f} s after the killed run's last "
-                    f"({near} of the killed run's requests in the second before it)")
+            sc.note(
+                f"restarts: the first request came at least {gap:.2f} s after the killed run's last "
+                f"({near} of the killed run's requests in the second before it)"
+            )
         runs = run_rows(sc.db)
-        sc.expect(all(r["status"] == "aborted" for r in runs[:-1]) and runs[-1]["status"] == "success",
-                  "killed runs are marked aborted, the last succeeds", str([r["status"] for r in runs]))
+        sc.expect(
+            all(r["status"] == "aborted" for r in runs[:-1]) and runs[-1]["status"] == "success",
+            "killed runs are marked aborted, the last succeeds",
+            str([r["status"] for r in runs]),
+        )
         starts = [r["started_at"][:10] for r in runs[:-1]]
         if starts:
-            sc.expect(runs[-1]["watermark"] == min(starts),
-                      "the watermark is the start of the earliest killed run",
-                      f"{runs[-1]['watermark']} vs {min(starts)}")
+            sc.expect(
+                runs[-1]["watermark"] == min(starts),
+                "the watermark is the start of the earliest killed run",
+                f"{runs[-1]['watermark']} vs {min(starts)}",
+            )
     return [sc.conclude()]
 
 
 def _tmpfs(path: Path, size: int, *, remount: bool = False) -> bool:
     options = f"size={max(4096, size // 4096 * 4096)}" + (",remount" if remount else "")
-    args: list[str | Path] = (["mount", "-o", options, path] if remount
-                              else ["mount", "-t", "tmpfs", "-o", options, "tmpfs", path])
+    args: list[str | Path] = (
+        ["mount", "-o", options, path] if remount else ["mount", "-t", "tmpfs", "-o", options, "tmpfs", path]
+    )
     try:
         return subprocess.run(args, capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
@@ -698,19 +790,33 @@ def disk_full(chaos: Chaos) -> list[Row]:
     phases = DISK_PHASES_FAST if chaos.fast else DISK_PHASES
     sizes = [int(full_size * f) for f in phases]
     mounted = os.environ.get("CHAOS_DISK") != "pages" and os.geteuid() == 0 and _tmpfs(mount, sizes[0])
-    how = (f"tmpfs of {', '.join(str(n // 1024) for n in sizes)} KiB (a full catalog: {full_size // 1024} KiB)"
-           if mounted else "SQLite's max_page_count at " + ", ".join(f"{f:.0%}" for f in phases)
-           + " of a full catalog's pages (no tmpfs)")
+    how = (
+        f"tmpfs of {', '.join(str(n // 1024) for n in sizes)} KiB (a full catalog: {full_size // 1024} KiB)"
+        if mounted
+        else "SQLite's max_page_count at "
+        + ", ".join(f"{f:.0%}" for f in phases)
+        + " of a full catalog's pages (no tmpfs)"
+    )
     try:
-        with Scenario(chaos, "disk-full", f"the disk fills: {how}; then space is freed",
-                      db=mount / "catalog.db") as sc:
+        with Scenario(chaos, "disk-full", f"the disk fills: {how}; then space is freed", db=mount / "catalog.db") as sc:
             kept: set[int] = set()
             for phase, size in enumerate(sizes):
                 if mounted and phase:
                     _tmpfs(mount, size, remount=True)
-                command = None if mounted else [
-                    sys.executable, "-c", _PAGE_CAP.format(pages=max(1, size // 4096)),
-                    "run", "--db", str(sc.db), "--batch-size", "20"]
+                command = (
+                    None
+                    if mounted
+                    else [
+                        sys.executable,
+                        "-c",
+                        _PAGE_CAP.format(pages=max(1, size // 4096)),
+                        "run",
+                        "--db",
+                        str(sc.db),
+                        "--batch-size",
+                        "20",
+                    ]
+                )
                 proc = sc.wait(sc.start("--batch-size", "20", command=command))
                 line = sc.expect_one_line_failure(proc, "full")
                 sc.note(f"{size // 1024} KiB: " + line.removeprefix("harvest: error: ")[:260])
@@ -721,16 +827,26 @@ def disk_full(chaos: Chaos) -> list[Row]:
                     status = sc.cli("status")
                     if "Traceback" in status.stderr:
                         # harvest/cli.py `status` opens the catalog read-write (migrations): not ours to fix.
-                        sc.note("KNOWN: `harvest status` on a catalog the full disk left without its schema "
-                                "fails with a traceback: " + status.stderr.strip().splitlines()[-1][:120])
-            sc.expect(0 < len(kept) < len(sc.corpus), "the batches stored before the disk filled are kept",
-                      f"{len(kept)} stored")
+                        sc.note(
+                            "KNOWN: `harvest status` on a catalog the full disk left without its schema "
+                            "fails with a traceback: " + status.stderr.strip().splitlines()[-1][:120]
+                        )
+            sc.expect(
+                0 < len(kept) < len(sc.corpus),
+                "the batches stored before the disk filled are kept",
+                f"{len(kept)} stored",
+            )
             status = sc.cli("status")  # on the still full disk
             failed = [r for r in run_rows(sc.db) if r["status"] == "failed"]
             shown = status.stdout.split("recent runs:")[-1]
-            sc.expect(status.returncode == 0 and bool(failed) and shown.count(" failed ") == len(failed)
-                      and "disk is full" in shown, "`harvest status` shows the failed runs and why",
-                      status.stdout[-800:] + status.stderr[-300:])
+            sc.expect(
+                status.returncode == 0
+                and bool(failed)
+                and shown.count(" failed ") == len(failed)
+                and "disk is full" in shown,
+                "`harvest status` shows the failed runs and why",
+                status.stdout[-800:] + status.stderr[-300:],
+            )
             if mounted:
                 _tmpfs(mount, full_size * 4, remount=True)
             sc.check_integrity("after the disk filled")
@@ -748,13 +864,22 @@ def two_at_once(chaos: Chaos) -> list[Row]:
         sc.server.faults.add("slow", times=1, path="esearch", seconds=1.5)  # the holder keeps the lock a while
         a, b = sc.start("--batch-size", "50"), sc.start("--batch-size", "50")
         pa, pb = sc.wait(a), sc.wait(b)
-        sc.expect([pa.exit, pb.exit] in ([0, 3], [3, 0]), "one run harvests, the other exits 3 at once",
-                  f"exits {pa.exit}, {pb.exit}")
+        sc.expect(
+            [pa.exit, pb.exit] in ([0, 3], [3, 0]),
+            "one run harvests, the other exits 3 at once",
+            f"exits {pa.exit}, {pb.exit}",
+        )
         loser = pa if pa.exit == 3 else pb
-        sc.expect(len(loser.error_lines) == 1 and "another harvest is already running" in loser.error_lines[0],
-                  "the refused run says why in one line", loser.stderr[-500:])
-        sc.expect(sc.server.count("esearch") == 1, "only one run talked to E-utilities",
-                  f"{sc.server.count('esearch')} searches")
+        sc.expect(
+            len(loser.error_lines) == 1 and "another harvest is already running" in loser.error_lines[0],
+            "the refused run says why in one line",
+            loser.stderr[-500:],
+        )
+        sc.expect(
+            sc.server.count("esearch") == 1,
+            "only one run talked to E-utilities",
+            f"{sc.server.count('esearch')} searches",
+        )
         if not chaos.fast:
             third = sc.harvest("--batch-size", "50")
             sc.expect(third.exit == 0, "the next run after them works", third.stderr[-500:])
@@ -795,28 +920,38 @@ def hostile(chaos: Chaos) -> list[Row]:
             kind = "html_200" if variant == "html_200" else "hostile"
             options: dict[str, Any] = {} if kind == "html_200" else {"variant": variant}
             sc.server.faults.clear()
-            fault = sc.server.faults.add(kind, path=endpoint, after=0 if endpoint == "esearch" else 1,
-                                         times=None, **options)
+            fault = sc.server.faults.add(
+                kind, path=endpoint, after=0 if endpoint == "esearch" else 1, times=None, **options
+            )
             before = stored_pmids(sc.db)
             begin = len(sc.server.requests_log)
             t0 = time.monotonic()
             proc = sc.harvest("--batch-size", "2", env=sc.env(NCBI_MAX_TRIES=tries))
             line = sc.expect_one_line_failure(proc, endpoint, says)
-            sc.expect(fault.fired == int(tries), f"the refused request was tried {tries} times",
-                      f"{fault.fired} hostile answers")
+            sc.expect(
+                fault.fired == int(tries),
+                f"the refused request was tried {tries} times",
+                f"{fault.fired} hostile answers",
+            )
             if endpoint == "efetch":
                 sc.expect("could not store" in line, "the reason says what it could not store", line)
             after = stored_pmids(sc.db)
             sc.expect(before <= after, "what earlier runs stored is kept")
             expected_new = 2 if endpoint == "efetch" else 0
-            sc.expect(len(after - before) == expected_new,
-                      f"the {expected_new} records fetched before the refusal are stored",
-                      f"{len(after - before)} new")
+            sc.expect(
+                len(after - before) == expected_new,
+                f"the {expected_new} records fetched before the refusal are stored",
+                f"{len(after - before)} new",
+            )
             runs = run_rows(sc.db)
-            sc.expect(runs[-1]["status"] == "failed" and runs[-1]["watermark"] is None,
-                      "the failed run sets no watermark")
-            sc.expect(max((r for r in runs if r["status"] == "success"), key=lambda r: r["id"])["watermark"]
-                      == last_success["watermark"], "the watermark stays where it was")
+            sc.expect(
+                runs[-1]["status"] == "failed" and runs[-1]["watermark"] is None, "the failed run sets no watermark"
+            )
+            sc.expect(
+                max((r for r in runs if r["status"] == "success"), key=lambda r: r["id"])["watermark"]
+                == last_success["watermark"],
+                "the watermark stays where it was",
+            )
             shown_later.append((sub, runs[-1]["id"], says))
             sc.check_integrity(f"after the {label} run")
             log = sc.server.requests_log[begin:]
@@ -832,8 +967,13 @@ def hostile(chaos: Chaos) -> list[Row]:
         for sub, run_id, says in shown_later:
             block = status.split(f"\n  #{run_id} ", 1)[-1].split("\n  #", 1)[0]
             ok = f"#{run_id} " in status and block.split()[1] == "failed" and says.lower() in block.lower()
-            (sub.checks.append("`harvest status` shows the failed run and why") if ok else
-             sub.problems.append(f"`harvest status` does not show run {run_id} failed with {says!r}: {block[:300]}"))
+            (
+                sub.checks.append("`harvest status` shows the failed run and why")
+                if ok
+                else sub.problems.append(
+                    f"`harvest status` does not show run {run_id} failed with {says!r}: {block[:300]}"
+                )
+            )
         sc.server.faults.clear()
         rerun_from, last_run = len(sc.server.requests_log), run_rows(sc.db)[-1]["id"]
         final = sc.harvest("--batch-size", "2")
@@ -841,8 +981,11 @@ def hostile(chaos: Chaos) -> list[Row]:
         sc.expect(set(new) <= stored_pmids(sc.db), "every new record is stored")
         runs = run_rows(sc.db)
         failed_starts = [r["started_at"][:10] for r in runs if r["status"] == "failed"]
-        sc.expect(runs[-1]["watermark"] == min(failed_starts), "the watermark is the start of the earliest failed run",
-                  f"{runs[-1]['watermark']} vs {min(failed_starts)}")
+        sc.expect(
+            runs[-1]["watermark"] == min(failed_starts),
+            "the watermark is the start of the earliest failed run",
+            f"{runs[-1]['watermark']} vs {min(failed_starts)}",
+        )
         sc.row.what = "then honest answers: the next run finishes the job (integrity: the whole scenario)"
         sc.row.scenario = "hostile: clean rerun"
     final_row = sc.conclude(since_request=rerun_from, since_run=last_run)
@@ -887,9 +1030,17 @@ HANGS = [  # (sql, what the refusal must say)
 # The burst: 200 requests, 50 at a time, over the pages a popular catalog is read through, while
 # searches for common words run beside them; every one answered 200, p95 under BURST_P95 s.
 BURST_REQUESTS, BURST_AT_ONCE, BURST_P95 = 200, 50, 3.0
-BURST_PAGES = ["/", "/catalog/articles", "/catalog/articles?_facet=pub_year", "/catalog/articles/{pmid}",
-               "/catalog/articles/{pmid}", "/catalog/search?q=ketamine", "/catalog/search?q=depression",
-               "/catalog/search?q=patients+treatment", "/catalog/articles?study_design=narrative_review"]
+BURST_PAGES = [
+    "/",
+    "/catalog/articles",
+    "/catalog/articles?_facet=pub_year",
+    "/catalog/articles/{pmid}",
+    "/catalog/articles/{pmid}",
+    "/catalog/search?q=ketamine",
+    "/catalog/search?q=depression",
+    "/catalog/search?q=patients+treatment",
+    "/catalog/articles?study_design=narrative_review",
+]
 COMMON_WORDS = ["the", "of", "and", "patients", "with", "in", "study", "depression"]
 
 
@@ -924,10 +1075,21 @@ def _datasette(site: Path, log: Path):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with open(log, "w") as log_file:
-        server = subprocess.Popen([str(Path(sys.executable).with_name("datasette")), "serve", str(site),
-                                   "--host", "127.0.0.1", "--port", str(port)], cwd=site.parent,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log_file,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("datasette")),
+                "serve",
+                str(site),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=site.parent,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 90
             while server.poll() is None and time.monotonic() < deadline:
@@ -966,8 +1128,9 @@ def _crafted_writes(base: str, workdir: Path) -> tuple[list[str], set[str]]:
 
 
 def _count_articles(base: str) -> int | None:
-    r = requests.get(base + "/catalog.json", params={"sql": "select count(*) as n from articles", "_shape": "array"},
-                     timeout=30)
+    r = requests.get(
+        base + "/catalog.json", params={"sql": "select count(*) as n from articles", "_shape": "array"}, timeout=30
+    )
     return r.json()[0]["n"] if r.status_code == 200 else None
 
 
@@ -983,9 +1146,14 @@ def catalog(chaos: Chaos) -> list[Row]:
     hostile = chaos.workdir / "hostile-catalog.db"
     shutil.copyfile(chaos.base_catalog(), hostile)
     (chaos.workdir / "crafted.xml").write_bytes(crafted_records())
-    loaded = subprocess.run([sys.executable, "-m", "harvest", "import", str(chaos.workdir / "crafted.xml"),
-                             "--db", str(hostile)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            capture_output=True, text=True, timeout=600)
+    loaded = subprocess.run(
+        [sys.executable, "-m", "harvest", "import", str(chaos.workdir / "crafted.xml"), "--db", str(hostile)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if loaded.returncode != 0:
         row.problems.append(f"crafted records not imported: {loaded.stderr[-300:]}")
     published = _load_publish().build(hostile, site)
@@ -998,8 +1166,11 @@ def catalog(chaos: Chaos) -> list[Row]:
         with _datasette(site, chaos.workdir / "datasette.log") as (base, server):
             databases = requests.get(base + "/-/databases.json", timeout=30).json()
             catalog_db = [d for d in databases if d["name"] == "catalog"]
-            check(bool(catalog_db) and catalog_db[0]["is_mutable"] is False, "the catalog is served immutable",
-                  json.dumps(databases)[:300])
+            check(
+                bool(catalog_db) and catalog_db[0]["is_mutable"] is False,
+                "the catalog is served immutable",
+                json.dumps(databases)[:300],
+            )
             settings = requests.get(base + "/-/settings.json", timeout=30).json()
             limit_ms = settings.get("sql_time_limit_ms") or 0
             check(0 < limit_ms <= 10_000, f"SQL has a time limit ({limit_ms} ms)", str(settings))
@@ -1030,24 +1201,44 @@ def catalog(chaos: Chaos) -> list[Row]:
             at_once = 0 if chaos.fast else 6  # each burns a CPU for the whole time limit
             if at_once:
                 with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                    hung = [pool.submit(requests.get, base + "/catalog.json", params={"sql": HANGS[0][0]},
-                                        timeout=limit_ms / 1000 * 8 + 60) for _ in range(at_once)]
+                    hung = [
+                        pool.submit(
+                            requests.get,
+                            base + "/catalog.json",
+                            params={"sql": HANGS[0][0]},
+                            timeout=limit_ms / 1000 * 8 + 60,
+                        )
+                        for _ in range(at_once)
+                    ]
                     time.sleep(0.3)
                     probe_started = time.monotonic()
                     probe = requests.get(base + f"/catalog/articles/{pmids[0]}.json", timeout=limit_ms / 1000 * 8 + 60)
                     probe_took = time.monotonic() - probe_started
                     for f in hung:
                         f.result()
-                check(probe.status_code == 200 and probe_took < limit_ms / 1000 * 3 + 10,
-                      f"a page is served while {at_once} hanging queries run ({probe_took:.1f} s)",
-                      f"status {probe.status_code}")
+                check(
+                    probe.status_code == 200 and probe_took < limit_ms / 1000 * 3 + 10,
+                    f"a page is served while {at_once} hanging queries run ({probe_took:.1f} s)",
+                    f"status {probe.status_code}",
+                )
 
             # 200 concurrent requests: every one answered 200.
             rng = random.Random(f"{chaos.seed}/catalog")
-            light = ["/-/versions.json", "/catalog/articles/{pmid}.json", "/catalog/articles.json?_size=10",
-                     "/catalog.json?sql=select+count(*)+from+articles", "/catalog/search.json?q=depression"]
-            pages = ["/", "/catalog", "/catalog/articles", "/catalog/articles/{pmid}", "/catalog/search?q=ketamine",
-                     "/catalog/articles?_facet=pub_year"]
+            light = [
+                "/-/versions.json",
+                "/catalog/articles/{pmid}.json",
+                "/catalog/articles.json?_size=10",
+                "/catalog.json?sql=select+count(*)+from+articles",
+                "/catalog/search.json?q=depression",
+            ]
+            pages = [
+                "/",
+                "/catalog",
+                "/catalog/articles",
+                "/catalog/articles/{pmid}",
+                "/catalog/search?q=ketamine",
+                "/catalog/articles?_facet=pub_year",
+            ]
             mix = light + ([] if chaos.fast else pages)
             urls = [base + rng.choice(mix).format(pmid=rng.choice(pmids)) for _ in range(200)]
             barrier = threading.Barrier(len(urls))
@@ -1071,18 +1262,26 @@ def catalog(chaos: Chaos) -> list[Row]:
             for t in threads:
                 t.join(timeout=300)
             wall = time.monotonic() - load_started
-            errors = [f"{urls[i][len(base):]} -> {s}" for i, (s, _) in enumerate(results) if s != 200]
+            errors = [f"{urls[i][len(base) :]} -> {s}" for i, (s, _) in enumerate(results) if s != 200]
             times = sorted(t for _, t in results)
-            check(not errors, f"200 concurrent requests all answered 200 (in {wall:.1f} s, "
-                  f"p50 {statistics.median(times):.2f} s, max {times[-1]:.2f} s)", "; ".join(errors[:5]))
+            check(
+                not errors,
+                f"200 concurrent requests all answered 200 (in {wall:.1f} s, "
+                f"p50 {statistics.median(times):.2f} s, max {times[-1]:.2f} s)",
+                "; ".join(errors[:5]),
+            )
             row.requests = len(WRITES) + 1 + len(hangs) + (at_once + 1 if at_once else 0) + len(urls)
-            row.notes.append(f"200 concurrent: {len(errors)} errors, p50 {statistics.median(times):.2f} s, "
-                             f"p95 {times[int(len(times) * 0.95) - 1]:.2f} s, max {times[-1]:.2f} s, wall {wall:.1f} s")
+            row.notes.append(
+                f"200 concurrent: {len(errors)} errors, p50 {statistics.median(times):.2f} s, "
+                f"p95 {times[int(len(times) * 0.95) - 1]:.2f} s, max {times[-1]:.2f} s, wall {wall:.1f} s"
+            )
 
             # The burst, 50 at a time, while common-word searches run (each a new query); the full
             # run only (`make chaos`): on two shared cores it is a measurement, not a unit test.
             if not chaos.fast:
-                burst_urls = [base + rng.choice(BURST_PAGES).format(pmid=rng.choice(pmids)) for _ in range(BURST_REQUESTS)]
+                burst_urls = [
+                    base + rng.choice(BURST_PAGES).format(pmid=rng.choice(pmids)) for _ in range(BURST_REQUESTS)
+                ]
                 stop = threading.Event()
                 beside: list[tuple[int | str, float]] = []  # (status or exception, seconds)
 
@@ -1113,22 +1312,30 @@ def catalog(chaos: Chaos) -> list[Row]:
                 burst_wall = time.monotonic() - burst_started
                 stop.set()
                 searcher.join(timeout=200)
-                burst_errors = [f"{burst_urls[i][len(base):]} -> {s}" for i, (s, _) in enumerate(burst) if s != 200]
+                burst_errors = [f"{burst_urls[i][len(base) :]} -> {s}" for i, (s, _) in enumerate(burst) if s != 200]
                 burst_errors += [f"common-word search -> {s}" for s, _ in beside if s != 200]
                 times = sorted(t for _, t in burst)
                 p95 = times[int(len(times) * 0.95) - 1]
-                check(not burst_errors and p95 < BURST_P95,
-                      f"{BURST_REQUESTS} requests {BURST_AT_ONCE} at a time beside {len(beside)} common-word searches: "
-                      f"0 errors, p95 {p95:.2f} s < {BURST_P95:.0f} s", f"p95 {p95:.2f} s; " + "; ".join(burst_errors[:5]))
+                check(
+                    not burst_errors and p95 < BURST_P95,
+                    f"{BURST_REQUESTS} requests {BURST_AT_ONCE} at a time beside {len(beside)} common-word searches: "
+                    f"0 errors, p95 {p95:.2f} s < {BURST_P95:.0f} s",
+                    f"p95 {p95:.2f} s; " + "; ".join(burst_errors[:5]),
+                )
                 row.requests += len(burst_urls) + len(beside)
-                row.notes.append(f"burst {BURST_REQUESTS} at {BURST_AT_ONCE}: {len(burst_errors)} errors, "
-                                 f"p50 {statistics.median(times):.2f} s, p95 {p95:.2f} s, max {times[-1]:.2f} s, "
-                                 f"wall {burst_wall:.1f} s; {len(beside)} common-word searches beside it "
-                                 f"(max {max((t for _, t in beside), default=0):.2f} s); load average "
-                                 f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+                row.notes.append(
+                    f"burst {BURST_REQUESTS} at {BURST_AT_ONCE}: {len(burst_errors)} errors, "
+                    f"p50 {statistics.median(times):.2f} s, p95 {p95:.2f} s, max {times[-1]:.2f} s, "
+                    f"wall {burst_wall:.1f} s; {len(beside)} common-word searches beside it "
+                    f"(max {max((t for _, t in beside), default=0):.2f} s); load average "
+                    f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+                )
             big = requests.get(base + "/catalog/search.json", params={"q": "ketamine", "_shape": "array"}, timeout=120)
-            check(big.status_code == 200 and BIG in [r["pmid"] for r in big.json()],
-                  "a search lists the record with a 1 MB abstract", f"HTTP {big.status_code} {big.text[:200]}")
+            check(
+                big.status_code == 200 and BIG in [r["pmid"] for r in big.json()],
+                "a search lists the record with a 1 MB abstract",
+                f"HTTP {big.status_code} {big.text[:200]}",
+            )
 
             # Nothing changed on disk, and the server still answers.
             check(_count_articles(base) == articles, "the server still answers, counts unchanged")
@@ -1143,14 +1350,21 @@ def catalog(chaos: Chaos) -> list[Row]:
             shutil.copyfile(published, live / "catalog.db")
             live_digest = hashlib.sha256((live / "catalog.db").read_bytes()).hexdigest()
             with _datasette(live, chaos.workdir / "datasette-live.log") as (live_base, _):
-                mutable = [d["is_mutable"] for d in requests.get(live_base + "/-/databases.json", timeout=30).json()
-                           if d["name"] == "catalog"]
+                mutable = [
+                    d["is_mutable"]
+                    for d in requests.get(live_base + "/-/databases.json", timeout=30).json()
+                    if d["name"] == "catalog"
+                ]
                 accepted, _ = _crafted_writes(live_base, chaos.workdir)
-                check(mutable == [True] and not accepted and _count_articles(live_base) == articles,
-                      "served mutable like `make serve` (db/ as is), crafted writes are refused too",
-                      f"mutable {mutable}; " + "; ".join(accepted))
-            check(hashlib.sha256((live / "catalog.db").read_bytes()).hexdigest() == live_digest,
-                  "the live catalog file is byte-identical after them")
+                check(
+                    mutable == [True] and not accepted and _count_articles(live_base) == articles,
+                    "served mutable like `make serve` (db/ as is), crafted writes are refused too",
+                    f"mutable {mutable}; " + "; ".join(accepted),
+                )
+            check(
+                hashlib.sha256((live / "catalog.db").read_bytes()).hexdigest() == live_digest,
+                "the live catalog file is byte-identical after them",
+            )
     except Exception as exc:  # the servers could not be checked at all
         row.problems.append(f"catalog checks aborted: {type(exc).__name__}: {exc}")
     finally:
@@ -1166,14 +1380,22 @@ def trials(chaos: Chaos) -> list[Row]:
     from tests.ctgov_stand_in import CtgovStandIn, StudyStore
 
     rate = 4  # requests/s: the real registry's is 1; faster here so the scenario stays short
-    with Scenario(chaos, "trials", "ClinicalTrials.gov: its faults, then a kill mid-run") as sc, \
-            CtgovStandIn(StudyStore.recorded()) as registry:
+    with (
+        Scenario(chaos, "trials", "ClinicalTrials.gov: its faults, then a kill mid-run") as sc,
+        CtgovStandIn(StudyStore.recorded()) as registry,
+    ):
         served = set(registry.store.topic)
         kinds = ["429", "503", "truncated", "malformed", "502"]
         for after, kind in enumerate(kinds):
             registry.faults.add(kind, times=1, path="/studies", after=2 * after)
-        env = sc.env(HARVEST_SOURCES="pubmed,trials", CTGOV_API_URL=registry.url, CTGOV_PAGE_SIZE="1",
-                     CTGOV_REQUESTS_PER_SECOND=str(rate), CTGOV_BACKOFF_BASE="0.05", CTGOV_BACKOFF_CAP="1")
+        env = sc.env(
+            HARVEST_SOURCES="pubmed,trials",
+            CTGOV_API_URL=registry.url,
+            CTGOV_PAGE_SIZE="1",
+            CTGOV_REQUESTS_PER_SECOND=str(rate),
+            CTGOV_BACKOFF_BASE="0.05",
+            CTGOV_BACKOFF_CAP="1",
+        )
         # The first run is killed once the registry has answered a few pages.
         running = sc.start(env=env)
         deadline = time.monotonic() + 300
@@ -1189,11 +1411,17 @@ def trials(chaos: Chaos) -> list[Row]:
         with sqlite3.connect(sc.db) as conn:
             stored = [n for (n,) in conn.execute("select nct_id from trials")]
             runs = conn.execute("select status, mode from harvest_runs where source = 'trials' order by id").fetchall()
-        sc.expect(set(stored) == served, "every study the registry serves is stored",
-                  f"missing {sorted(served - set(stored))}")
+        sc.expect(
+            set(stored) == served,
+            "every study the registry serves is stored",
+            f"missing {sorted(served - set(stored))}",
+        )
         sc.expect(len(stored) == len(set(stored)), "no study stored twice")
-        sc.expect(runs[:1] == [("aborted", "full (new catalog)")] and runs[-1][0] == "success",
-                  "the killed trials run is marked aborted, the next one sweeps in full", str(runs))
+        sc.expect(
+            runs[:1] == [("aborted", "full (new catalog)")] and runs[-1][0] == "success",
+            "the killed trials run is marked aborted, the next one sweeps in full",
+            str(runs),
+        )
         fired = sum(f.fired for f in registry.faults.faults)
         sc.expect(fired == len(kinds), "each registry fault was thrown", f"{fired} of {len(kinds)}")
         row = sc.conclude()
@@ -1212,14 +1440,40 @@ def trials(chaos: Chaos) -> list[Row]:
 # Running and reporting
 # ---------------------------------------------------------------------------------------------
 
-FAST = ["every-3rd", "truncated", "error-in-200", "webenv-expiry", "outage", "count-grows", "sigkill",
-        "disk-full", "two-at-once", "hostile", "catalog", "trials"]
-FULL = ["every-3rd", "random-30%", "truncated", "error-in-200", "webenv-expiry", "outage", "count-grows",
-        "sigkill", "disk-full", "two-at-once", "hostile", "catalog", "trials"]
+FAST = [
+    "every-3rd",
+    "truncated",
+    "error-in-200",
+    "webenv-expiry",
+    "outage",
+    "count-grows",
+    "sigkill",
+    "disk-full",
+    "two-at-once",
+    "hostile",
+    "catalog",
+    "trials",
+]
+FULL = [
+    "every-3rd",
+    "random-30%",
+    "truncated",
+    "error-in-200",
+    "webenv-expiry",
+    "outage",
+    "count-grows",
+    "sigkill",
+    "disk-full",
+    "two-at-once",
+    "hostile",
+    "catalog",
+    "trials",
+]
 
 
-def run_scenarios(names: list[str], *, fast: bool, seed: int = DEFAULT_SEED, jobs: int = 4,
-                  workdir: Path | None = None) -> dict[str, list[Row]]:
+def run_scenarios(
+    names: list[str], *, fast: bool, seed: int = DEFAULT_SEED, jobs: int = 4, workdir: Path | None = None
+) -> dict[str, list[Row]]:
     """Run the scenarios (`jobs` at once); their rows by scenario name."""
     own = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="chaos-"))
@@ -1231,15 +1485,16 @@ def run_scenarios(names: list[str], *, fast: bool, seed: int = DEFAULT_SEED, job
         except RuntimeError:
             pass  # each scenario that needs it tries again and reports why
     # The longest first, so that they overlap the short ones.
-    order = sorted(names, key=lambda n: ["outage", "sigkill", "hostile"].index(n) if n in ("outage", "sigkill", "hostile") else 9)
+    order = sorted(
+        names, key=lambda n: ["outage", "sigkill", "hostile"].index(n) if n in ("outage", "sigkill", "hostile") else 9
+    )
     rows: dict[str, list[Row]] = {}
 
     def one(name: str) -> list[Row]:
         try:
             return SCENARIOS[name](chaos)
         except Exception as exc:
-            return [Row(name, "(crashed)", problems=[f"{type(exc).__name__}: {exc}",
-                                                     traceback.format_exc()[-1500:]])]
+            return [Row(name, "(crashed)", problems=[f"{type(exc).__name__}: {exc}", traceback.format_exc()[-1500:]])]
 
     try:
         with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
@@ -1252,10 +1507,22 @@ def run_scenarios(names: list[str], *, fast: bool, seed: int = DEFAULT_SEED, job
     return rows
 
 
-COLUMNS = [("scenario", "scenario"), ("requests", "requests"), ("faults", "faults"), ("retries", "retries"),
-           ("promised", "promised"), ("stored", "stored"), ("served", "served"), ("lost", "lost"),
-           ("duplicates", "dup"), ("refetched", "refetch"), ("rate_violations", "rate"), ("exits", "exits"),
-           ("seconds", "s"), ("ok", "result")]
+COLUMNS = [
+    ("scenario", "scenario"),
+    ("requests", "requests"),
+    ("faults", "faults"),
+    ("retries", "retries"),
+    ("promised", "promised"),
+    ("stored", "stored"),
+    ("served", "served"),
+    ("lost", "lost"),
+    ("duplicates", "dup"),
+    ("refetched", "refetch"),
+    ("rate_violations", "rate"),
+    ("exits", "exits"),
+    ("seconds", "s"),
+    ("ok", "result"),
+]
 
 
 def _exits(exits: list[str]) -> str:
@@ -1284,10 +1551,16 @@ def table(rows: list[Row]) -> str:
                 values.append(str(getattr(r, key)))
         cells.append(values)
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    lines = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells[0], widths))) + " |",
-             "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"]
+    lines = [
+        "| "
+        + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells[0], widths)))
+        + " |",
+        "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|",
+    ]
     for c in cells[1:]:
-        lines.append("| " + " | ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(c, widths))) + " |")
+        lines.append(
+            "| " + " | ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(c, widths))) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -1314,8 +1587,10 @@ def main(argv: list[str] | None = None) -> int:
         if not a.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
-    print(f"chaos {'--fast ' if a.fast else ''}(seed {a.seed}): {len(rows)} rows in {elapsed:.0f} s"
-          + (f"; kept {workdir}" if a.keep else ""))
+    print(
+        f"chaos {'--fast ' if a.fast else ''}(seed {a.seed}): {len(rows)} rows in {elapsed:.0f} s"
+        + (f"; kept {workdir}" if a.keep else "")
+    )
     print(table(rows))
     for r in rows:
         if r.notes or r.problems or a.verbose:
@@ -1330,9 +1605,18 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r.scenario for r in rows if not r.ok]
     print(f"\n{'FAILED: ' + ', '.join(failed) if failed else 'every scenario passed'}")
     if a.json:
-        a.json.write_text(json.dumps({
-            "seed": a.seed, "fast": a.fast, "seconds": round(elapsed, 1), "passed": not failed,
-            "rows": [{**asdict(r), "ok": r.ok} for r in rows]}, indent=2))
+        a.json.write_text(
+            json.dumps(
+                {
+                    "seed": a.seed,
+                    "fast": a.fast,
+                    "seconds": round(elapsed, 1),
+                    "passed": not failed,
+                    "rows": [{**asdict(r), "ok": r.ok} for r in rows],
+                },
+                indent=2,
+            )
+        )
     return 1 if failed else 0
 
 

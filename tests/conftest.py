@@ -35,8 +35,11 @@ class CliResult:
 def harvest_env(server_url: str | None = None, *, ctgov_url: str | None = None, **extra: str) -> dict:
     """The environment of a harvester run against the stand-ins. Without `ctgov_url`, `run`
     harvests PubMed alone (HARVEST_SOURCES=pubmed): no test reaches the real registry."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("NCBI_", "CTGOV_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NCBI_", "CTGOV_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES"))
+    }
     if server_url:
         env["NCBI_EUTILS_URL"] = server_url
     if ctgov_url:
@@ -59,7 +62,11 @@ def run_cli(*args: object, env: dict | None = None, timeout: float = 600) -> Cli
     """`python -m harvest ARGS` in a subprocess, exactly as cron or a user runs it."""
     proc = subprocess.run(
         [sys.executable, "-m", "harvest", *map(str, args)],
-        cwd=ROOT, env=env or harvest_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env or harvest_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -89,6 +96,7 @@ def large_server(large_corpus):
 def pytest_report_header(config):
     """Say which day the suite believes it is: `make test`'s second pass runs 400 days ahead."""
     from harvest import clock
+
     shifted = " (shifted by libfaketime: FAKETIME=" + os.environ["FAKETIME"] + ")" if os.environ.get("FAKETIME") else ""
     return f"today, as the harvester sees it: {clock.today()}{shifted}"
 
@@ -97,9 +105,19 @@ def pytest_report_header(config):
 # stays on one worker, so a session fixture a file builds is built once per worker that runs it.
 # Files with the longest session builds go first, so that no worker is left running one of
 # them alone at the end (most to least, as measured here; the rest follow in file order).
-LONGEST_FIRST = ["test_hostile_exports", "test_pubmed_xml", "test_complete_current", "test_store",
-                 "test_evaluate", "test_cookbook", "test_tags", "test_notebooks", "test_chaos", "test_browser",
-                 "test_harvest"]
+LONGEST_FIRST = [
+    "test_hostile_exports",
+    "test_pubmed_xml",
+    "test_complete_current",
+    "test_store",
+    "test_evaluate",
+    "test_cookbook",
+    "test_tags",
+    "test_notebooks",
+    "test_chaos",
+    "test_browser",
+    "test_harvest",
+]
 
 
 def pytest_collection_modifyitems(config, items):

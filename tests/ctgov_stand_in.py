@@ -36,7 +36,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-CTGOV = Path(os.environ.get("KETAMINE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data") / "ctgov"
+CTGOV = (
+    Path(os.environ.get("KETAMINE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    / "ctgov"
+)
 
 # Complete real study records, one a file (the search captures hold reduced copies).
 STUDY_FILES = (
@@ -81,7 +84,8 @@ class StudyStore:
         study["protocolSection"]["identificationModule"]["nctId"] = new_nct
         if references is not None:
             study["protocolSection"]["referencesModule"] = {
-                "references": [{"pmid": str(pmid), "type": kind} for pmid, kind in references]}
+                "references": [{"pmid": str(pmid), "type": kind} for pmid, kind in references]
+            }
         self.put(study, topic=topic)
         return study
 
@@ -194,7 +198,7 @@ class CtgovStandIn:
         if path.rstrip("/") == prefix:
             return self.search(params)
         if path.startswith(prefix + "/"):
-            study = self.store.studies.get(path[len(prefix) + 1:])
+            study = self.store.studies.get(path[len(prefix) + 1 :])
             if study is None:
                 return 404, b""
             return 200, json.dumps(study).encode()
@@ -214,7 +218,7 @@ class CtgovStandIn:
             ids = [i for i in ids if last_update_of(self.store.studies[i]) >= match.group(1)]
         size = min(int(params.get("pageSize") or 10), 1000)
         offset = int(params["pageToken"][4:]) if params.get("pageToken", "").startswith("page") else 0
-        page = ids[offset:offset + size]
+        page = ids[offset : offset + size]
         answer: dict = {}
         if params.get("countTotal") == "true" and offset == 0:
             answer["totalCount"] = len(ids)

@@ -83,8 +83,7 @@ log = logging.getLogger("eutils_stand_in")
 
 #: ``../shared/data`` relative to the project root; override with ``KETAMINE_SHARED_DATA``.
 DATA_DIR = Path(
-    os.environ.get("KETAMINE_SHARED_DATA")
-    or Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    os.environ.get("KETAMINE_SHARED_DATA") or Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 )
 EUTILS_DATA = DATA_DIR / "eutils"
 PUBMED_DATA = DATA_DIR / "pubmed"
@@ -102,12 +101,33 @@ CAP_MESSAGE = (
 NO_ID_MESSAGE = "Neither query_key nor id specified"  # verbatim from biopython/esummary8.xml
 
 FAULT_KINDS = (
-    "429", "500", "502", "503", "truncated", "short_read", "error_in_200", "html_200",
-    "webenv_expired", "timeout", "slow", "reset", "outage", "hostile", "gzip_bomb",
+    "429",
+    "500",
+    "502",
+    "503",
+    "truncated",
+    "short_read",
+    "error_in_200",
+    "html_200",
+    "webenv_expired",
+    "timeout",
+    "slow",
+    "reset",
+    "outage",
+    "hostile",
+    "gzip_bomb",
 )
 #: kinds used by ``random_faults``/``every`` when none are given (the quick ones)
 DEFAULT_RANDOM_KINDS = (
-    "429", "500", "502", "503", "truncated", "short_read", "error_in_200", "html_200", "reset",
+    "429",
+    "500",
+    "502",
+    "503",
+    "truncated",
+    "short_read",
+    "error_in_200",
+    "html_200",
+    "reset",
 )
 
 
@@ -140,8 +160,17 @@ class _Templates:
             raw = (self.eutils_dir / "eutils-cassettes/decoded/test_esearchresult.0.body").read_bytes()
             i = raw.index(b"<eSearchResult>")
             # every element name we emit must be in the real template
-            for tag in (b"Count", b"RetMax", b"RetStart", b"QueryKey", b"WebEnv", b"IdList",
-                        b"Id", b"TranslationSet/", b"QueryTranslation"):
+            for tag in (
+                b"Count",
+                b"RetMax",
+                b"RetStart",
+                b"QueryKey",
+                b"WebEnv",
+                b"IdList",
+                b"Id",
+                b"TranslationSet/",
+                b"QueryTranslation",
+            ):
                 assert b"<" + tag + b">" in raw, tag
             return raw[:i]
 
@@ -179,9 +208,9 @@ class _Templates:
             e_open = raw.index(b"<ERROR>")
             e_close = raw.index(b"</ERROR>") + len(b"</ERROR>")
             root_close = raw.index(b"</eSummaryResult>")
-            before = raw[root_open + len(b"<eSummaryResult>"):e_open]  # "\n\t"
+            before = raw[root_open + len(b"<eSummaryResult>") : e_open]  # "\n\t"
             between = raw[e_close:root_close]  # "\n"
-            tail = raw[root_close + len(b"</eSummaryResult>"):]
+            tail = raw[root_close + len(b"</eSummaryResult>") :]
             return decl, before, between, tail
 
         return self._get("error_parts", build)
@@ -271,7 +300,7 @@ def _with_internal_subset(body: bytes, subset: bytes) -> bytes:
     """Add ``[subset]`` to the answer's DOCTYPE (or a DOCTYPE for its root when it has none)."""
     m = re.search(rb"<!DOCTYPE\s+([\w:.-]+)([^>\[]*)>", body)
     if m:
-        return body[:m.end() - 1] + b" [" + subset + b"]" + body[m.end() - 1:]
+        return body[: m.end() - 1] + b" [" + subset + b"]" + body[m.end() - 1 :]
     decl_end = body.find(b"?>") + 2 if body.startswith(b"<?") else 0
     root = re.compile(rb"<([A-Za-z][\w:.-]*)").search(body, decl_end)
     return body[:decl_end] + b"\n<!DOCTYPE " + root.group(1) + b" [" + subset + b"]>" + body[decl_end:]
@@ -300,8 +329,7 @@ def hostile_body(body: bytes, variant: str) -> bytes:
         return _with_internal_subset(body, b'<!ENTITY xxe SYSTEM "file:///etc/passwd">')
     if variant == "entity_bomb":
         levels = [b'<!ENTITY lol0 "lol">'] + [
-            b"<!ENTITY lol%d \"%s\">" % (i, b"".join(b"&lol%d;" % (i - 1) for _ in range(10)))
-            for i in range(1, 10)
+            b'<!ENTITY lol%d "%s">' % (i, b"".join(b"&lol%d;" % (i - 1) for _ in range(10))) for i in range(1, 10)
         ]
         body = body[:start] + b"&lol9;" + body[start:]
         return _with_internal_subset(body, b"".join(levels))
@@ -469,8 +497,9 @@ def _read_bytes(path: Path) -> bytes:
 
 def _root_tag(data: bytes) -> str | None:
     try:
-        for _, el in etree.iterparse(io.BytesIO(data), events=("start",), resolve_entities=False,
-                                     load_dtd=False, no_network=True, huge_tree=True):
+        for _, el in etree.iterparse(
+            io.BytesIO(data), events=("start",), resolve_entities=False, load_dtd=False, no_network=True, huge_tree=True
+        ):
             return el.tag
     except etree.XMLSyntaxError:
         return None
@@ -513,10 +542,15 @@ def load_records_file(path: Path, warnings: list[str] | None = None) -> list[Rec
     records: list[Record] = []
     i = 0
     src = str(path)
-    for _, el in etree.iterparse(io.BytesIO(data), events=("end",),
-                                 tag=("PubmedArticle", "PubmedBookArticle"),
-                                 resolve_entities=False, load_dtd=False, no_network=True,
-                                 huge_tree=True):
+    for _, el in etree.iterparse(
+        io.BytesIO(data),
+        events=("end",),
+        tag=("PubmedArticle", "PubmedBookArticle"),
+        resolve_entities=False,
+        load_dtd=False,
+        no_network=True,
+        huge_tree=True,
+    ):
         raw = None
         if i < len(spans):
             s, e = spans[i]
@@ -609,8 +643,10 @@ class Corpus:
                 return
             if r.version == old.version:
                 if r.raw != old.raw:
-                    msg = (f"PMID {r.pmid} v{r.version} in {r.source} differs from the copy in "
-                           f"{old.source}; keeping the first one loaded")
+                    msg = (
+                        f"PMID {r.pmid} v{r.version} in {r.source} differs from the copy in "
+                        f"{old.source}; keeping the first one loaded"
+                    )
                     log.warning(msg)
                     self.warnings.append(msg)
                 return
@@ -705,8 +741,7 @@ class Corpus:
         self.put(rec)
         return rec
 
-    def revise(self, pmid, mdat=None, change: Callable[[bytes], bytes] | None = None,
-               *, today=None) -> Record:
+    def revise(self, pmid, mdat=None, change: Callable[[bytes], bytes] | None = None, *, today=None) -> Record:
         """Bump DateRevised to ``mdat`` (default ``today``/date.today()) and optionally change
         the bytes with ``change(raw) -> raw`` (e.g. edit the abstract)."""
         old = self[pmid]
@@ -728,8 +763,7 @@ def _rewrite_pmid(raw: bytes, old: int, new: int) -> bytes:
     raw, k = re.subn(rb"(<PMID[^>]*>\s*)" + o + rb"(\s*</PMID>)", rb"\g<1>" + n + rb"\g<2>", raw, count=1)
     if not k:
         raise ValueError(f"PMID {old} not found in its record")
-    return re.sub(rb'(<ArticleId IdType="pubmed">\s*)' + o + rb"(\s*</ArticleId>)",
-                  rb"\g<1>" + n + rb"\g<2>", raw)
+    return re.sub(rb'(<ArticleId IdType="pubmed">\s*)' + o + rb"(\s*</ArticleId>)", rb"\g<1>" + n + rb"\g<2>", raw)
 
 
 def _set_ymd(block: bytes, v: int, pad: bool) -> bytes:
@@ -747,7 +781,7 @@ def _set_history_date(raw: bytes, status: str, value) -> bytes:
     m = pat.search(raw)
     if not m:
         raise ValueError(f'record has no PubMedPubDate PubStatus="{status}"')
-    return raw[:m.start()] + _set_ymd(m.group(), v, pad=False) + raw[m.end():]
+    return raw[: m.start()] + _set_ymd(m.group(), v, pad=False) + raw[m.end() :]
 
 
 def _set_date_revised(raw: bytes, value) -> bytes:
@@ -755,7 +789,7 @@ def _set_date_revised(raw: bytes, value) -> bytes:
     m = re.search(rb"<DateRevised>.*?</DateRevised>", raw, re.S)
     if not m:
         raise ValueError("record has no DateRevised")
-    return raw[:m.start()] + _set_ymd(m.group(), v, pad=True) + raw[m.end():]
+    return raw[: m.start()] + _set_ymd(m.group(), v, pad=True) + raw[m.end() :]
 
 
 # --------------------------------------------------------------------------------------
@@ -763,10 +797,19 @@ def _set_date_revised(raw: bytes, value) -> bytes:
 # --------------------------------------------------------------------------------------
 
 _FIELD_ALIASES = {
-    "crdt": "crdt", "create date": "crdt", "date - create": "crdt",
-    "edat": "edat", "entrez date": "edat", "date - entrez": "edat",
-    "mdat": "mdat", "modification date": "mdat", "date - modification": "mdat",
-    "dp": "pdat", "pdat": "pdat", "publication date": "pdat", "date - publication": "pdat",
+    "crdt": "crdt",
+    "create date": "crdt",
+    "date - create": "crdt",
+    "edat": "edat",
+    "entrez date": "edat",
+    "date - entrez": "edat",
+    "mdat": "mdat",
+    "modification date": "mdat",
+    "date - modification": "mdat",
+    "dp": "pdat",
+    "pdat": "pdat",
+    "publication date": "pdat",
+    "date - publication": "pdat",
 }
 _D = r'"?(\d{4}(?:[/-]\d{1,2}(?:[/-]\d{1,2})?)?)"?'
 _F = r"\[\s*([A-Za-z -]+?)\s*\]"
@@ -873,31 +916,54 @@ class FaultPlan:
             raise ValueError("no fault kinds")
         return kinds
 
-    def add(self, kind, *, times: int | None = 1, every: int | None = None,
-            path: str | None = None, after: int = 0, **options) -> Fault:
+    def add(
+        self,
+        kind,
+        *,
+        times: int | None = 1,
+        every: int | None = None,
+        path: str | None = None,
+        after: int = 0,
+        **options,
+    ) -> Fault:
         """Add a rule.  ``kind`` is one kind or a sequence (used in turn).  Options:
         ``seconds`` (timeout/slow/outage), ``fraction`` (truncated/short_read, default 0.5),
         ``message`` (error_in_200), ``retry_after`` (429, default "1"), ``variant`` (hostile,
         one of ``HOSTILE_VARIANTS``, default "xxe"), ``inflated_mb`` (gzip_bomb: the real answer
         gzip-encoded with that many MB of padding, default 1024)."""
-        rule = Fault(self._kinds(kind), times=times, every=every, path=path, after=after,
-                     options=options)
+        rule = Fault(self._kinds(kind), times=times, every=every, path=path, after=after, options=options)
         with self._lock:
             self.rules.append(rule)
         return rule
 
-    def every(self, n: int, kinds: Sequence[str] = DEFAULT_RANDOM_KINDS, *,
-              path: str | None = None, times: int | None = None, **options) -> Fault:
+    def every(
+        self,
+        n: int,
+        kinds: Sequence[str] = DEFAULT_RANDOM_KINDS,
+        *,
+        path: str | None = None,
+        times: int | None = None,
+        **options,
+    ) -> Fault:
         """Every ``n``-th matching request fails, cycling through ``kinds``."""
         return self.add(kinds, every=n, path=path, times=times, **options)
 
-    def random(self, seed: int, probability: float, kinds: Sequence[str] = DEFAULT_RANDOM_KINDS,
-               *, path: str | None = None, times: int | None = None, after: int = 0,
-               **options) -> Fault:
+    def random(
+        self,
+        seed: int,
+        probability: float,
+        kinds: Sequence[str] = DEFAULT_RANDOM_KINDS,
+        *,
+        path: str | None = None,
+        times: int | None = None,
+        after: int = 0,
+        **options,
+    ) -> Fault:
         """Each matching request fails with ``probability``; kind drawn from ``kinds``;
         deterministic for a given seed and request sequence."""
-        rule = Fault(self._kinds(kinds), times=times, path=path, after=after,
-                     probability=probability, options=options, seed=seed)
+        rule = Fault(
+            self._kinds(kinds), times=times, path=path, after=after, probability=probability, options=options, seed=seed
+        )
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -967,10 +1033,20 @@ class _HTTPServer(ThreadingHTTPServer):
 class EutilsStandIn:
     """E-utilities stand-in serving ``corpus`` at ``http://HOST:PORT/entrez/eutils/``."""
 
-    def __init__(self, corpus: Corpus, *, host: str = "127.0.0.1", port: int = 0,
-                 enforce_rate_limit: bool = True, rate_limit_window: float = 1.0,
-                 today: _dt.date | str | None = None, seed: int = 0, verbose: bool = False,
-                 webenv_ttl: float | None = None, templates: _Templates = TEMPLATES):
+    def __init__(
+        self,
+        corpus: Corpus,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        enforce_rate_limit: bool = True,
+        rate_limit_window: float = 1.0,
+        today: _dt.date | str | None = None,
+        seed: int = 0,
+        verbose: bool = False,
+        webenv_ttl: float | None = None,
+        templates: _Templates = TEMPLATES,
+    ):
         self.corpus = corpus
         self.host = host
         self.port = port
@@ -1007,8 +1083,9 @@ class EutilsStandIn:
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._stop.clear()
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"eutils-stand-in:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"eutils-stand-in:{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -1046,11 +1123,13 @@ class EutilsStandIn:
             entries = list(self.requests_log)
         return [e for e in entries if path is None or path in e.path]
 
-    def count(self, path: str | None = None, *, status: int | None = None,
-              fault: str | None = None) -> int:
+    def count(self, path: str | None = None, *, status: int | None = None, fault: str | None = None) -> int:
         """Requests whose URL path contains ``path`` (e.g. "efetch"), optionally filtered."""
-        return sum(1 for e in self._entries(path)
-                   if (status is None or e.status == status) and (fault is None or e.fault == fault))
+        return sum(
+            1
+            for e in self._entries(path)
+            if (status is None or e.status == status) and (fault is None or e.fault == fault)
+        )
 
     def rate_violations(self, limit: int = 3, window: float = 1.0, path: str | None = None) -> int:
         """How many requests arrived as the (limit+1)-th or later within ``window`` seconds."""
@@ -1179,8 +1258,11 @@ class EutilsStandIn:
             code = int(kind)
             if code == 429:
                 body = self.templates.rate_limit_body(4, 3, entry.params.get("api_key") or entry.client)
-                return _Reply(429, body, "application/json",
-                              {"Retry-After": str(opts.get("retry_after", "1"))}), kind, opts
+                return (
+                    _Reply(429, body, "application/json", {"Retry-After": str(opts.get("retry_after", "1"))}),
+                    kind,
+                    opts,
+                )
             reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}[code]
             return _Reply(code, _html_page(code, reason), "text/html"), kind, opts
         if kind == "hostile":
@@ -1191,12 +1273,15 @@ class EutilsStandIn:
         if kind == "gzip_bomb":
             reply = self._dispatch(entry)
             if reply.status == 200:
-                reply = _Reply(200, gzip_bomb(reply.body, int(opts.get("inflated_mb", 1024))), reply.ctype,
-                               {**reply.headers, "Content-Encoding": "gzip"})
+                reply = _Reply(
+                    200,
+                    gzip_bomb(reply.body, int(opts.get("inflated_mb", 1024))),
+                    reply.ctype,
+                    {**reply.headers, "Content-Encoding": "gzip"},
+                )
             return reply, kind, opts
         if kind == "html_200":
-            page = _html_page(None, "Service unavailable",
-                              "The server is temporarily unable to service your request.")
+            page = _html_page(None, "Service unavailable", "The server is temporarily unable to service your request.")
             return _Reply(200, page, "text/html; charset=UTF-8"), kind, opts
         if kind == "error_in_200":
             msg = opts.get("message", "Search Backend failed: Exception:\nquery backend unavailable")
@@ -1206,15 +1291,23 @@ class EutilsStandIn:
             if we:
                 self.expire_webenv(we)
             qk = entry.params.get("query_key", "1")
-            return _Reply(200, self.templates.error_document(
-                self._root_for(entry), f"Unable to obtain query #{qk}")), kind, opts
+            return (
+                _Reply(200, self.templates.error_document(self._root_for(entry), f"Unable to obtain query #{qk}")),
+                kind,
+                opts,
+            )
         reply = self._dispatch(entry)
         return reply, kind, opts
 
     @staticmethod
     def _root_for(entry: LoggedRequest) -> str:
-        return {"esearch": "eSearchResult", "efetch": "eFetchResult", "einfo": "eInfoResult",
-                "esummary": "eSummaryResult", "epost": "ePostResult"}.get(entry.endpoint, "eFetchResult")
+        return {
+            "esearch": "eSearchResult",
+            "efetch": "eFetchResult",
+            "einfo": "eInfoResult",
+            "esummary": "eSummaryResult",
+            "epost": "ePostResult",
+        }.get(entry.endpoint, "eFetchResult")
 
     def _dispatch(self, entry: LoggedRequest) -> _Reply:
         if not entry.path.startswith(BASE_PATH):
@@ -1223,8 +1316,7 @@ class EutilsStandIn:
         p = entry.params
         db = p.get("db", "pubmed" if ep != "einfo" else "")
         if ep in ("esearch", "efetch") and db != "pubmed":
-            return _Reply(200, self.templates.error_document(
-                self._root_for(entry), f"Invalid db name specified: {db}"))
+            return _Reply(200, self.templates.error_document(self._root_for(entry), f"Invalid db name specified: {db}"))
         if ep == "esearch":
             return self._esearch(p)
         if ep == "efetch":
@@ -1232,8 +1324,7 @@ class EutilsStandIn:
         if ep == "einfo":
             body = self.templates.einfo(db, len(self.corpus))
             if body is None:
-                return _Reply(200, self.templates.error_document(
-                    "eInfoResult", f"Invalid db name specified: {db}"))
+                return _Reply(200, self.templates.error_document("eInfoResult", f"Invalid db name specified: {db}"))
             return _Reply(200, body)
         return _Reply(404, _html_page(404, "Not Found"), "text/html")
 
@@ -1277,8 +1368,9 @@ class EutilsStandIn:
             return _Reply(200, tpl.error_document("eSearchResult", CAP_MESSAGE))
         end = min(retstart + retmax, HISTORY_CAP, count)
         page = ids[retstart:end] if end > retstart else []
-        parts = [b"<eSearchResult><Count>%d</Count><RetMax>%d</RetMax><RetStart>%d</RetStart>"
-                 % (count, len(page), retstart)]
+        parts = [
+            b"<eSearchResult><Count>%d</Count><RetMax>%d</RetMax><RetStart>%d</RetStart>" % (count, len(page), retstart)
+        ]
         if (p.get("usehistory") or "").lower() == "y":
             webenv = p.get("WebEnv")
             with self._lock:
@@ -1293,8 +1385,11 @@ class EutilsStandIn:
             parts.append(b"<IdList>\n" + b"".join(b"<Id>%d</Id>\n" % i for i in page) + b"</IdList>")
         else:
             parts.append(b"<IdList/>")
-        parts.append(b"<TranslationSet/><QueryTranslation>" + _xml_text(p.get("term", ""))
-                     + b"</QueryTranslation></eSearchResult>\n")
+        parts.append(
+            b"<TranslationSet/><QueryTranslation>"
+            + _xml_text(p.get("term", ""))
+            + b"</QueryTranslation></eSearchResult>\n"
+        )
         return _Reply(200, tpl.esearch_prolog + b"".join(parts))
 
     def _efetch(self, p: dict) -> _Reply:
@@ -1433,13 +1528,17 @@ def _print_entry(entry: LoggedRequest) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.eutils_stand_in",
-                                 description="Serve real PubMed records through a local E-utilities stand-in.")
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.eutils_stand_in",
+        description="Serve real PubMed records through a local E-utilities stand-in.",
+    )
     ap.add_argument("paths", nargs="+", help="record files (.xml, .xml.gz) or folders")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--no-rate-limit", action="store_true", help="do not answer 429 above 3 (10) req/s")
-    ap.add_argument("--today", help="YYYY-MM-DD used by reldate (default: the harvester's today, HARVEST_TODAY or the clock)")
+    ap.add_argument(
+        "--today", help="YYYY-MM-DD used by reldate (default: the harvester's today, HARVEST_TODAY or the clock)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--random-faults", type=float, metavar="P", help="fail each request with probability P")
     ap.add_argument("--fail-every", type=int, metavar="N", help="every N-th request fails (mixed kinds)")
@@ -1450,8 +1549,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     corpus = Corpus.from_paths(a.paths)
     print(f"loaded {len(corpus)} records in {time.monotonic() - t0:.1f}s", file=sys.stderr)
-    server = EutilsStandIn(corpus, host=a.host, port=a.port, enforce_rate_limit=not a.no_rate_limit,
-                           today=a.today, seed=a.seed, verbose=not a.quiet)
+    server = EutilsStandIn(
+        corpus,
+        host=a.host,
+        port=a.port,
+        enforce_rate_limit=not a.no_rate_limit,
+        today=a.today,
+        seed=a.seed,
+        verbose=not a.quiet,
+    )
     kinds = [k for k in a.fault_kinds.split(",") if k]
     if a.random_faults:
         server.faults.random(a.seed, a.random_faults, kinds)

@@ -21,7 +21,11 @@ def run_cli_peak(*args: object, env: dict | None = None, timeout: float = 600) -
     """(the command's result, its peak resident memory in MB)."""
     proc = subprocess.run(
         [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "harvest", *map(str, args)],
-        cwd=ROOT, env=env or harvest_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env or harvest_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

@@ -25,10 +25,17 @@ from tests.test_catalog import KETAMINE, MEPOLIZUMAB_RCT, RETRACTED, build_catal
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOTS = Path(os.environ.get("CATALOG_SCREENSHOTS") or ROOT / "screenshots")
-
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,8 +59,13 @@ def serve_site(site: Path):
     datasette = Path(sys.executable).with_name("datasette")
     # The project importable (the RIS/BibTeX renderers use harvest.export).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([str(datasette), "serve", str(site), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [str(datasette), "serve", str(site), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -63,7 +75,9 @@ def serve_site(site: Path):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"datasette did not start: {proc.stdout.read().decode(errors='replace')}") from None
+                    raise RuntimeError(
+                        f"datasette did not start: {proc.stdout.read().decode(errors='replace')}"
+                    ) from None
                 time.sleep(0.2)
         yield base
     finally:
@@ -152,7 +166,9 @@ def test_a_researcher_searches_opens_a_record_and_filters_by_a_facet(page, serve
     molecule = page.locator("#facet-molecule a", has_text="unspecified ketamine")
     molecule.click()
     page.wait_for_url("**/catalog/articles?_molecule=unspecified_ketamine")
-    expected = db.execute("select count(*) from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'").fetchone()[0]
+    expected = db.execute(
+        "select count(*) from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'"
+    ).fetchone()[0]
     assert page.locator("ol.record-list > li").count() == expected
     assert page.locator("#facet-molecule li.selected").inner_text().startswith("unspecified ketamine")
     shot(page, "4-facet")
@@ -225,14 +241,18 @@ def test_facet_values_wrap_between_words_never_inside_one(page, server):
 def test_search_strategy_fits_a_1280_px_screen_with_the_whole_query(page, server):
     base, site = server
     db = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
-    query_text = db.execute("select query_text from harvest_runs where status = 'success' "
-                            "order by id desc limit 1").fetchone()[0]
+    query_text = db.execute(
+        "select query_text from harvest_runs where status = 'success' order by id desc limit 1"
+    ).fetchone()[0]
     db.close()
     page.goto(base + "/catalog/search_strategy")
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scrolling
     latest = page.locator("section.strategy-run").first
     assert latest.locator("pre.strategy-query").inner_text().strip() == query_text.strip()
-    for box in (latest.locator("pre.strategy-query").bounding_box(), latest.locator("table.strategy-counts").bounding_box()):
+    for box in (
+        latest.locator("pre.strategy-query").bounding_box(),
+        latest.locator("table.strategy-counts").bounding_box(),
+    ):
         assert box["x"] >= 0 and box["x"] + box["width"] <= 1280
     assert latest.locator("td.col-records_found").is_visible()
     shot(page, "9-search-strategy")
@@ -270,11 +290,14 @@ def axe_violations(pg) -> list[str]:
     # Evaluated through the DevTools protocol, so the page's Content-Security-Policy still holds for
     # the page itself and does not need loosening for the test.
     pg.evaluate(AXE.read_text())
-    found = pg.evaluate("""async (tags) => {
+    found = pg.evaluate(
+        """async (tags) => {
         const result = await axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
         return result.violations.map(v => v.id + ' (' + v.impact + '): ' +
             v.nodes.map(n => n.target.join(' ')).slice(0, 4).join(' | '));
-    }""", WCAG_AA)
+    }""",
+        WCAG_AA,
+    )
     return found
 
 

@@ -34,9 +34,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "db"
 UPDATE_FILE = PUBMED / "pubmed21n1298-part1.xml.gz"
 # What makes a record of the 2021 update file worth serving to the catalog's tests.
-WANTED = (b"ketamin", b"RetractionIn", b"RetractionOf", b"ErratumIn", b"ExpressionOfConcernIn",
-          b"<DataBankName>ClinicalTrials.gov", b"Randomized Controlled Trial", b"Systematic Review",
-          b"Meta-Analysis")
+WANTED = (
+    b"ketamin",
+    b"RetractionIn",
+    b"RetractionOf",
+    b"ErratumIn",
+    b"ExpressionOfConcernIn",
+    b"<DataBankName>ClinicalTrials.gov",
+    b"Randomized Controlled Trial",
+    b"Systematic Review",
+    b"Meta-Analysis",
+)
 SECOND_HARVEST_SINCE = dt.date(2026, 1, 1)  # records/ files NLM revised in 2026 arrive in run 2
 LATE_ARRIVALS = {39971531, 39166619, 15764155, 7550356}
 KETAMINE = {33984391, 34034067, 38011560}
@@ -96,8 +104,7 @@ def build_catalog_site(tmp_path_factory) -> Path:
             first = run_harvest(site / "catalog.db", settings=harvest_settings(server))
             for record in late:
                 server.corpus.put(record)
-            second = run_harvest(site / "catalog.db", settings=harvest_settings(server),
-                                 since=SECOND_HARVEST_SINCE)
+            second = run_harvest(site / "catalog.db", settings=harvest_settings(server), since=SECOND_HARVEST_SINCE)
         assert second.new == len(LATE_ARRIVALS) and first.new > 700
         _SITE["site"] = site
     return _SITE["site"]
@@ -179,13 +186,19 @@ def test_front_page_says_what_the_catalog_holds_and_when_it_was_harvested(client
     assert last["id"] == 2
     assert last["finished_at"][:16].replace("T", " ") in html
     assert f"query version {last['query_version']}" in html
-    assert f'{len(LATE_ARRIVALS)} new</a>' in html
+    assert f"{len(LATE_ARRIVALS)} new</a>" in html
     assert "ketamin*[Title/Abstract]" in html  # the query text itself
     # Where to start: the ranked search box, the main table, every ready-made question.
     assert 'action="/catalog/search"' in html and 'name="q"' in html
     assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0&amp;psychiatric=1"' in html
-    for name in ("new_since", "rcts_by_molecule", "systematic_reviews", "retracted_or_corrected",
-                 "counts_per_year_by_design", "registered_trials"):
+    for name in (
+        "new_since",
+        "rcts_by_molecule",
+        "systematic_reviews",
+        "retracted_or_corrected",
+        "counts_per_year_by_design",
+        "registered_trials",
+    ):
         assert f'href="/catalog/{name}"' in html
     assert 'href="/catalog/feed_new.atom"' in html
 
@@ -199,8 +212,9 @@ def test_front_page_shows_a_failure_since_the_last_full_sweep_even_after_a_later
         """A clone of the session's last real run (run 2), a field or two changed."""
         run = dict(conn.execute("select * from harvest_runs where id = 2").fetchone())
         run.update(id=conn.execute("select max(id) + 1 from harvest_runs").fetchone()[0], **changes)
-        conn.execute(f"insert into harvest_runs ({', '.join(run)}) values ({', '.join('?' * len(run))})",
-                     list(run.values()))
+        conn.execute(
+            f"insert into harvest_runs ({', '.join(run)}) values ({', '.join('?' * len(run))})", list(run.values())
+        )
         return run["id"]
 
     def failure_line(html):
@@ -231,13 +245,21 @@ def test_front_page_shows_a_failure_since_the_last_full_sweep_even_after_a_later
 
 def test_front_page_groups_the_ready_made_questions_by_what_a_researcher_is_doing(client):
     html = client.get("/").text
-    section = html[html.index("<h2>Ready-made questions</h2>"):html.index('<section class="designs">')]
+    section = html[html.index("<h2>Ready-made questions</h2>") : html.index('<section class="designs">')]
     groups = re.split(r'<h3 class="question-group">', section)[1:]
-    titles = [g[:g.index("</h3>")] for g in groups]
-    assert titles == ["Find studies", "Registered trials and their papers", "Follow what is new",
-                      "Audit the search (PRISMA)", "Explore the field"]
-    where = {name: title for title, g in zip(titles, groups)
-             for name in re.findall(r'<li class="question"><a href="/catalog/(\w+)"', g)}
+    titles = [g[: g.index("</h3>")] for g in groups]
+    assert titles == [
+        "Find studies",
+        "Registered trials and their papers",
+        "Follow what is new",
+        "Audit the search (PRISMA)",
+        "Explore the field",
+    ]
+    where = {
+        name: title
+        for title, g in zip(titles, groups)
+        for name in re.findall(r'<li class="question"><a href="/catalog/(\w+)"', g)
+    }
     assert where["rcts_by_molecule"] == "Find studies" and where["new_since"] == "Follow what is new"
     assert where["prisma_flow"] == where["search_strategy"] == "Audit the search (PRISMA)"
     assert where["counts_per_year_by_design"] == "Explore the field"
@@ -247,14 +269,17 @@ def test_front_page_groups_the_ready_made_questions_by_what_a_researcher_is_doin
     listed = re.findall(r'<li class="question"><a href="/catalog/(\w+)"', section)
     assert sorted(listed) == sorted(expected)
     description = "Records tagged as a systematic review or a meta-analysis"
-    assert re.search(r"<details class=\"question-about\"><summary>[^<]*<span[^>]*>[^<]*</span></summary><p>"
-                     + re.escape(description), section)
+    assert re.search(
+        r"<details class=\"question-about\"><summary>[^<]*<span[^>]*>[^<]*</span></summary><p>"
+        + re.escape(description),
+        section,
+    )
 
 
 def test_front_page_names_designs_in_words(client, db):
     html = client.get("/").text
-    designs = html[html.index('<ul class="design-counts">'):]
-    designs = designs[:designs.index("</ul>")]
+    designs = html[html.index('<ul class="design-counts">') :]
+    designs = designs[: designs.index("</ul>")]
     shown = re.findall(r'study_design=(\w+)">([^<]+)</a>', designs)
     assert ("rct", "Randomised trial") in shown and ("systematic_review", "Systematic review") in shown
     assert all(label[0].isupper() and "_" not in label for _, label in shown), shown
@@ -266,13 +291,16 @@ def test_front_page_names_designs_in_words(client, db):
 
 def test_front_page_chart_counts_records_per_year_as_sql_does(client, db):
     html = client.get("/").text
-    svg = html[html.index("<svg class=\"year-chart\""):html.index("</svg>") + 6]
+    svg = html[html.index('<svg class="year-chart"') : html.index("</svg>") + 6]
     etree.fromstring(svg.encode())  # well-formed, inline, no external references
     assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")
     drawn = {int(y): int(n.replace(",", "")) for y, n in re.findall(r"<title>(\d{4}): ([\d,]+) records</title>", svg)}
-    expected = {row[0]: row[1] for row in db.execute(
-        f"select pub_year, count(*) from articles where {CURRENT_SQL} "
-        "and pub_year is not null group by pub_year")}
+    expected = {
+        row[0]: row[1]
+        for row in db.execute(
+            f"select pub_year, count(*) from articles where {CURRENT_SQL} and pub_year is not null group by pub_year"
+        )
+    }
     assert drawn == expected
     assert 'href="/catalog/articles?matches_query=1&amp;is_deleted=0&amp;psychiatric=1&amp;pub_year=2021"' in svg
 
@@ -294,9 +322,13 @@ def test_search_finds_the_ketamine_records_ranked_by_relevance(client, db):
 
 def test_a_common_word_lists_the_100_most_relevant_and_says_how_many_match(client, db):
     total = db.execute("select count(*) from articles_fts where articles_fts match 'patients'").fetchone()[0]
-    best = [r[0] for r in db.execute(
-        "select rowid from articles_fts where articles_fts match 'patients' "
-        "order by bm25(articles_fts, 10.0, 1.0, 4.0, 3.0) limit 100")]
+    best = [
+        r[0]
+        for r in db.execute(
+            "select rowid from articles_fts where articles_fts match 'patients' "
+            "order by bm25(articles_fts, 10.0, 1.0, 4.0, 3.0) limit 100"
+        )
+    ]
     assert total > 100
     rows = client.json("/catalog/search.json?q=patients&_shape=array")
     assert len(rows) == 100 and {r["total_matches"] for r in rows} == {total}
@@ -318,7 +350,9 @@ def test_search_supports_phrases_operators_prefixes_and_columns(client, db):
     assert 34034067 not in found("ketamine NOT cognitive")
 
 
-@pytest.mark.parametrize("q", ['"unclosed', "ketamine AND", "treatment-resistant depression", "nosuchcolumn:ketamine", "(", "*"])
+@pytest.mark.parametrize(
+    "q", ['"unclosed', "ketamine AND", "treatment-resistant depression", "nosuchcolumn:ketamine", "(", "*"]
+)
 def test_malformed_search_syntax_gets_a_message_not_an_error(client, q):
     page = client.get("/catalog/search", params={"q": q})
     assert page.status_code == 200
@@ -358,19 +392,27 @@ def facet(client, name, query="") -> dict:
 
 @pytest.mark.parametrize("column", ["pub_year", "study_design", "journal", "citation_status"])
 def test_column_facets_count_what_sql_counts(client, db, column):
-    expected = {str(k): n for k, n in db.execute(
-        f"select {column}, count(*) from articles where {column} is not null group by {column}")}
+    expected = {
+        str(k): n
+        for k, n in db.execute(f"select {column}, count(*) from articles where {column} is not null group by {column}")
+    }
     assert facet(client, column) == expected
 
 
-@pytest.mark.parametrize("name, pairs", [
-    ("molecule", "select pmid, value from article_tags where facet = 'molecule'"),
-    ("route", "select pmid, value from article_tags where facet = 'route'"),
-    ("population", "select pmid, value from article_tags where facet = 'population'"),
-    ("pubtype", "select p.pmid, t.name as value from article_publication_types p join publication_types t on t.ui = p.publication_type_ui"),
-    ("mesh", "select m.pmid, d.name as value from article_mesh m join mesh_descriptors d using (descriptor_ui)"),
-    ("lang", "select pmid, language as value from article_languages"),
-])
+@pytest.mark.parametrize(
+    "name, pairs",
+    [
+        ("molecule", "select pmid, value from article_tags where facet = 'molecule'"),
+        ("route", "select pmid, value from article_tags where facet = 'route'"),
+        ("population", "select pmid, value from article_tags where facet = 'population'"),
+        (
+            "pubtype",
+            "select p.pmid, t.name as value from article_publication_types p join publication_types t on t.ui = p.publication_type_ui",
+        ),
+        ("mesh", "select m.pmid, d.name as value from article_mesh m join mesh_descriptors d using (descriptor_ui)"),
+        ("lang", "select pmid, language as value from article_languages"),
+    ],
+)
 def test_multi_valued_facets_count_what_sql_counts(client, db, name, pairs):
     expected = {k: n for k, n in db.execute(f"select value, count(distinct pmid) from ({pairs}) group by value")}
     counts = facet(client, name)
@@ -383,14 +425,17 @@ def test_multi_valued_facets_count_what_sql_counts(client, db, name, pairs):
 def test_facets_of_a_page_filtered_by_one_facet_value_count_its_rows(client, db, name):
     """The summarised path (one facet value chosen) and the live path (two) agree with SQL."""
     design = "preclinical_animal"
-    live_sql = ("select value, count(distinct pmid) from ({pairs}) where value is not null and pmid in "
-                "(select pmid from articles where study_design = ?{more}) group by value")
+    live_sql = (
+        "select value, count(distinct pmid) from ({pairs}) where value is not null and pmid in "
+        "(select pmid from articles where study_design = ?{more}) group by value"
+    )
     pairs = db.execute("select pairs from facet_sources where name = ?", [name]).fetchone()[0]
     expected = {str(k): n for k, n in db.execute(live_sql.format(pairs=pairs, more=""), [design])}
     one = facet_result(client, name, f"&study_design={design}")
     assert one["summarised"] is True
     assert {str(v["value"]): v["count"] for v in one["results"]} == dict(
-        sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:1000])
+        sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:1000]
+    )
     assert expected  # the shared records have animal studies with these facets
     more = " and pmid in (select pmid from article_tags where facet = 'population' and value = 'animals')"
     expected_two = {str(k): n for k, n in db.execute(live_sql.format(pairs=pairs, more=more), [design])}
@@ -407,11 +452,15 @@ def test_unfiltered_facets_come_from_the_summaries_and_a_write_makes_them_count_
         assert facet_result(c, "pub_year")["summarised"] is True
         with sqlite3.connect(copy / "catalog.db") as conn:  # any write, even by hand
             # a current record of the year with the most of them, so the front page's count moves too
-            year = conn.execute(f"select pub_year from articles where {CURRENT_SQL} group by pub_year "
-                                "order by count(*) desc limit 1").fetchone()[0]
+            year = conn.execute(
+                f"select pub_year from articles where {CURRENT_SQL} group by pub_year order by count(*) desc limit 1"
+            ).fetchone()[0]
             n = conn.execute("select count(*) from articles where pub_year = ?", [year]).fetchone()[0]
-            conn.execute(f"delete from articles where pmid in (select pmid from articles where pub_year = ? "
-                         f"and {CURRENT_SQL} limit 1)", [year])
+            conn.execute(
+                f"delete from articles where pmid in (select pmid from articles where pub_year = ? "
+                f"and {CURRENT_SQL} limit 1)",
+                [year],
+            )
         stale = facet_result(c, "pub_year")
         assert stale["summarised"] is False and facet(c, "pub_year")[str(year)] == n - 1
         with sqlite3.connect(copy / "catalog.db") as conn:  # the front page counts live too
@@ -433,7 +482,9 @@ def test_the_year_facet_reads_newest_year_first(client, query):
     years = [int(v["value"]) for v in facet_result(client, "pub_year", query)["results"]]
     assert len(years) > 1 and years == sorted(years, reverse=True)
     html = client.get(f"/catalog/articles?_facet_size=5{query}").text
-    shown = re.findall(r'pub_year=(\d{4})', html[html.index('id="facet-pub_year"'):html.index('id="facet-study_design"')])
+    shown = re.findall(
+        r"pub_year=(\d{4})", html[html.index('id="facet-pub_year"') : html.index('id="facet-study_design"')]
+    )
     assert [int(y) for y in shown] == years[:5]
 
 
@@ -457,7 +508,7 @@ def test_a_record_without_authors_does_not_start_its_line_with_a_separator(clien
     title = db.execute("select title from articles where pmid = ?", [pmid]).fetchone()[0]
     words = " ".join(re.findall(r"\w{4,}", title)[:4])
     page = client.get("/catalog/search", params={"q": words}).text
-    item = page[page.index(f'data-pmid="{pmid}"'):]
+    item = page[page.index(f'data-pmid="{pmid}"') :]
     meta = re.search(r'<div class="result-meta">(.*?)</div>', item, re.S).group(1)
     assert not meta.strip().startswith(("·", "&middot;")), meta
 
@@ -466,24 +517,37 @@ def test_retraction_facet_and_its_filter(client, db):
     counts = facet(client, "notice")
     assert counts["Retracted"] == len(RETRACTED)
     assert counts["Retraction notice"] == len(RETRACTION_NOTICES)
-    assert counts["Erratum published"] == db.execute(
-        "select count(distinct pmid) from comments_corrections where ref_type = 'ErratumIn'").fetchone()[0]
+    assert (
+        counts["Erratum published"]
+        == db.execute("select count(distinct pmid) from comments_corrections where ref_type = 'ErratumIn'").fetchone()[
+            0
+        ]
+    )
     rows = client.json("/catalog/articles.json?_notice=Retracted&_shape=array")
     assert set(pmids_of(rows)) == RETRACTED
 
 
 def test_facet_filters_combine_and_narrow_the_rows(client, db):
     rows = client.json("/catalog/articles.json?_shape=array&_size=max&_molecule=unspecified_ketamine")
-    assert set(pmids_of(rows)) == sql_set(db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'")
-    narrowed = client.json("/catalog/articles.json?_shape=array&_molecule=unspecified_ketamine&_route=intravenous&_population=treatment_resistant_depression")
+    assert set(pmids_of(rows)) == sql_set(
+        db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'"
+    )
+    narrowed = client.json(
+        "/catalog/articles.json?_shape=array&_molecule=unspecified_ketamine&_route=intravenous&_population=treatment_resistant_depression"
+    )
     assert pmids_of(narrowed) == [34034067]
     page = client.get("/catalog/articles?_molecule=unspecified_ketamine&_route=intravenous")
-    assert 'molecule is &#34;unspecified ketamine&#34;' in page.text or 'molecule is "unspecified ketamine"' in page.text
+    assert (
+        "molecule is &#34;unspecified ketamine&#34;" in page.text or 'molecule is "unspecified ketamine"' in page.text
+    )
     # Within a filter the facet counts follow it.
     assert facet(client, "pub_year", "&_molecule=unspecified_ketamine") == {
-        str(k): n for k, n in db.execute(
+        str(k): n
+        for k, n in db.execute(
             "select pub_year, count(*) from articles where pmid in (select pmid from article_tags "
-            "where facet = 'molecule' and value = 'unspecified_ketamine') group by pub_year")}
+            "where facet = 'molecule' and value = 'unspecified_ketamine') group by pub_year"
+        )
+    }
 
 
 def test_articles_open_newest_first_as_a_list_of_records(client, db):
@@ -500,11 +564,19 @@ def test_every_column_of_every_table_has_a_description(client, db):
     import yaml
 
     tables = yaml.safe_load((CONFIG / "metadata.yml").read_text())["databases"]["catalog"]["tables"]
-    names = [r[0] for r in db.execute(
-        "select name from sqlite_master where type = 'table' and name not like 'articles_fts%' "
-        "and name not like 'sqlite_%'")]
-    missing = [f"{t}.{c[1]}" for t in names for c in db.execute(f"pragma table_info([{t}])")
-               if t != "_sqlite_migrations" and c[1] not in (tables.get(t, {}).get("columns") or {})]
+    names = [
+        r[0]
+        for r in db.execute(
+            "select name from sqlite_master where type = 'table' and name not like 'articles_fts%' "
+            "and name not like 'sqlite_%'"
+        )
+    ]
+    missing = [
+        f"{t}.{c[1]}"
+        for t in names
+        for c in db.execute(f"pragma table_info([{t}])")
+        if t != "_sqlite_migrations" and c[1] not in (tables.get(t, {}).get("columns") or {})
+    ]
     assert missing == []
     assert "PubMed identifier" in client.get("/catalog/articles?_view=table").text
 
@@ -577,14 +649,19 @@ def test_rcts_by_molecule(client, db):
     assert query(client, "rcts_by_molecule", molecule="upadacitinib") == []
     assert query(client, "rcts_by_molecule", molecule="mepolizumab") == []
     # A ketamine form is looked up in the tags: the shared records hold no ketamine RCT.
-    tagged = sql_set(db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine' "
-                         "and pmid in (select pmid from article_tags where facet = 'design' and value in ('rct', 'crossover_rct'))")
+    tagged = sql_set(
+        db,
+        "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine' "
+        "and pmid in (select pmid from article_tags where facet = 'design' and value in ('rct', 'crossover_rct'))",
+    )
     assert set(pmids_of(query(client, "rcts_by_molecule", molecule="unspecified ketamine"))) == tagged & psychiatric(db)
 
 
 def test_systematic_reviews_and_meta_analyses(client, db):
     rows = query(client, "systematic_reviews")
-    expected = sql_set(db, "select pmid from article_tags where facet = 'design' and value in ('systematic_review', 'meta_analysis')")
+    expected = sql_set(
+        db, "select pmid from article_tags where facet = 'design' and value in ('systematic_review', 'meta_analysis')"
+    )
     assert len(expected) > 100
     assert set(pmids_of(rows)) == expected & psychiatric(db) and rows
     # The intrathecal ketamine meta-analysis (33962333) is about analgesia: set aside.
@@ -605,10 +682,13 @@ def test_retracted_or_corrected(client, db):
 
 def test_counts_per_year_by_design(client, db):
     rows = query(client, "counts_per_year_by_design")
-    assert sum(r["records"] for r in rows) == db.execute(
-        f"select count(*) from articles where {CURRENT_SQL}").fetchone()[0]
-    rct_2021 = db.execute("select count(*) from articles where pub_year = 2021 and study_design = 'rct' "
-                          "and psychiatric = 1").fetchone()[0]
+    assert (
+        sum(r["records"] for r in rows)
+        == db.execute(f"select count(*) from articles where {CURRENT_SQL}").fetchone()[0]
+    )
+    rct_2021 = db.execute(
+        "select count(*) from articles where pub_year = 2021 and study_design = 'rct' and psychiatric = 1"
+    ).fetchone()[0]
     assert {"pub_year": 2021, "study_design": "rct", "records": rct_2021} in rows
     assert all(r["study_design"] == "rct" for r in query(client, "counts_per_year_by_design", design="rct"))
 
@@ -631,8 +711,8 @@ def test_search_strategy_shows_each_runs_whole_query_and_counts(client, db):
     runs = db.execute("select * from harvest_runs where status = 'success' order by id desc").fetchall()
     assert runs and all(len(r["query_text"]) > 300 for r in runs)
     for run in runs:
-        section = html[html.index(f'id="run-{run["id"]}"'):]
-        section = section[:section.index("</section>")]
+        section = html[html.index(f'id="run-{run["id"]}"') :]
+        section = section[: section.index("</section>")]
         assert str(escape(run["query_text"])) in section
         assert "…" not in section and "&hellip;" not in section
         assert f'<td class="col-records_found">{run["records_promised"]:,}</td>' in section
@@ -671,7 +751,7 @@ def test_feed_of_newly_added_records_is_valid_atom_newest_first(client, db):
     ids = [int(e.findtext(f"{ATOM}id").rstrip("/").rsplit("/", 1)[1]) for e in entries]
     assert set(ids) <= wanted
     late = LATE_ARRIVALS & wanted
-    assert set(ids[:len(late)]) == late
+    assert set(ids[: len(late)]) == late
 
 
 def test_a_search_is_a_feed_too_even_when_nothing_matches(client, db):
@@ -710,7 +790,9 @@ def test_links_inside_feed_entries_are_absolute(client, path):
     entries = assert_valid_atom(client.get(path).content)
     links = feed_links(entries)
     assert any("/catalog/articles/" in link for link in links)  # the entries link to the catalog
-    assert all(link.startswith(("http://", "https://")) for link in links), [link for link in links if not link.startswith("http")][:3]
+    assert all(link.startswith(("http://", "https://")) for link in links), [
+        link for link in links if not link.startswith("http")
+    ][:3]
     assert "http://localhost/catalog/articles/" in " ".join(links)
 
 
@@ -733,7 +815,8 @@ def test_pages_export_ris_bibtex_and_csl_json(client, db):
     assert ris.status_code == 200 and ris.headers["content-type"].startswith("application/x-research-info-systems")
     entries = rispy.loads(ris.text)
     assert {int(e["accession_number"]) for e in entries} == sql_set(
-        db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'")
+        db, "select pmid from article_tags where facet = 'molecule' and value = 'unspecified_ketamine'"
+    )
     bib = bibtexparser.parse_string(client.get("/catalog/search.bib?q=ketamine").text)
     assert bib.failed_blocks == [] and {f"pmid{p}" for p in KETAMINE} <= {e.key for e in bib.entries}
     [item] = json.loads(client.get(f"/catalog/articles/{MEPOLIZUMAB_RCT}.csljson").text)
@@ -745,26 +828,36 @@ def test_pages_export_csv_and_json(client, db):
     assert {int(r["pmid"]) for r in csv.DictReader(io.StringIO(text))} == RETRACTED
     data = client.json("/catalog/systematic_reviews.json")
     assert {r[0] for r in data["rows"]} == sql_set(
-        db, "select pmid from article_tags where facet = 'design' and value in ('systematic_review', 'meta_analysis') "
-            "and pmid in (select pmid from articles where psychiatric = 1)")
+        db,
+        "select pmid from article_tags where facet = 'design' and value in ('systematic_review', 'meta_analysis') "
+        "and pmid in (select pmid from articles where psychiatric = 1)",
+    )
 
 
 # -- read-only and safe to publish -----------------------------------------------------------
 
 
 def test_every_page_sends_a_content_security_policy_and_loads_nothing_from_elsewhere(client):
-    for path in ("/", "/catalog", "/catalog/articles", "/catalog/search?q=ketamine",
-                 f"/catalog/articles/{MEPOLIZUMAB_RCT}", "/catalog/new_since"):
+    for path in (
+        "/",
+        "/catalog",
+        "/catalog/articles",
+        "/catalog/search?q=ketamine",
+        f"/catalog/articles/{MEPOLIZUMAB_RCT}",
+        "/catalog/new_since",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path
         csp = response.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
         assert response.headers["x-content-type-options"] == "nosniff"
         # Scripts, styles, fonts and images come from this server only.
-        loaded = re.findall(r'<script[^>]+src="([^"]+)"|<link rel="stylesheet" href="([^"]+)"|<img[^>]+src="([^"]+)"',
-                            response.text)
-        assert loaded and all(url.startswith("/") and not url.startswith("//")
-                              for found in loaded for url in found if url), loaded
+        loaded = re.findall(
+            r'<script[^>]+src="([^"]+)"|<link rel="stylesheet" href="([^"]+)"|<img[^>]+src="([^"]+)"', response.text
+        )
+        assert loaded and all(
+            url.startswith("/") and not url.startswith("//") for found in loaded for url in found if url
+        ), loaded
 
 
 def test_no_inline_script_runs_but_the_ones_the_policy_names(client):
@@ -773,13 +866,25 @@ def test_no_inline_script_runs_but_the_ones_the_policy_names(client):
     import base64
     import hashlib
 
-    for path in ("/", "/catalog", "/catalog/articles", "/catalog/articles?_facet=pub_year",
-                 "/catalog/search?q=ketamine", f"/catalog/articles/{MEPOLIZUMAB_RCT}", "/catalog/new_since",
-                 "/catalog?sql=select+pmid+from+articles+limit+1", "/catalog/harvest_runs", "/-/versions"):
+    for path in (
+        "/",
+        "/catalog",
+        "/catalog/articles",
+        "/catalog/articles?_facet=pub_year",
+        "/catalog/search?q=ketamine",
+        f"/catalog/articles/{MEPOLIZUMAB_RCT}",
+        "/catalog/new_since",
+        "/catalog?sql=select+pmid+from+articles+limit+1",
+        "/catalog/harvest_runs",
+        "/-/versions",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path
-        script_src = next(part for part in response.headers["content-security-policy"].split(";")
-                          if part.strip().startswith("script-src")).split()
+        script_src = next(
+            part
+            for part in response.headers["content-security-policy"].split(";")
+            if part.strip().startswith("script-src")
+        ).split()
         assert "'unsafe-inline'" not in script_src and "'self'" in script_src, path
         for attributes, body in re.findall(r"<script([^>]*)>(.*?)</script>", response.text, re.S):
             if "src=" in attributes:
@@ -794,8 +899,11 @@ def test_a_row_url_with_too_few_key_values_is_not_found_not_a_server_error(clien
     pmid = db.execute("select pmid from article_xml limit 1").fetchone()[0]
     assert client.get(f"/catalog/article_xml/{pmid},1.blob?_blob_column=xml_zlib").status_code == 200
     # article_xml's key is (pmid, pmid_version): one value is not a row.
-    for path in (f"/catalog/article_xml/{pmid}.blob?_blob_column=xml_zlib", f"/catalog/article_xml/{pmid}.json",
-                 f"/catalog/article_xml/{pmid}"):
+    for path in (
+        f"/catalog/article_xml/{pmid}.blob?_blob_column=xml_zlib",
+        f"/catalog/article_xml/{pmid}.json",
+        f"/catalog/article_xml/{pmid}",
+    ):
         response = client.get(path)
         assert response.status_code == 404, (path, response.status_code)
         assert "No such row" in response.text
@@ -868,13 +976,16 @@ def test_publish_build_makes_an_immutable_copy_and_replaces_it_atomically(site, 
     inspect = json.loads((target / "inspect-data.json").read_text())
     assert inspect["catalog"]["file"] == "catalog.db"
     assert {p.name for p in target.iterdir()} == {"catalog.db", "inspect-data.json"} | {
-        p.name for p in publish.config_entries(CONFIG)}
+        p.name for p in publish.config_entries(CONFIG)
+    }
     assert {"metadata.yml", "settings.json", "templates", "plugins", "static"} <= {p.name for p in target.iterdir()}
     client = Client(target)
     try:
         assert not client.ds.databases["catalog"].is_mutable
-        assert client.json("/catalog/articles.json?_size=1")["filtered_table_rows_count"] == \
-            inspect["catalog"]["tables"]["articles"]["count"]
+        assert (
+            client.json("/catalog/articles.json?_size=1")["filtered_table_rows_count"]
+            == inspect["catalog"]["tables"]["articles"]["count"]
+        )
         assert client.get("/catalog/search?q=ketamine").status_code == 200
         assert client.get("/catalog/articles/38011560.ris").status_code == 200
     finally:
@@ -954,15 +1065,19 @@ def test_an_export_that_stops_at_the_limit_says_so(site, tmp_path, db):
         c.close()
     # A question's answer past the limit: the page says so by its export links. (The question
     # lists psychiatric records only, fewer than the list above: its limit is one less than it has.)
-    answers = db.execute("select count(*) from articles a where psychiatric = 1 and matches_query = 1 "
-                         "and is_deleted = 0 and exists (select 1 from article_tags t where t.pmid = a.pmid "
-                         "and t.facet = 'design' and t.value in ('systematic_review', 'meta_analysis'))").fetchone()[0]
+    answers = db.execute(
+        "select count(*) from articles a where psychiatric = 1 and matches_query = 1 "
+        "and is_deleted = 0 and exists (select 1 from article_tags t where t.pmid = a.pmid "
+        "and t.facet = 'design' and t.value in ('systematic_review', 'meta_analysis'))"
+    ).fetchone()[0]
     assert answers > 2
     c = limited_client(site, tmp_path / "question", answers - 1)
     try:
         many = c.get("/catalog/systematic_reviews").text
         assert 'class="export-note"' in many and f"more than {answers - 1:,} rows" in many
-        assert 'class="export-note"' not in client_page(site, tmp_path / "question-whole", "/catalog/systematic_reviews")
+        assert 'class="export-note"' not in client_page(
+            site, tmp_path / "question-whole", "/catalog/systematic_reviews"
+        )
     finally:
         c.close()
 
@@ -977,12 +1092,15 @@ def client_page(site: Path, tmp_path: Path, path: str) -> str:
 
 
 def test_questions_of_the_catalog_refuse_what_they_cannot_read(client, db):
-    for path, param in (("new_since?since=garbage", "since"), ("new_since?since=04.12.2026", "since"),
-                        ("new_since?since=2", "since"),
-                        ("retracted_or_corrected?status=nonsense", "status"),
-                        ("counts_per_year_by_design?design=nonsense", "design"),
-                        ("registered_trials?registry=Nowhere", "registry"),
-                        ("registered_trials?trial_id=%3Cscript%3E", "trial_id")):
+    for path, param in (
+        ("new_since?since=garbage", "since"),
+        ("new_since?since=04.12.2026", "since"),
+        ("new_since?since=2", "since"),
+        ("retracted_or_corrected?status=nonsense", "status"),
+        ("counts_per_year_by_design?design=nonsense", "design"),
+        ("registered_trials?registry=Nowhere", "registry"),
+        ("registered_trials?trial_id=%3Cscript%3E", "trial_id"),
+    ):
         response = client.get("/catalog/" + path.replace("?", ".json?"))
         assert response.status_code == 400, path
         assert f"parameter {param}:" in response.json()["error"] and "Accepted:" in response.json()["error"]
@@ -1006,8 +1124,12 @@ def test_new_since_reads_dates_as_people_write_them_and_run_ids_as_run_n(client,
     written = [day.isoformat(), day.strftime("%Y/%m/%d"), f"{day.year}-{day.month}-{day.day}"]
     answers = [set(pmids_of(query(client, "new_since", since=w))) for w in written]
     # The question lists records on depression in the psychiatric sense.
-    everything_that_day = sql_set(db, "select pmid from articles where psychiatric = 1 and first_seen_run in "
-                                      "(select id from harvest_runs where started_at >= ?)", [day.isoformat()])
+    everything_that_day = sql_set(
+        db,
+        "select pmid from articles where psychiatric = 1 and first_seen_run in "
+        "(select id from harvest_runs where started_at >= ?)",
+        [day.isoformat()],
+    )
     assert everything_that_day and answers == [everything_that_day] * 3
     # "run:1": first stored after run 1 (LATE_ARRIVALS, none of them psychiatric, and the trials
     # of the registry's runs are not articles).
@@ -1062,10 +1184,11 @@ def with_title_moved_to_vernacular(record):
     raw = record.raw
     m = re.search(rb"<ArticleTitle>(.*?)</ArticleTitle>", raw, re.S)
     title = m.group(1)
-    raw = raw[:m.start()] + b"<ArticleTitle></ArticleTitle>" + raw[m.end():]
+    raw = raw[: m.start()] + b"<ArticleTitle></ArticleTitle>" + raw[m.end() :]
     assert b"<VernacularTitle>" not in raw
-    raw = raw.replace(b"</PublicationTypeList>", b"</PublicationTypeList>\n<VernacularTitle>" + title
-                      + b"</VernacularTitle>", 1)
+    raw = raw.replace(
+        b"</PublicationTypeList>", b"</PublicationTypeList>\n<VernacularTitle>" + title + b"</VernacularTitle>", 1
+    )
     return record_from_element(etree.fromstring(raw), raw, record.source), title.decode()
 
 
@@ -1078,8 +1201,9 @@ def sense_site(tmp_path_factory):
         site = copy_config(tmp_path_factory.mktemp("sense-site"))
         records, update = Corpus.cached([RECORDS]), Corpus.cached([UPDATE_FILE])
         clone, title = with_title_moved_to_vernacular(records[VERNACULAR_CLONE])
-        corpus = Corpus([update[34034067], update[33984391], update[VERNACULAR_ONLY], clone,
-                         Corpus.cached([JULIELAB])[OTHER_SENSE]])
+        corpus = Corpus(
+            [update[34034067], update[33984391], update[VERNACULAR_ONLY], clone, Corpus.cached([JULIELAB])[OTHER_SENSE]]
+        )
         with EutilsStandIn(corpus, enforce_rate_limit=False) as server:
             run_harvest(site / "catalog.db", settings=harvest_settings(server))
         _SENSE_SITE["site"], _SENSE_SITE["title"] = site, title
@@ -1098,8 +1222,10 @@ def test_store_keeps_the_sense_of_depression_with_its_evidence(sense_site):
     site, _ = sense_site
     with sqlite3.connect(site / "catalog.db") as conn:
         flags = dict(conn.execute("select pmid, psychiatric from articles"))
-        tags = {row[0]: row[1:] for row in conn.execute(
-            "select pmid, value, method, evidence from article_tags where facet = 'depression'")}
+        tags = {
+            row[0]: row[1:]
+            for row in conn.execute("select pmid, value, method, evidence from article_tags where facet = 'depression'")
+        }
     assert {p for p, flag in flags.items() if flag == 1} == PSYCHIATRIC
     assert flags[OTHER_SENSE] == 0 and flags[VERNACULAR_ONLY] == 0
     assert tags[OTHER_SENSE][:2] == ("other_sense_only", "rule:depression.other_sense")
@@ -1179,8 +1305,12 @@ def test_an_older_catalog_learns_the_sense_of_depression_when_it_is_upgraded(sen
         conn.execute("delete from _sqlite_migrations where name = '0010_depression_in_the_psychiatric_sense'")
     db = store.open_db(path)
     assert {p for (p,) in db.execute("select pmid from articles where psychiatric = 1")} == PSYCHIATRIC
-    assert db.execute("select value from article_tags where pmid = ? and facet = 'depression'",
-                      [OTHER_SENSE]).fetchone()[0] == "other_sense_only"
+    assert (
+        db.execute("select value from article_tags where pmid = ? and facet = 'depression'", [OTHER_SENSE]).fetchone()[
+            0
+        ]
+        == "other_sense_only"
+    )
     assert db.execute("select current, set_aside from catalog_counts").fetchone() == (len(PSYCHIATRIC), 2)
     overview = db.execute("select title, psychiatric from article_overview where pmid = ?", [VERNACULAR_CLONE])
     assert overview.fetchone()[1] == 1

@@ -91,8 +91,15 @@ def test_a_run_after_a_killed_one_leaves_it_its_rate_window(tmp_path):
     with EutilsStandIn(Corpus.cached([chaos.RECORDS]).copy()) as server:
         db = store.open_db(db_path)
         with db.atomic():  # the dead process's run, still 'running' ...
-            db.table("harvest_runs").insert({"started_at": store.now_utc(), "mode": "full (new catalog)",
-                                       "query_version": QUERY_VERSION, "status": "running", "pid": 999999})
+            db.table("harvest_runs").insert(
+                {
+                    "started_at": store.now_utc(),
+                    "mode": "full (new catalog)",
+                    "query_version": QUERY_VERSION,
+                    "status": "running",
+                    "pid": 999999,
+                }
+            )
         db.close()
         for _ in range(3):  # ... and its last three requests, the instant before it was killed
             requests.post(server.url + "esearch.fcgi", data={"db": "pubmed", "term": "x"}, timeout=10)

@@ -12,8 +12,11 @@ def test_retag_rewrites_the_same_tags_and_evaluate_prints_the_report_split(recor
     assert run_cli("run", "--db", db_path, env=harvest_env(records_server.url)).returncode == 0
 
     def tags():
-        return sqlite3.connect(db_path).execute(
-            "select pmid, facet, value, method, evidence from article_tags order by 1, 2, 3").fetchall()
+        return (
+            sqlite3.connect(db_path)
+            .execute("select pmid, facet, value, method, evidence from article_tags order by 1, 2, 3")
+            .fetchall()
+        )
 
     before = tags()
     assert before
@@ -26,14 +29,16 @@ def test_retag_rewrites_the_same_tags_and_evaluate_prints_the_report_split(recor
 
     assert result.stdout.strip() == f"re-tagged 215 records with {RULES_VERSION}"
     assert tags() == before
-    designs = sqlite3.connect(db_path).execute(
-        "select count(*) from articles where study_design is null").fetchone()[0]
+    designs = sqlite3.connect(db_path).execute("select count(*) from articles where study_design is null").fetchone()[0]
     assert designs == 0
 
     report = run_cli("evaluate", "--db", db_path)
     assert report.returncode == 0, report.stderr
-    gold = sqlite3.connect(db_path).execute(
-        "select count(*) from articles where citation_status = 'MEDLINE' and pmid % 5 = 0").fetchone()[0]
+    gold = (
+        sqlite3.connect(db_path)
+        .execute("select count(*) from articles where citation_status = 'MEDLINE' and pmid % 5 = 0")
+        .fetchone()[0]
+    )
     assert f"report split: PMID % 5 == 0, citation status MEDLINE: {gold} records" in report.stdout
     assert "baseline: TF-IDF + logistic regression" in report.stdout
 

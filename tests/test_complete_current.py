@@ -72,7 +72,7 @@ def test_full_harvest_past_the_cap_stores_each_pmid_once(large_catalog, large_co
     assert run["count_discrepancy"] is None
     searches = [e for e in log if e.endpoint == "esearch"]
     # Sliced by create date: every slice's list was under the cap, none hit the cap error.
-    assert all('[crdt]' in e.params["term"] for e in searches)
+    assert all("[crdt]" in e.params["term"] for e in searches)
     assert not any(e.fault for e in log)
     assert all(int(e.params.get("retstart", 0)) <= 9998 for e in log)
 
@@ -129,8 +129,13 @@ def test_incremental_run_fetches_only_added_and_revised_records(records_corpus, 
         # PubMed adds a record today and revises another's abstract.
         added = server.add_clone(60_000_001, 38011560, crdt=TODAY).pmid
         revised = 33984391 if 33984391 in server.corpus else 23435529
-        server.revise(revised, mdat=TODAY, change=lambda raw: re.sub(
-            rb"<AbstractText([^>]*)>", rb"<AbstractText\1>Zanthoxylum revisited. ", raw, count=1))
+        server.revise(
+            revised,
+            mdat=TODAY,
+            change=lambda raw: re.sub(
+                rb"<AbstractText([^>]*)>", rb"<AbstractText\1>Zanthoxylum revisited. ", raw, count=1
+            ),
+        )
         result = run_cli("run", "--db", db_path, env=env)
         assert result.returncode == 0, result.stderr
         fetched = [e for e in server.requests_log if e.endpoint == "efetch"]
@@ -141,8 +146,12 @@ def test_incremental_run_fetches_only_added_and_revised_records(records_corpus, 
     assert len(fetched) <= 2
     db = sqlite_utils.Database(db_path)
     assert added in stored(db_path)
-    hits = [r[0] for r in db.execute(
-        "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match 'zanthoxylum'")]
+    hits = [
+        r[0]
+        for r in db.execute(
+            "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match 'zanthoxylum'"
+        )
+    ]
     assert hits == [revised]
     events = {r["event"] for r in db.query("select event from article_events where pmid = ?", [revised])}
     assert "abstract_changed" in events
@@ -167,8 +176,13 @@ def test_killed_run_is_finished_by_the_next_without_refetching(records_corpus, t
     db_path = tmp_path / "catalog.db"
     with EutilsStandIn(records_corpus.copy(), today=TODAY) as server:
         env = harvest_env(server.url, **FAST)
-        proc = subprocess.Popen([sys.executable, "-m", "harvest", "run", "--db", str(db_path), "--batch-size", "5"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harvest", "run", "--db", str(db_path), "--batch-size", "5"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         count = 0
         while time.monotonic() < deadline and proc.poll() is None:

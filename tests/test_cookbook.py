@@ -56,8 +56,11 @@ class Base:
         conn = connect_ro(path)
         self.articles = {r["pmid"]: dict(r) for r in conn.execute("select * from articles")}
         # The questions ask for current records on depression in the psychiatric sense.
-        self.current = {p for p, a in self.articles.items()
-                        if a["matches_query"] == 1 and a["is_deleted"] == 0 and a["psychiatric"] == 1}
+        self.current = {
+            p
+            for p, a in self.articles.items()
+            if a["matches_query"] == 1 and a["is_deleted"] == 0 and a["psychiatric"] == 1
+        }
         self.tags: defaultdict[int, defaultdict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.tag_rows = [dict(r) for r in conn.execute("select * from article_tags")]
         for t in self.tag_rows:
@@ -66,12 +69,16 @@ class Base:
         self.trials = [dict(r) for r in conn.execute("select * from trial_registrations")]
         self.corrections = [dict(r) for r in conn.execute("select * from comments_corrections")]
         self.pub_types: defaultdict[int, set[str]] = defaultdict(set)
-        for r in conn.execute("select apt.pmid, pt.name from article_publication_types apt "
-                              "join publication_types pt on pt.ui = apt.publication_type_ui"):
+        for r in conn.execute(
+            "select apt.pmid, pt.name from article_publication_types apt "
+            "join publication_types pt on pt.ui = apt.publication_type_ui"
+        ):
             self.pub_types[r["pmid"]].add(r["name"])
         self.mesh: defaultdict[int, dict[str, tuple]] = defaultdict(dict)
-        for r in conn.execute("select am.pmid, am.descriptor_ui, d.name, am.major from article_mesh am "
-                              "join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui"):
+        for r in conn.execute(
+            "select am.pmid, am.descriptor_ui, d.name, am.major from article_mesh am "
+            "join mesh_descriptors d on d.descriptor_ui = am.descriptor_ui"
+        ):
             self.mesh[r["pmid"]][r["descriptor_ui"]] = (r["name"], r["major"])
         self.authors = {r["id"]: dict(r) for r in conn.execute("select * from authors")}
         self.article_authors = [dict(r) for r in conn.execute("select * from article_authors")]
@@ -127,8 +134,11 @@ def expect_esketamine_trials(b: Base, design=""):
         text = " " + " ".join(a[k] or "" for k in ("title", "abstract", "keywords")).lower()
         if any(w in text for w in ESKETAMINE_WORDS) or "esketamine" in b.tags[p]["molecule"]:
             named.add(p)
-    keep = [p for p in named & b.current
-            if design == "any" or (design == "randomised" and b.design(p) in RCT) or b.design(p) == design]
+    keep = [
+        p
+        for p in named & b.current
+        if design == "any" or (design == "randomised" and b.design(p) in RCT) or b.design(p) == design
+    ]
     ncts = defaultdict(list)
     for t in b.trials:
         if t["trial_id"].startswith("NCT"):
@@ -169,10 +179,12 @@ def check_top_rct_authors(rows, b, min_trials=""):
         trials[aa["author_id"]].add(p)
         firsts[aa["author_id"]] += aa["position"] == 1
     floor = int(min_trials) if min_trials.strip() else 1
-    ranked = sorted((i for i in trials if len(trials[i]) >= floor),
-                    key=lambda i: (-len(trials[i]), -firsts[i], names[i], i))[:50]
-    assert [(r["author_id"], r["trials"], r["as_first_author"]) for r in rows] == \
-        [(i, len(trials[i]), firsts[i]) for i in ranked]
+    ranked = sorted(
+        (i for i in trials if len(trials[i]) >= floor), key=lambda i: (-len(trials[i]), -firsts[i], names[i], i)
+    )[:50]
+    assert [(r["author_id"], r["trials"], r["as_first_author"]) for r in rows] == [
+        (i, len(trials[i]), firsts[i]) for i in ranked
+    ]
     for r in rows:
         assert set(map(int, r["pmids"].split())) == trials[r["author_id"]]
 
@@ -200,8 +212,9 @@ def check_rct_share_by_year(rows, b):
         if a["pub_year"] is not None and b.design(p) in PRIMARY:
             years[a["pub_year"]]["primary"] += 1
             years[a["pub_year"]]["rct"] += b.design(p) in RCT
-    assert [(r["pub_year"], r["primary_studies"], r["randomised_trials"]) for r in rows] == \
-        [(y, years[y]["primary"], years[y]["rct"]) for y in sorted(years)]
+    assert [(r["pub_year"], r["primary_studies"], r["randomised_trials"]) for r in rows] == [
+        (y, years[y]["primary"], years[y]["rct"]) for y in sorted(years)
+    ]
 
 
 def check_route_population_mix(rows, b):
@@ -215,14 +228,18 @@ def check_route_population_mix(rows, b):
                 cells[route, population] += 1
                 rcts[route, population] += b.design(p) in RCT
     expected = sorted(cells, key=lambda c: (-cells[c], c[0], c[1]))
-    assert [(r["route"], r["population"], r["records"], r["randomised_trials"]) for r in rows] == \
-        [(*c, cells[c], rcts[c]) for c in expected]
+    assert [(r["route"], r["population"], r["records"], r["randomised_trials"]) for r in rows] == [
+        (*c, cells[c], rcts[c]) for c in expected
+    ]
 
 
 def check_top_journals(rows, b, design=""):
-    counts = Counter(b.articles[p]["journal"] for p in b.current
-                     if b.articles[p]["journal"] is not None
-                     and (not design.strip() or b.articles[p]["study_design"] == design.strip()))
+    counts = Counter(
+        b.articles[p]["journal"]
+        for p in b.current
+        if b.articles[p]["journal"] is not None
+        and (not design.strip() or b.articles[p]["study_design"] == design.strip())
+    )
     expected = sorted(counts, key=lambda j: (-counts[j], j))[:25]
     assert [(r["journal"], r["records"]) for r in rows] == [(j, counts[j]) for j in expected]
 
@@ -249,8 +266,9 @@ def check_funders_of_rcts(rows, b):
         if g["pmid"] in b.current and b.design(g["pmid"]) in RCT:
             trials[g["agency"] or "(agency not given)", g["country"]].add(g["pmid"])
     expected = sorted(trials, key=lambda k: (-len(trials[k]), k[0], k[1] is not None, k[1] or ""))[:50]
-    assert [(r["agency"], r["country"], r["randomised_trials"]) for r in rows] == \
-        [(*k, len(trials[k])) for k in expected]
+    assert [(r["agency"], r["country"], r["randomised_trials"]) for r in rows] == [
+        (*k, len(trials[k])) for k in expected
+    ]
 
 
 def check_new_records_by_design(rows, b, since=""):
@@ -261,8 +279,9 @@ def check_new_records_by_design(rows, b, since=""):
 
 def check_new_rcts_for_screening(rows, b, since=""):
     is_new = b.cutoff(since)
-    expected = {p for p in b.current if is_new(b.articles[p]) and b.articles[p]["is_retracted"] == 0
-                and b.design(p) in RCT}
+    expected = {
+        p for p in b.current if is_new(b.articles[p]) and b.articles[p]["is_retracted"] == 0 and b.design(p) in RCT
+    }
     assert sorted(r["pmid"] for r in rows) == sorted(expected)
 
 
@@ -284,8 +303,10 @@ def prisma_expected(b: Base, since=""):
 
     fates = [(fate(a), is_new(a)) for a in b.articles.values()]
     order = [None, "deleted", "unmatched", "retracted", "notice", "other_sense", "remaining"]
-    return [(sum(1 for f, _ in fates if s is None or f == s), sum(1 for f, n in fates if n and (s is None or f == s)))
-            for s in order]
+    return [
+        (sum(1 for f, _ in fates if s is None or f == s), sum(1 for f, n in fates if n and (s is None or f == s)))
+        for s in order
+    ]
 
 
 def check_prisma_flow(rows, b, since=""):
@@ -302,7 +323,9 @@ def check_search_strategy(rows, b):
         assert row["query_text"] == run_["query_text"] == TOPIC_QUERY
         assert row["date_searched"] == run_["started_at"][:10]
         assert row["records_found"] == run_["records_promised"]
-        assert row["records_in_catalog_after_run"] == sum(1 for a in b.articles.values() if a["first_seen_run"] <= run_["id"])
+        assert row["records_in_catalog_after_run"] == sum(
+            1 for a in b.articles.values() if a["first_seen_run"] <= run_["id"]
+        )
         assert ("E-utilities" in row["database_searched"]) == (run_["mode"] != "import")
 
 
@@ -315,7 +338,7 @@ def check_harvest_health_now(rows, b):
     assert row["failing_since_last_success"] == int(failure is not None and (success is None or failure > success))
 
 
-CHECKS = {name[len("check_"):]: f for name, f in globals().items() if name.startswith("check_")}
+CHECKS = {name[len("check_") :]: f for name, f in globals().items() if name.startswith("check_")}
 
 
 # -- the cookbook file ----------------------------------------------------------------------
@@ -336,16 +359,20 @@ def test_cookbook_names_do_not_collide_with_the_metadata_canned_queries():
 
 
 def test_the_parser_keeps_comments_in_sql_and_rejects_broken_entries():
-    text = "-- intro\n-- name: a\n-- title: A\n-- description: first\n--   continued\n-- example: x=1\n" \
-           "select :x -- a comment; with a semicolon\n, 'a;b' as s;\n\n-- name: b\n-- title: B\nselect 1\n"
+    text = (
+        "-- intro\n-- name: a\n-- title: A\n-- description: first\n--   continued\n-- example: x=1\n"
+        "select :x -- a comment; with a semicolon\n, 'a;b' as s;\n\n-- name: b\n-- title: B\nselect 1\n"
+    )
     parsed = cookbook.parse_queries(text)
     assert parsed["a"]["description"] == "first continued"
     assert parsed["a"]["params"] == ["x"] and parsed["a"]["examples"] == [{"x": "1"}]
     assert parsed["a"]["sql"].endswith("'a;b' as s") and parsed["b"]["sql"] == "select 1"
-    for broken in ("-- name: a\n-- title: A\nselect 1; select 2",
-                   "-- name: a\n-- title: A\n-- example: y=1\nselect :x",
-                   "-- name: a\nselect 1",
-                   "-- name: a\n-- title: A\nselect 1\n-- name: a\n-- title: A\nselect 2"):
+    for broken in (
+        "-- name: a\n-- title: A\nselect 1; select 2",
+        "-- name: a\n-- title: A\n-- example: y=1\nselect :x",
+        "-- name: a\nselect 1",
+        "-- name: a\n-- title: A\nselect 1\n-- name: a\n-- title: A\nselect 2",
+    ):
         with pytest.raises(cookbook.CookbookError):
             cookbook.parse_queries(broken)
 
@@ -414,9 +441,16 @@ def test_migration_creates_the_views(catalog, base):
     overview = {r["pmid"]: dict(r) for r in catalog.execute("select * from article_overview")}
     assert set(overview) == set(base.articles)
     row = overview[34034067]
-    assert (row["first_author"], row["journal"], row["study_design"], row["trial_ids"], row["is_current"]) == \
-        ("McIntyre RS", "Psychiatry research", "observational_cohort", "NCT04209296", 1)
-    first_orcids = {aa["pmid"]: aa["orcid"] for aa in base.article_authors if aa["role"] == "author" and aa["position"] == 1}
+    assert (row["first_author"], row["journal"], row["study_design"], row["trial_ids"], row["is_current"]) == (
+        "McIntyre RS",
+        "Psychiatry research",
+        "observational_cohort",
+        "NCT04209296",
+        1,
+    )
+    first_orcids = {
+        aa["pmid"]: aa["orcid"] for aa in base.article_authors if aa["role"] == "author" and aa["position"] == 1
+    }
     for pmid, r in overview.items():
         assert r["first_author_orcid"] == first_orcids.get(pmid)
         assert r["molecules"] == ("; ".join(sorted(base.tags[pmid]["molecule"])) or None)
@@ -445,8 +479,13 @@ def test_every_query_is_a_canned_query_of_the_catalog(evidence_catalog, catalog)
 
     metadata = yaml.safe_load((ROOT / "db" / "metadata.yml").read_text())
     settings = json.loads((ROOT / "db" / "settings.json").read_text())
-    ds = Datasette([str(evidence_catalog)], metadata=metadata, settings=settings,
-                   plugins_dir=str(ROOT / "db" / "plugins"), template_dir=str(ROOT / "db" / "templates"))
+    ds = Datasette(
+        [str(evidence_catalog)],
+        metadata=metadata,
+        settings=settings,
+        plugins_dir=str(ROOT / "db" / "plugins"),
+        template_dir=str(ROOT / "db" / "templates"),
+    )
 
     async def fetch_all():
         listed = await ds.get_canned_queries("catalog", None)
@@ -489,17 +528,22 @@ def test_every_parameter_of_every_question_has_a_rule():
     questions = {name: q["params"] for name, q in QUERIES.items()}
     for name, q in metadata["databases"]["catalog"]["queries"].items():
         questions[name] = plugin._PARAMS.findall(q["sql"])
-    missing = [f"{name}?{p}" for name, params in questions.items() for p in params if plugin.param_rule(name, p) is None]
+    missing = [
+        f"{name}?{p}" for name, params in questions.items() for p in params if plugin.param_rule(name, p) is None
+    ]
     assert missing == []
 
 
 def test_questions_refuse_what_they_cannot_read_and_accept_what_people_type(evidence_catalog, catalog):
     from datasette.app import Datasette
 
-    ds = Datasette([str(evidence_catalog)],
-                   metadata=yaml.safe_load((ROOT / "db" / "metadata.yml").read_text()),
-                   settings=json.loads((ROOT / "db" / "settings.json").read_text()),
-                   plugins_dir=str(ROOT / "db" / "plugins"), template_dir=str(ROOT / "db" / "templates"))
+    ds = Datasette(
+        [str(evidence_catalog)],
+        metadata=yaml.safe_load((ROOT / "db" / "metadata.yml").read_text()),
+        settings=json.loads((ROOT / "db" / "settings.json").read_text()),
+        plugins_dir=str(ROOT / "db" / "plugins"),
+        template_dir=str(ROOT / "db" / "templates"),
+    )
     refused = {
         "prisma_flow?since=2020": ("since", "run:2020"),  # a year or a run id? say which
         "new_records_by_design?since=2": ("since", "run:2"),
@@ -533,11 +577,18 @@ def test_questions_refuse_what_they_cannot_read_and_accept_what_people_type(evid
         assert f"parameter {param}:" in message and "Accepted:" in message and hint in message, message
         assert f"parameter {param}:" in as_page.text
     # One catalog of one run: run:1, #1 and a date before it mean the same records.
-    flows = {since: [(r["all_records"], r["new_records"]) for r in out[since].json()]
-             for since in ("run:1", "#1", "RUN:1", "2000-01-01", "2000/01/01", "2000-1-1")}
+    flows = {
+        since: [(r["all_records"], r["new_records"]) for r in out[since].json()]
+        for since in ("run:1", "#1", "RUN:1", "2000-01-01", "2000/01/01", "2000-1-1")
+    }
     assert flows["run:1"] == flows["#1"] == flows["RUN:1"] == prisma_expected(base_of(evidence_catalog), "run:1")
-    assert flows["2000-01-01"] == flows["2000/01/01"] == flows["2000-1-1"] == \
-        prisma_expected(base_of(evidence_catalog), "2000-01-01")
+    assert (
+        flows["2000-01-01"]
+        == flows["2000/01/01"]
+        == flows["2000-1-1"]
+        == prisma_expected(base_of(evidence_catalog), "2000-01-01")
+    )
     assert out["ris"].status_code == 400 and "no article rows" in out["ris"].text
-    assert out["term"].status_code == 200 and out["term"].json() == json.loads(json.dumps(
-        run(catalog, "mesh_cooccurrence", term="Suicidal Ideation")))
+    assert out["term"].status_code == 200 and out["term"].json() == json.loads(
+        json.dumps(run(catalog, "mesh_cooccurrence", term="Suicidal Ideation"))
+    )

@@ -21,8 +21,9 @@ def study(path: str) -> dict:
 
 def client_for(server: CtgovStandIn, **kw) -> tuple[CtgovClient, list[float]]:
     slept: list[float] = []
-    settings = CtgovSettings(base_url=server.url, requests_per_second=50, backoff_base=0.01, backoff_cap=0.05,
-                             max_tries=4, **kw)
+    settings = CtgovSettings(
+        base_url=server.url, requests_per_second=50, backoff_base=0.01, backoff_cap=0.05, max_tries=4, **kw
+    )
     return CtgovClient(settings, sleep=slept.append), slept
 
 
@@ -33,21 +34,31 @@ def test_a_completed_study_with_results_reads_as_the_registry_shows_it():
     record = parse_study(study("aact/NCT05594173.json"))
     row = ctgov.trial_row(record)
     assert (row["nct_id"], row["title"], row["acronym"]) == (
-        "NCT05594173", "Chewing and Oral Processing of Solid Food", "NIH_HVX6")
+        "NCT05594173",
+        "Chewing and Oral Processing of Solid Food",
+        "NIH_HVX6",
+    )
     assert (row["overall_status"], row["study_type"], row["phases"]) == ("COMPLETED", "OBSERVATIONAL", None)
     assert (row["enrollment_count"], row["enrollment_type"]) == (20, "ACTUAL")
     assert (row["start_date"], row["start_date_type"]) == ("2019-09-13", "ACTUAL")
     assert (row["primary_completion_date"], row["completion_date"]) == ("2020-12-20", "2020-12-20")
     assert (row["first_posted"], row["results_first_posted"], row["last_update_posted"]) == (
-        "2022-10-26", "2022-11-21", "2022-11-21")
+        "2022-10-26",
+        "2022-11-21",
+        "2022-11-21",
+    )
     assert (row["lead_sponsor"], row["lead_sponsor_class"], row["has_results"]) == (
-        "University Health Network, Toronto", "OTHER", 1)
+        "University Health Network, Toronto",
+        "OTHER",
+        1,
+    )
     rows = ctgov.child_rows(record)
     assert rows["trial_conditions"] == [("NCT05594173", 1, "Dysphagia")]
     assert rows["trial_interventions"] == [("NCT05594173", 1, "OTHER", "Food texture modification", None, None)]
     assert [(o[2], o[3], o[4]) for o in rows["trial_outcomes"]] == [
         ("primary", "Number of Chewing Cycles Per Bolus", "Baseline (single timepoint only)"),
-        ("primary", "Total Chewing Duration Per Bolus", "Baseline (single timepoint only)")]
+        ("primary", "Total Chewing Duration Per Bolus", "Baseline (single timepoint only)"),
+    ]
 
 
 def test_a_terminated_phase_2_trial_has_its_design_and_no_results():
@@ -59,7 +70,8 @@ def test_a_terminated_phase_2_trial_has_its_design_and_no_results():
 def test_the_registry_references_become_links_to_papers_with_their_type():
     record = parse_study(study("py-load-ctgov/NCT04267848.json"))
     assert ctgov.reference_links(record) == [
-        (33878954, "ClinicalTrials.gov", "NCT04267848", "registry_reference:DERIVED")]
+        (33878954, "ClinicalTrials.gov", "NCT04267848", "registry_reference:DERIVED")
+    ]
     background = parse_study(study("aact/NCT03630471.json"))
     kinds = [link[3] for link in ctgov.reference_links(background)]
     assert (kinds.count("registry_reference:BACKGROUND"), kinds.count("registry_reference:DERIVED")) == (7, 3)
@@ -77,7 +89,8 @@ def test_interventions_get_the_paper_taggers_molecule_and_route():
     # A real study with its intervention renamed: the tagger reads trials as it reads papers.
     raw = study("cyanheads-examples/study_NCT03934567_2025-06-17T11-17-59-791Z.json")
     raw["protocolSection"]["armsInterventionsModule"]["interventions"][0].update(
-        name="Esketamine", description="Esketamine 56 mg intranasal, twice weekly")
+        name="Esketamine", description="Esketamine 56 mg intranasal, twice weekly"
+    )
     (row,) = ctgov.child_rows(parse_study(raw))["trial_interventions"]
     assert (row[4], row[5]) == ("esketamine", "intranasal")
 
@@ -116,7 +129,9 @@ def test_the_topic_is_one_definition_for_the_registry_too():
     assert choose_trials_mode(None, full=False, overlap_days=3)[1] is None
     changed = {"query_version": "0", "watermark": "2026-01-10"}
     assert choose_trials_mode(changed, full=False, overlap_days=3) == (
-        f"full (query changed 0 -> {TRIALS_QUERY_VERSION})", None)
+        f"full (query changed 0 -> {TRIALS_QUERY_VERSION})",
+        None,
+    )
     same = {"query_version": TRIALS_QUERY_VERSION, "watermark": "2026-01-10"}
     assert choose_trials_mode(same, full=False, overlap_days=3)[1].isoformat() == "2026-01-07"
 

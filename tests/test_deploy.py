@@ -45,13 +45,22 @@ def checkout(tmp_path) -> Path:
 
 def base_env(tmp_path: Path, server_url: str, **extra: str) -> dict:
     """What a scheduler gives a job: almost nothing (no PYTHONPATH, no virtualenv)."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh", "LANG": "C.UTF-8",
-           "NCBI_EUTILS_URL": server_url, "NCBI_BACKOFF_BASE": "0.05", "NCBI_BACKOFF_CAP": "1",
-           # PubMed's stand-in only: the jobs must not reach the real ClinicalTrials.gov.
-           "HARVEST_SOURCES": "pubmed"}
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SHELL": "/bin/sh",
+        "LANG": "C.UTF-8",
+        "NCBI_EUTILS_URL": server_url,
+        "NCBI_BACKOFF_BASE": "0.05",
+        "NCBI_BACKOFF_CAP": "1",
+        # PubMed's stand-in only: the jobs must not reach the real ClinicalTrials.gov.
+        "HARVEST_SOURCES": "pubmed",
+    }
     # ...but the clock the test runs on (make test's shifted-clock pass): the job must see the
     # same "now" as the test that ages its runs.
-    env.update({k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "HARVEST_TODAY") or k.startswith("FAKETIME")})
+    env.update(
+        {k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "HARVEST_TODAY") or k.startswith("FAKETIME")}
+    )
     env.update(extra)
     return env
 
@@ -104,13 +113,22 @@ def test_cron_line_as_committed(tmp_path, checkout, records_server):
     assert cron_env["CATALOG_DB"] == f"{INSTALL}/db/catalog.db" and "NCBI_API_KEY" not in cron_env
 
     db = checkout / "db" / "catalog.db"
-    env = base_env(tmp_path, records_server.url, **{**{k: local(v, checkout) for k, v in cron_env.items()},
-                                                     "CATALOG_DB": str(db), "NCBI_MAX_TRIES": "2"})
+    env = base_env(
+        tmp_path,
+        records_server.url,
+        **{**{k: local(v, checkout) for k, v in cron_env.items()}, "CATALOG_DB": str(db), "NCBI_MAX_TRIES": "2"},
+    )
 
     def cron() -> subprocess.CompletedProcess:
         # cron runs the command with /bin/sh in the user's home; what it prints, cron mails.
-        return subprocess.run(["/bin/sh", "-c", local(command, checkout)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            ["/bin/sh", "-c", local(command, checkout)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     first = cron()
     assert (first.returncode, first.stdout, first.stderr) == (0, "", "")  # a good night mails nothing
@@ -129,8 +147,10 @@ def test_cron_line_as_committed(tmp_path, checkout, records_server):
     # PubMed down, and the last success three days old: the failure line, then the staleness.
     records_server.faults.add("503", times=None)
     conn = sqlite3.connect(db)
-    conn.execute("update harvest_runs set finished_at = ? where status = 'success'",
-                 [(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)).isoformat(timespec="seconds")])
+    conn.execute(
+        "update harvest_runs set finished_at = ? where status = 'success'",
+        [(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)).isoformat(timespec="seconds")],
+    )
     conn.commit()
     conn.close()
     failed = cron()
@@ -139,8 +159,14 @@ def test_cron_line_as_committed(tmp_path, checkout, records_server):
     assert re.fullmatch(r"harvest: error: the last successful harvest finished .+ ago \(limit 2d\)\n", failed.stderr)
     assert runs(db) == [(1, "full (new catalog)", "success"), (2, "incremental", "failed")]
     # The run log shows it to `harvest status` and, through the harvest_health view, to the front page.
-    status = subprocess.run([str(checkout / ".venv" / "bin" / "python"), "-m", "harvest", "status"], cwd=checkout,
-                            env=env, capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [str(checkout / ".venv" / "bin" / "python"), "-m", "harvest", "status"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert re.search(r"^  #2 \S+ failed\s+incremental", status.stdout, re.M) and "      error: " in status.stdout
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
@@ -175,8 +201,9 @@ def test_systemd_service_and_timer_as_committed(tmp_path, checkout, records_serv
     assert timer["Timer"]["Unit"] == "ketamine-harvest.service" and timer["Timer"]["Persistent"] == "true"
     assert timer["Install"]["WantedBy"] == "timers.target"
     if shutil.which("systemd-analyze"):
-        check = subprocess.run(["systemd-analyze", "calendar", timer["Timer"]["OnCalendar"]],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            ["systemd-analyze", "calendar", timer["Timer"]["OnCalendar"]], capture_output=True, text=True
+        )
         assert check.returncode == 0, check.stderr
     environment = unit_environment(service["Environment"])
     # The hardened unit may write only ReadWritePaths: the catalog, its lock and WAL live there.
@@ -188,15 +215,26 @@ def test_systemd_service_and_timer_as_committed(tmp_path, checkout, records_serv
     assert post[0] == start[0] and post[1:4] == ["-m", "harvest", "status"] and "--max-age" in post
 
     db = checkout / "db" / "catalog.db"
-    env = base_env(tmp_path, records_server.url, **{**{k: local(v, checkout) for k, v in environment.items()},
-                                                     "CATALOG_DB": str(db)})
+    env = base_env(
+        tmp_path,
+        records_server.url,
+        **{**{k: local(v, checkout) for k, v in environment.items()}, "CATALOG_DB": str(db)},
+    )
     cwd = local(service["WorkingDirectory"], checkout)
 
     def start_unit() -> list[subprocess.CompletedProcess]:
         done = []
         for key in ("ExecStart", "ExecStartPost"):  # systemd runs ExecStartPost only after a good start
-            done.append(subprocess.run(shlex.split(local(service[key], checkout)), cwd=cwd, env=env,
-                                       capture_output=True, text=True, timeout=300))
+            done.append(
+                subprocess.run(
+                    shlex.split(local(service[key], checkout)),
+                    cwd=cwd,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+            )
             if done[-1].returncode != 0:
                 break
         return done
@@ -208,7 +246,6 @@ def test_systemd_service_and_timer_as_committed(tmp_path, checkout, records_serv
     harvest, status = start_unit()  # the next night: an incremental run
     assert harvest.stdout.startswith("run 2 (incremental)") and status.returncode == 0
     assert articles(db) == 215
-
 
 
 # -- GitHub Actions -----------------------------------------------------------------------------
@@ -267,8 +304,14 @@ def test_github_workflow_as_committed(tmp_path, checkout, records_server):
         for name, script in scripts.items():
             if name == "Install":
                 continue
-            done[name] = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-                                        cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
+            done[name] = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                cwd=workspace,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert done[name].returncode == 0, (name, done[name].stdout, done[name].stderr)
         return done
 

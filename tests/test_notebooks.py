@@ -23,7 +23,7 @@ NOTEBOOKS = ROOT / "notebooks"
 RCT = ("rct", "crossover_rct")
 PRIMARY = RCT + ("open_label_trial", "observational_cohort", "case_control", "case_report_series")
 
-EVIDENCE_PROBE = '''\
+EVIDENCE_PROBE = """\
 import json as _json
 print("PROBE " + _json.dumps({
     "current": int(catalog.current_records),
@@ -35,9 +35,9 @@ print("PROBE " + _json.dumps({
     "journals": [[j, int(n)] for j, n in journals[["journal", "records"]].values],
     "evidence_matrix": {f"{r}|{c}": int(n) for (r, c), n in evidence_matrix.stack().items() if n},
     "evidence_rows": len(evidence_matrix),
-}))'''
+}))"""
 
-LIVING_PROBE = '''\
+LIVING_PROBE = """\
 import json as _json
 print("PROBE " + _json.dumps({
     "snapshot": int(snapshot.id),
@@ -45,7 +45,7 @@ print("PROBE " + _json.dumps({
     "prisma": [[int(a), int(n)] for a, n in prisma[["all_records", "new_records"]].values],
     "new_rcts": [int(p) for p in new_rcts.pmid],
     "ris_path": str(ris_path) if ris_path else None,
-}))'''
+}))"""
 
 
 def execute(name: str, probe: str, **env: str):
@@ -54,14 +54,15 @@ def execute(name: str, probe: str, **env: str):
     nb.cells.append(nbformat.v4.new_code_cell(probe))
     kernel_env = {k: v for k, v in os.environ.items() if not k.startswith(("CATALOG_DB", "REVIEW_"))}
     kernel_env.update(env, MPLBACKEND="module://matplotlib_inline.backend_inline")
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT)}}).execute(env=kernel_env)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute(
+        env=kernel_env
+    )
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     probe_line = next(line for line in text.splitlines() if line.startswith("PROBE "))
     images = sum("image/png" in o.get("data", {}) for o in outputs)
-    return json.loads(probe_line[len("PROBE "):]), text, images
+    return json.loads(probe_line[len("PROBE ") :]), text, images
 
 
 @pytest.mark.parametrize("name", ["evidence_map", "living_review"])
@@ -80,9 +81,13 @@ def test_evidence_map(evidence_catalog):
     assert images == 6  # the evidence map, design, molecule, RCT share, routes and populations, journals
 
     conn = connect_ro(evidence_catalog)
-    articles = [dict(r) for r in conn.execute(
-        "select pmid, pub_year, study_design, journal from articles "
-        "where matches_query = 1 and is_deleted = 0 and psychiatric = 1")]
+    articles = [
+        dict(r)
+        for r in conn.execute(
+            "select pmid, pub_year, study_design, journal from articles "
+            "where matches_query = 1 and is_deleted = 0 and psychiatric = 1"
+        )
+    ]
     tags: defaultdict[int, defaultdict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for t in conn.execute("select pmid, facet, value from article_tags"):
         tags[t["pmid"]][t["facet"]].add(t["value"])
@@ -92,8 +97,9 @@ def test_evidence_map(evidence_catalog):
     assert f"{len(articles):,} current" in text
     dated = [a for a in articles if a["pub_year"] is not None]
     assert numbers["design_by_year"] == dict(Counter(f"{a['pub_year']}|{a['study_design'] or 'other'}" for a in dated))
-    assert numbers["molecule_by_year"] == dict(Counter(
-        f"{a['pub_year']}|{m}" for a in dated for m in tags[a["pmid"]]["molecule"]))
+    assert numbers["molecule_by_year"] == dict(
+        Counter(f"{a['pub_year']}|{m}" for a in dated for m in tags[a["pmid"]]["molecule"])
+    )
     assert numbers["molecule_by_year"], "the shared records hold records that name ketamine"
     share: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for a in dated:
@@ -117,9 +123,13 @@ def map_cells(path) -> dict:
     axis = next(a for a in spec["axes"] if a["key"] == "population_molecule")
     rows = {r["key"]: r["label"] for r in axis["rows"]}
     levels = {lv["key"]: lv["label"] for lv in spec["levels"]}
-    cells = {f"{rows[row]}|{levels[level]}": n for row, level, n in conn.execute(
-        "select row, level, sum(count) from evidence_map_counts where axis = 'population_molecule' "
-        "and route = '' and comparator = '' group by row, level having sum(count) > 0")}
+    cells = {
+        f"{rows[row]}|{levels[level]}": n
+        for row, level, n in conn.execute(
+            "select row, level, sum(count) from evidence_map_counts where axis = 'population_molecule' "
+            "and route = '' and comparator = '' group by row, level having sum(count) > 0"
+        )
+    }
     conn.close()
     return cells
 
@@ -144,19 +154,26 @@ def test_evidence_map_figure_over_a_catalog_with_many_tagged_studies(tmp_path_fa
 
 
 def test_living_review_over_the_evidence_catalog(evidence_catalog, tmp_path):
-    numbers, text, images = execute("living_review", LIVING_PROBE, CATALOG_DB=str(evidence_catalog),
-                                    REVIEW_OUTPUT_DIR=str(tmp_path))
+    numbers, text, images = execute(
+        "living_review", LIVING_PROBE, CATALOG_DB=str(evidence_catalog), REVIEW_OUTPUT_DIR=str(tmp_path)
+    )
     assert images == 2  # new records by design, the PRISMA flow diagram
 
     conn = connect_ro(evidence_catalog)
     [run] = conn.execute("select * from harvest_runs where status = 'success'").fetchall()
-    rcts = {r[0] for r in conn.execute(
-        "select pmid from articles where matches_query = 1 and is_deleted = 0 and psychiatric = 1 "
-        "and is_retracted = 0 and study_design in ('rct', 'crossover_rct')")}
+    rcts = {
+        r[0]
+        for r in conn.execute(
+            "select pmid from articles where matches_query = 1 and is_deleted = 0 and psychiatric = 1 "
+            "and is_retracted = 0 and study_design in ('rct', 'crossover_rct')"
+        )
+    }
     total, retracted, notices = conn.execute(
-        "select count(*), sum(is_retracted = 1), sum(is_retraction_notice = 1 and is_retracted = 0) from articles").fetchone()
-    [included] = conn.execute("select count(*) from articles where psychiatric = 1 and is_retracted = 0 "
-                              "and is_retraction_notice = 0").fetchone()
+        "select count(*), sum(is_retracted = 1), sum(is_retraction_notice = 1 and is_retracted = 0) from articles"
+    ).fetchone()
+    [included] = conn.execute(
+        "select count(*) from articles where psychiatric = 1 and is_retracted = 0 and is_retraction_notice = 0"
+    ).fetchone()
     conn.close()
 
     # One run: everything is new, and the RIS file holds every current randomised trial.
@@ -169,8 +186,15 @@ def test_living_review_over_the_evidence_catalog(evidence_catalog, tmp_path):
     assert numbers["ris_path"].startswith(str(tmp_path))
     # The flow's last removal: records on depression only in another sense (set aside).
     set_aside = total - retracted - notices - included
-    assert numbers["prisma"] == [[total, total], [0, 0], [0, 0], [retracted, retracted], [notices, notices],
-                                 [set_aside, set_aside], [included, included]]
+    assert numbers["prisma"] == [
+        [total, total],
+        [0, 0],
+        [0, 0],
+        [retracted, retracted],
+        [notices, notices],
+        [set_aside, set_aside],
+        [included, included],
+    ]
     assert 0 < included < set_aside
     # PRISMA-S: database, query and version, date, run id, counts.
     assert "Database: PubMed" in text and "E-utilities" in text
@@ -182,8 +206,9 @@ def test_living_review_over_the_evidence_catalog(evidence_catalog, tmp_path):
 
 def test_living_review_after_a_second_harvest(living_catalog, tmp_path):
     path, late, gone = living_catalog
-    numbers, text, images = execute("living_review", LIVING_PROBE, CATALOG_DB=str(path),
-                                    REVIEW_OUTPUT_DIR=str(tmp_path))
+    numbers, text, images = execute(
+        "living_review", LIVING_PROBE, CATALOG_DB=str(path), REVIEW_OUTPUT_DIR=str(tmp_path)
+    )
     assert images == 2
     assert numbers["snapshot"] == 2
     assert sum(numbers["new_by_design"].values()) == len(late)
@@ -198,8 +223,9 @@ def test_living_review_after_a_second_harvest(living_catalog, tmp_path):
     assert "Limits: none: the whole database (a full sweep)" in text
 
     # Screened run 2 already: nothing new since, and the notebook says so instead of failing.
-    numbers, text, images = execute("living_review", LIVING_PROBE, CATALOG_DB=str(path),
-                                    REVIEW_OUTPUT_DIR=str(tmp_path / "again"), REVIEW_SINCE="2")
+    numbers, text, images = execute(
+        "living_review", LIVING_PROBE, CATALOG_DB=str(path), REVIEW_OUTPUT_DIR=str(tmp_path / "again"), REVIEW_SINCE="2"
+    )
     assert numbers["new_rcts"] == [] and numbers["ris_path"] is None and numbers["new_by_design"] == {}
     assert "No new randomised trials to screen." in text
     assert images == 1  # the flow diagram; no chart of nothing

@@ -55,8 +55,13 @@ def thinned(tmp_path_factory):
     copy = tmp_path_factory.mktemp("paging-site")
     shutil.copytree(site, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns("inspect-data.json"))
     with sqlite3.connect(copy / "catalog.db") as conn:
-        tables = [r[0] for r in conn.execute("select name from sqlite_master where type = 'table' "
-                                             "and name not like 'articles_fts%' and name not like 'sqlite_%'")]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "select name from sqlite_master where type = 'table' "
+                "and name not like 'articles_fts%' and name not like 'sqlite_%'"
+            )
+        ]
         for table in tables:
             columns = {c[1] for c in conn.execute(f"pragma table_info([{table}])")}
             if "pmid" in columns:
@@ -66,8 +71,10 @@ def thinned(tmp_path_factory):
         conn.execute("delete from authors where id not in (select author_id from article_authors)")
         # The newest records as if published on one day (a field changed): a tie across the
         # first page boundaries of the default order, where Datasette's first page differed.
-        conn.execute("update articles set pub_date = (select max(pub_date) from articles) where pmid in "
-                     f"(select pmid from articles order by pub_date desc, pmid limit {3 * PAGE})")
+        conn.execute(
+            "update articles set pub_date = (select max(pub_date) from articles) where pmid in "
+            f"(select pmid from articles order by pub_date desc, pmid limit {3 * PAGE})"
+        )
         conn.execute("delete from mesh_descriptors where descriptor_ui not in (select descriptor_ui from article_mesh)")
     conn.close()
     client = SmallPages(copy)
@@ -81,8 +88,10 @@ def keys_and_orders(db: Path):
     """(table, primary key columns, row count, [sort arguments]) for every table Datasette lists."""
     conn = sqlite3.connect(db)
     out = []
-    for (table,) in conn.execute("select name from sqlite_master where type = 'table' and name not like "
-                                 "'articles_fts%' and name not like 'sqlite_%' order by name"):
+    for (table,) in conn.execute(
+        "select name from sqlite_master where type = 'table' and name not like "
+        "'articles_fts%' and name not like 'sqlite_%' order by name"
+    ):
         info = conn.execute(f"pragma table_xinfo([{table}])").fetchall()
         pks = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5]] or ["rowid"]
         count = conn.execute(f"select count(*) from [{table}]").fetchone()[0]
@@ -129,9 +138,6 @@ def orders(columns: list[str]) -> list[str]:
     return [""] + [f"&_sort={c}" for c in columns] + [f"&_sort_desc={c}" for c in columns]
 
 
-
-
-
 def test_the_thinned_catalog_has_ties_across_page_boundaries(thinned):
     client, db = thinned
     conn = sqlite3.connect(db)
@@ -154,25 +160,39 @@ def test_every_table_pages_every_row_exactly_once_in_every_order(thinned):
             # in every order of every column, would take minutes).
             size = PAGE if not order else max(PAGE, -(-count // 11))
             json_client = client if size == PAGE else client.larger
-            walks = (("json next_url", lambda _client, table, pks, order, c=json_client, s=size:
-                      walk_json(c, table, pks, order, size=s)),
-                     ("csv stream", stream_csv))
+            walks = (
+                (
+                    "json next_url",
+                    lambda _client, table, pks, order, c=json_client, s=size: walk_json(c, table, pks, order, size=s),
+                ),
+                ("csv stream", stream_csv),
+            )
             for how, walk in walks:
                 seen = walk(client, table, pks, order)
                 if seen != expected:
                     missing = sum((expected - seen).values())
                     twice = sum((seen - expected).values())
-                    failures.append(f"{table}{order or ' (default order)'} by {how}: "
-                                    f"{missing} missing, {twice} extra of {count}")
+                    failures.append(
+                        f"{table}{order or ' (default order)'} by {how}: {missing} missing, {twice} extra of {count}"
+                    )
     assert failures == []
 
 
-@pytest.mark.parametrize("filters, where", [
-    ("&_pubtype=Journal+Article", "pmid in (select apt.pmid from article_publication_types apt join publication_types t "
-                                  "on t.ui = apt.publication_type_ui where t.name = 'Journal Article')"),
-    ("&pub_year__gte=2010&_sort=journal", "pub_year >= 2010"),
-    ("&_search=patients&_sort_desc=pub_year", "pmid in (select rowid from articles_fts where articles_fts match 'patients')"),
-])
+@pytest.mark.parametrize(
+    "filters, where",
+    [
+        (
+            "&_pubtype=Journal+Article",
+            "pmid in (select apt.pmid from article_publication_types apt join publication_types t "
+            "on t.ui = apt.publication_type_ui where t.name = 'Journal Article')",
+        ),
+        ("&pub_year__gte=2010&_sort=journal", "pub_year >= 2010"),
+        (
+            "&_search=patients&_sort_desc=pub_year",
+            "pmid in (select rowid from articles_fts where articles_fts match 'patients')",
+        ),
+    ],
+)
 def test_filtered_lists_page_every_row_exactly_once(thinned, filters, where):
     """The facet filters' subqueries, a column filter and a search keep the order complete too."""
     client, db = thinned

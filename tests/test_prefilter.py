@@ -95,12 +95,36 @@ def test_the_prefilter_drops_most_off_topic_records(files_checked):
 # -- clones carrying the topic words in each field and form ------------------------------------
 
 FORMS = [
-    "ketamine", "KETAMINE", "Esketamine", "arketamine", "S-ketamine", "R-Ketamine", "Spravato",
-    "&#x4b;etamine", "&#x4B;ETAMINE", "&#75;etamine", "&#107;etamine", "&#x0000006b;etamine",
-    "keta<i>mine</i>", "<i>keta</i>mine", "<i>keta</i><b>mine</b>", "<b><i>keta</i></b>mine",
-    "keta<sup/>mine", "keta<!-- a comment -->mine", "keta<?pi x?>mine", "<![CDATA[ketamine]]>",
-    "\u212aetamine", "&#8490;etamine", "&#x212A;ETAMINE", "ketam\u0131ne", "KETAM\u0130NE", "ketam&#305;ne",
-    "\u017fpravato", "&#383;pravato", "spr&#x61;vato", "Ketamin-induced",
+    "ketamine",
+    "KETAMINE",
+    "Esketamine",
+    "arketamine",
+    "S-ketamine",
+    "R-Ketamine",
+    "Spravato",
+    "&#x4b;etamine",
+    "&#x4B;ETAMINE",
+    "&#75;etamine",
+    "&#107;etamine",
+    "&#x0000006b;etamine",
+    "keta<i>mine</i>",
+    "<i>keta</i>mine",
+    "<i>keta</i><b>mine</b>",
+    "<b><i>keta</i></b>mine",
+    "keta<sup/>mine",
+    "keta<!-- a comment -->mine",
+    "keta<?pi x?>mine",
+    "<![CDATA[ketamine]]>",
+    "\u212aetamine",
+    "&#8490;etamine",
+    "&#x212A;ETAMINE",
+    "ketam\u0131ne",
+    "KETAM\u0130NE",
+    "ketam&#305;ne",
+    "\u017fpravato",
+    "&#383;pravato",
+    "spr&#x61;vato",
+    "Ketamin-induced",
 ]
 
 
@@ -112,7 +136,11 @@ def _off_topic_source() -> tuple[bytes, dict]:
             continue
         [record] = articles(document, path.name)
         text = " ".join(filter(None, [record.get("title"), record.get("abstract")]))
-        if record.get("title") and record.get("abstract") and _TEXT_PATTERNS[DEPRESSION_OR_SUICIDALITY.name].search(text):
+        if (
+            record.get("title")
+            and record.get("abstract")
+            and _TEXT_PATTERNS[DEPRESSION_OR_SUICIDALITY.name].search(text)
+        ):
             return document, record
     raise AssertionError("no real record with a depression word and no ketamine word in records/")
 
@@ -120,18 +148,38 @@ def _off_topic_source() -> tuple[bytes, dict]:
 FIELDS = {
     "title": (rb"<ArticleTitle>", lambda f: b"<ArticleTitle>" + f + b" "),
     "abstract": (rb"<AbstractText[^>]*>", lambda f: b"<AbstractText>" + f + b" "),
-    "keyword": (rb"</MedlineCitation>",
-                lambda f: b'<KeywordList Owner="NOTNLM"><Keyword MajorTopicYN="N">' + f
-                + b"</Keyword></KeywordList></MedlineCitation>"),
-    "mesh": (rb"</MedlineCitation>",
-             lambda f: b'<MeshHeadingList><MeshHeading><DescriptorName UI="D007649" MajorTopicYN="N">' + f
-             + b"</DescriptorName></MeshHeading></MeshHeadingList></MedlineCitation>"),
-    "chemical": (rb"</MedlineCitation>",
-                 lambda f: b'<ChemicalList><Chemical><RegistryNumber>0</RegistryNumber><NameOfSubstance UI="D007649">'
-                 + f + b"</NameOfSubstance></Chemical></ChemicalList></MedlineCitation>"),
-    "other abstract": (rb"</MedlineCitation>",
-                       lambda f: b'<OtherAbstract Type="Publisher" Language="eng"><AbstractText>' + f
-                       + b"</AbstractText></OtherAbstract></MedlineCitation>"),
+    "keyword": (
+        rb"</MedlineCitation>",
+        lambda f: (
+            b'<KeywordList Owner="NOTNLM"><Keyword MajorTopicYN="N">'
+            + f
+            + b"</Keyword></KeywordList></MedlineCitation>"
+        ),
+    ),
+    "mesh": (
+        rb"</MedlineCitation>",
+        lambda f: (
+            b'<MeshHeadingList><MeshHeading><DescriptorName UI="D007649" MajorTopicYN="N">'
+            + f
+            + b"</DescriptorName></MeshHeading></MeshHeadingList></MedlineCitation>"
+        ),
+    ),
+    "chemical": (
+        rb"</MedlineCitation>",
+        lambda f: (
+            b'<ChemicalList><Chemical><RegistryNumber>0</RegistryNumber><NameOfSubstance UI="D007649">'
+            + f
+            + b"</NameOfSubstance></Chemical></ChemicalList></MedlineCitation>"
+        ),
+    ),
+    "other abstract": (
+        rb"</MedlineCitation>",
+        lambda f: (
+            b'<OtherAbstract Type="Publisher" Language="eng"><AbstractText>'
+            + f
+            + b"</AbstractText></OtherAbstract></MedlineCitation>"
+        ),
+    ),
 }
 
 
@@ -143,7 +191,9 @@ def _clone(document: bytes, pmid: int, new_pmid: int, field: str, form: str, com
         document = re.sub(rb"<" + tag + rb"[^>]*>.*?</" + tag + rb">", b"", document, flags=re.S)
     cloned, count = re.subn(pattern, lambda _: replacement(raw), document, count=1)
     assert count == 1, field
-    cloned = cloned.replace(f"<PMID Version=\"1\">{pmid}</PMID>".encode(), f"<PMID Version=\"1\">{new_pmid}</PMID>".encode())
+    cloned = cloned.replace(
+        f'<PMID Version="1">{pmid}</PMID>'.encode(), f'<PMID Version="1">{new_pmid}</PMID>'.encode()
+    )
     if compact:
         cloned = re.sub(rb">\s+<", b"><", cloned)
     return cloned

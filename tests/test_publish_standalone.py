@@ -51,11 +51,19 @@ def bare_datasette(tmp_path_factory):
     env_dir = tmp_path_factory.mktemp("bare") / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     pins = [f"{name}=={importlib.metadata.version(name)}" for name in SERVING_PACKAGES]
-    done = subprocess.run([env_dir / "bin" / "python", "-m", "pip", "install", "--quiet", *pins],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [env_dir / "bin" / "python", "-m", "pip", "install", "--quiet", *pins],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    missing = subprocess.run([env_dir / "bin" / "python", "-c", "import harvest"], cwd=env_dir,
-                             env={"PATH": "/usr/bin:/bin"}, capture_output=True)
+    missing = subprocess.run(
+        [env_dir / "bin" / "python", "-c", "import harvest"],
+        cwd=env_dir,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+    )
     assert missing.returncode != 0, "the bare environment must not hold the harvester"
     return env_dir
 
@@ -65,9 +73,14 @@ def test_a_published_copy_serves_every_export_format_with_only_datasette_install
     port = free_port()
     # Started from the published folder's parent, far from the checkout: nothing of the repository
     # is on its path.
-    server = subprocess.Popen([bare_datasette / "bin" / "datasette", "serve", str(site), "--port", str(port)],
-                              cwd=site.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={"PATH": "/usr/bin:/bin", "HOME": str(site.parent)})
+    server = subprocess.Popen(
+        [bare_datasette / "bin" / "datasette", "serve", str(site), "--port", str(port)],
+        cwd=site.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(site.parent)},
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -77,7 +90,10 @@ def test_a_published_copy_serves_every_export_format_with_only_datasette_install
                 break
             except requests.ConnectionError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the published catalog did not start:\n" + (server.stdout.read() if server.poll() is not None else ""))
+                    pytest.fail(
+                        "the published catalog did not start:\n"
+                        + (server.stdout.read() if server.poll() is not None else "")
+                    )
                 time.sleep(0.2)
         conn = sqlite3.connect(catalog)
         conn.row_factory = sqlite3.Row

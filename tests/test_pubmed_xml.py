@@ -37,19 +37,68 @@ DAILY_UPDATE = "pubmed21n1298-part1.xml.gz"  # 13,000 modern records + DeleteCit
 BIG_FILES = (OLD_BASELINE, DAILY_UPDATE)
 
 ARTICLE_KEYS = {
-    "type", "pmid", "pmid_version", "is_book", "title", "vernacular_title", "abstract",
-    "abstract_sections", "other_abstracts", "journal", "journal_iso", "issn_print",
-    "issn_electronic", "issn_linking", "nlm_unique_id", "journal_country", "volume", "issue",
-    "pages", "pub_date", "pub_year", "pub_date_raw", "article_date", "history", "date_created",
-    "date_completed", "date_revised", "entrez_date", "doi", "pii", "pmcid", "article_ids",
-    "languages", "publication_types", "authors", "mesh", "supplementary_concepts", "chemicals",
-    "keywords", "grants", "databanks", "trial_registrations", "comments_corrections",
-    "publication_status", "citation_status", "indexing_method", "references_count",
-    "coi_statement", "xml",
+    "type",
+    "pmid",
+    "pmid_version",
+    "is_book",
+    "title",
+    "vernacular_title",
+    "abstract",
+    "abstract_sections",
+    "other_abstracts",
+    "journal",
+    "journal_iso",
+    "issn_print",
+    "issn_electronic",
+    "issn_linking",
+    "nlm_unique_id",
+    "journal_country",
+    "volume",
+    "issue",
+    "pages",
+    "pub_date",
+    "pub_year",
+    "pub_date_raw",
+    "article_date",
+    "history",
+    "date_created",
+    "date_completed",
+    "date_revised",
+    "entrez_date",
+    "doi",
+    "pii",
+    "pmcid",
+    "article_ids",
+    "languages",
+    "publication_types",
+    "authors",
+    "mesh",
+    "supplementary_concepts",
+    "chemicals",
+    "keywords",
+    "grants",
+    "databanks",
+    "trial_registrations",
+    "comments_corrections",
+    "publication_status",
+    "citation_status",
+    "indexing_method",
+    "references_count",
+    "coi_statement",
+    "xml",
 }
 AUTHOR_KEYS = {
-    "position", "role", "last_name", "fore_name", "initials", "suffix", "collective_name",
-    "affiliations", "orcid", "equal_contrib", "valid",
+    "position",
+    "role",
+    "last_name",
+    "fore_name",
+    "initials",
+    "suffix",
+    "collective_name",
+    "affiliations",
+    "orcid",
+    "equal_contrib",
+    "valid",
 }
 
 
@@ -120,9 +169,25 @@ def daily_update(big_records) -> list[dict]:
 
 _MARKUP = re.compile(r"</?(?:[A-Za-z]+:)?(?:i|b|u|sup|sub|math|m[a-z]+)(?:\s[^<>]*)?/?>")
 COMPARED_FIELDS = (
-    "title", "abstract", "journal", "journal_iso", "volume", "issue", "pages", "pub_year", "doi",
-    "pmcid", "languages", "publication_types", "mesh", "authors", "keywords", "grants",
-    "chemicals", "databank_accessions", "comments_corrections",
+    "title",
+    "abstract",
+    "journal",
+    "journal_iso",
+    "volume",
+    "issue",
+    "pages",
+    "pub_year",
+    "doi",
+    "pmcid",
+    "languages",
+    "publication_types",
+    "mesh",
+    "authors",
+    "keywords",
+    "grants",
+    "chemicals",
+    "databank_accessions",
+    "comments_corrections",
 )
 
 
@@ -149,9 +214,7 @@ def _biopython_fields(entry) -> dict:
     ids = [(i.attributes.get("IdType"), str(i)) for i in pubmed_data.get("ArticleIdList", [])]
     elocations = [(e.attributes.get("EIdType"), str(e)) for e in article_.get("ELocationID", [])]
     sections = article_.get("Abstract", {}).get("AbstractText", [])
-    abstract = " ".join(
-        f"{s.attributes['Label']}: {s}" if s.attributes.get("Label") else str(s) for s in sections
-    )
+    abstract = " ".join(f"{s.attributes['Label']}: {s}" if s.attributes.get("Label") else str(s) for s in sections)
     fields = {
         "title": article_.get("ArticleTitle"),
         "abstract": abstract,
@@ -174,7 +237,9 @@ def _biopython_fields(entry) -> dict:
         "grants": [(g.get("GrantID"), g.get("Agency")) for g in article_.get("GrantList", [])],
         "chemicals": [(c.get("RegistryNumber"), c.get("NameOfSubstance")) for c in citation.get("ChemicalList", [])],
         "databank_accessions": [
-            (d.get("DataBankName"), a) for d in article_.get("DataBankList", []) for a in d.get("AccessionNumberList", [])
+            (d.get("DataBankName"), a)
+            for d in article_.get("DataBankList", [])
+            for a in d.get("AccessionNumberList", [])
         ],
         "comments_corrections": [c.attributes.get("RefType") for c in citation.get("CommentsCorrectionsList", [])],
         # not compared: lets a disagreement be put in its category
@@ -346,7 +411,9 @@ def test_titles_with_italics_superscripts_and_mathml(daily_update):
 def test_structured_abstract_keeps_labels_and_categories(daily_update):
     record = article(daily_update, 10704411)
     assert [(s["label"], s["nlm_category"]) for s in record["abstract_sections"]] == [
-        ("BACKGROUND", "BACKGROUND"), ("RESULTS", "RESULTS"), ("CONCLUSIONS", "CONCLUSIONS"),
+        ("BACKGROUND", "BACKGROUND"),
+        ("RESULTS", "RESULTS"),
+        ("CONCLUSIONS", "CONCLUSIONS"),
     ]
     assert record["abstract"].startswith("BACKGROUND: Drugs of abuse have a common property in mammals")
     assert "\n\nRESULTS: We present evidence that dopamine" in record["abstract"]
@@ -385,8 +452,12 @@ def test_year_month_day_dates_and_history(daily_update):
     assert record["date_completed"] == "2000-04-25" and record["date_revised"] == "2021-06-07"
     last = article(daily_update, 34088158)
     assert last["history"] == {
-        "received": "2021-02-18", "revised": "2021-03-18", "accepted": "2021-04-05",
-        "entrez": "2021-06-05", "pubmed": "2021-06-06", "medline": "2021-06-06",
+        "received": "2021-02-18",
+        "revised": "2021-03-18",
+        "accepted": "2021-04-05",
+        "entrez": "2021-06-05",
+        "pubmed": "2021-06-06",
+        "medline": "2021-06-06",
     }
     assert last["entrez_date"] == "2021-06-05"
     numeric = only_article(DATA / "eutils" / "biopython" / "title_with_html_tags.xml")
@@ -419,7 +490,9 @@ def test_orcid_normalised_from_every_form_and_refused_when_broken(daily_update):
 def test_equal_contribution_flags():
     record = only_article(RECORDS / "30386702.xml")
     assert [(a["last_name"], a["equal_contrib"]) for a in record["authors"]][:3] == [
-        ("Liu", True), ("Wang", True), (record["authors"][2]["last_name"], False),
+        ("Liu", True),
+        ("Wang", True),
+        (record["authors"][2]["last_name"], False),
     ]
 
 
@@ -439,7 +512,10 @@ def test_trial_ids_found_in_abstract_text(daily_update):
     ]
     assert not ketamine["databanks"]
     dutch = article(daily_update, 33515500)  # "Netherlands Trial Registry, NTR4132/NL3847."
-    assert [(t["registry"], t["trial_id"]) for t in dutch["trial_registrations"]] == [("NTR", "NTR4132"), ("NTR", "NL3847")]
+    assert [(t["registry"], t["trial_id"]) for t in dutch["trial_registrations"]] == [
+        ("NTR", "NTR4132"),
+        ("NTR", "NL3847"),
+    ]
     india = article(daily_update, 32737577)  # written "CTRI/2018/02/011,664"
     assert [t["trial_id"] for t in india["trial_registrations"]] == ["CTRI/2018/02/011664"]
     spaced = article(daily_update, 34052569)  # written "ACTRN 12617000863336"
@@ -504,7 +580,9 @@ def test_book_article():
     assert record["abstract_sections"][0]["label"] == "CLINICAL CHARACTERISTICS"
     assert "biallelic pathogenic variants in SLC12A6 identified" in record["abstract"]
     assert record["references_count"] == record["xml"].count(b"<Reference>") > 10
-    assert record["entrez_date"] == "2020-09-17" and record["publication_types"] == [{"ui": "D016454", "name": "Review"}]
+    assert record["entrez_date"] == "2020-09-17" and record["publication_types"] == [
+        {"ui": "D016454", "name": "Review"}
+    ]
     assert record["journal"] is None and record["doi"] is None
 
 
@@ -515,7 +593,10 @@ def test_medline_citation_set_file():
     first = records[0]
     assert first["pmid"] == 17942999 and first["date_created"] == "2007-10-18"
     assert first["history"] == {} and first["publication_status"] is None  # no PubmedData in this format
-    assert (first["abstract_sections"][0]["label"], first["abstract_sections"][0]["nlm_category"]) == ("PURPOSE", "OBJECTIVE")
+    assert (first["abstract_sections"][0]["label"], first["abstract_sections"][0]["nlm_category"]) == (
+        "PURPOSE",
+        "OBJECTIVE",
+    )
     # without PubmedData the DOI can only come from ELocationID
     with_doi = [r for r in articles(records) if r["doi"]]
     assert with_doi and all(any(i["source"] == "ELocationID" for i in r["article_ids"]) for r in with_doi)
@@ -524,7 +605,9 @@ def test_medline_citation_set_file():
 def test_bare_pubmed_article_root():
     record = only_article(PUBMED / "records-pymed" / "test_article.xml")
     assert (record["pmid"], record["citation_status"], record["doi"]) == (
-        31253142, "In-Process", "10.1186/s12891-019-2685-y",
+        31253142,
+        "In-Process",
+        "10.1186/s12891-019-2685-y",
     )
 
 
@@ -577,17 +660,26 @@ def test_other_fields_of_a_modern_record(daily_update):
     record = article(daily_update, 34088158)
     assert record["coi_statement"].startswith("Declaration of competing interest The authors declare")
     assert (record["doi"], record["pii"], record["publication_status"]) == (
-        "10.1016/j.scitotenv.2021.147038", "S0048-9697(21)02108-2", "ppublish",
+        "10.1016/j.scitotenv.2021.147038",
+        "S0048-9697(21)02108-2",
+        "ppublish",
     )
     assert {k["owner"] for k in record["keywords"]} == {"NOTNLM"}
     assert (record["nlm_unique_id"], record["issn_linking"]) == ("0330500", "0048-9697")
     first = article(daily_update, 10704411)
     assert (first["journal"], first["journal_iso"], first["issn_print"], first["journal_country"]) == (
-        "Current biology : CB", "Curr Biol", "0960-9822", "England",
+        "Current biology : CB",
+        "Curr Biol",
+        "0960-9822",
+        "England",
     )
     assert first["chemicals"][0] == {"registry_number": "3K9958V90M", "ui": "D000431", "name": "Ethanol"}
-    assert first["grants"][0] == {"grant_id": "T32 GM007618", "acronym": "GM", "agency": "NIGMS NIH HHS",
-                                  "country": "United States"}
+    assert first["grants"][0] == {
+        "grant_id": "T32 GM007618",
+        "acronym": "GM",
+        "agency": "NIGMS NIH HHS",
+        "country": "United States",
+    }
 
 
 def test_mesh_qualifiers_supplementary_concepts_and_other_abstracts(old_baseline):
@@ -611,8 +703,13 @@ def test_pages_from_start_and_end_page_when_medline_pagination_is_missing():
 
 
 def test_record_xml_parses_again_to_the_same_record(daily_update):
-    originals = [article(daily_update, 10704411), article(daily_update, 33780037), article(daily_update, 30271887, 2),
-                 only_article(RECORDS / "20301546.xml"), parse_path(PUBMED / "medline16n0902.xml.gz")[0]]
+    originals = [
+        article(daily_update, 10704411),
+        article(daily_update, 33780037),
+        article(daily_update, 30271887, 2),
+        only_article(RECORDS / "20301546.xml"),
+        parse_path(PUBMED / "medline16n0902.xml.gz")[0],
+    ]
     for original in originals:
         assert original["xml"].startswith((b"<PubmedArticle>", b"<PubmedBookArticle>", b"<MedlineCitation "))
         again = list(parse_pubmed_xml(original["xml"], source_name="stored record"))
@@ -638,9 +735,14 @@ def _real_record_document() -> bytes:
 
 
 def _with_internal_subset(data: bytes, subset: bytes, title_replacement: bytes) -> bytes:
-    doctype_end = data.index(b"pubmed_250101.dtd\">") + len(b"pubmed_250101.dtd\"")
+    doctype_end = data.index(b'pubmed_250101.dtd">') + len(b'pubmed_250101.dtd"')
     data = data[:doctype_end] + b" [" + subset + b"]" + data[doctype_end:]
-    return re.sub(rb"<ArticleTitle>[^<]*</ArticleTitle>", b"<ArticleTitle>" + title_replacement + b"</ArticleTitle>", data, count=1)
+    return re.sub(
+        rb"<ArticleTitle>[^<]*</ArticleTitle>",
+        b"<ArticleTitle>" + title_replacement + b"</ArticleTitle>",
+        data,
+        count=1,
+    )
 
 
 def _collect_until_error(data, name="hostile.xml") -> tuple[list[dict], PubmedXMLError]:
@@ -653,9 +755,7 @@ def _collect_until_error(data, name="hostile.xml") -> tuple[list[dict], PubmedXM
 
 
 def test_xxe_entity_is_refused_before_any_record():
-    data = _with_internal_subset(
-        _real_record_document(), b'<!ENTITY xxe SYSTEM "file:///etc/passwd">', b"&xxe;"
-    )
+    data = _with_internal_subset(_real_record_document(), b'<!ENTITY xxe SYSTEM "file:///etc/passwd">', b"&xxe;")
     seen, error = _collect_until_error(data)
     assert seen == []
     assert str(error).startswith("refusing XML with entity declarations") and "xxe" in str(error)
@@ -699,17 +799,25 @@ def test_entities_and_dtds_pointing_at_files_or_servers_are_never_fetched(tmp_pa
     documents = {
         "general entity, file": _with_internal_subset(data, b'<!ENTITY x SYSTEM "file://%s">' % bytes(pipe), b"&x;"),
         "general entity, http": _with_internal_subset(data, b'<!ENTITY x SYSTEM "%s/x">' % url, b"&x;"),
-        "parameter entity, file": _with_internal_subset(data, b'<!ENTITY %% p SYSTEM "file://%s"> %%p;' % bytes(pipe), b"t"),
+        "parameter entity, file": _with_internal_subset(
+            data, b'<!ENTITY %% p SYSTEM "file://%s"> %%p;' % bytes(pipe), b"t"
+        ),
         "parameter entity, http": _with_internal_subset(data, b'<!ENTITY %% p SYSTEM "%s/p"> %%p;' % url, b"t"),
         # No internal subset, only the DOCTYPE's DTD URL, as NLM's own files have:
-        "external DTD, http": data.replace(b"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd", url + b"/pubmed.dtd"),
+        "external DTD, http": data.replace(
+            b"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd", url + b"/pubmed.dtd"
+        ),
     }
     outcomes = {}
     try:
         for name, document in documents.items():
             probe = subprocess.run(
-                [sys.executable, "-c", FETCH_PROBE], input=document, capture_output=True, timeout=60,
-                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                [sys.executable, "-c", FETCH_PROBE],
+                input=document,
+                capture_output=True,
+                timeout=60,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
             assert probe.returncode == 0, probe.stderr.decode()
             outcomes[name] = probe.stdout.decode().split(":")[0]
@@ -729,7 +837,7 @@ def test_entities_and_dtds_pointing_at_files_or_servers_are_never_fetched(tmp_pa
 
 def test_billion_laughs_is_refused_quickly():
     lol = [b'<!ENTITY lol0 "lol">'] + [
-        b"<!ENTITY lol%d \"%s\">" % (i, b"".join(b"&lol%d;" % (i - 1) for _ in range(10))) for i in range(1, 10)
+        b'<!ENTITY lol%d "%s">' % (i, b"".join(b"&lol%d;" % (i - 1) for _ in range(10))) for i in range(1, 10)
     ]
     data = _with_internal_subset(_real_record_document(), b"".join(lol), b"&lol9;")
     started = time.perf_counter()
@@ -798,7 +906,7 @@ def test_gigantic_text_node_is_refused():
     text = match.group(1)
     gigantic = text * (10_500_000 // len(text) + 1)
     assert len(gigantic) > 10_000_000
-    seen, error = _collect_until_error(data[: match.start(1)] + gigantic + data[match.end(1):])
+    seen, error = _collect_until_error(data[: match.start(1)] + gigantic + data[match.end(1) :])
     assert seen == [] and "text node too large" in str(error)
 
 
@@ -919,7 +1027,11 @@ def test_resident_memory_stays_flat_when_the_document_doubles():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     probe = subprocess.run(
         [sys.executable, "-c", MEMORY_PROBE, str(PUBMED / OLD_BASELINE), "20000"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert probe.returncode == 0, probe.stderr
     result = json.loads(probe.stdout)
@@ -957,7 +1069,7 @@ def test_an_undefined_entity_early_in_a_file_is_reported_as_such(where):
 def test_a_document_that_goes_on_without_records_is_refused_after_the_records_before_it(filler):
     data = _real_record_document()
     end = data.index(b"</PubmedArticleSet>")
-    record = data[data.index(b"<PubmedArticle>"):end]
+    record = data[data.index(b"<PubmedArticle>") : end]
     hostile = data[:end] + filler * (600_000 // filler.count(b"<") + 1) + record + data[end:]
     seen, error = _collect_until_error(hostile)
     assert [r["pmid"] for r in seen] == [38011560]  # the record before the filler is yielded

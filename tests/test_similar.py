@@ -84,7 +84,8 @@ def stored_lists(path: Path) -> dict[int, list[tuple]]:
     try:
         out: dict[int, list[tuple]] = {}
         for pmid, similar_pmid, score, shared in conn.execute(
-                "select pmid, similar_pmid, score, shared_terms from similar_articles order by pmid, rank"):
+            "select pmid, similar_pmid, score, shared_terms from similar_articles order by pmid, rank"
+        ):
             out.setdefault(pmid, []).append((similar_pmid, score, shared))
         return out
     finally:
@@ -120,9 +121,15 @@ def test_article_page_shows_similar_articles_with_shared_terms(tmp_path, importe
     source.backup(copy)  # the catalog is in WAL mode: copy what it holds, not its main file
     source.close()
     copy.close()
-    [(first, title, shared)] = sqlite3.connect(site / "catalog.db").execute(
-        "select s.similar_pmid, a.title, s.shared_terms from similar_articles s "
-        "join articles a on a.pmid = s.similar_pmid where s.pmid = ? and s.rank = 1", [KETAMINE_REVIEW]).fetchall()
+    [(first, title, shared)] = (
+        sqlite3.connect(site / "catalog.db")
+        .execute(
+            "select s.similar_pmid, a.title, s.shared_terms from similar_articles s "
+            "join articles a on a.pmid = s.similar_pmid where s.pmid = ? and s.rank = 1",
+            [KETAMINE_REVIEW],
+        )
+        .fetchall()
+    )
     client = Client(site)
     try:
         page = client.get(f"/catalog/articles/{KETAMINE_REVIEW}")
@@ -130,10 +137,11 @@ def test_article_page_shows_similar_articles_with_shared_terms(tmp_path, importe
         client.close()
     assert page.status_code == 200
     html = page.text
-    section = html[html.index("<h2>Similar articles</h2>"):]
-    section = section[:section.index("</section>")]
+    section = html[html.index("<h2>Similar articles</h2>") :]
+    section = section[: section.index("</section>")]
     assert f'href="/catalog/articles/{first}"' in section
     import html as html_lib
+
     assert html_lib.escape(title, quote=False) in section or title in html_lib.unescape(section)
     assert html_lib.unescape(section).count("<li") <= 10
     assert shared.split("; ")[0] in html_lib.unescape(section)
@@ -176,8 +184,9 @@ def test_harvest_of_a_changed_record_refreshes_it_and_its_neighbours(tmp_path):
     fresh = by_pmid(similar.similar_rows(store._similar_documents(db)))
     touched = listed_it | {r[0] for r in after[KETAMINE_REVIEW]} | {KETAMINE_REVIEW}
     for pmid in touched:
-        assert after.get(pmid, []) == [(r["similar_pmid"], r["score"], r["shared_terms"])
-                                       for r in fresh.get(pmid, [])], pmid
+        assert after.get(pmid, []) == [
+            (r["similar_pmid"], r["score"], r["shared_terms"]) for r in fresh.get(pmid, [])
+        ], pmid
     assert any(after.get(p) != before.get(p) for p in listed_it)
 
 

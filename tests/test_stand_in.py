@@ -159,10 +159,11 @@ def test_loader_skips_non_pubmedarticleset_and_survives_duplicates(tmp_path):
 
 
 def test_term_date_parser():
-    assert parse_term_dates('ketamine AND ("2020/01/01"[crdt] : "2020/12/31"[crdt])') == [
-        ("crdt", 20200101, 20201231)]
+    assert parse_term_dates('ketamine AND ("2020/01/01"[crdt] : "2020/12/31"[crdt])') == [("crdt", 20200101, 20201231)]
     assert parse_term_dates('x AND ("2020"[dp] : "3000"[dp]) AND "2021/02"[edat]') == [
-        ("pdat", 20200101, 30001231), ("edat", 20210201, 20210228)]
+        ("pdat", 20200101, 30001231),
+        ("edat", 20210201, 20210228),
+    ]
     assert parse_term_dates("2019/05:2019/06[mdat]") == [("mdat", 20190501, 20190630)]
     assert parse_term_dates('depression[mh] AND "2020"[Title]') == []
 
@@ -171,8 +172,9 @@ def test_term_date_parser():
 
 
 def test_esearch_counts_the_records_folder_get_and_post(server, records_corpus):
-    r = requests.get(server.url + "esearch.fcgi",
-                     params={"db": "pubmed", "term": "ketamine", "rettype": "count"}, timeout=10)
+    r = requests.get(
+        server.url + "esearch.fcgi", params={"db": "pubmed", "term": "ketamine", "rettype": "count"}, timeout=10
+    )
     assert r.headers["Content-Type"].startswith("text/xml")
     real = (EUTILS_DATA / "eutils-cassettes/decoded/test_esearchresult.0.body").read_bytes()
     assert r.content.startswith(real[: real.index(b"<eSearchResult>")])  # real prolog
@@ -244,8 +246,9 @@ def test_cap_on_the_big_files(big_server):
     assert len(ids_of(esearch(big_server, retstart=0, retmax=10000))) == 9999
     assert len(ids_of(esearch(big_server, retstart=9998, retmax=5))) == 1
 
-    r = requests.get(big_server.url + "esearch.fcgi",
-                     params={"db": "pubmed", "term": "x", "retstart": "10000"}, timeout=10)
+    r = requests.get(
+        big_server.url + "esearch.fcgi", params={"db": "pubmed", "term": "x", "retstart": "10000"}, timeout=10
+    )
     assert r.status_code == 200
     err = etree.fromstring(r.content)
     assert err.tag == "eSearchResult" and err.findtext("ERROR") == CAP_MESSAGE
@@ -264,8 +267,10 @@ def test_big_files_one_revision_day_over_the_cap_split_by_crdt(big_server):
 
     day = '"2021/06/07"[mdat]'
     assert count(day) == 11461  # README: a mass re-indexing day
-    halves = [count(f'{day} AND ("1000"[crdt] : "2020/12/31"[crdt])'),
-              count(f'{day} AND ("2021/01/01"[crdt] : "3000"[crdt])')]
+    halves = [
+        count(f'{day} AND ("1000"[crdt] : "2020/12/31"[crdt])'),
+        count(f'{day} AND ("2021/01/01"[crdt] : "3000"[crdt])'),
+    ]
     assert sum(halves) == 11461 and max(halves) < 9999
 
 
@@ -277,8 +282,9 @@ def test_date_ranges_filter_by_each_date_type(server):
     d = independent_dates(RECORDS / f"{pmid}.xml")
     for field in ("crdt", "edat", "mdat"):
         day = d[field]
-        hit = ids_of(esearch(server, retmax=500,
-                             term=f'ketamine AND ("{day:%Y/%m/%d}"[{field}] : "{day:%Y/%m/%d}"[{field}])'))
+        hit = ids_of(
+            esearch(server, retmax=500, term=f'ketamine AND ("{day:%Y/%m/%d}"[{field}] : "{day:%Y/%m/%d}"[{field}])')
+        )
         assert pmid in hit
         before = day - dt.timedelta(days=1)
         miss = ids_of(esearch(server, retmax=500, term=f'("1900"[{field}] : "{before:%Y/%m/%d}"[{field}])'))
@@ -286,8 +292,9 @@ def test_date_ranges_filter_by_each_date_type(server):
         assert len(hit) + len(miss) <= 215
 
     # an independent count of crdt in 2023 over all 215 files
-    expected = sum(1 for p in RECORDS.glob("*.xml") if p.stem != "37909814"
-                   and independent_dates(p)["crdt"].year == 2023)
+    expected = sum(
+        1 for p in RECORDS.glob("*.xml") if p.stem != "37909814" and independent_dates(p)["crdt"].year == 2023
+    )
     assert expected > 0
     got = esearch(server, term='("2023"[crdt] : "2023"[crdt])', rettype="count").findtext("Count")
     assert int(got) == expected
@@ -305,8 +312,9 @@ def test_mindate_maxdate_and_reldate(server):
     crdt = independent_dates(RECORDS / f"{pmid}.xml")["crdt"]
     hit = esearch(server, datetype="crdt", mindate=f"{crdt:%Y/%m/%d}", maxdate=f"{crdt:%Y/%m/%d}", retmax=500)
     assert pmid in ids_of(hit) and int(hit.findtext("Count")) < 215
-    miss = esearch(server, datetype="crdt", mindate="1800", maxdate=f"{crdt - dt.timedelta(days=1):%Y/%m/%d}",
-                   retmax=500)
+    miss = esearch(
+        server, datetype="crdt", mindate="1800", maxdate=f"{crdt - dt.timedelta(days=1):%Y/%m/%d}", retmax=500
+    )
     assert pmid not in ids_of(miss)
     # PubMed ignores mindate without maxdate
     assert esearch(server, datetype="crdt", mindate="2099", rettype="count").findtext("Count") == "215"
@@ -322,14 +330,16 @@ def test_mindate_maxdate_and_reldate(server):
 
 
 def test_fault_http_errors(server):
-    tpl = json.loads(next(p for p in (EUTILS_DATA / "biomcp-pubmed-json").glob("*.json")
-                          if "rate limit" in p.read_text()).read_text())
+    tpl = json.loads(
+        next(
+            p for p in (EUTILS_DATA / "biomcp-pubmed-json").glob("*.json") if "rate limit" in p.read_text()
+        ).read_text()
+    )
     server.faults.add("429")
     r = requests.get(server.url + "esearch.fcgi", params={"db": "pubmed", "term": "x"}, timeout=10)
     assert r.status_code == 429 and r.headers["Retry-After"] == "1"
     assert set(r.json()) == set(tpl) and r.json()["error"] == tpl["error"]
-    for kind, reason in (("500", b"Internal Server Error"), ("502", b"Bad Gateway"),
-                         ("503", b"Service Unavailable")):
+    for kind, reason in (("500", b"Internal Server Error"), ("502", b"Bad Gateway"), ("503", b"Service Unavailable")):
         server.faults.add(kind)
         r = requests.get(server.url + "esearch.fcgi", params={"term": "x"}, timeout=10)
         assert r.status_code == int(kind) and reason in r.content
@@ -403,8 +413,8 @@ def test_fault_hostile_answers_are_the_real_answer_made_hostile(server):
     assert re.sub(rb" \[(<!ENTITY[^>]*>)+\]", b"", bomb).replace(b"&lol9;", b"") == real
     huge = hostile("huge_text")
     assert len(huge) > HUGE_TEXT
-    assert huge.startswith(real[:title.start(1)]) and huge.endswith(real[title.end(1):])
-    assert huge[title.start(1):title.start(1) + 3 * len(title.group(1))] == title.group(1) * 3
+    assert huge.startswith(real[: title.start(1)]) and huge.endswith(real[title.end(1) :])
+    assert huge[title.start(1) : title.start(1) + 3 * len(title.group(1))] == title.group(1) * 3
     bad = hostile("invalid_utf8")
     with pytest.raises(UnicodeDecodeError):
         bad.decode("utf-8")
@@ -432,7 +442,11 @@ def test_fault_timeout_slow_reset(server):
         requests.get(server.url + "esearch.fcgi", params={"term": "x"}, timeout=5)
     assert requests.get(server.url + "esearch.fcgi", params={"term": "x"}, timeout=5).status_code == 200
     assert [(e.fault, e.status) for e in server.requests_log] == [
-        ("timeout", None), ("slow", 200), ("reset", None), (None, 200)]
+        ("timeout", None),
+        ("slow", 200),
+        ("reset", None),
+        (None, 200),
+    ]
 
 
 def test_fault_outage(server):
@@ -457,7 +471,16 @@ def test_fault_rules_after_times_every_path(server):
     for _ in range(9):
         requests.get(server.url + "esearch.fcgi", params={"term": "x"}, timeout=5)
     assert [e.fault for e in server.requests_log] == [
-        None, None, "502", None, None, "error_in_200", None, None, "truncated"]
+        None,
+        None,
+        "502",
+        None,
+        None,
+        "error_in_200",
+        None,
+        None,
+        "truncated",
+    ]
     assert rule.fired == 3
 
 
@@ -490,8 +513,7 @@ def test_rate_limit_enforced_and_counted(records_corpus):
             time.sleep(0.36)
         assert s.rate_violations() == 2
         time.sleep(1.05)
-        keyed = [requests.get(s.url + "einfo.fcgi", params={"api_key": "k"}, timeout=5).status_code
-                 for _ in range(11)]
+        keyed = [requests.get(s.url + "einfo.fcgi", params={"api_key": "k"}, timeout=5).status_code for _ in range(11)]
         assert keyed == [200] * 10 + [429]
         assert s.rate_violations(limit=10) == 1
         assert s.count("einfo", status=429) == 3
@@ -558,9 +580,21 @@ def test_grow_between_esearch_and_efetch(server):
 
 def test_cli_serves_and_logs():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.eutils_stand_in", str(PUBMED_DATA / "records-pubmedpy"),
-         "--port", "0", "--host", "127.0.0.1"],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tests.eutils_stand_in",
+            str(PUBMED_DATA / "records-pubmedpy"),
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/entrez/eutils/", url)

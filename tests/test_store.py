@@ -38,7 +38,12 @@ def test_import_stores_one_row_per_pmid_with_versions_books_and_old_format(impor
     assert total == distinct
     # 32,998 PMIDs in the two large files, 604 in the 2016 MEDLINE file, 215 in records/ (overlaps counted once)
     assert total >= 32998 + 215
-    assert db.execute("select count(*) from articles where pmid in (select pmid from article_xml where run_id = 1)").fetchone()[0] == total
+    assert (
+        db.execute(
+            "select count(*) from articles where pmid in (select pmid from article_xml where run_id = 1)"
+        ).fetchone()[0]
+        == total
+    )
     # Versioned citation: the latest in articles, every version kept.
     assert db.table("articles").get(30271887)["pmid_version"] == 3
     versions = [r[0] for r in db.execute("select pmid_version from article_xml where pmid = 30271887 order by 1")]
@@ -55,8 +60,12 @@ def test_import_stores_one_row_per_pmid_with_versions_books_and_old_format(impor
 
 def test_import_flags_deletions_listed_in_the_update_file(imported_catalog):
     db = sqlite_utils.Database(imported_catalog[0])
-    listed = {int(p) for p in re.findall(rb"<PMID Version=\"\d+\">(\d+)</PMID>",
-                                        gzip.open(UPDATE_FILE).read().split(b"<DeleteCitation>")[1])}
+    listed = {
+        int(p)
+        for p in re.findall(
+            rb"<PMID Version=\"\d+\">(\d+)</PMID>", gzip.open(UPDATE_FILE).read().split(b"<DeleteCitation>")[1]
+        )
+    }
     assert len(listed) == 20
     deleted = {r[0] for r in db.execute("select pmid from articles where is_deleted = 1")}
     # Only PMIDs the catalog holds can be flagged; none of the shared files holds one of these.
@@ -71,7 +80,9 @@ def test_deletecitation_for_a_stored_record_keeps_it_flagged_with_an_event(recor
     block = re.sub(rb"(<PMID Version=\"1\">)\d+(</PMID>)", rb"\g<1>38011560\g<2>", block, count=1)
     head = gzip.open(UPDATE_FILE).read(400).split(b"<PubmedArticleSet>")[0]
     update = tmp_path / "update.xml"
-    update.write_bytes(head + b"<PubmedArticleSet>\n<DeleteCitation>" + block + b"</DeleteCitation>\n</PubmedArticleSet>\n")
+    update.write_bytes(
+        head + b"<PubmedArticleSet>\n<DeleteCitation>" + block + b"</DeleteCitation>\n</PubmedArticleSet>\n"
+    )
     result = run_cli("import", update, "--db", db_path)
     assert result.returncode == 0, result.stderr
     assert "1 marked deleted" in result.stdout
@@ -86,12 +97,18 @@ def test_deletecitation_for_a_stored_record_keeps_it_flagged_with_an_event(recor
 def revised(raw: bytes) -> bytes:
     """A real record as NLM might revise it: new abstract words, a new MeSH heading, a retraction."""
     raw = re.sub(rb"<AbstractText([^>]*)>", rb"<AbstractText\1>Quokka sentinel cohort. ", raw, count=1)
-    raw = raw.replace(b"<MeshHeadingList>", b'<MeshHeadingList><MeshHeading><DescriptorName UI="D000818" '
-                      b'MajorTopicYN="N">Animals</DescriptorName></MeshHeading>', 1)
+    raw = raw.replace(
+        b"<MeshHeadingList>",
+        b'<MeshHeadingList><MeshHeading><DescriptorName UI="D000818" '
+        b'MajorTopicYN="N">Animals</DescriptorName></MeshHeading>',
+        1,
+    )
     raw = raw.replace(b"<PubmedData>", b"", 1)
-    comments = b'<CommentsCorrectionsList><CommentsCorrections RefType="RetractionIn"><RefSource>Proc Natl Acad ' \
-               b'Sci U S A. 2024</RefSource><PMID Version="1">39000001</PMID></CommentsCorrections>' \
-               b'</CommentsCorrectionsList>'
+    comments = (
+        b'<CommentsCorrectionsList><CommentsCorrections RefType="RetractionIn"><RefSource>Proc Natl Acad '
+        b'Sci U S A. 2024</RefSource><PMID Version="1">39000001</PMID></CommentsCorrections>'
+        b"</CommentsCorrectionsList>"
+    )
     raw = raw.replace(b"</MedlineCitation>", comments + b"</MedlineCitation><PubmedData>", 1)
     return raw
 
@@ -111,18 +128,29 @@ def test_revision_is_updated_in_place_with_events_and_searchable_by_new_words(tm
     row = db.table("articles").get(38011560)
     assert row["is_retracted"] == 1 and row["abstract"].startswith("Quokka sentinel cohort.")
     assert "Animals" in row["mesh_terms"]
-    events = {r["event"]: r["detail"] for r in db.query("select event, detail from article_events where pmid = 38011560")}
+    events = {
+        r["event"]: r["detail"] for r in db.query("select event, detail from article_events where pmid = 38011560")
+    }
     assert events["retracted"] == "39000001"
     assert events["mesh_added"] == "Animals"
     assert "abstract_changed" in events
 
     def fts(q):
-        return [r[0] for r in db.execute(
-            "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match ?", [q])]
+        return [
+            r[0]
+            for r in db.execute(
+                "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match ?", [q]
+            )
+        ]
 
     assert fts("quokka") == [38011560]
     assert fts("animals") == [38011560]  # MeSH names are searchable too
-    assert db.execute("select count(*) from comments_corrections where pmid = 38011560 and ref_type = 'RetractionIn'").fetchone()[0] == 1
+    assert (
+        db.execute(
+            "select count(*) from comments_corrections where pmid = 38011560 and ref_type = 'RetractionIn'"
+        ).fetchone()[0]
+        == 1
+    )
     # Importing the same file again changes nothing.
     again = run_cli("import", changed, "--db", db_path)
     assert "0 new, 0 updated, 1 unchanged" in again.stdout
@@ -147,7 +175,8 @@ def test_hostile_document_is_refused_and_nothing_stored_changes(records_server, 
     bomb = real.replace(
         b"<PubmedArticleSet>",
         b'<!DOCTYPE PubmedArticleSet [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
-        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>\n<PubmedArticleSet>', 1,
+        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>\n<PubmedArticleSet>',
+        1,
     ).replace(b"<ArticleTitle>", b"<ArticleTitle>&c;", 1)
     bomb = re.sub(rb"<!DOCTYPE PubmedArticleSet PUBLIC[^>]*>\n?", b"", bomb, count=1)
     hostile = tmp_path / "hostile.xml"
@@ -172,7 +201,9 @@ def test_catalog_built_by_the_first_migration_upgrades_in_place(tmp_path):
     records = [r for f in sorted(RECORDS.glob("*.xml"))[:40] for r in parse_pubmed_xml(f.read_bytes())]
     for r in records:  # what the first slice stored: its own columns and the original XML
         db.table("articles").insert({k: v for k, v in store.article_row(r).items() if k in v1_columns})
-        db.table("article_xml").insert(dict(zip(["pmid", "pmid_version", "sha1", "xml_zlib", "run_id"], store._xml_row(r, 1))))
+        db.table("article_xml").insert(
+            dict(zip(["pmid", "pmid_version", "sha1", "xml_zlib", "run_id"], store._xml_row(r, 1)))
+        )
     assert "mesh_terms" not in v1_columns and not db["authors"].exists()
 
     upgraded = store.open_db(db_path)
@@ -182,14 +213,22 @@ def test_catalog_built_by_the_first_migration_upgrades_in_place(tmp_path):
     row = upgraded.table("articles").get(sample["pmid"])
     assert row["mesh_terms"].split("; ")[0] == sample["mesh"][0]["descriptor_name"]
     assert row["journal_iso"] == sample["journal_iso"]
-    assert upgraded.execute("select count(*) from article_authors").fetchone()[0] == sum(len(r["authors"]) for r in records)
+    assert upgraded.execute("select count(*) from article_authors").fetchone()[0] == sum(
+        len(r["authors"]) for r in records
+    )
     # ... and tagged: every record has its primary design, and the rules' version.
-    assert upgraded.execute("select count(*) from articles where study_design is not null "
-                            "and tags_version is not null").fetchone()[0] == len(records)
+    assert upgraded.execute(
+        "select count(*) from articles where study_design is not null and tags_version is not null"
+    ).fetchone()[0] == len(records)
     assert upgraded.execute("select count(*) from article_tags").fetchone()[0] > 0
     word = sample["mesh"][0]["descriptor_name"].split()[0].strip(",")
-    hits = {r[0] for r in upgraded.execute(
-        "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match ?", [f'"{word}"'])}
+    hits = {
+        r[0]
+        for r in upgraded.execute(
+            "select a.pmid from articles_fts f join articles a on a.rowid = f.rowid where articles_fts match ?",
+            [f'"{word}"'],
+        )
+    }
     assert sample["pmid"] in hits
     assert upgraded.execute("pragma foreign_key_check").fetchall() == []
 
@@ -240,22 +279,64 @@ def test_schema_is_consistent_and_every_field_is_populated_where_pubmed_has_it(i
     db = sqlite_utils.Database(imported_catalog[0])
     assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
     assert db.execute("pragma foreign_key_check").fetchall() == []
-    assert db.execute("select count(*) from articles_fts").fetchone()[0] == db.execute("select count(*) from articles").fetchone()[0]
+    assert (
+        db.execute("select count(*) from articles_fts").fetchone()[0]
+        == db.execute("select count(*) from articles").fetchone()[0]
+    )
 
     def filled(column):
         return db.execute(f"select count(*) from articles where {column} is not null and {column} != ''").fetchone()[0]
 
-    for column in ("title", "abstract", "journal", "journal_iso", "pub_date", "pub_year", "doi", "pmcid", "language",
-                   "publication_types", "mesh_terms", "keywords", "citation_status", "date_revised", "entrez_date",
-                   "first_author", "nlm_unique_id", "volume", "pages", "study_design"):
+    for column in (
+        "title",
+        "abstract",
+        "journal",
+        "journal_iso",
+        "pub_date",
+        "pub_year",
+        "doi",
+        "pmcid",
+        "language",
+        "publication_types",
+        "mesh_terms",
+        "keywords",
+        "citation_status",
+        "date_revised",
+        "entrez_date",
+        "first_author",
+        "nlm_unique_id",
+        "volume",
+        "pages",
+        "study_design",
+    ):
         assert filled(column) > 0, column
-    for table in ("authors", "article_authors", "article_author_affiliations", "abstract_sections", "article_mesh",
-                  "article_mesh_qualifiers", "article_publication_types", "keywords", "article_ids", "grants",
-                  "trial_registrations", "databanks", "comments_corrections", "chemicals", "supplementary_concepts",
-                  "article_history", "article_tags"):
+    for table in (
+        "authors",
+        "article_authors",
+        "article_author_affiliations",
+        "abstract_sections",
+        "article_mesh",
+        "article_mesh_qualifiers",
+        "article_publication_types",
+        "keywords",
+        "article_ids",
+        "grants",
+        "trial_registrations",
+        "databanks",
+        "comments_corrections",
+        "chemicals",
+        "supplementary_concepts",
+        "article_history",
+        "article_tags",
+    ):
         assert db[table].count > 0, table
     # Structured abstracts keep their labels; ORCIDs are normalised; NCT ids from DataBankList and the text.
-    assert db.execute("select count(*) from abstract_sections where label is not null and nlm_category is not null").fetchone()[0] > 0
+    assert (
+        db.execute(
+            "select count(*) from abstract_sections where label is not null and nlm_category is not null"
+        ).fetchone()[0]
+        > 0
+    )
     orcids = [r[0] for r in db.execute("select orcid from article_authors where orcid is not null")]
     assert orcids and all(re.fullmatch(r"\d{4}-\d{4}-\d{4}-\d{3}[\dX]", o) for o in orcids)
     sources = {r[0] for r in db.execute("select distinct source from trial_registrations where trial_id like 'NCT%'")}

@@ -79,8 +79,11 @@ def test_34034067_intravenous_ketamine_in_trd(by_pmid):
     assert facet(tags, "molecule") == {"unspecified_ketamine"}
     assert facet(tags, "route") == {"intravenous"}
     assert by_value(tags, "route", "intravenous")["evidence"] == "intravenous ketamine"
-    assert facet(tags, "population") == {"treatment_resistant_depression", "major_depressive_disorder",
-                                         "bipolar_depression"}
+    assert facet(tags, "population") == {
+        "treatment_resistant_depression",
+        "major_depressive_disorder",
+        "bipolar_depression",
+    }
     assert facet(tags, "outcome") == {"cognition"}
     assert facet(tags, "comparator") == set()
     assert {"treatment_resistance", "rapid_onset"} <= facet(tags, "theme")
@@ -167,7 +170,9 @@ def test_every_tag_has_method_evidence_and_a_listed_value(shared_records, by_pmi
     for r in sample:
         mesh = {m["descriptor_name"] for m in r.get("mesh") or []}
         mesh_q = {f"{m['descriptor_name']}/{q['name']}" for m in r.get("mesh") or [] for q in m["qualifiers"]}
-        concepts = {c["name"] for c in r.get("chemicals") or []} | {s["name"] for s in r.get("supplementary_concepts") or []}
+        concepts = {c["name"] for c in r.get("chemicals") or []} | {
+            s["name"] for s in r.get("supplementary_concepts") or []
+        }
         pubtypes = {p["name"] for p in r.get("publication_types") or []}
         text = (r.get("title") or "", r.get("abstract") or "")
         for use_indexing in (True, False):
@@ -196,37 +201,44 @@ def test_use_indexing_false_ignores_mesh_and_publication_types(by_pmid):
     with its title and abstract removed, text-only tagging finds nothing at all."""
     r = by_pmid[38011560]
     text_only = T.tag_article(r, use_indexing=False)
-    assert {t["method"] for t in text_only} <= ({f"rule:{x}" for x in {r.id for r in T.RULES} | T.CODE_RULE_IDS}
-                                               | {D.load_model().method})
+    assert {t["method"] for t in text_only} <= (
+        {f"rule:{x}" for x in {r.id for r in T.RULES} | T.CODE_RULE_IDS} | {D.load_model().method}
+    )
     blank = dict(r, title="", abstract="", keywords=[])
     assert T.tag_article(blank, use_indexing=False) == []
     indexed = T.tag_article(blank)
-    assert ("design", "narrative_review", "publication_type") in {(t["facet"], t["value"], t["method"]) for t in indexed}
+    assert ("design", "narrative_review", "publication_type") in {
+        (t["facet"], t["value"], t["method"]) for t in indexed
+    }
     assert ("molecule", "unspecified_ketamine", "mesh") in {(t["facet"], t["value"], t["method"]) for t in indexed}
 
 
 # -- primary design on real records -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pmid,design", [
-    (401194, "rct"),                 # "Randomized steroid therapy of human kidney transplant rejection"
-    (407559, "crossover_rct"),       # RCT publication type; "A double-blind, cross-over study"
-    (418089, "case_report_series"),  # "Catheter-induced ascites--an unusual complication ..." (Case Reports)
-    (38011560, "narrative_review"),  # Review
-    (33787569, "meta_analysis"),     # Meta-Analysis + Systematic Review
-    (399298, "preclinical_animal"),  # Encephalitozoon antibodies in dogs (MeSH Animals, no Humans)
-])
+@pytest.mark.parametrize(
+    "pmid,design",
+    [
+        (401194, "rct"),  # "Randomized steroid therapy of human kidney transplant rejection"
+        (407559, "crossover_rct"),  # RCT publication type; "A double-blind, cross-over study"
+        (418089, "case_report_series"),  # "Catheter-induced ascites--an unusual complication ..." (Case Reports)
+        (38011560, "narrative_review"),  # Review
+        (33787569, "meta_analysis"),  # Meta-Analysis + Systematic Review
+        (399298, "preclinical_animal"),  # Encephalitozoon antibodies in dogs (MeSH Animals, no Humans)
+    ],
+)
 def test_primary_design_of_indexed_records(by_pmid, pmid, design):
     assert T.primary_design(T.tag_article(by_pmid[pmid])) == design
 
 
 def test_text_rules_on_real_abstracts(by_pmid):
     """The same designs from the text alone, where the abstract says so."""
+
     def text_design(pmid):
         return T.primary_design(T.tag_article(by_pmid[pmid], use_indexing=False))
 
-    assert text_design(401194) == "rct"                # "This randomized, double-blind study ..."
-    assert text_design(33787569) == "meta_analysis"     # "... a meta-analysis ..."
+    assert text_design(401194) == "rct"  # "This randomized, double-blind study ..."
+    assert text_design(33787569) == "meta_analysis"  # "... a meta-analysis ..."
     assert text_design(399298) == "preclinical_animal"  # "Fifteen dogs ..."
     tags = T.tag_article(by_pmid[400867], use_indexing=False)  # "In a double-blind and randomized study"
     rct = by_value(tags, "design", "rct")
@@ -237,11 +249,15 @@ def test_text_rules_on_real_abstracts(by_pmid):
 def test_primary_design_precedence_and_default():
     assert T.primary_design([]) == "other"
     rule = {"facet": "design", "method": "rule:x", "evidence": "e", "confidence": 0.5}
-    assert T.primary_design([dict(rule, value="narrative_review"), dict(rule, value="case_report_series")]) == \
-        "case_report_series"
+    assert (
+        T.primary_design([dict(rule, value="narrative_review"), dict(rule, value="case_report_series")])
+        == "case_report_series"
+    )
     # indexing outranks text rules
-    assert T.primary_design([dict(rule, value="rct"),
-                             dict(rule, value="commentary_letter", method="publication_type")]) == "commentary_letter"
+    assert (
+        T.primary_design([dict(rule, value="rct"), dict(rule, value="commentary_letter", method="publication_type")])
+        == "commentary_letter"
+    )
     assert set(T.DESIGN_PRECEDENCE) == set(T.DESIGNS) - {"other"}
 
 
@@ -302,8 +318,9 @@ def test_model_file_is_small_and_packaged():
     model = D.load_model()
     assert set(model.labels) == set(D.LABEL_VALUES)
     assert all(len(model.data["weights"][label]) <= model.data["training"]["keep"] for label in model.labels)
-    assert all(len(model.data["term_weights"].get(label, {})) <= model.data["training"]["keep_terms"]
-               for label in model.labels)
+    assert all(
+        len(model.data["term_weights"].get(label, {})) <= model.data["training"]["keep_terms"] for label in model.labels
+    )
     assert set(model.data["idf"]) == {t for w in model.data["term_weights"].values() for t in w}
 
 
@@ -343,18 +360,26 @@ def test_indexers_design_still_outranks_the_title(by_pmid):
     assert "guideline_consensus" not in facet(tags, "design")
 
 
-@pytest.mark.parametrize("title,design", [
-    ("Editorial.", "commentary_letter"),
-    ("Induced abortion via telemedicine should become the norm: a commentary.", "commentary_letter"),
-    ("Reply to Ringlander et al.", "commentary_letter"),
-    ("Letter to the editor: importance of technique in the induction of glucuronyl transferase.", "commentary_letter"),
-    ("Australian recommendations for the management of hepatocellular carcinoma: a consensus statement.",
-     "guideline_consensus"),
-    ("Guidelines for thrombolytic therapy of deep-vein thrombosis.", "guideline_consensus"),
-    ("Adherence to the NICE depression guideline in primary care: a cohort study.", None),
-    ("Response of the hypoxic ventilatory drive to ketamine.", None),
-    ("Editorial board decisions and peer review times.", None),
-])
+@pytest.mark.parametrize(
+    "title,design",
+    [
+        ("Editorial.", "commentary_letter"),
+        ("Induced abortion via telemedicine should become the norm: a commentary.", "commentary_letter"),
+        ("Reply to Ringlander et al.", "commentary_letter"),
+        (
+            "Letter to the editor: importance of technique in the induction of glucuronyl transferase.",
+            "commentary_letter",
+        ),
+        (
+            "Australian recommendations for the management of hepatocellular carcinoma: a consensus statement.",
+            "guideline_consensus",
+        ),
+        ("Guidelines for thrombolytic therapy of deep-vein thrombosis.", "guideline_consensus"),
+        ("Adherence to the NICE depression guideline in primary care: a cohort study.", None),
+        ("Response of the hypoxic ventilatory drive to ketamine.", None),
+        ("Editorial board decisions and peer review times.", None),
+    ],
+)
 def test_title_declarations(title, design):
     """Titles of real records (the shared corpus) and two that are about guidance or a response,
     not one: what `title_declares` reads as the article's kind."""
@@ -370,8 +395,12 @@ def test_a_ketamine_analogue_is_not_ketamine_unless_the_title_names_ketamine(by_
     r = by_pmid[34023336]
     both = dict(r, title="Ketamine and " + r["title"])
     assert facet(T.tag_article(both), "molecule") == {"unspecified_ketamine"}
-    only_like = dict(r, abstract=r["abstract"].replace("a ketamine analog", "a ketamine-like compound")
-                     .replace("efficacy of ketamine", "efficacy of NMDA antagonists"))
+    only_like = dict(
+        r,
+        abstract=r["abstract"]
+        .replace("a ketamine analog", "a ketamine-like compound")
+        .replace("efficacy of ketamine", "efficacy of NMDA antagonists"),
+    )
     assert "ketamine" not in only_like["abstract"].replace("ketamine-like", "")
     assert facet(T.tag_article(only_like), "molecule") == set()
 

@@ -20,8 +20,12 @@ def server(tmp_path_factory):
 
 
 def trial_pages(site) -> list[str]:
-    return [f"/catalog/trials/{site.clones['two_papers']}", f"/catalog/trials/{site.clones['ketamine']}",
-            f"/catalog/trials/{HOSTILE}", "/catalog/trials/NCT03630471"]
+    return [
+        f"/catalog/trials/{site.clones['two_papers']}",
+        f"/catalog/trials/{site.clones['ketamine']}",
+        f"/catalog/trials/{HOSTILE}",
+        "/catalog/trials/NCT03630471",
+    ]
 
 
 PAGES = [
@@ -58,6 +62,8 @@ def test_a_reader_filters_the_trials_by_molecule_and_opens_a_trial(page, server)
     items.first.locator("a.record-link").click()
     page.wait_for_url(f"**/catalog/trials/{site.clones['ketamine']}")
     assert page.locator("dl.trial-facts").first.is_visible()
-    assert page.locator(f"li.linked-paper[data-pmid='{KETAMINE_PAPER}'] a").get_attribute("href") == \
-        f"/catalog/articles/{KETAMINE_PAPER}"
+    assert (
+        page.locator(f"li.linked-paper[data-pmid='{KETAMINE_PAPER}'] a").get_attribute("href")
+        == f"/catalog/articles/{KETAMINE_PAPER}"
+    )
     shot(page, "trials-1-trial-page")

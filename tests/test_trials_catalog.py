@@ -24,12 +24,28 @@ from markupsafe import escape
 
 from tests.ctgov_stand_in import StudyStore
 from tests.test_catalog import ATOM, Client
-from tests.trials_catalog import (HOSTILE, HOSTILE_INTERVENTION, HOSTILE_SPONSOR, HOSTILE_STATUS,
-                                  HOSTILE_TITLE, KETAMINE_PAPER, REVISED, build_trials_site)
+from tests.trials_catalog import (
+    HOSTILE,
+    HOSTILE_INTERVENTION,
+    HOSTILE_SPONSOR,
+    HOSTILE_STATUS,
+    HOSTILE_TITLE,
+    KETAMINE_PAPER,
+    REVISED,
+    build_trials_site,
+)
 
 # Designs whose papers report no results of the trial they cite (what "results paper" leaves out).
-NOT_A_REPORT = {"trial_protocol", "systematic_review", "meta_analysis", "narrative_review",
-                "guideline_consensus", "commentary_letter", "preclinical_animal", "in_vitro"}
+NOT_A_REPORT = {
+    "trial_protocol",
+    "systematic_review",
+    "meta_analysis",
+    "narrative_review",
+    "guideline_consensus",
+    "commentary_letter",
+    "preclinical_animal",
+    "in_vitro",
+}
 ONGOING = {"RECRUITING", "NOT_YET_RECRUITING", "ACTIVE_NOT_RECRUITING", "ENROLLING_BY_INVITATION"}
 
 
@@ -59,8 +75,12 @@ class Base:
     def __init__(self, conn):
         self.trials = {r["nct_id"]: dict(r) for r in conn.execute("select * from trials")}
         self.articles = {r["pmid"]: dict(r) for r in conn.execute("select pmid, title, study_design from articles")}
-        self.links = [dict(r) for r in conn.execute(
-            "select pmid, trial_id, source from trial_registrations where trial_id glob 'NCT[0-9]*'")]
+        self.links = [
+            dict(r)
+            for r in conn.execute(
+                "select pmid, trial_id, source from trial_registrations where trial_id glob 'NCT[0-9]*'"
+            )
+        ]
         self.interventions = [dict(r) for r in conn.execute("select * from trial_interventions")]
         self.events = [dict(r) for r in conn.execute("select * from trial_events order by id")]
 
@@ -78,8 +98,13 @@ class Base:
         return out
 
     def tags(self, nct: str, column: str) -> set[str]:
-        return {v.strip() for i in self.interventions if i["nct_id"] == nct
-                for v in (i[column] or "").split(",") if v.strip()}
+        return {
+            v.strip()
+            for i in self.interventions
+            if i["nct_id"] == nct
+            for v in (i[column] or "").split(",")
+            if v.strip()
+        }
 
 
 @pytest.fixture(scope="session")
@@ -132,14 +157,18 @@ def test_trial_page_shows_status_design_outcomes_arms_and_the_registry_link(tcli
     assert '<span class="badge badge-status status-recruiting">Recruiting</span>' in text
     assert "Phase 3" in text and trial["phases"] == "PHASE3"
     # Dates with their kind: the registry's ESTIMATED reads "anticipated".
-    assert f"{trial['primary_completion_date']} <span class=\"muted\">(anticipated)</span>" in text
-    assert f"{trial['start_date']} <span class=\"muted\">(actual)</span>" in text
-    assert f"{trial['enrollment_count']:,} <span class=\"muted\">(estimated)</span>" in text
+    assert f'{trial["primary_completion_date"]} <span class="muted">(anticipated)</span>' in text
+    assert f'{trial["start_date"]} <span class="muted">(actual)</span>' in text
+    assert f'{trial["enrollment_count"]:,} <span class="muted">(estimated)</span>' in text
     assert "randomized" in text and trial["allocation"] == "RANDOMIZED"
     assert html.escape(trial["lead_sponsor"]) in text and "(NIH)" in text
     assert "Not posted" in text
-    primary = [r["measure"] for r in tdb.execute(
-        "select measure from trial_outcomes where nct_id = ? and kind = 'primary' order by position", [nct])]
+    primary = [
+        r["measure"]
+        for r in tdb.execute(
+            "select measure from trial_outcomes where nct_id = ? and kind = 'primary' order by position", [nct]
+        )
+    ]
     assert primary and all(html.escape(m, quote=False) in text for m in primary)
     # The arms come from the study JSON as the registry sent it.
     study = StudyStore.recorded().studies["NCT04267848"]
@@ -165,10 +194,15 @@ def test_trial_page_lists_every_linked_paper_and_says_how_and_which_are_gaps(tcl
     # Both directions for one paper: it cites the trial, and the registry lists it as a result.
     both = trials_site.clones["results_reported"]
     (pmid,) = {link["pmid"] for link in base.links if link["trial_id"] == both}
-    item = re.search(rf'<li class="linked-paper" data-pmid="{pmid}">(.*?)</li>', tclient.get(f"/catalog/trials/{both}").text, re.S)
+    item = re.search(
+        rf'<li class="linked-paper" data-pmid="{pmid}">(.*?)</li>', tclient.get(f"/catalog/trials/{both}").text, re.S
+    )
     assert "the paper cites it" in item.group(1) and "the registry lists it as a results publication" in item.group(1)
     # A background reference is listed, and said not to report the trial.
-    assert "the registry cites it as background (not a report of this trial)" in tclient.get("/catalog/trials/NCT03630471").text
+    assert (
+        "the registry cites it as background (not a report of this trial)"
+        in tclient.get("/catalog/trials/NCT03630471").text
+    )
 
 
 def test_trial_page_of_a_trial_without_papers_says_so(tclient, base):
@@ -217,8 +251,19 @@ def test_article_page_lists_its_trials_with_status_and_phase(tclient, base, tria
 
 
 def expected_facets(base: Base) -> dict[str, Counter]:
-    out = {name: Counter() for name in ("status", "phase", "molecule", "route", "has_results", "results_paper",
-                                        "sponsor_class", "in_topic")}
+    out: dict[str, Counter] = {
+        name: Counter()
+        for name in (
+            "status",
+            "phase",
+            "molecule",
+            "route",
+            "has_results",
+            "results_paper",
+            "sponsor_class",
+            "in_topic",
+        )
+    }
     for nct, t in base.trials.items():
         out["status"][t["overall_status"]] += 1
         out["has_results"][t["has_results"]] += 1
@@ -249,13 +294,16 @@ def test_trials_table_facets_count_what_the_tables_hold(tclient, base):
     assert labels["ACTIVE_NOT_RECRUITING"] == "Active, not recruiting"
 
 
-@pytest.mark.parametrize("filter_, pick", [
-    ("_molecule", lambda b, n: b.tags(n, "molecules")),
-    ("_route", lambda b, n: b.tags(n, "routes")),
-    ("_phase", lambda b, n: {p.strip() for p in (b.trials[n]["phases"] or "").split(",") if p.strip()}),
-    ("_results_paper", lambda b, n: {"yes" if b.reports(n) else "no"}),
-    ("overall_status", lambda b, n: {b.trials[n]["overall_status"]}),
-])
+@pytest.mark.parametrize(
+    "filter_, pick",
+    [
+        ("_molecule", lambda b, n: b.tags(n, "molecules")),
+        ("_route", lambda b, n: b.tags(n, "routes")),
+        ("_phase", lambda b, n: {p.strip() for p in (b.trials[n]["phases"] or "").split(",") if p.strip()}),
+        ("_results_paper", lambda b, n: {"yes" if b.reports(n) else "no"}),
+        ("overall_status", lambda b, n: {b.trials[n]["overall_status"]}),
+    ],
+)
 def test_a_facet_value_filters_the_trials_to_those_that_have_it(tclient, base, filter_, pick):
     values = Counter(v for n in base.trials for v in pick(base, n))
     value = sorted(values, key=lambda v: (-values[v], v))[0]
@@ -282,9 +330,14 @@ def test_trials_table_lists_trials_linking_each_to_its_page(tclient, base):
 def test_publication_bias_watch_lists_completed_trials_no_paper_reports(tclient, base, months):
     today = dt.datetime.now(dt.timezone.utc).date()
     cutoff = months_ago(today, int(months or 12))
-    expected = sorted((end_of(t["primary_completion_date"]), n) for n, t in base.trials.items()
-                      if t["overall_status"] == "COMPLETED" and t["primary_completion_date"]
-                      and end_of(t["primary_completion_date"]) <= cutoff and not base.reports(n))
+    expected = sorted(
+        (end_of(t["primary_completion_date"]), n)
+        for n, t in base.trials.items()
+        if t["overall_status"] == "COMPLETED"
+        and t["primary_completion_date"]
+        and end_of(t["primary_completion_date"]) <= cutoff
+        and not base.reports(n)
+    )
     rows = question(tclient, "trials_completed_without_paper", months=months)
     assert [r["nct_id"] for r in rows] == [n for _, n in expected]
     if months in ("", "12"):
@@ -315,15 +368,16 @@ def test_ongoing_trials_by_molecule_and_route(tclient, base, trials_site):
     ongoing = {n for n, t in base.trials.items() if t["overall_status"] in ONGOING}
     assert {r["nct_id"] for r in rows} == ongoing
     tagged = [r for r in rows if r["molecules"]]
-    assert rows[:len(tagged)] == tagged  # trials with a tagged molecule first
+    assert rows[: len(tagged)] == tagged  # trials with a tagged molecule first
     ketamine = trials_site.clones["ketamine"]
     (molecule,) = base.tags(ketamine, "molecules")
     (route,) = base.tags(ketamine, "routes")
     only = question(tclient, "trials_ongoing_by_molecule", molecule=molecule, route=route)
     assert [(r["nct_id"], r["molecules"], r["routes"]) for r in only] == [(ketamine, molecule, route)]
     # Written as people write it: spaces for underscores, any case.
-    assert question(tclient, "trials_ongoing_by_molecule", molecule=molecule.replace("_", "+").upper()) == \
-        question(tclient, "trials_ongoing_by_molecule", molecule=molecule)
+    assert question(tclient, "trials_ongoing_by_molecule", molecule=molecule.replace("_", "+").upper()) == question(
+        tclient, "trials_ongoing_by_molecule", molecule=molecule
+    )
     refused = tclient.get("/catalog/trials_ongoing_by_molecule.json?molecule=aspirinx")
     assert refused.status_code == 400 and "parameter molecule:" in refused.json()["error"]
 
@@ -339,7 +393,9 @@ def test_trials_reported_in_more_than_one_paper(tclient, base, trials_site):
 
 def test_status_changes_this_month(tclient, base):
     month = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
-    expected = [e for e in reversed(base.events) if e["event"] == "status_changed" and e["recorded_at"].startswith(month)]
+    expected = [
+        e for e in reversed(base.events) if e["event"] == "status_changed" and e["recorded_at"].startswith(month)
+    ]
     rows = question(tclient, "trial_status_changes")
     assert [(r["nct_id"], r["status_change"]) for r in rows] == [(e["nct_id"], e["detail"]) for e in expected]
     assert {REVISED, HOSTILE} <= {r["nct_id"] for r in rows}
@@ -362,14 +418,17 @@ def test_feed_of_trial_events_parses_as_atom_newest_first_with_absolute_links(tc
     feed = feedparser.parse(response.content)
     assert not feed.bozo, feed.get("bozo_exception")
     assert feed.feed.title == "What changed in the registered trials (Atom feed)"
-    assert [e.link for e in feed.entries] == [f"http://localhost/catalog/trials/{e['nct_id']}"
-                                              for e in reversed(base.events)]
+    assert [e.link for e in feed.entries] == [
+        f"http://localhost/catalog/trials/{e['nct_id']}" for e in reversed(base.events)
+    ]
     assert len({e.id for e in feed.entries}) == len(base.events)
     for entry, event in zip(feed.entries, reversed(base.events)):
         assert entry.title.startswith(f"{event['nct_id']}: status changed")
         assert entry.updated_parsed is not None
-        assert html_links(entry.content[0].value) == [f"http://localhost/catalog/trials/{event['nct_id']}",
-                         f"https://clinicaltrials.gov/study/{event['nct_id']}"]
+        assert html_links(entry.content[0].value) == [
+            f"http://localhost/catalog/trials/{event['nct_id']}",
+            f"https://clinicaltrials.gov/study/{event['nct_id']}",
+        ]
 
 
 def test_feed_entries_carry_the_registrys_markup_as_text(tclient):
@@ -379,7 +438,10 @@ def test_feed_entries_carry_the_registrys_markup_as_text(tclient):
     content = entry.findtext(f"{ATOM}content")  # the entry's HTML, as a feed reader renders it
     tree = lxml.html.fragment_fromstring(content, create_parent="div")
     assert {el.tag for el in tree.iter()} <= {"div", "p", "strong", "a"}  # no <img>, <script>, <b> of theirs
-    assert html_links(content) == [f"http://localhost/catalog/trials/{HOSTILE}", f"https://clinicaltrials.gov/study/{HOSTILE}"]
+    assert html_links(content) == [
+        f"http://localhost/catalog/trials/{HOSTILE}",
+        f"https://clinicaltrials.gov/study/{HOSTILE}",
+    ]
     shown = html_text(content)
     assert HOSTILE_STATUS in shown and HOSTILE_TITLE in shown and HOSTILE_SPONSOR in shown
     assert entry.findtext(f"{ATOM}title").endswith(HOSTILE_TITLE)  # a text title: shown, never run
@@ -392,14 +454,22 @@ def test_feed_entries_carry_the_registrys_markup_as_text(tclient):
 # -- hostile text on the pages ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [f"/catalog/trials/{HOSTILE}", "/catalog/trials", "/catalog/trial_status_changes",
-                                  "/catalog/trials?_facet_size=max", "/catalog/trials?_view=table"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/catalog/trials/{HOSTILE}",
+        "/catalog/trials",
+        "/catalog/trial_status_changes",
+        "/catalog/trials?_facet_size=max",
+        "/catalog/trials?_view=table",
+    ],
+)
 def test_registry_markup_is_shown_as_text_on_every_page(tclient, path):
     text = tclient.get(path).text
     for raw in (HOSTILE_TITLE, HOSTILE_INTERVENTION, HOSTILE_SPONSOR, HOSTILE_STATUS):
         assert raw not in text
     assert "onerror=alert" not in text.replace("onerror=alert(&#34;", "").replace("onerror=alert(&quot;", "")
-    assert "evil.example/\">" not in text
+    assert 'evil.example/">' not in text
 
 
 # -- the front page ---------------------------------------------------------------------------
@@ -411,26 +481,36 @@ def test_front_page_counts_trials_and_those_completed_without_a_paper(tclient, b
     assert f"<strong>{len(base.trials):,}</strong> registered trials from ClinicalTrials.gov" in text
     in_topic = sum(t["in_topic"] for t in base.trials.values())
     assert f'<a href="/catalog/trials?in_topic=1">{in_topic:,} found by the topic search</a>' in text
-    assert (f'<a class="without-paper" href="/catalog/trials_completed_without_paper"><strong>{len(watch):,}</strong> '
-            "completed without a linked publication</a> 12 months or more") in text
+    assert (
+        f'<a class="without-paper" href="/catalog/trials_completed_without_paper"><strong>{len(watch):,}</strong> '
+        "completed without a linked publication</a> 12 months or more"
+    ) in text
     assert 'href="/catalog/feed_trial_events.atom"' in text
     # The last harvest the page reports is still PubMed's, though trials runs came after it.
     assert "query version" in text and "ketamin*[Title/Abstract]" in text
-    section = text[text.index('<h3 class="question-group">Registered trials and their papers</h3>'):]
-    section = section[:section.index("</ul>")]
+    section = text[text.index('<h3 class="question-group">Registered trials and their papers</h3>') :]
+    section = section[: section.index("</ul>")]
     assert re.findall(r'<a href="/catalog/(\w+)"', section) == [
-        "trials_completed_without_paper", "trials_results_without_paper", "trials_ongoing_by_molecule",
-        "trials_reported_in_several_papers", "trial_status_changes"]
+        "trials_completed_without_paper",
+        "trials_results_without_paper",
+        "trials_ongoing_by_molecule",
+        "trials_reported_in_several_papers",
+        "trial_status_changes",
+    ]
 
 
 def test_what_the_last_harvest_added_is_still_pubmeds(tclient, tdb):
     """Trials runs follow PubMed's in harvest_runs: the front page's "N new" and the questions'
     "since the last harvest" still mean PubMed's last run, not the trials run after it."""
-    last = dict(tdb.execute("select * from harvest_runs where source = 'pubmed' and status = 'success' "
-                            "order by id desc limit 1").fetchone())
+    last = dict(
+        tdb.execute(
+            "select * from harvest_runs where source = 'pubmed' and status = 'success' order by id desc limit 1"
+        ).fetchone()
+    )
     assert tdb.execute("select max(id) from harvest_runs").fetchone()[0] > last["id"]  # trials runs came after
-    assert last["new"] and f'{last["new"]:,} new</a>' in tclient.get("/").text
-    added = Counter(r[0] or "other" for r in tdb.execute(
-        "select study_design from articles where first_seen_run = ?", [last["id"]]))
+    assert last["new"] and f"{last['new']:,} new</a>" in tclient.get("/").text
+    added = Counter(
+        r[0] or "other" for r in tdb.execute("select study_design from articles where first_seen_run = ?", [last["id"]])
+    )
     rows = question(tclient, "new_records_by_design")
     assert {r["study_design"]: r["new_records"] for r in rows} == added

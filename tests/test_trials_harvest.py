@@ -50,14 +50,26 @@ def snapshot(db_path) -> dict:
     """What a reader sees of the trials (run bookkeeping left out)."""
     db = sqlite_utils.Database(db_path)
     return {
-        "trials": [dict(r) for r in db.query(
-            "select nct_id, title, overall_status, raw_sha1, in_topic, first_seen_run, last_changed_run "
-            "from trials order by nct_id")],
-        "not_in_registry": [dict(r) for r in db.query(
-            "select nct_id, first_checked_run from trials_not_in_registry order by 1")],
-        **{t: [dict(r) for r in db.query(f"select * from [{t}] order by 1, 2")]
-           for t in ("trial_interventions", "trial_conditions", "trial_outcomes", "trial_events",
-                     "trial_registrations")},
+        "trials": [
+            dict(r)
+            for r in db.query(
+                "select nct_id, title, overall_status, raw_sha1, in_topic, first_seen_run, last_changed_run "
+                "from trials order by nct_id"
+            )
+        ],
+        "not_in_registry": [
+            dict(r) for r in db.query("select nct_id, first_checked_run from trials_not_in_registry order by 1")
+        ],
+        **{
+            t: [dict(r) for r in db.query(f"select * from [{t}] order by 1, 2")]
+            for t in (
+                "trial_interventions",
+                "trial_conditions",
+                "trial_outcomes",
+                "trial_events",
+                "trial_registrations",
+            )
+        },
     }
 
 
@@ -68,23 +80,33 @@ def test_a_run_harvests_both_sources_and_accounts_for_every_cited_trial(servers,
     assert result.returncode == 0, result.stderr
     pubmed_line, trials_line = result.stdout.strip().splitlines()
     assert pubmed_line.startswith("run 1 (full (new catalog)): 4 records promised")
-    assert trials_line.startswith("trials run 2 (full (new catalog)): 6 studies listed by the topic search, "
-                                  "3 cited ids asked for: 8 new")
+    assert trials_line.startswith(
+        "trials run 2 (full (new catalog)): 6 studies listed by the topic search, 3 cited ids asked for: 8 new"
+    )
     assert "1 not in the registry" in trials_line
 
     trials = {r["nct_id"]: r for r in rows(db_path, "select * from trials")}
     assert set(trials) == TOPIC | {"NCT02060188", "NCT02149199"}  # every served study stored once
     assert {n for n, r in trials.items() if r["in_topic"]} == TOPIC
     assert [r["nct_id"] for r in rows(db_path, "select nct_id from trials_not_in_registry")] == ["NCT02024373"]
-    cited = {r["trial_id"] for r in rows(db_path, "select trial_id from trial_registrations "
-                                                  "where source not like 'registry_reference:%'")}
+    cited = {
+        r["trial_id"]
+        for r in rows(db_path, "select trial_id from trial_registrations where source not like 'registry_reference:%'")
+    }
     assert cited == {"NCT02060188", "NCT02024373", "NCT02149199"}
     # Both directions are kept: the paper cites the trial, the registry cites the paper.
-    assert {(r["source"]) for r in rows(db_path, "select source from trial_registrations where pmid = 29355075 "
-                                                 "and trial_id = 'NCT02060188'")} == {"databank", "registry_reference:RESULT"}
+    assert {
+        (r["source"])
+        for r in rows(
+            db_path, "select source from trial_registrations where pmid = 29355075 and trial_id = 'NCT02060188'"
+        )
+    } == {"databank", "registry_reference:RESULT"}
     # A paper the registry cites that the topic query did not find: a link to a gap.
-    gap = rows(db_path, "select tr.pmid, a.pmid as stored from trial_registrations tr left join articles a "
-                        "using (pmid) where tr.trial_id = 'NCT04267848'")
+    gap = rows(
+        db_path,
+        "select tr.pmid, a.pmid as stored from trial_registrations tr left join articles a "
+        "using (pmid) where tr.trial_id = 'NCT04267848'",
+    )
     assert gap == [{"pmid": 33878954, "stored": None}]
     assert trials["NCT05594173"]["has_results"] == 1
     assert rows(db_path, "select count(*) as n from trial_outcomes where nct_id = 'NCT03630471'")[0]["n"] == 11
@@ -128,10 +150,12 @@ def test_an_updated_study_is_rewritten_and_what_changed_recorded(servers, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "1 studies listed" in result.stdout and "1 updated" in result.stdout
     events = rows(db_path, "select nct_id, run_id, event, detail from trial_events")
-    assert events == [{"nct_id": "NCT06171568", "run_id": 4, "event": "status_changed",
-                       "detail": "NOT_YET_RECRUITING -> COMPLETED"}]
+    assert events == [
+        {"nct_id": "NCT06171568", "run_id": 4, "event": "status_changed", "detail": "NOT_YET_RECRUITING -> COMPLETED"}
+    ]
     assert rows(db_path, "select overall_status from trials where nct_id = 'NCT06171568'") == [
-        {"overall_status": "COMPLETED"}]
+        {"overall_status": "COMPLETED"}
+    ]
 
 
 def test_a_revised_paper_keeps_the_links_the_registry_made_to_it(servers, tmp_path):
@@ -139,7 +163,9 @@ def test_a_revised_paper_keeps_the_links_the_registry_made_to_it(servers, tmp_pa
     db_path = tmp_path / "c.db"
     env = env_for(eutils, registry)
     assert run_cli("run", "--db", db_path, env=env).returncode == 0
-    eutils.corpus.revise(29355075, mdat=20260302, change=lambda raw: raw.replace(b"</ArticleTitle>", b" </ArticleTitle>"))
+    eutils.corpus.revise(
+        29355075, mdat=20260302, change=lambda raw: raw.replace(b"</ArticleTitle>", b" </ArticleTitle>")
+    )
     result = run_cli("run", "--db", db_path, "--sources", "pubmed", env=env)
     assert result.returncode == 0 and "1 updated" in result.stdout, result.stdout + result.stderr
     sources = {r["source"] for r in rows(db_path, "select source from trial_registrations where pmid = 29355075")}
@@ -155,8 +181,13 @@ def test_a_failed_page_fails_the_run_in_one_line_and_keeps_what_was_stored(serve
     assert result.returncode == 1 and fault.fired == 3
     assert len(result.error_lines) == 1, result.stderr
     line = result.error_lines[0]
-    assert line.startswith("harvest: error: trials run 2 failed: the topic search of ClinicalTrials.gov failed "
-                           "after 2 studies (those are kept)") and "HTTP 503" in line
+    assert (
+        line.startswith(
+            "harvest: error: trials run 2 failed: the topic search of ClinicalTrials.gov failed "
+            "after 2 studies (those are kept)"
+        )
+        and "HTTP 503" in line
+    )
     assert len(rows(db_path, "select nct_id from trials")) == 2
     assert [r["status"] for r in rows(db_path, "select status from harvest_runs order by id")] == ["success", "failed"]
 
@@ -203,7 +234,10 @@ def test_a_trials_success_does_not_hide_a_failed_pubmed_run_on_the_front_page(se
     assert "trials run 2 (full (new catalog))" in result.stdout
     (health,) = rows(db_path, "select * from harvest_health")
     assert (health["last_success_run"], health["last_failure_run"], health["failing_since_last_success"]) == (
-        None, 1, 1)
+        None,
+        1,
+        1,
+    )
 
 
 def test_every_fault_the_registry_throws_is_ridden_out_and_the_catalog_is_the_same(servers, tmp_path):
@@ -212,8 +246,10 @@ def test_every_fault_the_registry_throws_is_ridden_out_and_the_catalog_is_the_sa
     env = env_for(eutils, registry, CTGOV_PAGE_SIZE="2")
     assert run_cli("run", "--db", clean, "--sources", "pubmed,trials", env=env).returncode == 0
     # One of each, spread over the run's requests (its pages and its batch by id).
-    faults = [registry.faults.add(kind, times=1, path="/studies", after=after)
-              for after, kind in [(0, "429"), (2, "503"), (4, "truncated"), (6, "malformed"), (7, "502")]]
+    faults = [
+        registry.faults.add(kind, times=1, path="/studies", after=after)
+        for after, kind in [(0, "429"), (2, "503"), (4, "truncated"), (6, "malformed"), (7, "502")]
+    ]
     faulty = tmp_path / "faulty.db"
     result = run_cli("run", "--db", faulty, env=env)
     assert result.returncode == 0, result.stderr
@@ -231,11 +267,19 @@ def test_a_catalog_from_before_the_registry_upgrades_in_place(tmp_path):
     old = sqlite_utils.Database(db_path)
     migrations.apply(old, stop_before="0011_clinicaltrials_gov")
     old.table("articles").insert({"pmid": 29355075, "title": "a stored paper"})
-    old.table("trial_registrations").insert({"pmid": 29355075, "registry": "ClinicalTrials.gov",
-                                       "trial_id": "NCT02060188", "source": "databank"})
-    old.table("harvest_runs").insert({"id": 1, "mode": "full (new catalog)", "status": "success",
-                                "finished_at": "2026-03-01T04:00:00+00:00", "watermark": "2026-03-01",
-                                "query_version": "1"})
+    old.table("trial_registrations").insert(
+        {"pmid": 29355075, "registry": "ClinicalTrials.gov", "trial_id": "NCT02060188", "source": "databank"}
+    )
+    old.table("harvest_runs").insert(
+        {
+            "id": 1,
+            "mode": "full (new catalog)",
+            "status": "success",
+            "finished_at": "2026-03-01T04:00:00+00:00",
+            "watermark": "2026-03-01",
+            "query_version": "1",
+        }
+    )
     old.close()
 
     db = store.open_db(db_path)
@@ -257,5 +301,6 @@ def test_a_full_sweep_keeps_a_study_the_topic_no_longer_lists(servers, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "trials run 2 (full): 5 studies listed" in result.stdout
     assert rows(db_path, "select nct_id, in_topic from trials where nct_id = 'NCT00184067'") == [
-        {"nct_id": "NCT00184067", "in_topic": 0}]
+        {"nct_id": "NCT00184067", "in_topic": 0}
+    ]
     assert rows(db_path, "select unmatched from harvest_runs where id = 2") == [{"unmatched": 1}]

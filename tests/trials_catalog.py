@@ -83,8 +83,9 @@ def build_trials_site(tmp_path_factory) -> TrialsSite:
         return _BUILT["site"]
     base = build_catalog_site(tmp_path_factory)
     site = tmp_path_factory.mktemp("trials-site")
-    shutil.copytree(base, site, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("inspect-data.json", "*.lock", "__pycache__"))
+    shutil.copytree(
+        base, site, dirs_exist_ok=True, ignore=shutil.ignore_patterns("inspect-data.json", "*.lock", "__pycache__")
+    )
     conn = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     cited = _cited(conn)
@@ -94,8 +95,14 @@ def build_trials_site(tmp_path_factory) -> TrialsSite:
     with_rct = [nct for nct, papers in cited.items() if any(p["study_design"] == "rct" for p in papers)]
     protocol_only = [nct for nct, papers in cited.items() if all(p["study_design"] == "trial_protocol" for p in papers)]
     ketamine = [nct for nct, papers in cited.items() if any(p["pmid"] == KETAMINE_PAPER for p in papers)]
-    clones = {"completed_reported": with_rct[0], "results_reported": with_rct[1], "two_papers": with_rct[2],
-              "protocol_only": protocol_only[0], "ketamine": ketamine[0], "hostile": HOSTILE}
+    clones = {
+        "completed_reported": with_rct[0],
+        "results_reported": with_rct[1],
+        "two_papers": with_rct[2],
+        "protocol_only": protocol_only[0],
+        "ketamine": ketamine[0],
+        "hostile": HOSTILE,
+    }
 
     studies = StudyStore.recorded()
     studies.add_clone(clones["completed_reported"], "NCT03630471")

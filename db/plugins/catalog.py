@@ -74,8 +74,10 @@ def _load_export():
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
             return module
-    raise ImportError(f"the catalog's export formats (harvest/export.py) are not installed and not at "
-                      f"{EXPORT_COPY}: build a published copy with `make publish-build`")
+    raise ImportError(
+        f"the catalog's export formats (harvest/export.py) are not installed and not at "
+        f"{EXPORT_COPY}: build a published copy with `make publish-build`"
+    )
 
 
 export = _load_export()
@@ -158,7 +160,7 @@ def _best_window(marked: str) -> tuple[int, Window] | None:
     depth = 0
     position = 0
     for match in _TOKEN.finditer(marked):
-        between = marked[position:match.start()]
+        between = marked[position : match.start()]
         depth += between.count(_OPEN) - between.count(_CLOSE)
         position = match.end()
         if depth > 0:
@@ -208,15 +210,18 @@ def _cut(marked: str, window: Window) -> str:
 def search_snippet(query, *fields) -> str | None:
     """A snippet of a record for a search: about SNIPPET_TOKENS tokens of the field with the
     best hits, hits between ** marks, from the first SNIPPET_HEAD characters of each field."""
-    heads = [str(f)[:SNIPPET_HEAD].replace(_OPEN, " ").replace(_CLOSE, " ") if f is not None else None
-             for f in fields[:len(FTS_COLUMNS)]]
+    heads = [
+        str(f)[:SNIPPET_HEAD].replace(_OPEN, " ").replace(_CLOSE, " ") if f is not None else None
+        for f in fields[: len(FTS_COLUMNS)]
+    ]
     heads += [None] * (len(FTS_COLUMNS) - len(heads))
     conn = _snippet_conn()
     try:
         conn.execute(f"insert into head (rowid, {', '.join(FTS_COLUMNS)}) values (1, ?, ?, ?, ?)", heads)
         columns = ", ".join(f"highlight(head, {i}, ?, ?)" for i in range(len(FTS_COLUMNS)))
-        row = conn.execute(f"select {columns} from head where head match ?",
-                           [_OPEN, _CLOSE] * len(FTS_COLUMNS) + [fts_query(query)]).fetchone()
+        row = conn.execute(
+            f"select {columns} from head where head match ?", [_OPEN, _CLOSE] * len(FTS_COLUMNS) + [fts_query(query)]
+        ).fetchone()
     except sqlite3.Error:
         row = None
     finally:
@@ -233,10 +238,10 @@ def search_snippet(query, *fields) -> str | None:
     text = next((h for h in (heads[1], heads[0]) if h), None)
     if text is None:
         return None
-    tokens = list(_TOKEN.finditer(text[:SNIPPET_TOKENS * 40]))
+    tokens = list(_TOKEN.finditer(text[: SNIPPET_TOKENS * 40]))
     if len(tokens) <= SNIPPET_TOKENS:
-        return text[:SNIPPET_TOKENS * 40]
-    return text[:tokens[SNIPPET_TOKENS - 1].end()] + SNIPPET_ELLIPSIS
+        return text[: SNIPPET_TOKENS * 40]
+    return text[: tokens[SNIPPET_TOKENS - 1].end()] + SNIPPET_ELLIPSIS
 
 
 @hookimpl
@@ -261,31 +266,84 @@ VALUE_LABELS = {
 }
 
 LANGUAGES = {
-    "eng": "English", "ger": "German", "fre": "French", "spa": "Spanish", "ita": "Italian",
-    "por": "Portuguese", "rus": "Russian", "chi": "Chinese", "jpn": "Japanese", "pol": "Polish",
-    "dut": "Dutch", "kor": "Korean", "tur": "Turkish", "cze": "Czech", "swe": "Swedish",
-    "nor": "Norwegian", "dan": "Danish", "fin": "Finnish", "hun": "Hungarian", "heb": "Hebrew",
-    "per": "Persian", "ara": "Arabic", "gre": "Greek", "ukr": "Ukrainian", "hrv": "Croatian",
-    "slv": "Slovenian", "srp": "Serbian", "rum": "Romanian", "bul": "Bulgarian", "lit": "Lithuanian",
+    "eng": "English",
+    "ger": "German",
+    "fre": "French",
+    "spa": "Spanish",
+    "ita": "Italian",
+    "por": "Portuguese",
+    "rus": "Russian",
+    "chi": "Chinese",
+    "jpn": "Japanese",
+    "pol": "Polish",
+    "dut": "Dutch",
+    "kor": "Korean",
+    "tur": "Turkish",
+    "cze": "Czech",
+    "swe": "Swedish",
+    "nor": "Norwegian",
+    "dan": "Danish",
+    "fin": "Finnish",
+    "hun": "Hungarian",
+    "heb": "Hebrew",
+    "per": "Persian",
+    "ara": "Arabic",
+    "gre": "Greek",
+    "ukr": "Ukrainian",
+    "hrv": "Croatian",
+    "slv": "Slovenian",
+    "srp": "Serbian",
+    "rum": "Romanian",
+    "bul": "Bulgarian",
+    "lit": "Lithuanian",
 }
 # Facets listed in the order of their values (newest year first), not most frequent first.
 VALUE_ORDERED_FACETS = {"pub_year"}
 # Query-string arguments that change how a page looks, never which rows it holds.
-NEUTRAL_ARGS = {"_sort", "_sort_desc", "_next", "_size", "_col", "_nocol", "_labels", "_nolabels", "_nofacet",
-                "_nocount", "_trace", "_shape", "_json", "_extra", "_timelimit", "_ttl", "_stream", "_dl",
-                "_nosuggest", "_context", "_view"}
+NEUTRAL_ARGS = {
+    "_sort",
+    "_sort_desc",
+    "_next",
+    "_size",
+    "_col",
+    "_nocol",
+    "_labels",
+    "_nolabels",
+    "_nofacet",
+    "_nocount",
+    "_trace",
+    "_shape",
+    "_json",
+    "_extra",
+    "_timelimit",
+    "_ttl",
+    "_stream",
+    "_dl",
+    "_nosuggest",
+    "_context",
+    "_view",
+}
 
 
 # Study designs as a researcher names them (the stored values are harvest/tags.py's DESIGNS).
 DESIGN_LABELS = {
-    "rct": "Randomised trial", "crossover_rct": "Crossover randomised trial",
-    "open_label_trial": "Open-label or non-randomised trial", "observational_cohort": "Observational cohort",
-    "case_control": "Case-control study", "case_report_series": "Case report or series",
-    "systematic_review": "Systematic review", "meta_analysis": "Meta-analysis",
-    "narrative_review": "Narrative review", "trial_protocol": "Trial protocol",
-    "secondary_analysis": "Secondary analysis", "preclinical_animal": "Preclinical (animal)",
-    "in_vitro": "In vitro", "guideline_consensus": "Guideline or consensus statement",
-    "commentary_letter": "Commentary or letter", "other": "Other", "unclassified": "Unclassified",
+    "rct": "Randomised trial",
+    "crossover_rct": "Crossover randomised trial",
+    "open_label_trial": "Open-label or non-randomised trial",
+    "observational_cohort": "Observational cohort",
+    "case_control": "Case-control study",
+    "case_report_series": "Case report or series",
+    "systematic_review": "Systematic review",
+    "meta_analysis": "Meta-analysis",
+    "narrative_review": "Narrative review",
+    "trial_protocol": "Trial protocol",
+    "secondary_analysis": "Secondary analysis",
+    "preclinical_animal": "Preclinical (animal)",
+    "in_vitro": "In vitro",
+    "guideline_consensus": "Guideline or consensus statement",
+    "commentary_letter": "Commentary or letter",
+    "other": "Other",
+    "unclassified": "Unclassified",
 }
 
 
@@ -388,33 +446,38 @@ class CatalogFacet(Facet):
         by_value = name in VALUE_ORDERED_FACETS
         if selection is not None:
             if not selection:
-                sql = ("select value, count from facet_counts where facet = :facet "
-                       f"order by {'value desc' if by_value else 'count desc, value'} limit :limit")
+                sql = (
+                    "select value, count from facet_counts where facet = :facet "
+                    f"order by {'value desc' if by_value else 'count desc, value'} limit :limit"
+                )
                 params = {"facet": name, "limit": limit}
                 return (await self.ds.execute(self.database, sql, params)).rows, True
-            (chosen, value), = selection
+            ((chosen, value),) = selection
             if source["paired"] and sources[chosen]["paired"]:
                 text, number = _value_params(value)
-                sql = ("select other_value as value, count from facet_pair_counts "
-                       "where facet = :chosen and value in (:text, :number) and other_facet = :facet "
-                       f"order by {'other_value desc' if by_value else 'count desc, other_value'} limit :limit")
+                sql = (
+                    "select other_value as value, count from facet_pair_counts "
+                    "where facet = :chosen and value in (:text, :number) and other_facet = :facet "
+                    f"order by {'other_value desc' if by_value else 'count desc, other_value'} limit :limit"
+                )
                 params = {"chosen": chosen, "text": text, "number": number, "facet": name, "limit": limit}
                 return (await self.ds.execute(self.database, sql, params)).rows, True
         if source["kind"] == "column":
             sql = f"""
                 select [{name}] as value, count(*) as count from ({self.sql})
                 where [{name}] is not null group by [{name}]
-                order by {'value desc' if by_value else 'count desc, value'} limit {limit}"""
+                order by {"value desc" if by_value else "count desc, value"} limit {limit}"""
         else:
             # From the page's rows to their values (a join), not every value tested against
             # the page's rows (an IN list): 40x faster for a rare tag, 1.6x for a common one.
             sql = f"""
                 select v.value as value, count(distinct v.pmid) as count
-                from (select pmid from ({self.sql})) page join ({source['pairs']}) v on v.pmid = page.pmid
+                from (select pmid from ({self.sql})) page join ({source["pairs"]}) v on v.pmid = page.pmid
                 where v.value is not null
                 group by v.value order by count desc, v.value limit {limit}"""
-        rows = await self.ds.execute(self.database, sql, self.params, truncate=False,
-                                     custom_time_limit=self.ds.setting("facet_time_limit_ms"))
+        rows = await self.ds.execute(
+            self.database, sql, self.params, truncate=False, custom_time_limit=self.ds.setting("facet_time_limit_ms")
+        )
         return rows.rows, False
 
     async def facet_results(self):
@@ -427,8 +490,9 @@ class CatalogFacet(Facet):
         sources = await facet_sources(self.ds)
         selection = _selection(self.request, sources)
         # Asked once per page, not once per facet: can the summaries answer for it?
-        if selection is not None and (len(selection) > 1 or
-                                      not await summaries_current(self.ds.get_database(self.database))):
+        if selection is not None and (
+            len(selection) > 1 or not await summaries_current(self.ds.get_database(self.database))
+        ):
             selection = None
         for source_and_config in self.get_configs():
             config = source_and_config["config"]
@@ -446,25 +510,32 @@ class CatalogFacet(Facet):
             for row in rows[:size]:
                 value = row["value"]
                 selected = (arg, str(value)) in selected_pairs
-                path = (path_with_removed_args(self.request, {arg: str(value)}) if selected
-                        else path_with_added_args(self.request, {arg: value, "_next": None}))
-                values.append({
-                    "value": value,
-                    "label": value_label(name, value),
-                    "count": row["count"],
-                    "toggle_url": self.ds.absolute_url(self.request, self.ds.urls.path(path)),
-                    "selected": selected,
-                })
-            results.append({
-                "name": name,
-                "label": source["label"],
-                "type": self.type,
-                "hideable": source_and_config["source"] != "metadata",
-                "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {"_facet_catalog": name})),
-                "results": values,
-                "truncated": len(rows) > size,
-                "summarised": summarised,
-            })
+                path = (
+                    path_with_removed_args(self.request, {arg: str(value)})
+                    if selected
+                    else path_with_added_args(self.request, {arg: value, "_next": None})
+                )
+                values.append(
+                    {
+                        "value": value,
+                        "label": value_label(name, value),
+                        "count": row["count"],
+                        "toggle_url": self.ds.absolute_url(self.request, self.ds.urls.path(path)),
+                        "selected": selected,
+                    }
+                )
+            results.append(
+                {
+                    "name": name,
+                    "label": source["label"],
+                    "type": self.type,
+                    "hideable": source_and_config["source"] != "metadata",
+                    "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {"_facet_catalog": name})),
+                    "results": values,
+                    "truncated": len(rows) > size,
+                    "summarised": summarised,
+                }
+            )
         return results, timed_out
 
 
@@ -496,11 +567,15 @@ def export_limit_note(datasette, data: dict, shown: int) -> str | None:
     if data.get("next"):
         total = data.get("filtered_table_rows_count")
         of = f" of {total:,}" if isinstance(total, int) else ""
-        return (f"This export holds the first {shown:,}{of} records of the list: {limit:,} is the most one "
-                f"request returns (max_returned_rows). The next {limit:,}: {data.get('next_url')}")
+        return (
+            f"This export holds the first {shown:,}{of} records of the list: {limit:,} is the most one "
+            f"request returns (max_returned_rows). The next {limit:,}: {data.get('next_url')}"
+        )
     if data.get("truncated"):
-        return (f"This export holds the first {shown:,} rows of the answer: {limit:,} is the most one "
-                f"request returns (max_returned_rows); the answer has more.")
+        return (
+            f"This export holds the first {shown:,} rows of the answer: {limit:,} is the most one "
+            f"request returns (max_returned_rows); the answer has more."
+        )
     return None
 
 
@@ -521,10 +596,13 @@ def _export_renderer(fmt: str):
         name = table or query_name or database
         if "pmid" not in (columns or []):
             # A dict: Datasette keeps its status (it sets a Response's status back to the page's).
-            return {"status_code": 400, "content_type": "text/plain; charset=utf-8",
-                    "body": f"{name} answers with no article rows (it has no pmid column), so it has nothing "
-                            f"to export as {export.FILE_EXTENSIONS[fmt].upper()} for a reference manager; "
-                            f"take it as .csv or .json.\n"}
+            return {
+                "status_code": 400,
+                "content_type": "text/plain; charset=utf-8",
+                "body": f"{name} answers with no article rows (it has no pmid column), so it has nothing "
+                f"to export as {export.FILE_EXTENSIONS[fmt].upper()} for a reference manager; "
+                f"take it as .csv or .json.\n",
+            }
         pmids = _pmids(rows)
         db = datasette.get_database(database)
         records = await db.execute_fn(lambda conn: export.load_records(conn, pmids))
@@ -562,8 +640,16 @@ VALUE_MAX_BYTES = 8_000_000
 SQL_MAX_BYTES = 100_000
 ANSWER_MAX_BYTES = 64_000_000
 PRINTF_MAX_WIDTH = 10_000
-REFUSED_FUNCTIONS = {"randomblob", "zeroblob", "fts3_tokenizer", "load_extension", "readfile", "writefile",
-                     "edit", "sqlite_dbpage"}
+REFUSED_FUNCTIONS = {
+    "randomblob",
+    "zeroblob",
+    "fts3_tokenizer",
+    "load_extension",
+    "readfile",
+    "writefile",
+    "edit",
+    "sqlite_dbpage",
+}
 USER_SQL_AT_ONCE = 1
 USER_SQL_WAIT_SECONDS = 10
 _PRINTF_SPEC = re.compile(r"%([-+ #0!,]*)(\*|\d+)?(?:\.(\*|\d*))?(l{0,2})(.)", re.S)
@@ -631,7 +717,8 @@ def _answer_budget():
         answered += sum(len(v) for v in row if isinstance(v, (str, bytes)))
         if answered > ANSWER_MAX_BYTES:
             raise sqlite3.OperationalError(
-                f"this answer is larger than {ANSWER_MAX_BYTES // 1_000_000} MB: ask for fewer rows or columns")
+                f"this answer is larger than {ANSWER_MAX_BYTES // 1_000_000} MB: ask for fewer rows or columns"
+            )
         return sqlite3.Row(cursor, row)
 
     return factory
@@ -670,11 +757,23 @@ def user_sql_one_at_a_time(datasette):
             try:
                 await asyncio.wait_for(slot.acquire(), USER_SQL_WAIT_SECONDS)
             except asyncio.TimeoutError:
-                await send({"type": "http.response.start", "status": 503,
-                            "headers": [(b"retry-after", b"10"), (b"content-type", b"text/plain; charset=utf-8"),
-                                        *SECURITY_HEADERS]})
-                await send({"type": "http.response.body",
-                            "body": b"Busy: other SQL queries are running. Try again in a few seconds.\n"})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 503,
+                        "headers": [
+                            (b"retry-after", b"10"),
+                            (b"content-type", b"text/plain; charset=utf-8"),
+                            *SECURITY_HEADERS,
+                        ],
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"Busy: other SQL queries are running. Try again in a few seconds.\n",
+                    }
+                )
                 return
             try:
                 await app(scope, receive, send)
@@ -755,8 +854,13 @@ def pages_made_once_per_harvest(datasette):
         _, status, headers, body = entry
         etag = next((v for k, v in headers if k == b"etag"), None)
         if etag and any(k == b"if-none-match" and etag in v for k, v in scope.get("headers", [])):
-            await send({"type": "http.response.start", "status": 304,
-                        "headers": [(k, v) for k, v in headers if k in (b"etag", b"cache-control")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 304,
+                    "headers": [(k, v) for k, v in headers if k in (b"etag", b"cache-control")],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -839,19 +943,26 @@ def row_url_with_the_wrong_key(datasette, request, exception):
     """/catalog/article_xml/1000.blob names one value of a two-column key: Datasette 0.65 runs
     the row query with a parameter missing and answers 500. That row does not exist: 404."""
     url_vars = getattr(request, "url_vars", None) or {}
-    if not (isinstance(exception, sqlite3.ProgrammingError) and url_vars.get("pks") is not None
-            and "binding parameter" in str(exception)):
+    if not (
+        isinstance(exception, sqlite3.ProgrammingError)
+        and url_vars.get("pks") is not None
+        and "binding parameter" in str(exception)
+    ):
         return None
     from datasette.handle_exception import handle_exception as datasette_error_page
     from datasette.utils.asgi import NotFound
 
     table = url_vars.get("table", "")
     given = len(str(url_vars["pks"]).split(","))
-    return datasette_error_page(datasette, request, NotFound(
-        f"No such row: the URL gives {given} key value{'s' * (given != 1)}, and {table} has a longer key"))
+    return datasette_error_page(
+        datasette,
+        request,
+        NotFound(f"No such row: the URL gives {given} key value{'s' * (given != 1)}, and {table} has a longer key"),
+    )
 
 
 # -- security headers -------------------------------------------------------------------------
+
 
 def _script_hash(script: str) -> str:
     import base64
@@ -866,19 +977,21 @@ def _script_hash(script: str) -> str:
 # templates have none. An injected <script> therefore does not run.
 INLINE_SCRIPTS = ["DATASETTE_ALLOW_FACET = true;", "DATASETTE_ALLOW_FACET = false;"]
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self' " + " ".join(_script_hash(s) for s in INLINE_SCRIPTS),
-    # Datasette's templates carry inline <style> blocks, the chart's legend style attributes.
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data:",
-    "font-src 'self'",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'self'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' " + " ".join(_script_hash(s) for s in INLINE_SCRIPTS),
+        # Datasette's templates carry inline <style> blocks, the chart's legend style attributes.
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 SECURITY_HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -897,9 +1010,14 @@ def asgi_wrapper(datasette):
                 return await app(scope, receive, send)
             if scope.get("method", "GET") not in READ_METHODS:
                 # A read-only catalog: no route takes a write, so none is offered.
-                await send({"type": "http.response.start", "status": 405,
-                            "headers": [(b"allow", b"GET, HEAD"),
-                                        (b"content-type", b"text/plain; charset=utf-8")] + SECURITY_HEADERS})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 405,
+                        "headers": [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain; charset=utf-8")]
+                        + SECURITY_HEADERS,
+                    }
+                )
                 await send({"type": "http.response.body", "body": b"This catalog is read-only.\n"})
                 return
 
@@ -1016,12 +1134,22 @@ def startup(datasette):
         return
     render_atom, can_render_atom = datasette.renderers["atom"]
 
-    async def render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
-                                   query_name, view_name, data):
+    async def render_atom_or_empty(
+        datasette, request, sql, columns, rows, database, table, query_name, view_name, data
+    ):
         if rows:
-            return render_atom(datasette=datasette, request=request, sql=sql, columns=columns,
-                               rows=rows, database=database, table=table, query_name=query_name,
-                               view_name=view_name, data=data)
+            return render_atom(
+                datasette=datasette,
+                request=request,
+                sql=sql,
+                columns=columns,
+                rows=rows,
+                database=database,
+                table=table,
+                query_name=query_name,
+                view_name=view_name,
+                data=data,
+            )
         from feedgen.feed import FeedGenerator
 
         db = datasette.get_database(database)
@@ -1041,8 +1169,9 @@ def startup(datasette):
         return Response(fg.atom_str(pretty=True), content_type="application/xml; charset=utf-8")
 
     async def render_feed(datasette, request, sql, columns, rows, database, table, query_name, view_name, data):
-        response = await render_atom_or_empty(datasette, request, sql, columns, rows, database, table,
-                                              query_name, view_name, data)
+        response = await render_atom_or_empty(
+            datasette, request, sql, columns, rows, database, table, query_name, view_name, data
+        )
         return finish_feed(datasette, request, query_name, response)
 
     datasette.renderers["atom"] = (render_feed, can_render_atom)
@@ -1057,8 +1186,11 @@ def feed_title(base_title: str, request) -> str:
     q = (request.args.get("q") or "").strip()
     if q:
         return f"Ketamine catalog search: {q}"
-    given = [f"{key} {request.args.get(key).strip()}" for key in request.args.keys()
-             if not key.startswith("_") and (request.args.get(key) or "").strip()]
+    given = [
+        f"{key} {request.args.get(key).strip()}"
+        for key in request.args.keys()
+        if not key.startswith("_") and (request.args.get(key) or "").strip()
+    ]
     return f"{base_title}: {', '.join(given)}" if given else base_title
 
 
@@ -1083,8 +1215,7 @@ def finish_feed(datasette, request, query_name, response):
         if href.startswith("/") and not href.startswith("//"):
             link.set("href", base + href)
     body = etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-    return Response(body, status=response.status, headers=dict(response.headers),
-                    content_type=response.content_type)
+    return Response(body, status=response.status, headers=dict(response.headers), content_type=response.content_type)
 
 
 FEED_ABSTRACT_CHARS = 900
@@ -1104,8 +1235,10 @@ def feed_entry_html(pmid, journal, published, study_design, abstract, doi, pmcid
     parts = [Markup("<p><em>{}</em> {} · {}</p>").format(journal or "", published or "", design)]
     if text:
         parts.append(Markup("<p>{}</p>").format(text))
-    links = [Markup('<a href="/catalog/articles/{}">Open in the catalog</a>').format(int(pmid)),
-             Markup('<a href="{}">PubMed</a>').format(PUBMED.format(int(pmid)))]
+    links = [
+        Markup('<a href="/catalog/articles/{}">Open in the catalog</a>').format(int(pmid)),
+        Markup('<a href="{}">PubMed</a>').format(PUBMED.format(int(pmid))),
+    ]
     if doi:
         links.append(Markup('<a href="{}">DOI</a>').format(DOI.format(quote(str(doi), safe="/:;()._-"))))
     if pmcid and _PMCID.fullmatch(str(pmcid)):
@@ -1231,12 +1364,15 @@ def year_design_chart(counts: list[dict], *, database: str = DATABASE, urls=None
             parts.append("</a>")
         last_gap = (len(years) - 1) % label_every
         if i % label_every == 0 or (i == len(years) - 1 and last_gap * 2 >= label_every):
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - 10}" text-anchor="middle" class="tick">{year}</text>')
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{height - 10}" text-anchor="middle" class="tick">{year}</text>'
+            )
     parts.append("</svg>")
     present = {g for year in years for g, n in enumerate(by_year[year]) if n}
     legend = "".join(
         f'<li><span class="swatch" style="background:{colour}"></span>{html.escape(name)}</li>'
-        for g, (name, _, colour) in enumerate(DESIGN_GROUPS) if g in present
+        for g, (name, _, colour) in enumerate(DESIGN_GROUPS)
+        if g in present
     )
     return Markup("".join(parts) + f'<ul class="chart-legend">{legend}</ul>')
 
@@ -1251,16 +1387,43 @@ def _nice_step(top: int) -> int:
 # The front page's ready-made questions, by what a researcher is doing; a question not
 # named here (a new one in queries.sql) joins the last group until it is placed.
 QUESTION_GROUPS = [
-    ("Find studies", ["rcts_by_molecule", "esketamine_trials", "systematic_reviews", "registered_trials",
-                      "trials_reported_more_than_once", "rcts_awaiting_indexing", "retracted_or_corrected",
-                      "retractions_explained"]),
-    ("Registered trials and their papers", ["trials_completed_without_paper", "trials_results_without_paper",
-                                            "trials_ongoing_by_molecule", "trials_reported_in_several_papers",
-                                            "trial_status_changes"]),
+    (
+        "Find studies",
+        [
+            "rcts_by_molecule",
+            "esketamine_trials",
+            "systematic_reviews",
+            "registered_trials",
+            "trials_reported_more_than_once",
+            "rcts_awaiting_indexing",
+            "retracted_or_corrected",
+            "retractions_explained",
+        ],
+    ),
+    (
+        "Registered trials and their papers",
+        [
+            "trials_completed_without_paper",
+            "trials_results_without_paper",
+            "trials_ongoing_by_molecule",
+            "trials_reported_in_several_papers",
+            "trial_status_changes",
+        ],
+    ),
     ("Follow what is new", ["new_since", "new_records_by_design", "new_rcts_for_screening"]),
     ("Audit the search (PRISMA)", ["prisma_flow", "search_strategy", "harvest_health_now"]),
-    ("Explore the field", ["counts_per_year_by_design", "rct_share_by_year", "route_population_mix",
-                           "top_journals", "top_rct_authors", "funders_of_rcts", "mesh_cooccurrence"]),
+    (
+        "Explore the field",
+        [
+            "counts_per_year_by_design",
+            "rct_share_by_year",
+            "route_population_mix",
+            "top_journals",
+            "top_rct_authors",
+            "funders_of_rcts",
+            "mesh_cooccurrence",
+        ],
+    ),
 ]
 
 
@@ -1287,7 +1450,13 @@ async def front_page_vars(datasette) -> dict:
     if db is None:
         return {}
     summarised = await summaries_current(db)
-    counts = (await _rows(db, "select * from catalog_counts"))[0] if summarised else (await _rows(db, """
+    counts = (
+        (await _rows(db, "select * from catalog_counts"))[0]
+        if summarised
+        else (
+            await _rows(
+                db,
+                """
         select count(*) as stored,
                coalesce(sum(matches_query = 1 and is_deleted = 0 and psychiatric = 1), 0) as current,
                coalesce(sum(is_retracted = 1), 0) as retracted,
@@ -1295,36 +1464,59 @@ async def front_page_vars(datasette) -> dict:
                min(case when matches_query = 1 and is_deleted = 0 and psychiatric = 1 then pub_year end) as first_year,
                max(case when matches_query = 1 and is_deleted = 0 and psychiatric = 1 then pub_year end) as last_year,
                coalesce(sum(matches_query = 1 and is_deleted = 0 and coalesce(psychiatric, 0) = 0), 0) as set_aside
-        from articles"""))[0]
+        from articles""",
+            )
+        )[0]
+    )
     # The last harvest the page reports is PubMed's: the records' own (a trials run has its line).
     pubmed = await _pubmed_runs(db)
-    successes = await _rows(db, f"""
-        select * from harvest_runs where status = 'success'{pubmed} order by id desc limit 1""")
+    successes = await _rows(
+        db,
+        f"""
+        select * from harvest_runs where status = 'success'{pubmed} order by id desc limit 1""",
+    )
     last_run = successes[0] if successes else None
     attempts = await _rows(db, f"select * from harvest_runs where 1{pubmed} order by id desc limit 1")
     latest_attempt = attempts[0] if attempts else None
     # A failure since the last full sweep is news even when a later run succeeded (the README's
     # promise: the front page shows the last failure); one before it is history.
-    last_full = await _rows(db, f"select id from harvest_runs where status = 'success' and mode like 'full%'{pubmed} "
-                                "order by id desc limit 1")
-    failures = await _rows(db, f"""
+    last_full = await _rows(
+        db,
+        f"select id from harvest_runs where status = 'success' and mode like 'full%'{pubmed} order by id desc limit 1",
+    )
+    failures = await _rows(
+        db,
+        f"""
         select * from harvest_runs where status in ('failed', 'aborted') and mode != 'import'{pubmed}
-        and id > ? order by id desc limit 1""", [last_full[0]["id"] if last_full else 0])
+        and id > ? order by id desc limit 1""",
+        [last_full[0]["id"] if last_full else 0],
+    )
     last_failure = failures[0] if failures else None
     new_in_last = 0
     if last_run and last_run.get("new") is not None:
         new_in_last = last_run["new"]  # what the run recorded: rows are flagged, never removed
     elif last_run:
-        new_in_last = (await _rows(db, "select count(*) as n from articles where first_seen_run = ?",
-                                   [last_run["id"]]))[0]["n"]
-    by_year = await _rows(db, "select pub_year, study_design, records from current_year_design" if summarised else """
+        new_in_last = (
+            await _rows(db, "select count(*) as n from articles where first_seen_run = ?", [last_run["id"]])
+        )[0]["n"]
+    by_year = await _rows(
+        db,
+        "select pub_year, study_design, records from current_year_design"
+        if summarised
+        else """
         select pub_year, study_design, count(*) as records from articles
-        where matches_query = 1 and is_deleted = 0 and psychiatric = 1 group by pub_year, study_design""")
-    designs = await _rows(db, """
+        where matches_query = 1 and is_deleted = 0 and psychiatric = 1 group by pub_year, study_design""",
+    )
+    designs = await _rows(
+        db,
+        """
         select study_design, sum(records) as records from current_year_design
-        group by study_design order by records desc""" if summarised else """
+        group by study_design order by records desc"""
+        if summarised
+        else """
         select study_design, count(*) as records from articles
-        where matches_query = 1 and is_deleted = 0 and psychiatric = 1 group by study_design order by records desc""")
+        where matches_query = 1 and is_deleted = 0 and psychiatric = 1 group by study_design order by records desc""",
+    )
     queries = [
         {"name": name, "title": q.get("title") or name, "description": q.get("description")}
         for name, q in (await datasette.get_canned_queries(DATABASE, None)).items()
@@ -1337,8 +1529,9 @@ async def front_page_vars(datasette) -> dict:
             "latest_attempt": latest_attempt,
             "last_failure": last_failure,
             "new_in_last_run": new_in_last,
-            "designs": [dict(d, label=value_label("study_design", d["study_design"] or "unclassified"))
-                        for d in designs],
+            "designs": [
+                dict(d, label=value_label("study_design", d["study_design"] or "unclassified")) for d in designs
+            ],
             "chart": year_design_chart(by_year, urls=datasette.urls),
             "current_filter": CURRENT,
             "set_aside_filter": SET_ASIDE,
@@ -1391,9 +1584,18 @@ async def article_page_vars(datasette, request) -> dict:
             kind, label, text = NOTICE_TEXT[ref["ref_type"]]
             notices.append({**ref, "kind": kind, "label": label, "text": text})
     if article["is_retracted"] and not any(n["kind"] == "retracted" for n in notices):
-        notices.insert(0, {"kind": "retracted", "label": "Retracted",
-                           "text": "PubMed indexes this article as a retracted publication",
-                           "ref_pmid": None, "ref_source": None, "ref_title": None, "in_catalog": 0})
+        notices.insert(
+            0,
+            {
+                "kind": "retracted",
+                "label": "Retracted",
+                "text": "PubMed indexes this article as a retracted publication",
+                "ref_pmid": None,
+                "ref_source": None,
+                "ref_title": None,
+                "in_catalog": 0,
+            },
+        )
     notices.sort(key=lambda n: ["retracted", "concern", "notice", "erratum", "update"].index(n["kind"]))
     mesh = await one("""
         select d.name, am.major, am.descriptor_ui,
@@ -1415,8 +1617,9 @@ async def article_page_vars(datasette, request) -> dict:
     if article["doi"]:
         links.append({"label": f"DOI {article['doi']}", "url": DOI.format(article["doi"]), "kind": "doi"})
     if article["pmcid"]:
-        links.append({"label": f"Full text in PMC ({article['pmcid']})", "url": PMC.format(article["pmcid"]),
-                      "kind": "pmc"})
+        links.append(
+            {"label": f"Full text in PMC ({article['pmcid']})", "url": PMC.format(article["pmcid"]), "kind": "pmc"}
+        )
     # One link per trial, however many ways the record and the registry link them.
     for trial in {t["trial_id"]: t for t in trials}.values():
         links.append({"label": f"{trial['registry']} {trial['trial_id']}", "url": trial["url"], "kind": "trial"})
@@ -1425,14 +1628,18 @@ async def article_page_vars(datasette, request) -> dict:
             "row": article,
             "authors": [p for p in people if p["role"] == "author"],
             "editors": [p for p in people if p["role"] == "editor"],
-            "sections": await one("select label, nlm_category, text from abstract_sections where pmid = ? order by position"),
+            "sections": await one(
+                "select label, nlm_category, text from abstract_sections where pmid = ? order by position"
+            ),
             "mesh": mesh,
             "publication_types": await one("""
                 select pt.name, pt.ui from article_publication_types apt
                 join publication_types pt on pt.ui = apt.publication_type_ui where apt.pmid = ? order by pt.name"""),
             "keywords": await one("select keyword, owner, major from keywords where pmid = ? order by position"),
             "chemicals": await one("select name, registry_number from chemicals where pmid = ? order by position"),
-            "grants": await one("select grant_id, acronym, agency, country from grants where pmid = ? order by position"),
+            "grants": await one(
+                "select grant_id, acronym, agency, country from grants where pmid = ? order by position"
+            ),
             "trials": trials,
             "tags": tags,
             "notices": notices,
@@ -1455,8 +1662,8 @@ PARAM_CHOICES = {
     "design": "select distinct study_design from articles where study_design is not null order by 1",
     "registry": "select distinct registry from trial_registrations order by 1",
     "status": "select 'Retracted' union all select 'Retraction notice' union all select 'Erratum published' "
-              "union all select 'Expression of concern' union all select 'Updated version published' "
-              "union all select 'Corrected and republished'",
+    "union all select 'Expression of concern' union all select 'Updated version published' "
+    "union all select 'Corrected and republished'",
 }
 
 # The same lists from facet_counts: at 1,000,000 articles "distinct study_design" reads an
@@ -1484,8 +1691,11 @@ async def query_page_vars(datasette, request, template) -> dict:
         choices[name] = [row[0] for row in (await db.execute(sql)).rows]
     out["param_choices"] = choices
     out["value_label"] = value_label
-    last = await _rows(db, "select id, started_at, finished_at from harvest_runs where status = 'success'"
-                           f"{await _pubmed_runs(db)} order by id desc limit 1")
+    last = await _rows(
+        db,
+        "select id, started_at, finished_at from harvest_runs where status = 'success'"
+        f"{await _pubmed_runs(db)} order by id desc limit 1",
+    )
     out["last_harvest"] = last[0] if last else None
     return out
 
@@ -1498,16 +1708,30 @@ async def full_list_renderers(datasette, request, table, columns) -> dict[str, s
     from datasette.utils import await_me_maybe, call_with_supported_arguments
 
     db = _catalog_db(datasette)
-    args = [(k, v) for k, v in parse_qsl(request.query_string, keep_blank_values=True)
-            if k not in ("_next", "_size", "_format")]
+    args = [
+        (k, v)
+        for k, v in parse_qsl(request.query_string, keep_blank_values=True)
+        if k not in ("_next", "_size", "_format")
+    ]
     if await db.foreign_keys_for_table(table) and not any(k == "_labels" for k, _ in args):
         args.append(("_labels", "on"))
     args.append(("_size", "max"))
     out = {}
     for key, (_, can_render) in datasette.renderers.items():
-        renders = await await_me_maybe(call_with_supported_arguments(
-            can_render, datasette=datasette, columns=columns or [], rows=[], sql=None, query_name=None,
-            database=DATABASE, table=table, request=request, view_name="table"))
+        renders = await await_me_maybe(
+            call_with_supported_arguments(
+                can_render,
+                datasette=datasette,
+                columns=columns or [],
+                rows=[],
+                sql=None,
+                query_name=None,
+                database=DATABASE,
+                table=table,
+                request=request,
+                view_name="table",
+            )
+        )
         if renders:
             out[key] = datasette.urls.table(DATABASE, table, format=key) + "?" + urlencode(args)
     return out
@@ -1602,8 +1826,9 @@ def complete_paging(db) -> None:
             if table not in keys:
                 pks = await db.primary_keys(table)
                 keys[table] = pks or ([] if table in await db.view_names() else ["rowid"])
-                untyped[table] = {escape_sqlite(c.name) for c in await db.table_column_details(table)
-                                  if not (c.type or "").strip()}
+                untyped[table] = {
+                    escape_sqlite(c.name) for c in await db.table_column_details(table) if not (c.type or "").strip()
+                }
             if keys[table]:
                 sql = tie_broken(sql, table, keys[table])
                 params = typed_token_values(sql, params, untyped[table])
@@ -1637,8 +1862,10 @@ _DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
 # A start time as harvest_runs writes it; a "+" left unencoded in a URL arrives as a space.
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|[ +-]\d{2}:?\d{2})?$")
 _RUN = re.compile(r"^(?:run\s*[:#]?\s*|#)(\d+)$", re.I)
-SINCE_FORMS = ("a date (2026-12-04, also 2026/12/04 or 2026-12-4), a harvest start time "
-               "(2026-12-04T06:00:00+00:00), a run id written run:12 or #12, or empty")
+SINCE_FORMS = (
+    "a date (2026-12-04, also 2026/12/04 or 2026-12-4), a harvest start time "
+    "(2026-12-04T06:00:00+00:00), a run id written run:12 or #12, or empty"
+)
 
 
 def normalize_since(value: str) -> str:
@@ -1662,8 +1889,10 @@ def normalize_since(value: str) -> str:
         day, time, zone = stamp.groups()
         return f"{day}T{time}" + (zone or "").replace(" ", "+")
     if value.isdigit():
-        raise BadParameter(f"{value!r} could be a year or a run id: write a run id as run:{value} "
-                           f"(or #{value}), a date as {value if len(value) == 4 else '2026'}-01-01")
+        raise BadParameter(
+            f"{value!r} could be a year or a run id: write a run id as run:{value} "
+            f"(or #{value}), a date as {value if len(value) == 4 else '2026'}-01-01"
+        )
     raise BadParameter(f"{value!r} is neither a date nor a run id")
 
 
@@ -1676,8 +1905,14 @@ def normalize_count(value: str) -> str:
     return str(int(value))
 
 
-RETRACTION_STATUSES = ("Retracted", "Retraction notice", "Erratum published", "Expression of concern",
-                       "Updated version published", "Corrected and republished")
+RETRACTION_STATUSES = (
+    "Retracted",
+    "Retraction notice",
+    "Erratum published",
+    "Expression of concern",
+    "Updated version published",
+    "Corrected and republished",
+)
 
 
 def _one_of(value: str, allowed, what: str) -> str:
@@ -1737,8 +1972,9 @@ async def _check_mesh_term(db, value):
     value = value.strip()
     if not value:
         return ""
-    rows = await db.execute("select name from mesh_descriptors where name = :name collate nocase limit 1",
-                            {"name": value})
+    rows = await db.execute(
+        "select name from mesh_descriptors where name = :name collate nocase limit 1", {"name": value}
+    )
     if not rows.rows:
         raise BadParameter(f"no record in the catalog is indexed with a MeSH heading named {value!r}")
     return rows.rows[0][0]
@@ -1803,12 +2039,16 @@ PARAM_RULES = {
     "since": (_since, SINCE_FORMS),
     "min_trials": (_count, "a whole number of 1 or more, or empty for 1"),
     "status": (_status, "one of " + ", ".join(RETRACTION_STATUSES) + " (any case), or empty for all"),
-    "design": (_check_design, "a study design (rct, crossover_rct, systematic_review, observational_cohort, ...), "
-                              "or empty"),
+    "design": (
+        _check_design,
+        "a study design (rct, crossover_rct, systematic_review, observational_cohort, ...), or empty",
+    ),
     "registry": (_check_registry, "a registry name (ClinicalTrials.gov, ISRCTN, EudraCT, ...), or empty"),
     "trial_id": (_check_trial_id, "a registration number such as NCT04209296 or ISRCTN12345678, or empty"),
-    "term": (_check_mesh_term, "a MeSH heading of the catalog's records (e.g. Depression, Suicidal Ideation), "
-                               "or empty"),
+    "term": (
+        _check_mesh_term,
+        "a MeSH heading of the catalog's records (e.g. Depression, Suicidal Ideation), or empty",
+    ),
     "q": (_free_text, "search words"),
     "topic": (_free_text, "search words, or empty"),
     "molecule": (_free_text, "a ketamine form or any substance name, or empty"),
@@ -1818,13 +2058,16 @@ PARAM_RULES = {
 QUESTION_PARAMS = {
     ("trials_ongoing_by_molecule", "molecule"): (
         lambda db, value: _trial_tag(db, value, "molecule", "a molecule the catalog's tags know"),
-        "a molecule tag (racemic_ketamine, esketamine, arketamine, unspecified_ketamine, ...), or empty"),
+        "a molecule tag (racemic_ketamine, esketamine, arketamine, unspecified_ketamine, ...), or empty",
+    ),
     ("trials_ongoing_by_molecule", "route"): (
         lambda db, value: _trial_tag(db, value, "route", "a route the catalog's tags know"),
-        "a route tag (intravenous, intranasal, oral, ...), or empty"),
+        "a route tag (intravenous, intranasal, oral, ...), or empty",
+    ),
     ("esketamine_trials", "design"): (
         lambda db, value: _check_design(db, value, extra=("any", "randomised")),
-        "randomised (the default), any, or one study design (open_label_trial, observational_cohort, ...)"),
+        "randomised (the default), any, or one study design (open_label_trial, observational_cohort, ...)",
+    ),
 }
 
 
@@ -1877,14 +2120,18 @@ async def check_table(datasette, db, table: str, args: list[tuple[str, str]]) ->
             if not await db.primary_keys(table) and table not in await db.view_names():
                 sortable = ["rowid", *sortable]
         if column not in sortable:
-            raise BadRequestError(f"{key}: {table} has no column {column!r} to sort by; "
-                                  f"sort by one of: {', '.join(sortable)}.")
+            raise BadRequestError(
+                f"{key}: {table} has no column {column!r} to sort by; sort by one of: {', '.join(sortable)}."
+            )
     if table == "articles":
         names = await facet_sources(datasette)
         for key, value in args:
             if key == "_facet_catalog" and value not in names:
-                raise BadRequestError(f"_facet_catalog: no facet named {value!r}; the facets are: "
-                                      + "; ".join(f"{n} ({s['label']})" for n, s in names.items()) + ".")
+                raise BadRequestError(
+                    f"_facet_catalog: no facet named {value!r}; the facets are: "
+                    + "; ".join(f"{n} ({s['label']})" for n, s in names.items())
+                    + "."
+                )
 
 
 def _path_parts(path: str):
@@ -1901,14 +2148,15 @@ def _path_parts(path: str):
 async def _bad_request(datasette, scope, send, fmt: str, message: str) -> None:
     if fmt in ("json", ""):
         if fmt == "json":
-            response = Response.json({"ok": False, "error": message, "status": 400, "title": "Bad request"},
-                                     status=400)
+            response = Response.json({"ok": False, "error": message, "status": 400, "title": "Bad request"}, status=400)
         else:
             from datasette.utils.asgi import Request
 
             page = await datasette.render_template(
-                "error.html", {"ok": False, "error": message, "status": 400, "title": "Bad request"},
-                request=Request({**scope, "csrftoken": lambda: ""}, None))
+                "error.html",
+                {"ok": False, "error": message, "status": 400, "title": "Bad request"},
+                request=Request({**scope, "csrftoken": lambda: ""}, None),
+            )
             response = Response.html(page, status=400)
     else:
         response = Response.text(message + "\n", status=400)

@@ -84,23 +84,32 @@ def read_choices(args, spec: dict) -> dict:
 
 async def count_cells(db, spec: dict, choices: dict) -> tuple[dict, bool]:
     """{(row, level): records} and whether the summaries answered."""
-    params = {"axis": choices["axis"], "route": choices["route"], "comparator": choices["comparator"],
-              "from": choices["from"], "to": choices["to"]}
-    years = "".join(
-        (" and {col} >= :from" if choices["from"] else "") + (" and {col} <= :to" if choices["to"] else ""))
+    params = {
+        "axis": choices["axis"],
+        "route": choices["route"],
+        "comparator": choices["comparator"],
+        "from": choices["from"],
+        "to": choices["to"],
+    }
+    years = "".join((" and {col} >= :from" if choices["from"] else "") + (" and {col} <= :to" if choices["to"] else ""))
     if await summaries_current(db):
-        sql = ("select row, level, sum(count) from evidence_map_counts where axis = :axis and route = :route "
-               "and comparator = :comparator" + years.format(col="pub_year") + " group by row, level")
+        sql = (
+            "select row, level, sum(count) from evidence_map_counts where axis = :axis and route = :route "
+            "and comparator = :comparator" + years.format(col="pub_year") + " group by row, level"
+        )
         summarised = True
     else:
         axis = next(a for a in spec["axes"] if a["key"] == choices["axis"])
         where = spec["scope_sql"] + years.format(col="a.pub_year")
         for f in spec["filters"]:
             if choices[f["key"]]:
-                where += (f" and a.pmid in (select pmid from article_tags where facet = '{f['key']}' "
-                          f"and value = :{f['key']})")
-        sql = (f"select r.row, {spec['level_sql']} as level, count(*) from ({axis['pairs_sql']}) r "
-               f"join articles a on a.pmid = r.pmid where {where} and level is not null group by r.row, level")
+                where += (
+                    f" and a.pmid in (select pmid from article_tags where facet = '{f['key']}' and value = :{f['key']})"
+                )
+        sql = (
+            f"select r.row, {spec['level_sql']} as level, count(*) from ({axis['pairs_sql']}) r "
+            f"join articles a on a.pmid = r.pmid where {where} and level is not null group by r.row, level"
+        )
         summarised = False
     rows = await db.execute(sql, params)
     return {(row, level): n for row, level, n in rows.rows}, summarised
@@ -127,12 +136,24 @@ def build_matrix(datasette, spec: dict, choices: dict, counts: dict) -> dict:
         cells = []
         for level in spec["levels"]:
             args = "&".join([spec["scope_args"], row["args"], level["args"], *narrowing])
-            cells.append({"level": level["key"], "level_label": level["label"],
-                          "count": counts.get((row["key"], level["key"]), 0),
-                          "url": f"{table}?{args}", "id": f"cell-{row['key'].replace('|', '-')}-{level['key']}"})
-        rows.append({"key": row["key"], "label": row["label"], "cells": cells,
-                     "url": map_url(datasette, choices, row=row["key"]),
-                     "total": sum(c["count"] for c in cells)})
+            cells.append(
+                {
+                    "level": level["key"],
+                    "level_label": level["label"],
+                    "count": counts.get((row["key"], level["key"]), 0),
+                    "url": f"{table}?{args}",
+                    "id": f"cell-{row['key'].replace('|', '-')}-{level['key']}",
+                }
+            )
+        rows.append(
+            {
+                "key": row["key"],
+                "label": row["label"],
+                "cells": cells,
+                "url": map_url(datasette, choices, row=row["key"]),
+                "total": sum(c["count"] for c in cells),
+            }
+        )
     return {"axis": axis, "rows": rows}
 
 
@@ -153,8 +174,11 @@ async def evidence_map(datasette, request):
     db = datasette.get_database(DATABASE)
     spec = await load_definition(db)
     if spec is None:
-        return _error(fmt, 404, "this catalog predates the evidence map: run a harvest or "
-                                "`python -m harvest retag` once to count it")
+        return _error(
+            fmt,
+            404,
+            "this catalog predates the evidence map: run a harvest or `python -m harvest retag` once to count it",
+        )
     try:
         choices = read_choices(request.args, spec)
     except BadRequest as exc:
@@ -163,30 +187,48 @@ async def evidence_map(datasette, request):
     matrix = build_matrix(datasette, spec, choices, counts)
     levels = spec["levels"]
     if fmt == ".json":
-        return Response.json({
-            "axis": choices["axis"], "row": choices["row"],
-            "filters": {k: choices[k] for k in ("route", "comparator", "from", "to")},
-            "levels": [{"key": lv["key"], "label": lv["label"], "designs": lv["designs"]} for lv in levels],
-            "rows": [{"key": r["key"], "label": r["label"], "url": r["url"],
-                      "cells": [{"level": c["level"], "count": c["count"], "url": c["url"]} for c in r["cells"]]}
-                     for r in matrix["rows"]],
-            "counted_from": "summaries" if summarised else "live",
-        })
+        return Response.json(
+            {
+                "axis": choices["axis"],
+                "row": choices["row"],
+                "filters": {k: choices[k] for k in ("route", "comparator", "from", "to")},
+                "levels": [{"key": lv["key"], "label": lv["label"], "designs": lv["designs"]} for lv in levels],
+                "rows": [
+                    {
+                        "key": r["key"],
+                        "label": r["label"],
+                        "url": r["url"],
+                        "cells": [{"level": c["level"], "count": c["count"], "url": c["url"]} for c in r["cells"]],
+                    }
+                    for r in matrix["rows"]
+                ],
+                "counted_from": "summaries" if summarised else "live",
+            }
+        )
     if fmt == ".csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(["row", matrix["axis"]["label"], *(lv["label"] for lv in levels)])
         for r in matrix["rows"]:
             writer.writerow([r["key"], r["label"], *(c["count"] for c in r["cells"])])
-        return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
-                        headers={"content-disposition": f'attachment; filename="evidence-map-{choices["axis"]}.csv"'})
+        return Response(
+            out.getvalue(),
+            content_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="evidence-map-{choices["axis"]}.csv"'},
+        )
     context = {
-        "spec": spec, "choices": choices, "matrix": matrix, "levels": levels,
+        "spec": spec,
+        "choices": choices,
+        "matrix": matrix,
+        "levels": levels,
         "described": _described(spec, choices),
-        "csv_url": map_url(datasette, choices, ".csv"), "json_url": map_url(datasette, choices, ".json"),
+        "csv_url": map_url(datasette, choices, ".csv"),
+        "json_url": map_url(datasette, choices, ".json"),
         "all_rows_url": map_url(datasette, choices, row=None),
-        "axis_urls": [{"key": a["key"], "label": a["label"],
-                       "url": map_url(datasette, choices, axis=a["key"], row=None)} for a in spec["axes"]],
+        "axis_urls": [
+            {"key": a["key"], "label": a["label"], "url": map_url(datasette, choices, axis=a["key"], row=None)}
+            for a in spec["axes"]
+        ],
         "summarised": summarised,
     }
     return Response.html(await datasette.render_template("evidence_map.html", context, request=request))

@@ -25,9 +25,9 @@ import re
 import zlib
 
 from datasette import hookimpl
+from datasette.database import QueryInterrupted
 from datasette.facets import Facet
 from datasette.filters import FilterArguments
-from datasette.database import QueryInterrupted
 from datasette.utils import path_with_added_args, path_with_removed_args
 from markupsafe import Markup
 
@@ -42,20 +42,41 @@ WATCH_MONTHS = 12
 # -- words for the registry's codes ------------------------------------------------------------
 
 STATUS_LABELS = {
-    "ACTIVE_NOT_RECRUITING": "Active, not recruiting", "COMPLETED": "Completed",
-    "ENROLLING_BY_INVITATION": "Enrolling by invitation", "NOT_YET_RECRUITING": "Not yet recruiting",
-    "RECRUITING": "Recruiting", "SUSPENDED": "Suspended", "TERMINATED": "Terminated",
-    "WITHDRAWN": "Withdrawn", "AVAILABLE": "Available (expanded access)",
-    "NO_LONGER_AVAILABLE": "No longer available", "TEMPORARILY_NOT_AVAILABLE": "Temporarily not available",
-    "APPROVED_FOR_MARKETING": "Approved for marketing", "WITHHELD": "Withheld", "UNKNOWN": "Unknown status",
+    "ACTIVE_NOT_RECRUITING": "Active, not recruiting",
+    "COMPLETED": "Completed",
+    "ENROLLING_BY_INVITATION": "Enrolling by invitation",
+    "NOT_YET_RECRUITING": "Not yet recruiting",
+    "RECRUITING": "Recruiting",
+    "SUSPENDED": "Suspended",
+    "TERMINATED": "Terminated",
+    "WITHDRAWN": "Withdrawn",
+    "AVAILABLE": "Available (expanded access)",
+    "NO_LONGER_AVAILABLE": "No longer available",
+    "TEMPORARILY_NOT_AVAILABLE": "Temporarily not available",
+    "APPROVED_FOR_MARKETING": "Approved for marketing",
+    "WITHHELD": "Withheld",
+    "UNKNOWN": "Unknown status",
 }
 ONGOING = ("RECRUITING", "NOT_YET_RECRUITING", "ACTIVE_NOT_RECRUITING", "ENROLLING_BY_INVITATION")
-PHASE_LABELS = {"EARLY_PHASE1": "Early phase 1", "PHASE1": "Phase 1", "PHASE2": "Phase 2", "PHASE3": "Phase 3",
-                "PHASE4": "Phase 4", "NA": "Not applicable"}
-SPONSOR_CLASS_LABELS = {"INDUSTRY": "Industry", "NIH": "NIH", "FED": "US federal (not NIH)",
-                        "OTHER_GOV": "Other government", "INDIV": "Individual", "NETWORK": "Network",
-                        "AMBIG": "Ambiguous", "OTHER": "Other (universities, hospitals, foundations)",
-                        "UNKNOWN": "Unknown"}
+PHASE_LABELS = {
+    "EARLY_PHASE1": "Early phase 1",
+    "PHASE1": "Phase 1",
+    "PHASE2": "Phase 2",
+    "PHASE3": "Phase 3",
+    "PHASE4": "Phase 4",
+    "NA": "Not applicable",
+}
+SPONSOR_CLASS_LABELS = {
+    "INDUSTRY": "Industry",
+    "NIH": "NIH",
+    "FED": "US federal (not NIH)",
+    "OTHER_GOV": "Other government",
+    "INDIV": "Individual",
+    "NETWORK": "Network",
+    "AMBIG": "Ambiguous",
+    "OTHER": "Other (universities, hospitals, foundations)",
+    "UNKNOWN": "Unknown",
+}
 DATE_TYPE_LABELS = {"ACTUAL": "actual", "ESTIMATED": "anticipated"}
 ENROLLMENT_TYPE_LABELS = {"ACTUAL": "actual", "ESTIMATED": "estimated"}
 # How a paper is linked to a trial (trial_registrations.source).
@@ -66,8 +87,12 @@ LINK_LABELS = {
     "registry_reference:DERIVED": "the registry lists it (derived: NLM found the trial's id in it)",
     "registry_reference:BACKGROUND": "the registry cites it as background (not a report of this trial)",
 }
-EVENT_LABELS = {"status_changed": "Status changed", "results_posted": "Results posted",
-                "completion_date_moved": "Completion date moved", "enrollment_changed": "Enrollment changed"}
+EVENT_LABELS = {
+    "status_changed": "Status changed",
+    "results_posted": "Results posted",
+    "completion_date_moved": "Completion date moved",
+    "enrollment_changed": "Enrollment changed",
+}
 IN_TOPIC_LABELS = {1: "found by the topic search", 0: "cited by a catalog record only"}
 RESULTS_LABELS = {1: "results posted on the registry", 0: "no results on the registry"}
 RESULTS_PAPER_LABELS = {"yes": "has a linked results paper", "no": "no linked results paper"}
@@ -131,10 +156,13 @@ TRIAL_FACETS = {
     "molecule": {"label": "Molecule", "pairs": split_list("trial_interventions", "molecules")},
     "route": {"label": "Route", "pairs": split_list("trial_interventions", "routes")},
     "has_results": {"label": "Results on the registry", "column": "has_results"},
-    "results_paper": {"label": "Linked results paper", "pairs": """
+    "results_paper": {
+        "label": "Linked results paper",
+        "pairs": """
         select t.nct_id, case when exists (select 1 from trial_papers p where p.nct_id = t.nct_id
                                            and p.results_paper) then 'yes' else 'no' end as value
-        from trials t"""},
+        from trials t""",
+    },
     "sponsor_class": {"label": "Sponsor class", "column": "lead_sponsor_class"},
     "in_topic": {"label": "How it was found", "column": "in_topic"},
 }
@@ -180,7 +208,8 @@ class TrialFacet(Facet):
         return []
 
     async def facet_results(self):
-        results, timed_out = [], []
+        results: list[dict] = []
+        timed_out: list[str] = []
         if self.database != DATABASE or self.table != "trials":
             return results, timed_out
         size = self.get_facet_size()
@@ -198,11 +227,18 @@ class TrialFacet(Facet):
             else:
                 arg = f"_{name}"
                 sql = f"""select v.value as value, count(distinct v.nct_id) as count
-                          from (select nct_id from ({self.sql})) page join ({facet['pairs']}) v on v.nct_id = page.nct_id
+                          from (select nct_id from ({self.sql})) page join ({facet["pairs"]}) v on v.nct_id = page.nct_id
                           group by v.value order by count desc, v.value limit {size + 1}"""
             try:
-                rows = (await self.ds.execute(self.database, sql, self.params, truncate=False,
-                                              custom_time_limit=self.ds.setting("facet_time_limit_ms"))).rows
+                rows = (
+                    await self.ds.execute(
+                        self.database,
+                        sql,
+                        self.params,
+                        truncate=False,
+                        custom_time_limit=self.ds.setting("facet_time_limit_ms"),
+                    )
+                ).rows
             except QueryInterrupted:
                 timed_out.append(name)
                 continue
@@ -210,20 +246,31 @@ class TrialFacet(Facet):
             for row in rows[:size]:
                 value = row["value"]
                 selected = (arg, str(value)) in selected_pairs
-                path = (path_with_removed_args(self.request, {arg: str(value)}) if selected
-                        else path_with_added_args(self.request, {arg: value, "_next": None}))
-                values.append({"value": value, "label": trial_label(name, value), "count": row["count"],
-                               "toggle_url": self.ds.absolute_url(self.request, self.ds.urls.path(path)),
-                               "selected": selected})
-            results.append({
-                "name": name,
-                "label": facet["label"],
-                "type": self.type,
-                "hideable": source_and_config["source"] != "metadata",
-                "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {"_facet_trial": name})),
-                "results": values,
-                "truncated": len(rows) > size,
-            })
+                path = (
+                    path_with_removed_args(self.request, {arg: str(value)})
+                    if selected
+                    else path_with_added_args(self.request, {arg: value, "_next": None})
+                )
+                values.append(
+                    {
+                        "value": value,
+                        "label": trial_label(name, value),
+                        "count": row["count"],
+                        "toggle_url": self.ds.absolute_url(self.request, self.ds.urls.path(path)),
+                        "selected": selected,
+                    }
+                )
+            results.append(
+                {
+                    "name": name,
+                    "label": facet["label"],
+                    "type": self.type,
+                    "hideable": source_and_config["source"] != "metadata",
+                    "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {"_facet_trial": name})),
+                    "results": values,
+                    "truncated": len(rows) > size,
+                }
+            )
         return results, timed_out
 
 
@@ -255,8 +302,11 @@ def trial_event_html(nct_id, event, detail, title, status, phases, sponsor) -> s
     escaped, never its markup, and only our own links: the trial's page in the catalog
     (relative; the feed makes it absolute) and its ClinicalTrials.gov record."""
     nct = str(nct_id or "")
-    parts = [Markup("<p><strong>{}</strong>{}</p>").format(
-        trial_label("event", event), Markup(": {}").format(detail) if detail else "")]
+    parts = [
+        Markup("<p><strong>{}</strong>{}</p>").format(
+            trial_label("event", event), Markup(": {}").format(detail) if detail else ""
+        )
+    ]
     if title:
         parts.append(Markup("<p>{}</p>").format(title))
     facts = [trial_label("status", status)]
@@ -266,9 +316,12 @@ def trial_event_html(nct_id, event, detail, title, status, phases, sponsor) -> s
         facts.append(str(sponsor))
     parts.append(Markup("<p>{}</p>").format(" · ".join(facts)))
     if _NCT_ID.fullmatch(nct):
-        parts.append(Markup('<p><a href="/catalog/trials/{}">Open in the catalog</a> · '
-                            '<a href="{}">{} on ClinicalTrials.gov</a></p>').format(
-            nct, REGISTRY_STUDY.format(nct), nct))
+        parts.append(
+            Markup(
+                '<p><a href="/catalog/trials/{}">Open in the catalog</a> · '
+                '<a href="{}">{} on ClinicalTrials.gov</a></p>'
+            ).format(nct, REGISTRY_STUDY.format(nct), nct)
+        )
     return str(Markup("").join(parts))
 
 
@@ -296,23 +349,35 @@ def _arms(raw: bytes | None) -> tuple[list[dict], dict[str, str]]:
         study = json.loads(zlib.decompress(raw))
     except (zlib.error, ValueError):
         return [], {}
-    module = ((study.get("protocolSection") or {}).get("armsInterventionsModule") or {}) \
-        if isinstance(study, dict) else {}
+    module = (
+        ((study.get("protocolSection") or {}).get("armsInterventionsModule") or {}) if isinstance(study, dict) else {}
+    )
     arms = []
     for arm in module.get("armGroups") or []:
         if isinstance(arm, dict) and arm.get("label"):
-            arms.append({"label": str(arm["label"]), "type": str(arm.get("type") or "").replace("_", " ").lower(),
-                         "description": arm.get("description"),
-                         "interventions": [str(n) for n in arm.get("interventionNames") or []]})
-    described = {str(i.get("name")): str(i["description"]) for i in module.get("interventions") or []
-                 if isinstance(i, dict) and i.get("name") and i.get("description")}
+            arms.append(
+                {
+                    "label": str(arm["label"]),
+                    "type": str(arm.get("type") or "").replace("_", " ").lower(),
+                    "description": arm.get("description"),
+                    "interventions": [str(n) for n in arm.get("interventionNames") or []],
+                }
+            )
+    described = {
+        str(i.get("name")): str(i["description"])
+        for i in module.get("interventions") or []
+        if isinstance(i, dict) and i.get("name") and i.get("description")
+    }
     return arms, described
 
 
 def _dates(t: dict) -> list[dict]:
     out = []
-    for label, column in (("Start", "start_date"), ("Primary completion", "primary_completion_date"),
-                          ("Completion", "completion_date")):
+    for label, column in (
+        ("Start", "start_date"),
+        ("Primary completion", "primary_completion_date"),
+        ("Completion", "completion_date"),
+    ):
         if t.get(column):
             kind = t.get(f"{column}_type")
             out.append({"label": label, "date": t[column], "type": trial_label("date_type", kind) if kind else None})
@@ -344,13 +409,17 @@ async def trial_page_vars(datasette, request) -> dict:
     async def many(sql):
         return [dict(r) for r in (await db.execute(sql, [nct])).rows]
 
-    interventions = await many("select type, name, molecules, routes from trial_interventions where nct_id = ? order by position")
+    interventions = await many(
+        "select type, name, molecules, routes from trial_interventions where nct_id = ? order by position"
+    )
     for i in interventions:
         i["description"] = described.get(i["name"])
     outcomes = await many("select kind, measure, time_frame from trial_outcomes where nct_id = ? order by position")
-    papers = group_papers(await many("""
+    papers = group_papers(
+        await many("""
         select pmid, source, in_catalog, title, first_author, journal, pub_year, study_design, results_paper
-        from trial_papers where nct_id = ? order by pmid, source"""))
+        from trial_papers where nct_id = ? order by pmid, source""")
+    )
     return {
         "trial": {
             "row": row,
@@ -358,19 +427,27 @@ async def trial_page_vars(datasette, request) -> dict:
             "status": trial_label("status", row["overall_status"]),
             "ongoing": row["overall_status"] in ONGOING,
             "phases": trial_label("phases", row["phases"]) if row["phases"] else None,
-            "sponsor_class": trial_label("sponsor_class", row["lead_sponsor_class"]) if row["lead_sponsor_class"] else None,
-            "enrollment_type": trial_label("enrollment_type", row["enrollment_type"]) if row["enrollment_type"] else None,
+            "sponsor_class": trial_label("sponsor_class", row["lead_sponsor_class"])
+            if row["lead_sponsor_class"]
+            else None,
+            "enrollment_type": trial_label("enrollment_type", row["enrollment_type"])
+            if row["enrollment_type"]
+            else None,
             "dates": _dates(row),
             "arms": arms,
             "interventions": interventions,
-            "conditions": [r["condition"] for r in await many(
-                "select condition from trial_conditions where nct_id = ? order by position")],
+            "conditions": [
+                r["condition"]
+                for r in await many("select condition from trial_conditions where nct_id = ? order by position")
+            ],
             "primary_outcomes": [o for o in outcomes if o["kind"] == "primary"],
             "other_outcomes": len([o for o in outcomes if o["kind"] != "primary"]),
             "papers": papers,
             "gaps": [p for p in papers if not p["in_catalog"]],
             "results_papers": [p for p in papers if p["results_paper"]],
-            "events": await many("select event, detail, run_id, recorded_at from trial_events where nct_id = ? order by id"),
+            "events": await many(
+                "select event, detail, run_id, recorded_at from trial_events where nct_id = ? order by id"
+            ),
         },
         "trial_label": trial_label,
     }
@@ -385,23 +462,37 @@ async def article_trials(datasette, pmid: int) -> list[dict]:
     db = _catalog_db(datasette)
     if not await _has_trials_tables(db):
         return []
-    rows = (await db.execute("""
+    rows = (
+        await db.execute(
+            """
         select tr.trial_id, tr.registry, tr.source, t.nct_id is not null as stored, t.title, t.acronym,
                t.overall_status, t.phases, t.has_results, n.nct_id is not null as not_in_registry
         from trial_registrations tr
         left join trials t on t.nct_id = tr.trial_id
         left join trials_not_in_registry n on n.nct_id = tr.trial_id
-        where tr.pmid = ? order by tr.trial_id, tr.source""", [pmid])).rows
+        where tr.pmid = ? order by tr.trial_id, tr.source""",
+            [pmid],
+        )
+    ).rows
     trials: dict[str, dict] = {}
     for r in rows:
-        trial = trials.setdefault(r["trial_id"], {
-            **dict(r), "ways": [],
-            "status": trial_label("status", r["overall_status"]) if r["overall_status"] else None,
-            "phase_label": trial_label("phases", r["phases"]) if r["phases"] else None,
-            "is_nct": bool(_NCT_ID.fullmatch(r["trial_id"] or "")), "registry_url": registry_url(r["trial_id"])})
-        trial["ways"].append(trial_label("link", r["source"]).replace("the paper cites it", "this record cites it")
-                             .replace("the registry lists it", "the registry lists this record")
-                             .replace("the registry cites it", "the registry cites this record"))
+        trial = trials.setdefault(
+            r["trial_id"],
+            {
+                **dict(r),
+                "ways": [],
+                "status": trial_label("status", r["overall_status"]) if r["overall_status"] else None,
+                "phase_label": trial_label("phases", r["phases"]) if r["phases"] else None,
+                "is_nct": bool(_NCT_ID.fullmatch(r["trial_id"] or "")),
+                "registry_url": registry_url(r["trial_id"]),
+            },
+        )
+        trial["ways"].append(
+            trial_label("link", r["source"])
+            .replace("the paper cites it", "this record cites it")
+            .replace("the registry lists it", "the registry lists this record")
+            .replace("the registry cites it", "the registry cites this record")
+        )
     return list(trials.values())
 
 
@@ -411,18 +502,26 @@ async def trials_summary(datasette) -> dict | None:
     db = _catalog_db(datasette)
     if not await _has_trials_tables(db):
         return None
-    counts = dict((await db.execute("""
+    counts = dict(
+        (
+            await db.execute("""
         select count(*) as total, coalesce(sum(in_topic = 1), 0) as in_topic,
                coalesce(sum(overall_status in ('RECRUITING', 'NOT_YET_RECRUITING', 'ACTIVE_NOT_RECRUITING',
                                                'ENROLLING_BY_INVITATION')), 0) as ongoing
-        from trials""")).rows[0])
+        from trials""")
+        ).rows[0]
+    )
     question = (await datasette.get_canned_queries(DATABASE, None)).get(WATCH_QUESTION)
     counts["without_paper"] = None
     if question is not None and counts["total"]:
         rows = (await db.execute(f"select count(*) from ({question['sql']})", {"months": str(WATCH_MONTHS)})).rows
         counts["without_paper"] = rows[0][0]
-    last = (await db.execute("select id, finished_at from harvest_runs where status = 'success' "
-                             "and source = 'trials' order by id desc limit 1")).rows
+    last = (
+        await db.execute(
+            "select id, finished_at from harvest_runs where status = 'success' "
+            "and source = 'trials' order by id desc limit 1"
+        )
+    ).rows
     counts["last_run"] = dict(last[0]) if last else None
     counts["watch_question"] = WATCH_QUESTION
     counts["watch_months"] = WATCH_MONTHS
