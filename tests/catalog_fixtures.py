@@ -26,8 +26,8 @@ from tests.eutils_stand_in import Corpus, EutilsStandIn
 EVIDENCE_SOURCES = [PUBMED / "pubmed21n1298-part1.xml.gz", RECORDS]
 
 # records/ PMIDs that run 1 of the living catalog does not see: every 8th, plus the one
-# randomised trial (29226023, on postoperative respiratory depression: set aside from the
-# psychiatric catalog) and the ketamine review (38011560), so run 2 brings both, and with them
+# randomised trial (29226023, on dental whitening strips: set aside from the psychiatric
+# catalog) and the ketamine review (38011560), so run 2 brings both, and with them
 # LIVING_RCT, a randomised trial of electroconvulsive therapy for depression from
 # pubmed21n1298-part1, the living review's one new trial to screen.
 # GONE: every 8th from the 5th on, which run 2 no longer finds.

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from harvest.query import TOPIC_QUERY
-from tests.catalog_fixtures import connect_ro, evidence_catalog, living_catalog  # noqa: F401
+from tests.catalog_fixtures import LIVING_RCT, connect_ro, evidence_catalog, living_catalog  # noqa: F401
 from tests.conftest import ROOT
 
 QUERIES_SQL = ROOT / "db" / "queries.sql"
@@ -412,9 +412,11 @@ def test_new_and_flow_queries_over_a_catalog_that_lived_two_runs(living_catalog)
     new = run(conn, "new_records_by_design")
     assert sum(r["new_records"] for r in new) == len(late)
     check_new_records_by_design(new, b)
-    # The one trial run 2 added, 29226023, tests dental whitening strips: not about depression.
+    # records/'s one trial, 29226023 (run 2), tests dental whitening strips: not about depression;
+    # the trial to screen is LIVING_RCT, on electroconvulsive therapy for depression.
     assert b.articles[29226023]["first_seen_run"] == 2 and b.articles[29226023]["psychiatric"] == 0
-    assert [r["pmid"] for r in run(conn, "new_rcts_for_screening")] == []
+    assert b.articles[LIVING_RCT]["first_seen_run"] == 2 and b.articles[LIVING_RCT]["psychiatric"] == 1
+    assert [r["pmid"] for r in run(conn, "new_rcts_for_screening")] == [LIVING_RCT]
     assert run(conn, "new_rcts_for_screening", since="2") == []
     flow = {r["step"]: r for r in run(conn, "prisma_flow")}
     assert flow[1]["all_records"] == len(b.articles) and flow[1]["new_records"] == len(late)
