@@ -1,5 +1,5 @@
 """`python -m bench [SECTION ...]`: run the benchmarks, print the figures, write bench/results.json
-and bench/RESULTS.md. Sections: requests, parse, import, catalog (default: all, in that order).
+and bench/RESULTS.md. Sections: requests, citations, parse, import, catalog (default: all, in that order).
 
 BENCH_CLONE_FILES (default 4) sets how many 30,000-record clone files the import section
 loads (10 = the 300,000-record run); BENCH_FULL=1 also parses the 120,000-record file with
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import common, report
 
-SECTIONS = ("requests", "parse", "import", "catalog")
+SECTIONS = ("requests", "citations", "parse", "import", "catalog")
 
 
 def main(argv: list[str]) -> int:
@@ -45,6 +45,10 @@ def main(argv: list[str]) -> int:
             from bench import request_economy
 
             results["sections"]["requests"] = request_economy.run(workdir)
+        if "citations" in sections:
+            from bench import citations
+
+            results["sections"]["citations"] = citations.run(workdir)
         if "parse" in sections:
             from bench import parsing
 

@@ -64,6 +64,28 @@ def markdown(results: dict) -> str:
             ("Full harvest within 10% of the minimum requests", g["full_within_10pct_of_minimum"]),
             ("No-change incremental run in at most 3 requests", g["no_change_incremental_at_most_3"]),
         ]
+    if "citations" in s:
+        c = s["citations"]
+        lines += [
+            f"### Requests to OpenAlex ({c['records']:,} records, {c['pmids_per_request']} PMIDs a request; "
+            f"due weekly, the newest {c['newest_days']} days daily)",
+            "",
+            "| run | records due | of them newest | requests |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for i, day in enumerate(c["days"]):
+            label = "first read (day 0)" if i == 0 else "rerun, day 0" if i == 1 else f"day {day['day']}"
+            lines.append(f"| {label} | {day['due']:,} | {day['newest']} | {day['requests']} |")
+        lines += [
+            "",
+            f"Requests per 1,000 records: {c['first_read_requests_per_1000']} for the first read (the minimum is "
+            f"{c['minimum_per_1000']}), {c['week_requests_per_1000']} for each week of daily runs after it.",
+            "",
+        ]
+        goals += [
+            ("First citations read at the minimum requests", c["goals"]["first_read_at_minimum"]),
+            ("A same-day citations rerun asks nothing", c["goals"]["rerun_same_day_asks_nothing"]),
+        ]
     if "parse" in s:
         p = s["parse"]
         lines += [

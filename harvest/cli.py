@@ -132,7 +132,7 @@ def _parse_date(ctx, param, value):
         raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
 
 
-SOURCES = ("pubmed", "trials")
+SOURCES = ("pubmed", "trials", "citations")
 
 
 def _parse_sources(ctx, param, value):
@@ -172,11 +172,12 @@ def _parse_sources(ctx, param, value):
     "--sources",
     callback=_parse_sources,
     default=None,
-    metavar="pubmed,trials",
-    help="Which sources to harvest, in this order (default: $HARVEST_SOURCES, else pubmed,trials).",
+    metavar="pubmed,trials,citations",
+    help="Which sources to harvest, in this order (default: $HARVEST_SOURCES, else pubmed,trials,citations).",
 )
 def run(db_path, full, since, overlap_days, batch_size, sources):
-    """Harvest PubMed, then ClinicalTrials.gov, into the catalog (incremental unless new or --full)."""
+    """Harvest PubMed, then ClinicalTrials.gov, then OpenAlex's citation counts, into the catalog
+    (incremental unless new or --full)."""
     sources = sources or _parse_sources(None, None, os.environ.get("HARVEST_SOURCES") or ",".join(SOURCES))
     if full and since:
         raise click.UsageError("--full and --since exclude each other")
@@ -192,6 +193,8 @@ def run(db_path, full, since, overlap_days, batch_size, sources):
         failures += _run_pubmed(db_path, full, since, overlap_days, batch_size)
     if "trials" in sources:
         failures += _run_trials(db_path, full, overlap_days)
+    if "citations" in sources:
+        failures += _run_citations(db_path, full)
     if failures:
         for message in failures[:-1]:
             click.echo(f"harvest: error: {message}", err=True)
@@ -216,6 +219,28 @@ def _run_trials(db_path, full, overlap_days) -> list[str]:
         f"{outcome.cited} cited ids asked for: {outcome.new} new, {outcome.updated} updated, "
         f"{outcome.unchanged} unchanged, {outcome.not_in_registry} not in the registry; "
         f"{outcome.requests} requests to ClinicalTrials.gov"
+    )
+    return []
+
+
+def _run_citations(db_path, full) -> list[str]:
+    """The OpenAlex run; returns its failure as a one-line message (or nothing)."""
+    from .openalex import OpenalexClient
+    from .runner import run_citations_harvest
+
+    try:
+        outcome = run_citations_harvest(db_path, full=full, client=OpenalexClient())
+    except store.HarvestLocked as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except (HarvestFailed, HttpError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run_id = getattr(exc, "run_id", None)
+        return [f"{f'citations run {run_id} failed: ' if run_id else 'citations: '}{first_line}"]
+    click.echo(
+        f"citations run {outcome.run_id} ({outcome.mode}): {outcome.due} records due ({outcome.never_read} never "
+        f"read, {outcome.stale} read a week ago or more, {outcome.newest} newest): {outcome.new} new, "
+        f"{outcome.updated} updated, {outcome.unchanged} unchanged, {outcome.not_found} unknown to OpenAlex; "
+        f"{outcome.requests} requests to OpenAlex"
     )
     return []
 
@@ -483,7 +508,17 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
         click.echo("no runs yet")
     last = store.last_successful_run(db)
     last_trials = store.last_successful_source_run(db, "trials")
-    for name, run in (("pubmed", last), ("trials", last_trials)):
+    last_citations = store.last_successful_source_run(db, "citations")
+    last_of = {"pubmed": last, "trials": last_trials, "citations": last_citations}
+    if db["citations"].exists():
+        read = next(
+            db.query("select count(*) as n, coalesce(sum(found), 0) as found, max(read_at) as latest from citations")
+        )
+        click.echo(
+            f"citations: {read['n']} records read from OpenAlex ({read['found']} known to it), latest read "
+            f"{read['latest'] or 'never'}; {len(store.citations_due(db, clock.today()).pmids)} due now"
+        )
+    for name, run in last_of.items():
         click.echo(
             f"last success, {name}: " + (f"run #{run['id']} finished {run['finished_at']}" if run else "none yet")
         )
@@ -514,9 +549,9 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
     for name, (written, max_delta) in limits.items():
         # Current means the full-sweep chain is: a `--since` run or an import alone leaves
         # the catalog incomplete however recent it is.
-        run = last if name == "pubmed" else last_trials
+        run = last_of[name]
         last_any = run["finished_at"] if run else None
-        what = "harvest" if name == "pubmed" else "trials harvest"
+        what = "harvest" if name == "pubmed" else f"{name} harvest"
         if not last_any:
             stale.append(
                 f"no successful {what} yet"

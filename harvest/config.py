@@ -116,3 +116,48 @@ class CtgovSettings:
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+
+DEFAULT_OPENALEX_URL = "https://api.openalex.org/"
+
+
+@dataclass(frozen=True)
+class OpenalexSettings:
+    """OpenAlex. Its documented limits: at most 100 requests a second from anyone, and a daily
+    budget (a list request such as `/works?filter=pmid:...` costs a credit: 100 a day without an
+    API key, 100,000 with a free one; since February 2026 a key is expected). The default pace,
+    10 a second, stays far under the first; batches of 50 PMIDs a request keep the second."""
+
+    base_url: str = DEFAULT_OPENALEX_URL
+    api_key: str | None = field(default=None, repr=False)
+    email: str | None = None
+    tool: str = DEFAULT_TOOL
+    requests_per_second: float = 10.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_tries: int = 8
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    max_body_mb: float = 64.0
+
+    @classmethod
+    def from_env(cls) -> OpenalexSettings:
+        base_url = os.environ.get("OPENALEX_API_URL") or DEFAULT_OPENALEX_URL
+        if not base_url.endswith("/"):
+            base_url += "/"
+        return cls(
+            base_url=base_url,
+            api_key=os.environ.get("OPENALEX_API_KEY") or None,
+            email=os.environ.get("NCBI_EMAIL") or None,
+            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
+            requests_per_second=_env_positive("OPENALEX_REQUESTS_PER_SECOND", 10.0),
+            max_tries=int(_env_positive("OPENALEX_MAX_TRIES", 8)),
+            backoff_base=_env_float("OPENALEX_BACKOFF_BASE", 1.0),
+            backoff_cap=_env_float("OPENALEX_BACKOFF_CAP", 60.0),
+            read_timeout=_env_positive("OPENALEX_TIMEOUT", 60.0),
+            max_body_mb=_env_positive("OPENALEX_MAX_BODY_MB", 64.0),
+        )
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)

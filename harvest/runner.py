@@ -558,3 +558,134 @@ def _harvest_trials(db, client, run_id: int, since: dt.date | None, outcome: Tri
 
 def _sample_ids(ids: list[str], n: int = 5) -> str:
     return ", ".join(ids[:n]) + (" ..." if len(ids) > n else "")
+
+
+# -- OpenAlex citations ----------------------------------------------------------------
+
+CITATIONS_SCHEDULE_VERSION = "1"
+
+
+@dataclass
+class CitationsOutcome:
+    run_id: int
+    mode: str
+    status: str
+    due: int = 0  # records the schedule asked for
+    never_read: int = 0
+    stale: int = 0
+    newest: int = 0
+    read: int = 0  # records asked for and stored (found or not)
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    not_found: int = 0
+    requests: int = 0
+
+
+def citations_schedule_text() -> str:
+    return (
+        "OpenAlex /works?filter=pmid:A|B|... (50 PMIDs a request): records never read, read "
+        f"{store.CITATIONS_STALE_DAYS} or more days ago, and records in PubMed for less than "
+        f"{store.CITATIONS_NEWEST_DAYS} days not yet read today"
+    )
+
+
+def run_citations_harvest(db_path: Path | str, *, full: bool = False, client=None) -> CitationsOutcome:
+    """One OpenAlex run: read the citation counts of the records the schedule says are due, 50
+    PMIDs a request. Each batch is stored as it arrives; a batch that cannot be had after its
+    retries fails the run (what the batches before it stored is kept, and the records it missed
+    are still due next time)."""
+    from . import openalex
+
+    client = client or openalex.OpenalexClient()
+    with _catalog_trouble(db_path), store.harvest_lock(db_path):
+        db = store.open_db(db_path)
+        store.mark_abandoned_runs(db)
+        today = clock.today()
+        due = store.citations_due(db, today, full=full)
+        mode = "full" if full else "scheduled"
+        run_id = store.start_source_run(
+            db,
+            source="citations",
+            mode=mode,
+            query_version=CITATIONS_SCHEDULE_VERSION,
+            query_text=citations_schedule_text(),
+            window_from=None,
+        )
+        outcome = CitationsOutcome(
+            run_id=run_id,
+            mode=mode,
+            status="running",
+            due=len(due.pmids),
+            never_read=len(due.never_read),
+            stale=len(due.stale),
+            newest=len(due.newest),
+        )
+        log.info(
+            "citations run %d: %d records due (%d never read, %d read %d+ days ago, %d newest)",
+            run_id,
+            outcome.due,
+            outcome.never_read,
+            outcome.stale,
+            store.CITATIONS_STALE_DAYS,
+            outcome.newest,
+        )
+        try:
+            pmids = due.pmids
+            for start in range(0, len(pmids), openalex.PMIDS_PER_REQUEST):
+                batch = pmids[start : start + openalex.PMIDS_PER_REQUEST]
+                try:
+                    works = client.works_by_pmids(batch)
+                except Exception as exc:
+                    kept = f" after {outcome.read} records (those are kept)" if outcome.read else ""
+                    raise HarvestFailed(
+                        f"asking OpenAlex for the works of {len(batch)} PMIDs "
+                        f"({_sample(set(batch), 5)}) failed{kept}: {exc}"
+                    ) from exc
+                found = {p: c for p, c in openalex.citations_of(works).items() if p in set(batch)}
+                counts = store.save_citations(db, batch, found, run_id, clock.now_iso())
+                outcome.read += len(batch)
+                outcome.new += counts.new
+                outcome.updated += counts.updated
+                outcome.unchanged += counts.unchanged
+                outcome.not_found += counts.not_found
+            outcome.status = "success"
+            outcome.requests = client.stats.requests
+            store.finish_run(
+                db, run_id, status="success", watermark=today.isoformat(), **_citations_values(outcome, client)
+            )
+            log.info(
+                "citations run %d: %d records read: %d new, %d updated, %d unchanged, %d unknown to OpenAlex",
+                run_id,
+                outcome.read,
+                outcome.new,
+                outcome.updated,
+                outcome.unchanged,
+                outcome.not_found,
+            )
+            return outcome
+        except BaseException as exc:
+            status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            message = client.redact(str(exc) or type(exc).__name__)
+            outcome.status = status
+            try:
+                store.finish_run(db, run_id, status=status, error=message, **_citations_values(outcome, client))
+            except Exception as unrecorded:
+                log.error("citations run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
+                message += f" (the catalog could not record this failure: {unrecorded})"
+            if isinstance(exc, Exception):
+                raise HarvestFailed(message, run_id) from exc
+            raise
+
+
+def _citations_values(outcome: CitationsOutcome, client) -> dict:
+    return {
+        "records_promised": outcome.due,
+        "records_stored": outcome.read,
+        "new": outcome.new,
+        "updated": outcome.updated,
+        "unchanged": outcome.unchanged,
+        "unmatched": outcome.not_found,
+        "requests": client.stats.requests,
+        "retries": client.stats.retries,
+    }

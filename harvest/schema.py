@@ -655,3 +655,38 @@ def _trial_papers(db: sqlite_utils.Database) -> None:
     db.table("trial_events").create_index(["recorded_at"], if_not_exists=True)
     db.execute("drop view if exists [trial_papers]")
     db.execute(f"create view [trial_papers] as {TRIAL_PAPERS_VIEW.strip()}")
+
+
+@migrations(name="0015_citations")
+def _citations(db: sqlite_utils.Database) -> None:
+    # Citation counts from OpenAlex, one row per catalog record read (harvest/openalex.py): the
+    # work's id, its count, OpenAlex's last change to it, when the catalog read it and by which
+    # run. A record OpenAlex holds no work for keeps a row too (`found` 0, no count), so that the
+    # schedule asks for it again only when it is due, not on every run.
+    db.table("citations").create(
+        {
+            "pmid": int,
+            "openalex_id": str,
+            "cited_by_count": int,
+            "found": int,
+            "openalex_updated": str,
+            "read_at": str,
+            "read_run": int,
+        },
+        pk="pmid",
+        foreign_keys=[("pmid", "articles", "pmid")],
+    )
+    db.table("citations").create_index(["read_at"])
+    # Citations per calendar year (OpenAlex's counts_by_year: the last ten years or so), for the
+    # article page's chart and the "rising" question (a year's index reads the two last full years).
+    db.table("citations_by_year").create(
+        {"pmid": int, "year": int, "count": int},
+        pk=("pmid", "year"),
+        foreign_keys=[("pmid", "articles", "pmid")],
+    )
+    db.table("citations_by_year").create_index(["year", "pmid"])
+    # The count again on the article itself, so that every list of articles (the table with its
+    # facets and filters, `_sort_desc=cited_by_count`) sorts by it through its own index. NULL:
+    # not read yet, or OpenAlex holds no work for the record.
+    db.table("articles").add_column("cited_by_count", int)
+    db.table("articles").create_index(["cited_by_count"])

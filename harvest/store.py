@@ -1153,6 +1153,127 @@ def mark_trials_out_of_topic(db: sqlite_utils.Database, listed: set[str], run_id
     return len(stale)
 
 
+# -- citations (OpenAlex) ---------------------------------------------------------------
+
+# The schedule: a record never read, or read this many days ago or more, is due; a record that
+# entered PubMed in the last NEWEST_DAYS days is due once a day (its first citations come fast).
+CITATIONS_STALE_DAYS = 7
+CITATIONS_NEWEST_DAYS = 90
+
+
+@dataclass
+class CitationsDue:
+    never_read: list[int] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)
+    newest: list[int] = field(default_factory=list)
+
+    @property
+    def pmids(self) -> list[int]:
+        return sorted(self.never_read + self.stale + self.newest)
+
+
+def citations_due(db: sqlite_utils.Database, today, *, full: bool = False) -> CitationsDue:
+    """The records whose citation counts a run reads (every stored record NLM has not deleted,
+    with `full`), by why they are due; `today` is the harvester's clock (harvest/clock.py)."""
+    import datetime as dt
+
+    stale_on = (today - dt.timedelta(days=CITATIONS_STALE_DAYS)).isoformat()
+    newest_since = (today - dt.timedelta(days=CITATIONS_NEWEST_DAYS)).isoformat()
+    due = CitationsDue()
+    rows = db.execute(
+        """
+        select a.pmid,
+               case when c.pmid is null then 'never_read'
+                    when substr(c.read_at, 1, 10) <= :stale_on then 'stale'
+                    when coalesce(a.entrez_date, a.pub_date) >= :newest_since
+                         and substr(c.read_at, 1, 10) < :today then 'newest'
+                    when :full then 'stale' end as why
+        from articles a left join citations c on c.pmid = a.pmid
+        where a.is_deleted = 0
+        order by a.pmid""",
+        {"stale_on": stale_on, "newest_since": newest_since, "today": today.isoformat(), "full": int(full)},
+    )
+    for pmid, why in rows:
+        if why:
+            getattr(due, why).append(pmid)
+    return due
+
+
+@dataclass
+class CitationSaveCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    not_found: int = 0
+
+
+def save_citations(
+    db: sqlite_utils.Database, asked: Iterable[int], found: dict, run_id: int, read_at: str
+) -> CitationSaveCounts:
+    """Store what OpenAlex answered for the PMIDs `asked` (`found`: PMID -> openalex.Citation) in
+    one transaction. A PMID without a work keeps a row with `found` 0 and no count. Counts move
+    only when OpenAlex's changed; `read_at` and `read_run` always do.
+
+    `articles.cited_by_count` (the lists' sort) is kept equal to the count. No summary counts it,
+    so a write that changes nothing else leaves `summary_state` as it found it."""
+    counts = CitationSaveCounts()
+    asked = sorted(set(asked))
+    if not asked:
+        return counts
+    old: dict[int, dict] = {}
+    old_years: dict[int, list[tuple[int, int]]] = {}
+    for chunk in _in_chunks(asked):
+        marks = _placeholders(len(chunk))
+        for row in db.query(f"select * from citations where pmid in ({marks})", chunk):
+            old[row["pmid"]] = row
+        for pmid, year, count in db.execute(
+            f"select pmid, year, count from citations_by_year where pmid in ({marks}) order by pmid, year", chunk
+        ):
+            old_years.setdefault(pmid, []).append((year, count))
+    with db.atomic():
+        (stale_before,) = db.execute("select stale from summary_state where id = 1").fetchone() or (1,)
+        for pmid in asked:
+            citation = found.get(pmid)
+            values = {
+                "openalex_id": citation.openalex_id if citation else None,
+                "cited_by_count": citation.cited_by_count if citation else None,
+                "found": int(citation is not None),
+                "openalex_updated": citation.updated_date if citation else None,
+            }
+            years = list(citation.counts_by_year) if citation else []
+            previous = old.get(pmid)
+            if citation is None:
+                counts.not_found += 1
+            if previous is None:
+                counts.new += citation is not None
+            elif {k: previous[k] for k in values} == values and old_years.get(pmid, []) == years:
+                counts.unchanged += citation is not None
+            else:
+                counts.updated += citation is not None
+            db.execute(
+                "insert into citations (pmid, openalex_id, cited_by_count, found, openalex_updated, read_at, read_run) "
+                "values (:pmid, :openalex_id, :cited_by_count, :found, :openalex_updated, :read_at, :read_run) "
+                "on conflict(pmid) do update set openalex_id = excluded.openalex_id, "
+                "cited_by_count = excluded.cited_by_count, found = excluded.found, "
+                "openalex_updated = excluded.openalex_updated, read_at = excluded.read_at, "
+                "read_run = excluded.read_run",
+                {**values, "pmid": pmid, "read_at": read_at, "read_run": run_id},
+            )
+            if old_years.get(pmid, []) != years:
+                db.execute("delete from citations_by_year where pmid = ?", [pmid])
+                db.conn.executemany(
+                    "insert into citations_by_year (pmid, year, count) values (?, ?, ?)",
+                    [(pmid, year, n) for year, n in years],
+                )
+            db.execute(
+                "update articles set cited_by_count = ? where pmid = ? and cited_by_count is not ?",
+                [values["cited_by_count"], pmid, values["cited_by_count"]],
+            )
+        if not stale_before:
+            db.execute("update summary_state set stale = 0 where id = 1")
+    return counts
+
+
 def _similar_documents(db: sqlite_utils.Database):
     """What `similar` compares: every stored record's text, MeSH, keywords and tags (records
     NLM deleted left out), streamed in PMID order (never all in memory)."""

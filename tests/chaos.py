@@ -4,7 +4,7 @@
 
 Every scenario starts the harvester as cron does (`python -m harvest run --db ...` in a
 subprocess; PubMed alone, except `trials`, which adds the ClinicalTrials.gov stand-in of
-tests/ctgov_stand_in.py) against its own E-utilities stand-in (tests/eutils_stand_in.py), which serves the
+tests/ctgov_stand_in.py, and `citations`, which adds the OpenAlex stand-in of tests/openalex_stand_in.py) against its own E-utilities stand-in (tests/eutils_stand_in.py), which serves the
 215 real PubMed records of ../shared/data/pubmed/records, plus clones of them with new PMIDs
 where a scenario needs records to appear. Faults are drawn from a generator seeded with
 `--seed` and the scenario's name, so a run can be repeated. After every scenario the catalog
@@ -1436,6 +1436,77 @@ def trials(chaos: Chaos) -> list[Row]:
     return [row]
 
 
+@scenario("citations")
+def citations(chaos: Chaos) -> list[Row]:
+    """OpenAlex after PubMed: the OpenAlex stand-in (tests/openalex_stand_in.py), serving a clone
+    of a real recorded work for every PMID the PubMed stand-in serves, throws each of its faults;
+    the harvester is SIGKILLed in the middle of the citations run, and the next run must read
+    every record once, asking again only for what the killed run had not stored, at OpenAlex's pace."""
+    from tests.openalex_stand_in import OpenalexStandIn, WorkStore, clone_for
+
+    rate = 4  # requests/s: the real default is 10; slower here so that the kill lands mid-run
+    with Scenario(chaos, "citations", "OpenAlex: its faults, then a kill mid-run") as sc:
+        works = WorkStore.recorded()
+        served = set(sc.corpus.pmids())
+        clone_for(works, sorted(served))
+        with OpenalexStandIn(works) as openalex:
+            # A killed harvester resets its connections: expected here, not worth a traceback.
+            openalex.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+            kinds = ["429", "503", "truncated", "malformed", "502"]
+            for after, kind in enumerate(kinds):
+                openalex.faults.add(kind, times=1, path="/works", after=after)
+            env = sc.env(
+                HARVEST_SOURCES="pubmed,citations",
+                OPENALEX_API_URL=openalex.url,
+                OPENALEX_REQUESTS_PER_SECOND=str(rate),
+                OPENALEX_BACKOFF_BASE="0.05",
+                OPENALEX_BACKOFF_CAP="1",
+            )
+            running = sc.start(env=env)
+            deadline = time.monotonic() + 300
+            while len(openalex.requests) < 4 and running["popen"].poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            killed = running["popen"].poll() is None
+            if killed:
+                running["popen"].send_signal(signal.SIGKILL)
+            sc.wait(running)
+            sc.expect(killed, "the harvester was killed during the citations run")
+            with sqlite3.connect(sc.db) as conn:
+                read_before = {p for (p,) in conn.execute("select pmid from citations")}
+            asked_before = len(openalex.requests)
+            proc = sc.harvest(env=env)
+            sc.expect(proc.exit == 0, "the run after the kill succeeds despite the faults", proc.stderr[-1500:])
+            asked_again = set()
+            for _, params in openalex.requests[asked_before:]:
+                asked_again |= {int(p) for p in params.get("filter", "pmid:").split(":", 1)[1].split("|") if p}
+            with sqlite3.connect(sc.db) as conn:
+                read = [p for (p,) in conn.execute("select pmid from citations where found = 1")]
+                runs = conn.execute("select status from harvest_runs where source = 'citations' order by id").fetchall()
+            sc.expect(
+                set(read) == served, "every record OpenAlex knows has its count", f"missing {len(served - set(read))}"
+            )
+            sc.expect(len(read) == len(set(read)), "no record read twice into the catalog")
+            sc.expect(
+                not (asked_again & read_before),
+                "the run after the kill asks only for what the killed run had not stored",
+                f"{len(asked_again & read_before)} asked again",
+            )
+            sc.expect(
+                runs[:1] == [("aborted",)] and runs[-1] == ("success",),
+                "the killed citations run is marked aborted, the next one succeeds",
+                str(runs),
+            )
+            fired = sum(f.fired for f in openalex.faults.faults)
+            sc.expect(fired == len(kinds), "each OpenAlex fault was thrown", f"{fired} of {len(kinds)}")
+            row = sc.conclude()
+            over = openalex.rate_violations(limit=rate)
+            sc.expect(over == 0, "no request to OpenAlex over its rate", f"{over} over {rate}/s")
+            row.requests += len(openalex.requests)
+            row.faults += fired
+            row.rate_violations += over
+    return [row]
+
+
 # ---------------------------------------------------------------------------------------------
 # Running and reporting
 # ---------------------------------------------------------------------------------------------
@@ -1453,6 +1524,7 @@ FAST = [
     "hostile",
     "catalog",
     "trials",
+    "citations",
 ]
 FULL = [
     "every-3rd",
@@ -1468,6 +1540,7 @@ FULL = [
     "hostile",
     "catalog",
     "trials",
+    "citations",
 ]
 
 

@@ -32,24 +32,34 @@ class CliResult:
         return [line for line in self.stderr.splitlines() if line.startswith("harvest: error:")]
 
 
-def harvest_env(server_url: str | None = None, *, ctgov_url: str | None = None, **extra: str) -> dict:
-    """The environment of a harvester run against the stand-ins. Without `ctgov_url`, `run`
-    harvests PubMed alone (HARVEST_SOURCES=pubmed): no test reaches the real registry."""
+def harvest_env(
+    server_url: str | None = None, *, ctgov_url: str | None = None, openalex_url: str | None = None, **extra: str
+) -> dict:
+    """The environment of a harvester run against the stand-ins. `run` harvests PubMed and the
+    sources whose stand-in is given (HARVEST_SOURCES): without `ctgov_url` or `openalex_url`,
+    PubMed alone, so that no test reaches the real registry or OpenAlex."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("NCBI_", "CTGOV_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES"))
+        if not k.startswith(("NCBI_", "CTGOV_", "OPENALEX_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES"))
     }
     if server_url:
         env["NCBI_EUTILS_URL"] = server_url
+    sources = ["pubmed"]
     if ctgov_url:
         env["CTGOV_API_URL"] = ctgov_url
         # The stand-in keeps no rate window; retries back off in tens of milliseconds.
         env["CTGOV_REQUESTS_PER_SECOND"] = "50"
         env["CTGOV_BACKOFF_BASE"] = "0.05"
         env["CTGOV_BACKOFF_CAP"] = "1"
-    else:
-        env["HARVEST_SOURCES"] = "pubmed"
+        sources.append("trials")
+    if openalex_url:
+        env["OPENALEX_API_URL"] = openalex_url
+        env["OPENALEX_REQUESTS_PER_SECOND"] = "50"
+        env["OPENALEX_BACKOFF_BASE"] = "0.05"
+        env["OPENALEX_BACKOFF_CAP"] = "1"
+        sources.append("citations")
+    env["HARVEST_SOURCES"] = ",".join(sources)
     # Retries in tests back off in tens of milliseconds, not seconds.
     env["NCBI_BACKOFF_BASE"] = "0.05"
     env["NCBI_BACKOFF_CAP"] = "1"

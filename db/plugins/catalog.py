@@ -1391,6 +1391,7 @@ QUESTION_GROUPS = [
         "Find studies",
         [
             "rcts_by_molecule",
+            "most_cited_rcts_by_molecule",
             "esketamine_trials",
             "systematic_reviews",
             "registered_trials",
@@ -1416,6 +1417,7 @@ QUESTION_GROUPS = [
         "Explore the field",
         [
             "counts_per_year_by_design",
+            "rising",
             "rct_share_by_year",
             "route_population_mix",
             "top_journals",
@@ -2055,7 +2057,24 @@ PARAM_RULES = {
     "months": (_months, "a whole number of months (0 to 1200), or empty for 12"),
     "month": (_month, "a month written 2026-03, or empty for this month"),
 }
+KETAMINE_FORMS = (
+    "racemic_ketamine",
+    "esketamine",
+    "arketamine",
+    "hydroxynorketamine_metabolites",
+    "unspecified_ketamine",
+)
+
+
+async def _ketamine_form(db, value):
+    return _one_of(value, KETAMINE_FORMS, "a ketamine form")
+
+
 QUESTION_PARAMS = {
+    ("most_cited_rcts_by_molecule", "molecule"): (
+        _ketamine_form,
+        "a ketamine form (" + ", ".join(KETAMINE_FORMS) + "; spaces or underscores, any case), or empty",
+    ),
     ("trials_ongoing_by_molecule", "molecule"): (
         lambda db, value: _trial_tag(db, value, "molecule", "a molecule the catalog's tags know"),
         "a molecule tag (racemic_ketamine, esketamine, arketamine, unspecified_ketamine, ...), or empty",

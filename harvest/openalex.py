@@ -1,0 +1,217 @@
+"""OpenAlex: ask for the works of a batch of PMIDs, and parse a works answer into citation rows.
+
+Owns: OpenAlex's endpoint and parameters (`GET /works` with `filter=pmid:A|B|...`, `per_page`,
+`cursor`; `mailto` for the polite pool, `api_key` when one is set; `GET /works/pmid:N` for one
+work), what makes an answer usable (JSON with a `results` list of works, or one work), and the
+pure mapping work JSON -> Citation (OpenAlex id, PMID, cited_by_count, counts_by_year).
+The HTTP itself (pace, retries, Retry-After, body cap) is harvest/http.py's.
+Must never: write to the database (store.py does), or decide which PMIDs are due (store.py's
+schedule and runner.py do).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import requests
+
+from .config import OpenalexSettings
+from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service
+
+SERVICE_NAME = "OpenAlex"
+SOURCE_LABEL = "OpenAlex"
+# PMIDs per request: OpenAlex takes up to 50 values in one OR filter (`pmid:A|B|...`) and 50
+# results fit one page (`per_page` 50; more only when OpenAlex holds two works for one PMID).
+PMIDS_PER_REQUEST = 50
+PER_PAGE = 50
+
+_WORK_ID = re.compile(r"^https://openalex\.org/(W\d+)$")
+_PMID = re.compile(r"(?:pubmed\.ncbi\.nlm\.nih\.gov/|^)(\d{1,9})/?$")
+
+
+class OpenalexError(HttpError):
+    """A request to OpenAlex failed for good (after its retries)."""
+
+
+@dataclass
+class WorksPage:
+    works: list[dict]
+    count: int | None  # meta.count: how many works the filter matches in all
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """What the catalog keeps of one OpenAlex work, keyed by the PMID it carries."""
+
+    pmid: int
+    openalex_id: str  # W123..., without the https://openalex.org/ prefix
+    cited_by_count: int
+    counts_by_year: tuple[tuple[int, int], ...] = field(default=())  # (year, cited_by_count), oldest first
+    updated_date: str | None = None  # when OpenAlex last changed the work
+
+
+def _json(body: bytes):
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RetryableResponse(f"the answer is not JSON ({exc})") from None
+
+
+def _check_work(work) -> None:
+    if not isinstance(work, dict) or not isinstance(work.get("id"), str) or not _WORK_ID.match(work["id"]):
+        raise RetryableResponse("a work in the answer has no OpenAlex id")
+
+
+def parse_works_page(body: bytes) -> WorksPage:
+    """A `/works` list answer (or a single work) to a WorksPage; anything else is a broken answer
+    (retried). An empty `results` list is an answer: no work carries those PMIDs."""
+    data = _json(body)
+    if isinstance(data, dict) and "results" not in data and "id" in data:
+        _check_work(data)
+        return WorksPage([data], 1, None)
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise RetryableResponse("the answer has no `results` list")
+    for work in data["results"]:
+        _check_work(work)
+    meta = data.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
+    count = meta.get("count")
+    return WorksPage(data["results"], count if isinstance(count, int) else None, meta.get("next_cursor") or None)
+
+
+def work_pmid(work: dict) -> int | None:
+    """The PMID a work carries (`ids.pmid`, a PubMed URL), or None."""
+    value = (work.get("ids") or {}).get("pmid")
+    if not isinstance(value, str):
+        return None
+    match = _PMID.search(value.strip())
+    return int(match.group(1)) if match else None
+
+
+def parse_work(work: dict) -> Citation | None:
+    """One work to a Citation; None for a work without a PMID (the catalog cannot key it). Pure."""
+    pmid = work_pmid(work)
+    if pmid is None:
+        return None
+    match = _WORK_ID.match(work.get("id") or "")
+    if not match:
+        raise ValueError(f"a work without an OpenAlex id ({work.get('id')!r})")
+    count = work.get("cited_by_count")
+    by_year: dict[int, int] = {}
+    for entry in work.get("counts_by_year") or []:
+        year, cited = entry.get("year"), entry.get("cited_by_count")
+        if isinstance(year, int) and isinstance(cited, int) and cited >= 0:
+            by_year[year] = cited
+    return Citation(
+        pmid=pmid,
+        openalex_id=match.group(1),
+        cited_by_count=count if isinstance(count, int) and count >= 0 else 0,
+        counts_by_year=tuple(sorted(by_year.items())),
+        updated_date=work.get("updated_date") if isinstance(work.get("updated_date"), str) else None,
+    )
+
+
+def citations_of(works: Iterable[dict]) -> dict[int, Citation]:
+    """The citations of a set of works, one per PMID. OpenAlex sometimes holds two works for one
+    PMID (a duplicate it has not merged): the one cited most is kept (then the lower id), so the
+    choice does not depend on the order of the answer."""
+    chosen: dict[int, Citation] = {}
+    for work in works:
+        citation = parse_work(work)
+        if citation is None:
+            continue
+        old = chosen.get(citation.pmid)
+        if old is None or (citation.cited_by_count, -_number(citation.openalex_id)) > (
+            old.cited_by_count,
+            -_number(old.openalex_id),
+        ):
+            chosen[citation.pmid] = citation
+    return chosen
+
+
+def _number(openalex_id: str) -> int:
+    return int(openalex_id[1:])
+
+
+class OpenalexClient(HttpClient):
+    """OpenAlex over the shared HTTP layer, at its own pace (10 requests/s by default)."""
+
+    error_class = OpenalexError
+
+    def __init__(
+        self,
+        settings: OpenalexSettings | None = None,
+        *,
+        limiter: RateLimiter | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.settings = s = settings or OpenalexSettings.from_env()
+        service = Service(
+            name=SERVICE_NAME,
+            base_url=s.base_url,
+            requests_per_second=s.requests_per_second,
+            user_agent=f"{s.tool} (python-requests{'; mailto:' + s.email if s.email else ''})",
+            url_setting="OPENALEX_API_URL",
+            body_cap_setting="OPENALEX_MAX_BODY_MB",
+            body_cap_hint="a real page of 50 works is under 3 MB: raise OPENALEX_MAX_BODY_MB if this one is genuine",
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            max_tries=s.max_tries,
+            backoff_base=s.backoff_base,
+            backoff_cap=s.backoff_cap,
+            max_body_bytes=s.max_body_bytes,
+            secrets=(s.api_key or "",),
+        )
+        super().__init__(service, limiter=limiter, session=session, sleep=sleep)
+
+    def default_params(self) -> dict[str, str]:
+        params = {}
+        if self.settings.email:
+            params["mailto"] = self.settings.email  # the polite pool
+        if self.settings.api_key:
+            params["api_key"] = self.settings.api_key
+        return params
+
+    def works_page(self, pmids: list[int], cursor: str = "*", *, describe: str | None = None) -> WorksPage:
+        query = {
+            "filter": "pmid:" + "|".join(str(p) for p in pmids),
+            "per_page": str(PER_PAGE),
+            "cursor": cursor,
+        }
+        return self.call("works", query, parse_works_page, describe=describe or f"works of {len(pmids)} PMIDs")
+
+    def works_by_pmids(self, pmids: list[int]) -> list[dict]:
+        """Every work OpenAlex holds for these PMIDs (at most 50), following `next_cursor` while
+        the pages have not yet listed `meta.count` works."""
+        if len(pmids) > PMIDS_PER_REQUEST:
+            raise ValueError(f"at most {PMIDS_PER_REQUEST} PMIDs a request, got {len(pmids)}")
+        works: list[dict] = []
+        cursor = "*"
+        number = 0
+        while True:
+            number += 1
+            page = self.works_page(pmids, cursor, describe=f"works of {len(pmids)} PMIDs, page {number}")
+            works.extend(page.works)
+            total = page.count if page.count is not None else len(works)
+            if not page.works or not page.next_cursor or len(works) >= total:
+                return works
+            cursor = page.next_cursor
+
+    def work_by_pmid(self, pmid: int) -> dict | None:
+        """One work by its PMID (`/works/pmid:N`), or None when OpenAlex answers 404."""
+        missing = WorksPage([], 0, None)
+        page = self.call(
+            f"works/pmid:{pmid}",
+            {},
+            parse_works_page,
+            describe=f"work of PMID {pmid}",
+            accept=lambda status, body: missing if status == 404 else None,
+        )
+        return page.works[0] if page.works else None
