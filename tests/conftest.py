@@ -32,13 +32,16 @@ class CliResult:
         return [line for line in self.stderr.splitlines() if line.startswith("harvest: error:")]
 
 
-def harvest_env(server_url: str | None = None, *, ctgov_url: str | None = None, **extra: str) -> dict:
-    """The environment of a harvester run against the stand-ins. Without `ctgov_url`, `run`
-    harvests PubMed alone (HARVEST_SOURCES=pubmed): no test reaches the real registry."""
+def harvest_env(
+    server_url: str | None = None, *, ctgov_url: str | None = None, europepmc_url: str | None = None, **extra: str
+) -> dict:
+    """The environment of a harvester run against the stand-ins. `run` harvests PubMed, plus
+    ClinicalTrials.gov with `ctgov_url` and Europe PMC's preprints with `europepmc_url`
+    (HARVEST_SOURCES says which): no test reaches a real service."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("NCBI_", "CTGOV_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES"))
+        if not k.startswith(("NCBI_", "CTGOV_", "EUROPEPMC_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES"))
     }
     if server_url:
         env["NCBI_EUTILS_URL"] = server_url
@@ -48,8 +51,14 @@ def harvest_env(server_url: str | None = None, *, ctgov_url: str | None = None, 
         env["CTGOV_REQUESTS_PER_SECOND"] = "50"
         env["CTGOV_BACKOFF_BASE"] = "0.05"
         env["CTGOV_BACKOFF_CAP"] = "1"
-    else:
-        env["HARVEST_SOURCES"] = "pubmed"
+    if europepmc_url:
+        env["EUROPEPMC_API_URL"] = europepmc_url
+        env["EUROPEPMC_REQUESTS_PER_SECOND"] = "50"
+        env["EUROPEPMC_BACKOFF_BASE"] = "0.05"
+        env["EUROPEPMC_BACKOFF_CAP"] = "1"
+    env["HARVEST_SOURCES"] = ",".join(
+        ["pubmed"] + (["trials"] if ctgov_url else []) + (["preprints"] if europepmc_url else [])
+    )
     # Retries in tests back off in tens of milliseconds, not seconds.
     env["NCBI_BACKOFF_BASE"] = "0.05"
     env["NCBI_BACKOFF_CAP"] = "1"
