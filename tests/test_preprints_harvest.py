@@ -233,3 +233,30 @@ def test_a_preprints_run_is_incremental_after_a_success_with_the_overlap():
     assert choose_preprints_mode({**last, "query_version": "0"}, full=False, overlap_days=3)[0].startswith(
         "full (query changed"
     )
+
+
+def test_the_pages_say_published_as_and_preprint(servers, tmp_path):
+    from tests.test_catalog import Client, copy_config
+
+    eutils, epmc = servers
+    site = copy_config(tmp_path / "site")
+    assert run_cli("run", "--db", site / "catalog.db", env=env_for(eutils, epmc)).returncode == 0
+    client = Client(site)
+    page = client.get("/catalog/preprints/PPR9100001")
+    assert page.status_code == 200
+    assert "Preprint (not peer reviewed) · Research Square · version 1" in page.text
+    assert 'Published as PMID <a href="/catalog/articles/38011560">38011560</a></strong> in ' in page.text
+    assert "the title, first author and year match, score 0." in page.text
+    article = client.get("/catalog/articles/32051057")
+    assert article.status_code == 200
+    assert 'preprint: <a href="/catalog/preprints/PPR1036674">PPR1036674</a> on medRxiv' in article.text
+    assert "Europe PMC links them" in article.text
+    assert "No published version in the catalog" in client.get("/catalog/preprints/PPR9100003").text
+    facets = client.json("/catalog/catalog_records.json?_facet=kind")
+    counts = {v["value"]: v["count"] for v in facets["facet_results"]["kind"]["results"]}
+    assert counts == {"preprint": 27, "peer-reviewed": 3}
+    listing = client.json("/catalog/preprints.json?_facet=server&_facet=has_published_version")
+    assert {v["value"]: v["count"] for v in listing["facet_results"]["has_published_version"]["results"]} == {
+        0: 24,
+        1: 3,
+    }
