@@ -21,7 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from harvest.preprint_links import (
+    AUTHOR_OVERLAP,
     TITLE_THRESHOLD,
+    author_overlap,
     different_works,
     normal_surname,
     normal_title,
@@ -56,6 +58,7 @@ def real_papers(paths: list[Path] | None = None) -> list[dict]:
                 "pmid": r["pmid"],
                 "title": title,
                 "surname": authors[0]["last_name"],
+                "surnames": tuple(a["last_name"] for a in authors),
                 "year": r["pub_year"],
                 "norm": normal_title(title),
             }
@@ -118,6 +121,8 @@ def near_miss_scores(papers: list[dict], top: int = 50) -> list[tuple[float, dic
                     continue  # one work twice (PubMed's versioned citations, a reprint): not a near miss
                 if different_works(a["title"], b["title"]):
                     continue  # told apart before any score (parts of a series, replies)
+                if (author_overlap(a["surnames"], b["surnames"]) or 1.0) < AUTHOR_OVERLAP:
+                    continue  # other co-authors: told apart before any score
                 if not (year_fits(a["year"], b["year"]) or year_fits(b["year"], a["year"])):
                     continue
                 # quick_ratio bounds ratio from above: pairs it puts under 0.5 are far from any threshold.

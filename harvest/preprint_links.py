@@ -24,6 +24,11 @@ TITLE_THRESHOLD = 0.75
 # happens when the journal's issue date precedes the preprint server's posting of a revision.
 YEARS_AFTER = 3
 YEARS_BEFORE = 1
+# When both sides name two authors or more, the share of surnames they have in common (of all
+# surnames either names) must reach this: a journal version adds or drops an author or two, while
+# the real near misses are an author's other papers, with other co-authors (Cottin & Cordier 2012
+# and Cottin, Nunes & Mouthon 2011: titles one word apart, two works).
+AUTHOR_OVERLAP = 0.5
 
 
 def normal_title(title: str | None) -> str:
@@ -71,6 +76,17 @@ def different_works(a: str | None, b: str | None) -> str | None:
     return None
 
 
+def author_overlap(a: list[str] | tuple[str, ...], b: list[str] | tuple[str, ...]) -> float | None:
+    """Surnames in common over surnames in either (Jaccard), or None when a side names fewer
+    than two authors (nothing to compare beyond the first author)."""
+    x, y = {normal_surname(n) for n in a if n}, {normal_surname(n) for n in b if n}
+    x.discard("")
+    y.discard("")
+    if len(x) < 2 or len(y) < 2:
+        return None
+    return len(x & y) / len(x | y)
+
+
 def year_fits(preprint_year: int | None, article_year: int | None) -> bool:
     if preprint_year is None or article_year is None:
         return False
@@ -84,6 +100,7 @@ class Candidate:
     surname: str | None
     year: int | None
     doi: str | None
+    surnames: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,11 +112,16 @@ class Match:
 
 
 def best_title_match(
-    title: str | None, surname: str | None, year: int | None, candidates: list[Candidate]
+    title: str | None,
+    surname: str | None,
+    year: int | None,
+    candidates: list[Candidate],
+    surnames: tuple[str, ...] = (),
 ) -> Match | None:
-    """The candidate with the same first-author surname, a year that fits and the most alike
-    title, when its score reaches TITLE_THRESHOLD; None otherwise. Ties on score: no link (two
-    records equally like the preprint cannot both be its published version)."""
+    """The candidate with the same first-author surname, a year that fits, enough co-authors in
+    common (AUTHOR_OVERLAP, when both name two or more) and the most alike title, when its score
+    reaches TITLE_THRESHOLD; None otherwise. Ties on score: no link (two records equally like the
+    preprint cannot both be its published version)."""
     want = normal_surname(surname)
     if not want:
         return None
@@ -107,7 +129,10 @@ def best_title_match(
         (
             (title_score(title, c.title), c)
             for c in candidates
-            if normal_surname(c.surname) == want and year_fits(year, c.year) and different_works(title, c.title) is None
+            if normal_surname(c.surname) == want
+            and year_fits(year, c.year)
+            and different_works(title, c.title) is None
+            and (author_overlap(surnames, c.surnames) or 1.0) >= AUTHOR_OVERLAP
         ),
         key=lambda pair: (-pair[0], pair[1].pmid),
     )

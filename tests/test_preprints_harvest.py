@@ -26,6 +26,8 @@ PAPERS = [RECORDS / "38011560.xml", RECORDS / "35123456.xml", RECORDS / "3205105
 KRYSTAL_TITLE = (
     "Ketamine and the neurobiology of depression: Toward next-generation rapid-acting antidepressant treatments."
 )
+# 38011560's byline, as Europe PMC writes one.
+KRYSTAL_AUTHORS = "Krystal JH, Kaye AP, Jefferson S, Girgenti MJ, Wilkinson ST, Sanacora G, Esterlis I."
 TODAY = "2025-06-20"  # two days after the recorded preprints were first indexed
 
 pytestmark = pytest.mark.dated  # the incremental window is reasoned about from HARVEST_TODAY
@@ -38,18 +40,18 @@ def linked_world() -> World:
         "PPR1037166",
         "PPR9100001",
         title=KRYSTAL_TITLE.replace("Toward", "Towards").replace("treatments", "drugs"),
-        authorString="Krystal JH, Kavalali ET, Monteggia LM.",
+        authorString=KRYSTAL_AUTHORS,
         pubYear="2022",
         doi="10.21203/rs.3.rs-9100001/v1",
     )
     # A preprint carrying the DOI of 35123456 (Sions JM, 2022), its title left as recorded.
     world.clone("PPR1036674", "PPR9100002", doi="10.1186/s12891-022-05070-w")
-    # A near miss: the same first author and year as 38011560, another real record's title.
+    # A near miss: the byline and year of 38011560, another real record's title.
     world.clone(
         "PPR1037166",
         "PPR9100003",
         title="The biology of ergothioneine, an antioxidant nutraceutical.",
-        authorString="Krystal JH, Li W.",
+        authorString=KRYSTAL_AUTHORS,
         pubYear="2023",
     )
     # Europe PMC's own link: 32051057's core record names the real preprint PPR1036674.
