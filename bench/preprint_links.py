@@ -141,7 +141,7 @@ def main(argv: list[str]) -> None:
         values = sorted(values)
         share = sum(v >= TITLE_THRESHOLD for v in values) / len(values)
         print(f"  {name:<32} n={len(values):<4} min {values[0]:.3f}  p5 {values[len(values) // 20]:.3f}  {share:.1%}")
-    misses = near_miss_scores(papers)
+    misses = near_miss_scores(papers, top=100000)
     print("near misses (different records, same first-author surname, years that fit), most alike:")
     for score, a, b in misses[:25]:
         print(f"  {score:.3f}  {a['pmid']} {a['title'][:60]!r} | {b['pmid']} {b['title'][:60]!r}")

@@ -62,7 +62,9 @@ def title_score(a: str | None, b: str | None) -> float:
 
 _NUMBER = re.compile(r"\b(?:\d+|i{1,3}|iv|vi{0,3}|ix|x)\b")
 # Titles that answer or correct another paper: a reply repeats the title it answers.
-_REPLY = re.compile(r"^(?:response|reply|comment|commentary|erratum|correction|corrigendum|retraction|letter)\b")
+_REPLY = re.compile(
+    r"^(?:response|reply|comment|commentary|erratum|correction|corrigendum|retraction|letter|author correction)\b"
+)
 
 
 def different_works(a: str | None, b: str | None) -> str | None:
@@ -120,8 +122,9 @@ def best_title_match(
 ) -> Match | None:
     """The candidate with the same first-author surname, a year that fits, enough co-authors in
     common (AUTHOR_OVERLAP, when both name two or more) and the most alike title, when its score
-    reaches TITLE_THRESHOLD; None otherwise. Ties on score: no link (two records equally like the
-    preprint cannot both be its published version)."""
+    reaches TITLE_THRESHOLD; None otherwise. When a second candidate reaches it too, no link: the
+    real near misses over the threshold are a team's sibling papers one word apart (morphine /
+    cocaine self-injection, halothane / fentanyl supplementation), and the title cannot say which."""
     want = normal_surname(surname)
     if not want:
         return None
@@ -138,8 +141,8 @@ def best_title_match(
     )
     if not scored or scored[0][0] < TITLE_THRESHOLD:
         return None
-    if len(scored) > 1 and scored[1][0] == scored[0][0]:
-        return None
+    if len(scored) > 1 and scored[1][0] >= TITLE_THRESHOLD:
+        return None  # two records by the team over the threshold: siblings, and either could be it
     score, best = scored[0]
     return Match(
         best.pmid, "title_author_year", score, f"title {score:.2f}, first author {surname}, {year}->{best.year}"
