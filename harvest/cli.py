@@ -132,7 +132,7 @@ def _parse_date(ctx, param, value):
         raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
 
 
-SOURCES = ("pubmed", "trials", "citations")
+SOURCES = ("pubmed", "trials", "preprints", "citations")
 
 
 def _parse_sources(ctx, param, value):
@@ -172,12 +172,12 @@ def _parse_sources(ctx, param, value):
     "--sources",
     callback=_parse_sources,
     default=None,
-    metavar="pubmed,trials,citations",
-    help="Which sources to harvest, in this order (default: $HARVEST_SOURCES, else pubmed,trials,citations).",
+    metavar="pubmed,trials,preprints,citations",
+    help="Which sources to harvest, in this order (default: $HARVEST_SOURCES, else all four).",
 )
 def run(db_path, full, since, overlap_days, batch_size, sources):
-    """Harvest PubMed, then ClinicalTrials.gov, then OpenAlex's citation counts, into the catalog
-    (incremental unless new or --full)."""
+    """Harvest PubMed, then ClinicalTrials.gov, then Europe PMC's preprints, then OpenAlex's citation
+    counts, into the catalog (incremental unless new or --full)."""
     sources = sources or _parse_sources(None, None, os.environ.get("HARVEST_SOURCES") or ",".join(SOURCES))
     if full and since:
         raise click.UsageError("--full and --since exclude each other")
@@ -193,6 +193,8 @@ def run(db_path, full, since, overlap_days, batch_size, sources):
         failures += _run_pubmed(db_path, full, since, overlap_days, batch_size)
     if "trials" in sources:
         failures += _run_trials(db_path, full, overlap_days)
+    if "preprints" in sources:
+        failures += _run_preprints(db_path, full, overlap_days)
     if "citations" in sources:
         failures += _run_citations(db_path, full)
     if failures:
@@ -219,6 +221,29 @@ def _run_trials(db_path, full, overlap_days) -> list[str]:
         f"{outcome.cited} cited ids asked for: {outcome.new} new, {outcome.updated} updated, "
         f"{outcome.unchanged} unchanged, {outcome.not_in_registry} not in the registry; "
         f"{outcome.requests} requests to ClinicalTrials.gov"
+    )
+    return []
+
+
+def _run_preprints(db_path, full, overlap_days) -> list[str]:
+    """The Europe PMC preprints run; returns its failure as a one-line message (or nothing)."""
+    from .europepmc import EuropepmcClient
+    from .runner import run_preprints_harvest
+
+    try:
+        outcome = run_preprints_harvest(db_path, full=full, overlap_days=overlap_days, client=EuropepmcClient())
+    except store.HarvestLocked as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except (HarvestFailed, HttpError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run_id = getattr(exc, "run_id", None)
+        return [f"{f'preprints run {run_id} failed: ' if run_id else 'preprints: '}{first_line}"]
+    linked = ", ".join(f"{n} by {m}" for m, n in sorted(outcome.linked.items())) or "none"
+    click.echo(
+        f"preprints run {outcome.run_id} ({outcome.mode}): {outcome.listed} preprints listed by the topic search: "
+        f"{outcome.new} new, {outcome.updated} updated, {outcome.unchanged} unchanged; "
+        f"{outcome.pmids_asked} catalog records asked for their preprint links; "
+        f"linked to their published record: {linked}; {outcome.requests} requests to Europe PMC"
     )
     return []
 
@@ -484,6 +509,17 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
         f"trials: {trials['trials']} studies from ClinicalTrials.gov ({trials['in_topic']} found by the "
         f"topic query, the rest cited by catalog records); {trials['unknown']} cited ids not in the registry"
     )
+    if db.table("preprints").exists():
+        pre = next(
+            db.query(
+                "select count(*) as preprints, coalesce(sum(in_topic), 0) as in_topic, "
+                "coalesce(sum(has_published_version), 0) as published from preprints"
+            )
+        )
+        click.echo(
+            f"preprints: {pre['preprints']} from Europe PMC ({pre['in_topic']} found by the topic query), "
+            f"{pre['published']} linked to their published record in the catalog"
+        )
     runs = list(db.query("select * from harvest_runs order by id desc limit ?", [show_runs]))
     if runs:
         click.echo("recent runs:")
@@ -508,8 +544,9 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
         click.echo("no runs yet")
     last = store.last_successful_run(db)
     last_trials = store.last_successful_source_run(db, "trials")
+    last_preprints = store.last_successful_source_run(db, "preprints")
     last_citations = store.last_successful_source_run(db, "citations")
-    last_of = {"pubmed": last, "trials": last_trials, "citations": last_citations}
+    last_of = {"pubmed": last, "trials": last_trials, "preprints": last_preprints, "citations": last_citations}
     if db["citations"].exists():
         read = next(
             db.query("select count(*) as n, coalesce(sum(found), 0) as found, max(read_at) as latest from citations")
@@ -534,6 +571,18 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
         f"next trials run: {mode}"
         + (f": studies updated since {since}" if since else ": every study the query lists")
         + f" (trials query version {TRIALS_QUERY_VERSION})"
+    )
+    from .query import PREPRINTS_QUERY_VERSION
+    from .runner import choose_preprints_mode
+
+    try:
+        mode, since = choose_preprints_mode(last_preprints, full=False, overlap_days=DEFAULT_OVERLAP_DAYS)
+    except (TypeError, ValueError):
+        mode, since = "full", None
+    click.echo(
+        f"next preprints run: {mode}"
+        + (f": preprints first indexed since {since}" if since else ": every preprint the query lists")
+        + f" (preprints query version {PREPRINTS_QUERY_VERSION})"
     )
     try:
         mode, since = choose_mode(
@@ -578,10 +627,12 @@ def _human(delta: dt.timedelta) -> str:
 
 @cli.command()
 def query():
-    """Print the topic query and its version, for PubMed and for ClinicalTrials.gov."""
-    from .query import TRIALS_QUERY_VERSION, trials_query_text
+    """Print the topic query and its version, for PubMed, ClinicalTrials.gov and Europe PMC."""
+    from .query import PREPRINTS_QUERY_VERSION, TRIALS_QUERY_VERSION, preprints_query, trials_query_text
 
     click.echo(f"# query version {QUERY_VERSION}")
     click.echo(TOPIC_QUERY)
     click.echo(f"# ClinicalTrials.gov, trials query version {TRIALS_QUERY_VERSION}")
     click.echo(trials_query_text())
+    click.echo(f"# Europe PMC preprints, preprints query version {PREPRINTS_QUERY_VERSION}")
+    click.echo(preprints_query())

@@ -118,6 +118,50 @@ class CtgovSettings:
         return int(self.max_body_mb * 1024 * 1024)
 
 
+DEFAULT_EUROPEPMC_URL = "https://www.ebi.ac.uk/europepmc/webservices/rest/"
+
+
+@dataclass(frozen=True)
+class EuropepmcSettings:
+    """Europe PMC REST. It publishes no numeric rate limit for `/search` and sends no rate-limit
+    headers; 2 requests a second (the default) is well inside what its help pages call fair use."""
+
+    base_url: str = DEFAULT_EUROPEPMC_URL
+    tool: str = DEFAULT_TOOL
+    email: str | None = None
+    requests_per_second: float = 2.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    max_tries: int = 8
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    max_body_mb: float = 256.0
+    # Records per search page: Europe PMC allows 1,000; a page of 1,000 core records is ~10 MB.
+    page_size: int = 1000
+
+    @classmethod
+    def from_env(cls) -> EuropepmcSettings:
+        base_url = os.environ.get("EUROPEPMC_API_URL") or DEFAULT_EUROPEPMC_URL
+        if not base_url.endswith("/"):
+            base_url += "/"
+        return cls(
+            base_url=base_url,
+            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
+            email=os.environ.get("NCBI_EMAIL") or None,
+            requests_per_second=_env_positive("EUROPEPMC_REQUESTS_PER_SECOND", 2.0),
+            max_tries=int(_env_positive("EUROPEPMC_MAX_TRIES", 8)),
+            backoff_base=_env_float("EUROPEPMC_BACKOFF_BASE", 1.0),
+            backoff_cap=_env_float("EUROPEPMC_BACKOFF_CAP", 60.0),
+            read_timeout=_env_positive("EUROPEPMC_TIMEOUT", 120.0),
+            max_body_mb=_env_positive("EUROPEPMC_MAX_BODY_MB", 256.0),
+            page_size=min(1000, int(_env_positive("EUROPEPMC_PAGE_SIZE", 1000))),
+        )
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+
 DEFAULT_OPENALEX_URL = "https://api.openalex.org/"
 
 

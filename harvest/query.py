@@ -166,3 +166,43 @@ def is_nct_id(value: str | None) -> TypeGuard[str]:
 def last_update_filter(since: str) -> str:
     """`filter.advanced` for studies whose last update was posted on or after `since` (YYYY-MM-DD)."""
     return f"AREA[LastUpdatePostDate]RANGE[{since},MAX]"
+
+
+# -- Europe PMC: the same topic, in its search syntax, preprints only ------------------
+#
+# Europe PMC's `TITLE_ABS` searches title and abstract, `KW` author keywords, `MESH` MeSH headings
+# (preprints seldom have any); a trailing * truncates, as in PubMed. `SRC:PPR` keeps preprints only.
+# Bump PREPRINTS_QUERY_VERSION whenever this changes: the next preprints run then re-sweeps.
+
+PREPRINTS_QUERY_VERSION = "1"
+
+
+def _europepmc_group(concept: Concept) -> str:
+    parts = [f'MESH:"{m}"' for m in concept.mesh]
+    for term in concept.text:
+        quoted = f'"{term}"' if (" " in term or "-" in term) and not term.endswith("*") else term
+        parts.append(f"TITLE_ABS:{quoted}")
+        parts.append(f"KW:{quoted}")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def preprints_query(index_from: str | None = None, index_to: str | None = None) -> str:
+    """The Europe PMC `query` for the topic's preprints; with dates (YYYY-MM-DD), only those
+    Europe PMC first indexed in that span (`FIRST_IDATE`, both ends included)."""
+    query = " AND ".join(_europepmc_group(c) for c in CONCEPTS) + " AND SRC:PPR"
+    if index_from:
+        query += f" AND FIRST_IDATE:[{index_from} TO {index_to or '3000-01-01'}]"
+    return query
+
+
+def published_versions_query(pmids: list[int]) -> str:
+    """The Europe PMC `query` for the core records of these PubMed ids (their preprint links)."""
+    return "SRC:MED AND (" + " OR ".join(f"EXT_ID:{p}" for p in pmids) + ")"
+
+
+PPR_ID = re.compile(r"PPR\d+")
+
+
+def is_ppr_id(value: str | None) -> TypeGuard[str]:
+    """A Europe PMC preprint id: PPR and digits."""
+    return value is not None and PPR_ID.fullmatch(value) is not None

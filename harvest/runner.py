@@ -560,6 +560,185 @@ def _sample_ids(ids: list[str], n: int = 5) -> str:
     return ", ".join(ids[:n]) + (" ..." if len(ids) > n else "")
 
 
+# -- Europe PMC preprints ----------------------------------------------------------------
+
+
+@dataclass
+class PreprintsOutcome:
+    run_id: int
+    mode: str
+    status: str
+    listed: int = 0  # preprints the topic search listed
+    hit_count: int | None = None
+    not_preprints: int = 0  # records of another source in the answers (left out)
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    out_of_topic: int = 0
+    pmids_asked: int = 0  # catalog records whose Europe PMC core record was read for preprint links
+    europepmc_links: int = 0
+    linked: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    discrepancy: str | None = None
+
+
+def choose_preprints_mode(last: dict | None, *, full: bool, overlap_days: int) -> tuple[str, dt.date | None]:
+    """(mode, since-date) of a preprints run: incremental by Europe PMC's first index date."""
+    from .query import PREPRINTS_QUERY_VERSION
+
+    if full:
+        return "full", None
+    if last is None:
+        return "full (new catalog)", None
+    if last["query_version"] != PREPRINTS_QUERY_VERSION:
+        return f"full (query changed {last['query_version']} -> {PREPRINTS_QUERY_VERSION})", None
+    return "incremental", dt.date.fromisoformat(last["watermark"]) - dt.timedelta(days=overlap_days)
+
+
+def run_preprints_harvest(
+    db_path: Path | str,
+    *,
+    full: bool = False,
+    overlap_days: int = DEFAULT_OVERLAP_DAYS,
+    client=None,
+) -> PreprintsOutcome:
+    """One Europe PMC run: the topic's preprints (every cursor page), then the core records of
+    the catalog's PubMed records for Europe PMC's preprint links, then every preprint linked to
+    its published version (Europe PMC's link, else DOI, else title + first author + year).
+
+    Succeeds only when every page was had; only then does the watermark move."""
+    from . import europepmc
+    from .query import PREPRINTS_QUERY_VERSION, preprints_query
+
+    client = client or europepmc.EuropepmcClient()
+    with _catalog_trouble(db_path), store.harvest_lock(db_path):
+        db = store.open_db(db_path)
+        store.mark_abandoned_runs(db)
+        last = store.last_successful_source_run(db, "preprints")
+        mode, since = choose_preprints_mode(last, full=full, overlap_days=overlap_days)
+        today = today_utc()
+        run_id = store.start_source_run(
+            db,
+            source="preprints",
+            mode=mode,
+            query_version=PREPRINTS_QUERY_VERSION,
+            query_text=preprints_query(since.isoformat(), today.isoformat()) if since else preprints_query(),
+            window_from=since.isoformat() if since else None,
+        )
+        outcome = PreprintsOutcome(run_id=run_id, mode=mode, status="running")
+        log.info(
+            "preprints run %d: %s harvest%s",
+            run_id,
+            mode,
+            f" of preprints first indexed since {since}" if since else "",
+        )
+        try:
+            _harvest_preprints(db, client, run_id, since, today, last["id"] if last and since else None, outcome)
+            outcome.status = "success"
+            outcome.requests = client.stats.requests
+            store.finish_run(
+                db, run_id, status="success", watermark=today.isoformat(), **_preprints_values(outcome, client)
+            )
+            return outcome
+        except BaseException as exc:
+            status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            message = client.redact(str(exc) or type(exc).__name__)
+            outcome.status = status
+            try:
+                store.finish_run(db, run_id, status=status, error=message, **_preprints_values(outcome, client))
+            except Exception as unrecorded:
+                log.error("preprints run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
+                message += f" (the catalog could not record this failure: {unrecorded})"
+            if isinstance(exc, Exception):
+                raise HarvestFailed(message, run_id) from exc
+            raise
+
+
+def _preprints_values(outcome: PreprintsOutcome, client) -> dict:
+    return {
+        "records_promised": outcome.listed,
+        "records_stored": outcome.new + outcome.updated + outcome.unchanged,
+        "new": outcome.new,
+        "updated": outcome.updated,
+        "unchanged": outcome.unchanged,
+        "unmatched": outcome.out_of_topic,
+        "requests": client.stats.requests,
+        "retries": client.stats.retries,
+        "count_discrepancy": outcome.discrepancy,
+    }
+
+
+def _harvest_preprints(
+    db, client, run_id: int, since: dt.date | None, today: dt.date, after_run: int | None, outcome: PreprintsOutcome
+) -> None:
+    from . import europepmc
+    from .query import preprints_query, published_versions_query
+
+    # (a) the topic's preprints, every cursor page; a page that cannot be had fails the run.
+    query = preprints_query(since.isoformat(), today.isoformat()) if since else preprints_query()
+    listed: set[str] = set()
+    seen = 0
+    try:
+        for number, page in enumerate(client.iter_pages(query, describe="preprints search"), 1):
+            if number == 1:
+                outcome.hit_count = page.hit_count
+            seen += len(page.results)
+            preprints = [r for r in page.results if r.get("source") == "PPR"]
+            outcome.not_preprints += len(page.results) - len(preprints)
+            counts = store.save_preprints(db, [europepmc.parse_preprint(r) for r in preprints], run_id)
+            outcome.new += counts.new
+            outcome.updated += counts.updated
+            outcome.unchanged += counts.unchanged
+            listed |= counts.stored_ids
+    except Exception as exc:
+        kept = f" after {len(listed)} preprints (those are kept)" if listed else ""
+        raise HarvestFailed(f"the preprints search of Europe PMC failed{kept}: {exc}") from exc
+    outcome.listed = len(listed)
+    if outcome.not_preprints:
+        log.warning(
+            "preprints run %d: %d records of other sources in the answers left out", run_id, outcome.not_preprints
+        )
+    if outcome.hit_count is not None and outcome.hit_count != seen:
+        outcome.discrepancy = f"Europe PMC counted {outcome.hit_count} records, its pages listed {seen}"
+        log.warning("preprints run %d: %s", run_id, outcome.discrepancy)
+    if since is None:
+        outcome.out_of_topic = store.mark_preprints_out_of_topic(db, listed, run_id)
+
+    # (b) Europe PMC's own links: the core records of the catalog's PubMed records (all of them on
+    # a full sweep, those new or changed since the last preprints run otherwise).
+    pmids = store.pmids_for_preprint_lookup(db, after_run)
+    for start in range(0, len(pmids), europepmc.PMIDS_PER_REQUEST):
+        batch = pmids[start : start + europepmc.PMIDS_PER_REQUEST]
+        links: list[tuple[str, int]] = []
+        try:
+            for page in client.iter_pages(
+                published_versions_query(batch), page_size=len(batch), describe=f"published records ({len(batch)})"
+            ):
+                for result in page.results:
+                    links.extend(europepmc.preprint_links_in(result))
+        except Exception as exc:
+            raise HarvestFailed(
+                f"asking Europe PMC for the preprint links of {len(batch)} catalog records "
+                f"(PMIDs {_sample(set(batch))}) failed: {exc}"
+            ) from exc
+        outcome.pmids_asked += len(batch)
+        outcome.europepmc_links += store.save_europepmc_links(db, batch, links, run_id)
+
+    # (c) every stored preprint linked to its published version among the catalog's records.
+    outcome.linked = store.link_preprints(db, run_id)
+    log.info(
+        "preprints run %d: %d preprints listed; %d new, %d updated, %d unchanged; %d catalog records asked "
+        "for their preprint links; linked to a published record: %s",
+        run_id,
+        outcome.listed,
+        outcome.new,
+        outcome.updated,
+        outcome.unchanged,
+        outcome.pmids_asked,
+        ", ".join(f"{n} by {m}" for m, n in sorted(outcome.linked.items())) or "none",
+    )
+
+
 # -- OpenAlex citations ----------------------------------------------------------------
 
 CITATIONS_SCHEDULE_VERSION = "1"

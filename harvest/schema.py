@@ -657,6 +657,105 @@ def _trial_papers(db: sqlite_utils.Database) -> None:
     db.execute(f"create view [trial_papers] as {TRIAL_PAPERS_VIEW.strip()}")
 
 
+# Every record of the catalog, peer-reviewed (PubMed) or preprint (Europe PMC), one row each:
+# `kind` is the facet "peer-reviewed / preprint". `counts_as_work` is 0 for a preprint whose
+# published version is a catalog record, so that sum(counts_as_work) counts works (a preprint
+# and its paper once) where count(*) counts records.
+CATALOG_RECORDS_VIEW = """
+    select cast(a.pmid as text) as record_id, 'peer-reviewed' as kind,
+           coalesce(nullif(a.title, ''), a.vernacular_title) as title, a.first_author, a.pub_year,
+           a.journal as journal_or_server, a.doi, null as published_pmid, 1 as counts_as_work
+    from articles a
+    where a.matches_query = 1 and a.is_deleted = 0
+    union all
+    select p.ppr_id, 'preprint', p.title, p.first_author, p.pub_year, p.server, p.doi, p.published_pmid,
+           (p.published_pmid is null
+            or not exists (select 1 from articles a where a.pmid = p.published_pmid
+                           and a.matches_query = 1 and a.is_deleted = 0)) as counts_as_work
+    from preprints p
+    where p.in_topic = 1
+"""
+
+
+PREPRINTS_FTS_UPDATE_TRIGGER = """
+create trigger [preprints_au] after update of [title], [abstract], [authors], [keywords] on [preprints]
+when old.[title] is not new.[title] or old.[abstract] is not new.[abstract]
+  or old.[authors] is not new.[authors] or old.[keywords] is not new.[keywords]
+begin
+  insert into [preprints_fts] ([preprints_fts], rowid, [title], [abstract], [authors], [keywords])
+    values ('delete', old.rowid, old.[title], old.[abstract], old.[authors], old.[keywords]);
+  insert into [preprints_fts] (rowid, [title], [abstract], [authors], [keywords])
+    values (new.rowid, new.[title], new.[abstract], new.[authors], new.[keywords]);
+end
+"""
+
+
+@migrations(name="0014_preprints")
+def _preprints(db: sqlite_utils.Database) -> None:
+    """Europe PMC's preprints beside the PubMed articles: records of their own kind (PPR ids, never
+    in `articles`), their tags, how each is linked to its published version, and one view of both."""
+    db.table("preprints").create(
+        {
+            "ppr_id": str,
+            "title": str,
+            "abstract": str,
+            "authors": str,  # "Surname Initials; ..." as Europe PMC writes them
+            "first_author": str,
+            "server": str,  # medRxiv, bioRxiv, Research Square, Preprints.org, SSRN, ...
+            "version": int,
+            "doi": str,
+            "pub_year": int,
+            "first_publication_date": str,
+            "first_index_date": str,  # when Europe PMC first indexed it: incremental runs follow it
+            "keywords": str,
+            # 1: the topic query lists it; 0: a full sweep no longer does (kept, never deleted).
+            "in_topic": int,
+            # Its published version in the catalog, the strongest of its preprint_links.
+            "published_pmid": int,
+            "link_method": str,
+            "link_score": float,
+            "has_published_version": int,
+            "raw_sha1": str,
+            # The record as Europe PMC sent it (JSON, sorted keys), zlib-compressed: later
+            # migrations re-parse it instead of re-harvesting.
+            "raw_json_zlib": bytes,
+            "first_seen_run": int,
+            "last_seen_run": int,
+            "last_changed_run": int,
+        },
+        pk="ppr_id",
+        not_null={"ppr_id"},
+        defaults={"in_topic": 1, "has_published_version": 0},
+    )
+    for column in ("server", "pub_year", "has_published_version", "published_pmid", "in_topic", "first_index_date"):
+        db.table("preprints").create_index([column])
+    db.table("preprints").enable_fts(
+        ["title", "abstract", "authors", "keywords"], create_triggers=True, tokenize="porter"
+    )
+    # The index follows the text only (as articles_fts does since 0005): setting a run number or a
+    # link must not rewrite a preprint's index entries.
+    db.execute("drop trigger if exists [preprints_au]")
+    db.execute(PREPRINTS_FTS_UPDATE_TRIGGER.strip())
+    db.table("preprint_tags").create(
+        {"ppr_id": str, "facet": str, "value": str, "method": str, "evidence": str, "confidence": float},
+        pk=("ppr_id", "facet", "value"),
+        foreign_keys=[("ppr_id", "preprints", "ppr_id")],
+    )
+    db.table("preprint_tags").create_index(["facet", "value"])
+    # A preprint and a PubMed record that is its published version, one row per way it was found:
+    # `europepmc` (the published record's commentCorrectionList says "Preprint in"; the preprint
+    # may be one the topic query did not list), `doi` (the same DOI) or `title_author_year` (score
+    # = title similarity, over the threshold of harvest/preprint_links.py). No foreign keys: either
+    # side may be missing from the catalog.
+    db.table("preprint_links").create(
+        {"ppr_id": str, "pmid": int, "method": str, "score": float, "detail": str, "run_id": int},
+        pk=("ppr_id", "pmid", "method"),
+    )
+    db.table("preprint_links").create_index(["pmid"])
+    db.execute("drop view if exists [catalog_records]")
+    db.execute(f"create view [catalog_records] as {CATALOG_RECORDS_VIEW.strip()}")
+
+
 @migrations(name="0015_citations")
 def _citations(db: sqlite_utils.Database) -> None:
     # Citation counts from OpenAlex, one row per catalog record read (harvest/openalex.py): the

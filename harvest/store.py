@@ -1355,3 +1355,180 @@ def _refresh_similar(db: sqlite_utils.Database) -> int:
         time.perf_counter() - started,
     )
     return len(changed) + len(neighbours)
+
+
+# -- Europe PMC preprints ------------------------------------------------------------------
+
+
+@dataclass
+class PreprintSaveCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stored_ids: set[str] = field(default_factory=set)
+
+
+def save_preprints(db: sqlite_utils.Database, records: list, run_id: int) -> PreprintSaveCounts:
+    """Upsert parsed preprints (europepmc.PreprintRecord) the topic query listed, in one
+    transaction; a changed record's tags are replaced. Links are `link_preprints`'s."""
+    from . import europepmc
+
+    counts = PreprintSaveCounts()
+    latest = {r.ppr_id: r for r in records}
+    if not latest:
+        return counts
+    ids = list(latest)
+    old: dict[str, str] = {}
+    for chunk in _in_chunks(ids):
+        for ppr, sha1 in db.execute(
+            f"select ppr_id, raw_sha1 from preprints where ppr_id in ({_placeholders(len(chunk))})", chunk
+        ):
+            old[ppr] = sha1
+    with db.atomic():
+        for ppr, record in latest.items():
+            counts.stored_ids.add(ppr)
+            row = europepmc.preprint_row(record)
+            if old.get(ppr) == row["raw_sha1"]:
+                counts.unchanged += 1
+                db.execute("update preprints set last_seen_run = ?, in_topic = 1 where ppr_id = ?", [run_id, ppr])
+                continue
+            row.update(in_topic=1, last_seen_run=run_id, last_changed_run=run_id)
+            if ppr not in old:
+                row["first_seen_run"] = run_id
+                counts.new += 1
+                db.table("preprints").insert(row)
+            else:
+                counts.updated += 1
+                db.table("preprints").update(ppr, row)
+            db.execute("delete from preprint_tags where ppr_id = ?", [ppr])
+            tags = europepmc.preprint_tags(record)
+            if tags:
+                db.conn.executemany(
+                    "insert or ignore into preprint_tags (ppr_id, facet, value, method, evidence, confidence) "
+                    "values (?, ?, ?, ?, ?, ?)",
+                    [(ppr, t["facet"], t["value"], t["method"], t["evidence"], t["confidence"]) for t in tags],
+                )
+    return counts
+
+
+def mark_preprints_out_of_topic(db: sqlite_utils.Database, listed: set[str], run_id: int) -> int:
+    """After a full sweep: stored preprints the topic query no longer lists stay, with in_topic = 0."""
+    stale = [p for (p,) in db.execute("select ppr_id from preprints where in_topic = 1") if p not in listed]
+    with db.atomic():
+        for chunk in _in_chunks(stale):
+            db.execute(
+                f"update preprints set in_topic = 0, last_changed_run = ? where ppr_id in ({_placeholders(len(chunk))})",
+                [run_id, *chunk],
+            )
+    return len(stale)
+
+
+def pmids_for_preprint_lookup(db: sqlite_utils.Database, after_run: int | None) -> list[int]:
+    """The catalog records whose Europe PMC core record may name a preprint: every current one,
+    or (incrementally) those first stored or changed after run `after_run`."""
+    sql = "select pmid from articles where matches_query = 1 and is_deleted = 0"
+    params: list = []
+    if after_run is not None:
+        sql += " and (first_seen_run > ? or last_changed_run > ?)"
+        params = [after_run, after_run]
+    return [pmid for (pmid,) in db.execute(sql + " order by pmid", params)]
+
+
+def save_europepmc_links(db: sqlite_utils.Database, asked: list[int], links: list[tuple[str, int]], run_id: int) -> int:
+    """Europe PMC's own preprint links of the PMIDs `asked` (those it no longer gives are dropped)."""
+    with db.atomic():
+        for chunk in _in_chunks(asked):
+            db.execute(
+                f"delete from preprint_links where method = 'europepmc' and pmid in ({_placeholders(len(chunk))})",
+                chunk,
+            )
+        db.conn.executemany(
+            "insert or ignore into preprint_links (ppr_id, pmid, method, score, detail, run_id) "
+            "values (?, ?, 'europepmc', 1.0, ?, ?)",
+            [(ppr, pmid, "the published record's commentCorrectionList: Preprint in", run_id) for ppr, pmid in links],
+        )
+    return len(links)
+
+
+LINK_STRENGTH = {"europepmc": 0, "doi": 1, "title_author_year": 2}
+
+
+def link_preprints(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
+    """Link every stored preprint to its published version among the catalog's records: Europe
+    PMC's links (stored by `save_europepmc_links`), else the same DOI, else title + first author +
+    year (harvest/preprint_links.py). DOI and title links are made again from scratch each time;
+    each preprint's strongest link is copied to its row. Returns preprints linked, by method."""
+    from .europepmc import surname_of
+    from .preprint_links import Candidate, best_title_match, normal_doi
+
+    preprints = list(db.query("select ppr_id, title, authors, first_author, pub_year, doi from preprints"))
+    by_doi: dict[str, list[int]] = {}
+    for pmid, doi in db.execute("select pmid, doi from articles where doi is not null and is_deleted = 0"):
+        key = normal_doi(doi)
+        if key:
+            by_doi.setdefault(key, []).append(pmid)
+    rows = []
+    for p in preprints:
+        key = normal_doi(p["doi"])
+        doi_pmids = by_doi.get(key or "", [])
+        if len(doi_pmids) == 1:
+            rows.append((p["ppr_id"], doi_pmids[0], "doi", 1.0, f"the same DOI {p['doi']}", run_id))
+            continue
+        surname = surname_of(p["first_author"])
+        if not surname or p["pub_year"] is None:
+            continue
+        candidates = [
+            Candidate(
+                r["pmid"],
+                r["title"],
+                surname_of(r["first_author"]),
+                r["pub_year"],
+                r["doi"],
+                tuple((r["surnames"] or "").split("\x1f")),
+            )
+            for r in db.query(
+                "select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title, a.first_author, "
+                "a.pub_year, a.doi, (select group_concat(coalesce(au.last_name, au.collective_name), char(31)) "
+                "from (select * from article_authors aa where aa.pmid = a.pmid and aa.role = 'author' "
+                "order by aa.position) aa join authors au on au.id = aa.author_id) as surnames "
+                "from articles a where a.is_deleted = 0 and a.first_author like ? and a.pub_year between ? and ?",
+                [surname.replace("%", "").replace("_", "") + " %", p["pub_year"] - 1, p["pub_year"] + 3],
+            )
+        ]
+        surnames = tuple(surname_of(a) or "" for a in (p["authors"] or "").split("; "))
+        match = best_title_match(p["title"], surname, p["pub_year"], candidates, surnames)
+        if match is not None:
+            rows.append((p["ppr_id"], match.pmid, match.method, match.score, match.detail, run_id))
+    with db.atomic():
+        db.execute("delete from preprint_links where method != 'europepmc'")
+        db.conn.executemany(
+            "insert or ignore into preprint_links (ppr_id, pmid, method, score, detail, run_id) values (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        # Each preprint's strongest link to a record the catalog holds; rows that already say so
+        # are left alone (a rerun writes nothing).
+        best: dict[str, tuple] = {}
+        for ppr, pmid, method, score in db.execute(
+            "select l.ppr_id, l.pmid, l.method, l.score from preprint_links l "
+            "join articles a on a.pmid = l.pmid join preprints p on p.ppr_id = l.ppr_id"
+        ):
+            rank = (LINK_STRENGTH.get(method, 9), -(score or 0), pmid)
+            if ppr not in best or rank < best[ppr][0]:
+                best[ppr] = (rank, pmid, method, score)
+        want = {ppr: (pmid, method, score, 1) for ppr, (_, pmid, method, score) in best.items()}
+        changes = [
+            (*want.get(ppr, (None, None, None, 0)), ppr)
+            for ppr, *now in db.execute(
+                "select ppr_id, published_pmid, link_method, link_score, has_published_version from preprints"
+            )
+            if tuple(now) != want.get(ppr, (None, None, None, 0))
+        ]
+        db.conn.executemany(
+            "update preprints set published_pmid = ?, link_method = ?, link_score = ?, has_published_version = ? "
+            "where ppr_id = ?",
+            changes,
+        )
+    linked: dict[str, int] = {}
+    for _, _, method, _ in best.values():
+        linked[method] = linked.get(method, 0) + 1
+    return linked

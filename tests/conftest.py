@@ -33,15 +33,22 @@ class CliResult:
 
 
 def harvest_env(
-    server_url: str | None = None, *, ctgov_url: str | None = None, openalex_url: str | None = None, **extra: str
+    server_url: str | None = None,
+    *,
+    ctgov_url: str | None = None,
+    europepmc_url: str | None = None,
+    openalex_url: str | None = None,
+    **extra: str,
 ) -> dict:
     """The environment of a harvester run against the stand-ins. `run` harvests PubMed and the
-    sources whose stand-in is given (HARVEST_SOURCES): without `ctgov_url` or `openalex_url`,
-    PubMed alone, so that no test reaches the real registry or OpenAlex."""
+    sources whose stand-in is given (HARVEST_SOURCES): ClinicalTrials.gov with `ctgov_url`, Europe
+    PMC's preprints with `europepmc_url`, OpenAlex with `openalex_url`; no test reaches a real service."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("NCBI_", "CTGOV_", "OPENALEX_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES"))
+        if not k.startswith(
+            ("NCBI_", "CTGOV_", "EUROPEPMC_", "OPENALEX_", "CATALOG_DB", "HARVEST_TODAY", "HARVEST_SOURCES")
+        )
     }
     if server_url:
         env["NCBI_EUTILS_URL"] = server_url
@@ -53,6 +60,12 @@ def harvest_env(
         env["CTGOV_BACKOFF_BASE"] = "0.05"
         env["CTGOV_BACKOFF_CAP"] = "1"
         sources.append("trials")
+    if europepmc_url:
+        env["EUROPEPMC_API_URL"] = europepmc_url
+        env["EUROPEPMC_REQUESTS_PER_SECOND"] = "50"
+        env["EUROPEPMC_BACKOFF_BASE"] = "0.05"
+        env["EUROPEPMC_BACKOFF_CAP"] = "1"
+        sources.append("preprints")
     if openalex_url:
         env["OPENALEX_API_URL"] = openalex_url
         env["OPENALEX_REQUESTS_PER_SECOND"] = "50"

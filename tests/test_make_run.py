@@ -78,6 +78,7 @@ def as_pattern(line: str) -> re.Pattern:
     pattern = pattern.replace(re.escape("127.0.0.1:8001"), r"127\.0\.0\.1:\d+")
     pattern = pattern.replace(re.escape("https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"), r"\S+")
     pattern = pattern.replace(re.escape("https://clinicaltrials.gov/api/v2/"), r"\S+")
+    pattern = pattern.replace(re.escape("https://www.ebi.ac.uk/europepmc/webservices/rest/"), r"\S+")
     pattern = pattern.replace(re.escape("(...)"), r"\(.*\)")
     pattern = re.sub(r"Makefile:\d+", r"Makefile:\\d+", pattern)
     return re.compile(pattern)
@@ -113,12 +114,13 @@ def test_make_run_on_a_taken_port_stops_before_harvesting_as_the_readme_shows(re
 
 def test_make_run_without_a_network_ends_as_the_readme_shows(tmp_path):
     unreachable = f"http://127.0.0.1:{free_port()}/entrez/eutils/"
-    registry = f"http://127.0.0.1:{free_port()}/api/v2/"  # both sources, neither reachable
-    result = make_run(tmp_path, free_port(), harvest_env(unreachable, ctgov_url=registry))
+    registry = f"http://127.0.0.1:{free_port()}/api/v2/"  # every source, none reachable
+    epmc = f"http://127.0.0.1:{free_port()}/europepmc/webservices/rest/"
+    result = make_run(tmp_path, free_port(), harvest_env(unreachable, ctgov_url=registry, europepmc_url=epmc))
     assert result.returncode != 0
     shown = readme_block_after("Without a network it stops within a minute")
     printed = result.stderr.strip().splitlines()[-len(shown) :]
     for line, expected in zip(printed, shown, strict=True):
         assert as_pattern(expected).fullmatch(line), (line, expected)
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower() and "WARNING" not in line]
-    assert len(errors) == 3  # the harvester's one line per source, and make's
+    assert len(errors) == 4  # the harvester's one line per source, and make's
