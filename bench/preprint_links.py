@@ -30,7 +30,7 @@ from harvest.preprint_links import (
     title_score,
     year_fits,
 )
-from harvest.pubmed_xml import parse_pubmed_xml
+from harvest.pubmed_xml import parse_articles
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pubmed"
 SEED = 20
@@ -44,12 +44,10 @@ def real_papers(paths: list[Path] | None = None) -> list[dict]:
     for path in paths:
         raw = gzip.open(path).read() if path.name.endswith(".gz") else path.read_bytes()
         try:
-            records = list(parse_pubmed_xml(raw, source_name=path.name))
+            records = list(parse_articles(raw, source_name=path.name))
         except Exception:  # noqa: BLE001 - eLinkResult, eSummaryResult: not records
             continue
         for r in records:
-            if r.get("type") != "article":
-                continue
             authors = [a for a in r.get("authors") or [] if a.get("last_name")]
             title = r.get("title") or ""
             if not authors or not r.get("pub_year") or len(normal_title(title).split()) < 4:

@@ -343,14 +343,28 @@ def import_(files, db_path, match_topic, workers):
 @db_option
 def retag(db_path):
     """Re-tag every stored record with the current rules (after a rule change)."""
+    from . import rebuild
     from .tags import RULES_VERSION
 
     db_path = _existing_catalog(db_path)
     with store.harvest_lock(db_path):
-        db = store.open_db(db_path)
-        count = store.retag_all(db)
-        store.refresh_similar(db)  # records whose tags changed, and their neighbours
+        db = rebuild.open_for_writing(db_path)
+        count = rebuild.retag(db)  # stored XML -> parse -> tag -> rows -> save -> summarise
     click.echo(f"re-tagged {count} records with {RULES_VERSION}")
+
+
+@cli.command()
+@db_option
+def rebuild(db_path):
+    """Rebuild every derived row (columns, authors, MeSH, tags, counts) from the stored XML."""
+    from . import rebuild as rebuilding
+
+    db_path = _existing_catalog(db_path)
+    with store.harvest_lock(db_path):
+        db = store.open_db(db_path)
+        outcome = rebuilding.rebuild(db)  # stored XML -> parse -> tag -> rows -> save -> summarise
+    versions = rebuilding.current_versions()
+    click.echo(f"rebuilt {outcome.rebuilt} records with {versions['rows']} and {versions['rules']}")
 
 
 @cli.command()

@@ -431,8 +431,8 @@ def iter_records_from_files(paths: Iterable[Path | str]) -> Iterator[dict]:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
             for record in parse_pubmed_xml(handle, source_name=str(path)):
-                if record.get("type") == "article":
-                    yield record
+                if record["type"] == "article":
+                    yield dict(record)
 
 
 def iter_records_from_db(db_path: Path | str) -> Iterator[dict]:
@@ -444,8 +444,8 @@ def iter_records_from_db(db_path: Path | str) -> Iterator[dict]:
         for pmid, blob in conn.execute("select pmid, xml_zlib from article_xml order by pmid"):
             xml = zlib.decompress(blob)
             for record in parse_pubmed_xml(xml, source_name=f"article_xml:{pmid}"):
-                if record.get("type") == "article":
-                    yield record
+                if record["type"] == "article":
+                    yield dict(record)
     finally:
         conn.close()
 

@@ -1,8 +1,9 @@
 """Bulk import of PubMed XML files (efetch output, NLM baseline and update files).
 
-Owns reading files from disk and feeding them through the same parse-and-store
-path as a harvest, applying their DeleteCitation blocks, and logging the import
-as a run. Must never: hold a whole file in memory (files are streamed, stored
+Owns reading files from disk and feeding them through the same stages as a harvest --
+read (the file) -> parse -> tag -> rows -> save, then summarise -- applying their
+DeleteCitation blocks, and logging the import as a run. With workers, parse, tag and rows
+run in other processes (`read_prepared_batches`) and this one saves. Must never: hold a whole file in memory (files are streamed, stored
 in batches, one transaction each), or leave a run marked as anything but
 success when a file could not be read to its end.
 """
@@ -12,16 +13,17 @@ from __future__ import annotations
 import gzip
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store
+from . import rebuild, rows, store
 from .prefilter import TopicPrefilter
-from .pubmed_xml import PubmedXMLError, parse_pubmed_xml
+from .pubmed_xml import ArticleRecord, Deletion, PubmedXMLError, parse_pubmed_xml
 from .query import QUERY_VERSION, TOPIC_QUERY, matches_topic
 from .runner import HarvestFailed, NoProgress, Progress
+from .tags import tag_record
 
 log = logging.getLogger("harvest.import")
 
@@ -45,17 +47,13 @@ class ImportOutcome:
     per_file: list[tuple[str, int]] = field(default_factory=list)
 
 
-def record_matches_topic(record: dict) -> bool:
+def record_matches_topic(record: Mapping) -> bool:
     return matches_topic(
         record.get("title"),
         record.get("abstract"),
         [k["keyword"] for k in record.get("keywords") or []],
         [m["descriptor_name"] for m in record.get("mesh") or []],
     )
-
-
-def _matched(record: dict) -> bool:
-    return True  # --match-topic: only matching records reach the store
 
 
 class _CountingReader(io.RawIOBase):
@@ -139,7 +137,7 @@ def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
     if missing:
         raise ImportFailed(f"no such file: {', '.join(missing)}")
     with store.harvest_lock(db_path):
-        db = store.open_db(db_path)
+        db = rebuild.open_for_writing(db_path)  # derived rows older code built are rebuilt first
         store.mark_abandoned_runs(db)
         run_id = store.start_run(
             db, mode="import", query_version=QUERY_VERSION, query_text=TOPIC_QUERY, window_from=None
@@ -199,10 +197,10 @@ def read_batches(path: Path, match_topic: bool, on_read=lambda n: None, *, prepa
     """One file as a stream of items, in document order:
     ("batch", records, records_read, skipped_off_topic) per BATCH records kept,
     then ("end", deletions, records_read, skipped_off_topic); raises FileFault when the
-    file is cut off or not PubMed XML. With `prepare`, records come with their hash,
-    compressed XML and tags (`store.prepare_records`) and without their raw XML."""
-    batch: list[dict] = []
-    deletions: list[dict] = []
+    file is cut off or not PubMed XML. With `prepare`, a batch holds the records' rows
+    (tagged, `rows.ArticleRows`, what `_prepared` makes) instead of the parsed records."""
+    batch: list[ArticleRecord] = []
+    deletions: list[Deletion] = []
     read = skipped = 0
     try:
         with open_xml(path, on_read) as stream:
@@ -251,17 +249,15 @@ def read_prepared_batches(path: Path, match_topic: bool = False):
     return read_batches(path, match_topic, prepare=True)
 
 
-def _prepared(records: list[dict], match_topic: bool) -> list[dict]:
-    store.prepare_records(records)
-    for record in records:
-        record["xml"] = b""  # hashed and compressed already; not worth sending between processes
-        record["_matches_topic"] = True if match_topic else record_matches_topic(record)
-    return records
+def _prepared(records: list[ArticleRecord], match_topic: bool) -> list[rows.ArticleRows]:
+    """tag -> rows, with the local evaluation of the topic query (what new records are marked by;
+    with --match-topic only matching records get this far)."""
+    return [_rows_of(record, match_topic) for record in records]
 
 
-def _topic_of(record: dict) -> bool:
-    matched = record.get("_matches_topic")
-    return record_matches_topic(record) if matched is None else matched
+def _rows_of(record: ArticleRecord, match_topic: bool) -> rows.ArticleRows:
+    topic = True if match_topic else record_matches_topic(record)
+    return rows.article_rows(record, tag_record(record), topic_match=topic)
 
 
 def _read_sequentially(paths: list[Path], match_topic: bool, progress: Progress):
@@ -285,11 +281,16 @@ def _store_file(
             if kind == "bytes":
                 progress.advance(payload)
                 continue
-            # New records are marked by the local evaluation of the query; a record a
-            # harvest already stored keeps what PubMed's own search said of it.
-            counts = store.save_articles(
-                db, payload, run_id, matches_query=None, topic_match=_matched if match_topic else _topic_of
-            )
+            # Workers send rows; read in this process, records are tagged and made rows here,
+            # only those the catalog lacks. New records are marked by the local evaluation of
+            # the query; a record a harvest already stored keeps what PubMed's search said of it.
+            if payload and isinstance(payload[0], rows.ArticleRows):
+                seen, batch = [item.fingerprint for item in payload], payload
+            else:
+                seen = [rows.fingerprint(r) for r in payload]
+                lacking = store.not_stored(db, seen)
+                batch = [_rows_of(r, match_topic) for r, fp in zip(payload, seen) if fp in lacking]
+            counts = store.save_articles(db, seen, batch, run_id, matches_query=None)
             outcome.new += counts.new
             outcome.updated += counts.updated
             outcome.unchanged += counts.unchanged

@@ -44,14 +44,89 @@ import io
 import re
 import zlib
 from collections.abc import Iterator
+from typing import Any, Literal, TypedDict
 
 from lxml import etree
 
-__all__ = ["PubmedXMLError", "parse_pubmed_xml"]
+__all__ = ["ArticleRecord", "Deletion", "PubmedXMLError", "parse_articles", "parse_pubmed_xml"]
 
 
 class PubmedXMLError(ValueError):
     """The document is not safe, well-formed PubMed XML; the message says why."""
+
+
+# --------------------------------------------------------------------------
+# What the parser yields: the record shape every later stage reads
+# --------------------------------------------------------------------------
+
+
+class Deletion(TypedDict):
+    """One PMID of a DeleteCitation block."""
+
+    type: Literal["delete"]
+    pmid: int
+    pmid_version: int
+
+
+class ArticleRecord(TypedDict):
+    """One PubmedArticle, PubmedBookArticle or bare MedlineCitation. Every key is always
+    present (lists empty and scalars None when the record has nothing for them). The lists
+    hold plain dicts, one per element, with the keys the functions below give them (authors:
+    `_author`; mesh: `_mesh`; keywords: `_keywords`; ...). The tag stage (`tags.tag_record`)
+    and the rows stage (`rows.article_rows`) read it and never change it."""
+
+    type: Literal["article"]
+    pmid: int
+    pmid_version: int
+    is_book: bool
+    title: str | None
+    vernacular_title: str | None
+    abstract: str | None
+    abstract_sections: list[dict[str, Any]]  # label, nlm_category, text
+    other_abstracts: list[dict[str, Any]]  # type, language, text
+    journal: str | None
+    journal_iso: str | None
+    issn_print: str | None
+    issn_electronic: str | None
+    issn_linking: str | None
+    nlm_unique_id: str | None
+    journal_country: str | None
+    volume: str | None
+    issue: str | None
+    pages: str | None
+    pub_date: str | None  # ISO, as precise as the record says
+    pub_year: int | None
+    pub_date_raw: str | None
+    article_date: str | None
+    history: dict[str, str]  # PubMed pub status -> ISO date
+    date_created: str | None
+    date_completed: str | None
+    date_revised: str | None
+    entrez_date: str | None
+    doi: str | None
+    pii: str | None
+    pmcid: str | None
+    article_ids: list[dict[str, Any]]  # id_type, value, source
+    languages: list[str]
+    publication_types: list[dict[str, Any]]  # ui, name
+    authors: list[dict[str, Any]]  # position, role, names, affiliations, orcid, equal_contrib, valid
+    mesh: list[dict[str, Any]]  # descriptor_ui, descriptor_name, major, qualifiers [ui, name, major]
+    supplementary_concepts: list[dict[str, Any]]  # ui, name, type
+    chemicals: list[dict[str, Any]]  # registry_number, ui, name
+    keywords: list[dict[str, Any]]  # keyword, owner, major
+    grants: list[dict[str, Any]]  # grant_id, acronym, agency, country
+    databanks: list[dict[str, Any]]  # databank, accession
+    trial_registrations: list[dict[str, Any]]  # registry, trial_id, source
+    comments_corrections: list[dict[str, Any]]  # ref_type, ref_pmid, ref_source
+    publication_status: str | None
+    citation_status: str | None
+    indexing_method: str | None
+    references_count: int
+    coi_statement: str | None
+    xml: bytes  # the record's own element, as NLM sent it: what the catalog keeps
+
+
+PubmedItem = ArticleRecord | Deletion
 
 
 # Roots that hold PubMed records: the sets of the PubMed and MEDLINE DTDs, and a
@@ -79,7 +154,7 @@ _FIRST_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 # --------------------------------------------------------------------------
 
 
-def parse_pubmed_xml(source, *, source_name: str = "document") -> Iterator[dict]:
+def parse_pubmed_xml(source, *, source_name: str = "document") -> Iterator[PubmedItem]:
     """Yield delete and article dicts from a PubMed XML document, in order.
 
     ``source`` is ``bytes`` (or ``bytearray``/``memoryview``) or a binary
@@ -93,6 +168,13 @@ def parse_pubmed_xml(source, *, source_name: str = "document") -> Iterator[dict]
     """
     reader = _BinaryReader(source, source_name)
     return _iter_documents_records(reader, source_name)
+
+
+def parse_articles(source, *, source_name: str = "document") -> Iterator[ArticleRecord]:
+    """The article records of a document, in order (its deletions left out)."""
+    for item in parse_pubmed_xml(source, source_name=source_name):
+        if item["type"] == "article":
+            yield item
 
 
 # --------------------------------------------------------------------------
@@ -216,7 +298,7 @@ def _new_iterparse(reader: _BinaryReader, tags=None):
     return context
 
 
-def _iter_documents_records(reader: _BinaryReader, source_name: str) -> Iterator[dict]:
+def _iter_documents_records(reader: _BinaryReader, source_name: str) -> Iterator[PubmedItem]:
     # Records are what matter, and a baseline file has ~150 elements per record: when the
     # first bytes name an accepted root, libxml2 reports only the elements we act on
     # (records, DeleteCitation, ERROR, the root) instead of calling back for every one.
@@ -919,17 +1001,17 @@ def _issn(journal, issn_type: str) -> str | None:
 # --------------------------------------------------------------------------
 
 
-def _deletes(delete_citation, source_name: str) -> Iterator[dict]:
+def _deletes(delete_citation, source_name: str) -> Iterator[Deletion]:
     for pmid_element in delete_citation.iterfind("PMID"):
         pmid, version = _pmid_and_version(pmid_element, source_name, "a DeleteCitation entry")
         yield {"type": "delete", "pmid": pmid, "pmid_version": version}
 
 
-def _empty_article() -> dict:
+def _empty_article(pmid: int, pmid_version: int) -> ArticleRecord:
     return {
         "type": "article",
-        "pmid": None,
-        "pmid_version": 1,
+        "pmid": pmid,
+        "pmid_version": pmid_version,
         "is_book": False,
         "title": None,
         "vernacular_title": None,
@@ -979,7 +1061,7 @@ def _empty_article() -> dict:
     }
 
 
-def _article(element, source_name: str) -> dict:
+def _article(element, source_name: str) -> ArticleRecord:
     """The article dict for a PubmedArticle, PubmedBookArticle or bare MedlineCitation."""
     if element.tag == "PubmedBookArticle":
         record = _book_article(element, source_name)
@@ -994,9 +1076,8 @@ def _article(element, source_name: str) -> dict:
     return record
 
 
-def _journal_article(citation, pubmed_data, source_name: str) -> dict:
-    record = _empty_article()
-    record["pmid"], record["pmid_version"] = _pmid_and_version(citation.find("PMID"), source_name, "a MedlineCitation")
+def _journal_article(citation, pubmed_data, source_name: str) -> ArticleRecord:
+    record = _empty_article(*_pmid_and_version(citation.find("PMID"), source_name, "a MedlineCitation"))
     record["citation_status"] = citation.get("Status")
     record["indexing_method"] = citation.get("IndexingMethod")
 
@@ -1004,23 +1085,21 @@ def _journal_article(citation, pubmed_data, source_name: str) -> dict:
     if article is not None:
         journal = article.find("Journal")
         issue = journal.find("JournalIssue") if journal is not None else None
-        record.update(
-            title=_text(article.find("ArticleTitle")),
-            vernacular_title=_text(article.find("VernacularTitle")),
-            journal=_text(journal.find("Title")) if journal is not None else None,
-            journal_iso=_findtext(journal, "ISOAbbreviation"),
-            issn_print=_issn(journal, "Print"),
-            issn_electronic=_issn(journal, "Electronic"),
-            volume=_findtext(issue, "Volume"),
-            issue=_findtext(issue, "Issue"),
-            pages=_pages(article.find("Pagination")),
-            article_date=_ymd_date(article.find("ArticleDate")),
-            languages=[lang for lang in (_plain(e) for e in article.iterfind("Language")) if lang],
-            publication_types=_publication_types(article.iterfind("PublicationTypeList/PublicationType")),
-            authors=_authors(article.iterfind("AuthorList"), "author"),
-            grants=_grants(article),
-            databanks=_databanks(article),
-        )
+        record["title"] = _text(article.find("ArticleTitle"))
+        record["vernacular_title"] = _text(article.find("VernacularTitle"))
+        record["journal"] = _text(journal.find("Title")) if journal is not None else None
+        record["journal_iso"] = _findtext(journal, "ISOAbbreviation")
+        record["issn_print"] = _issn(journal, "Print")
+        record["issn_electronic"] = _issn(journal, "Electronic")
+        record["volume"] = _findtext(issue, "Volume")
+        record["issue"] = _findtext(issue, "Issue")
+        record["pages"] = _pages(article.find("Pagination"))
+        record["article_date"] = _ymd_date(article.find("ArticleDate"))
+        record["languages"] = [lang for lang in (_plain(e) for e in article.iterfind("Language")) if lang]
+        record["publication_types"] = _publication_types(article.iterfind("PublicationTypeList/PublicationType"))
+        record["authors"] = _authors(article.iterfind("AuthorList"), "author")
+        record["grants"] = _grants(article)
+        record["databanks"] = _databanks(article)
         record["pub_date"], record["pub_year"], record["pub_date_raw"] = _pub_date(
             issue.find("PubDate") if issue is not None else None
         )
@@ -1028,21 +1107,19 @@ def _journal_article(citation, pubmed_data, source_name: str) -> dict:
         record["abstract"] = _joined_abstract(record["abstract_sections"])
 
     journal_info = citation.find("MedlineJournalInfo")
-    record.update(
-        issn_linking=_findtext(journal_info, "ISSNLinking"),
-        nlm_unique_id=_findtext(journal_info, "NlmUniqueID"),
-        journal_country=_findtext(journal_info, "Country"),
-        date_created=_ymd_date(citation.find("DateCreated")),
-        date_completed=_ymd_date(citation.find("DateCompleted")),
-        date_revised=_ymd_date(citation.find("DateRevised")),
-        other_abstracts=_other_abstracts(citation),
-        mesh=_mesh(citation),
-        supplementary_concepts=_supplementary_concepts(citation),
-        chemicals=_chemicals(citation),
-        keywords=_keywords(citation),
-        comments_corrections=_comments_corrections(citation),
-        coi_statement=_text(citation.find("CoiStatement")),
-    )
+    record["issn_linking"] = _findtext(journal_info, "ISSNLinking")
+    record["nlm_unique_id"] = _findtext(journal_info, "NlmUniqueID")
+    record["journal_country"] = _findtext(journal_info, "Country")
+    record["date_created"] = _ymd_date(citation.find("DateCreated"))
+    record["date_completed"] = _ymd_date(citation.find("DateCompleted"))
+    record["date_revised"] = _ymd_date(citation.find("DateRevised"))
+    record["other_abstracts"] = _other_abstracts(citation)
+    record["mesh"] = _mesh(citation)
+    record["supplementary_concepts"] = _supplementary_concepts(citation)
+    record["chemicals"] = _chemicals(citation)
+    record["keywords"] = _keywords(citation)
+    record["comments_corrections"] = _comments_corrections(citation)
+    record["coi_statement"] = _text(citation.find("CoiStatement"))
 
     id_list = pubmed_data.find("ArticleIdList") if pubmed_data is not None else None
     elocations = article.iterfind("ELocationID") if article is not None else []
@@ -1056,33 +1133,31 @@ def _journal_article(citation, pubmed_data, source_name: str) -> dict:
     return record
 
 
-def _book_article(element, source_name: str) -> dict:
-    record = _empty_article()
-    record["is_book"] = True
+def _book_article(element, source_name: str) -> ArticleRecord:
     document = element.find("BookDocument")
     if document is None:
         raise PubmedXMLError(f"a PubmedBookArticle in {source_name} has no BookDocument")
     book_data = element.find("PubmedBookData")
     book = document.find("Book")
-    record["pmid"], record["pmid_version"] = _pmid_and_version(document.find("PMID"), source_name, "a BookDocument")
+    record = _empty_article(*_pmid_and_version(document.find("PMID"), source_name, "a BookDocument"))
+    record["is_book"] = True
 
     title = _text(document.find("ArticleTitle"))
     if title is None and book is not None:
         title = _text(book.find("BookTitle"))
-    record.update(
-        title=title,
-        vernacular_title=_text(document.find("VernacularTitle")),
-        volume=_findtext(book, "Volume"),
-        pages=_pages(document.find("Pagination")),
-        languages=[lang for lang in (_plain(e) for e in document.iterfind("Language")) if lang],
-        publication_types=_publication_types(document.iterfind("PublicationType")),
-        authors=_authors(document.iterfind("AuthorList"), "author")
-        + (_authors(book.iterfind("AuthorList"), "editor") if book is not None else []),
-        keywords=_keywords(document),
-        grants=_grants(document),
-        date_revised=_ymd_date(document.find("DateRevised")),
-        references_count=_references_count(document),
+    record["title"] = title
+    record["vernacular_title"] = _text(document.find("VernacularTitle"))
+    record["volume"] = _findtext(book, "Volume")
+    record["pages"] = _pages(document.find("Pagination"))
+    record["languages"] = [lang for lang in (_plain(e) for e in document.iterfind("Language")) if lang]
+    record["publication_types"] = _publication_types(document.iterfind("PublicationType"))
+    record["authors"] = _authors(document.iterfind("AuthorList"), "author") + (
+        _authors(book.iterfind("AuthorList"), "editor") if book is not None else []
     )
+    record["keywords"] = _keywords(document)
+    record["grants"] = _grants(document)
+    record["date_revised"] = _ymd_date(document.find("DateRevised"))
+    record["references_count"] = _references_count(document)
     _renumber_roles(record["authors"])
     record["pub_date"], record["pub_year"], record["pub_date_raw"] = _pub_date(
         book.find("PubDate") if book is not None else None
@@ -1108,7 +1183,7 @@ def _renumber_roles(authors: list[dict]) -> None:
         author["position"] = counts[author["role"]]
 
 
-def _fill_ids(record: dict, article_ids: list[dict]) -> None:
+def _fill_ids(record: ArticleRecord, article_ids: list[dict]) -> None:
     record["article_ids"] = article_ids
     record["doi"] = _first_id(article_ids, "doi")
     record["pii"] = _first_id(article_ids, "pii")

@@ -1,5 +1,8 @@
 """One harvest run: plan the searches, fetch every promised record, store it, log the run.
 
+Each batch goes fetch (`eutils`) -> parse (`pubmed_xml`) -> tag (`tags`) -> rows (`rows`)
+-> save (`store`), and the run ends with summarise (`store.refresh_summaries`, `refresh_similar`).
+
 Owns the run's life cycle and its promise: a run succeeds only when every PMID
 its searches listed is stored, and only then does it move the watermark that
 the next incremental run starts from. A failed or killed run leaves the
@@ -18,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import clock, store
+from . import clock, rebuild, rows, store
 from .config import Settings
 from .eutils import EutilsClient, error_in_body
-from .pubmed_xml import parse_pubmed_xml
+from .pubmed_xml import ArticleRecord, parse_articles
 from .query import QUERY_VERSION, TOPIC_QUERY
 from .search import DateRange, Plan, Slice, full_window, plan_window, since_windows, today_utc
+from .tags import tag_record
 
 log = logging.getLogger("harvest.run")
 
@@ -111,7 +115,9 @@ def run_harvest(
     progress = progress or NoProgress()
     client = client or EutilsClient(settings)
     with _catalog_trouble(db_path), store.harvest_lock(db_path):
-        db = store.open_db(db_path)
+        # A catalog whose derived rows older code built (row model, tagging rules, summaries)
+        # is rebuilt from its stored XML first (harvest/rebuild.py).
+        db = rebuild.open_for_writing(db_path)
         aborted = store.mark_abandoned_runs(db)
         if aborted:
             log.warning("runs %s were left running by a process that died: marked aborted", aborted)
@@ -156,11 +162,6 @@ def run_harvest(
             _harvest(db, client, run_id, windows, reusable, batch_size, progress, outcome)
             if since_date is None:
                 outcome.unmatched = store.mark_unmatched(db, outcome.promised_pmids, run_id)
-            # After an upgrade to new tagging rules, the scheduled run re-tags what older
-            # rules tagged (from the stored XML; once), so nobody has to remember `retag`.
-            retagged = store.retag_all(db, only_outdated=True, refresh=False)
-            if retagged:
-                log.info("run %d: re-tagged %d records tagged by older rules", run_id, retagged)
             store.refresh_summaries(db)
             store.refresh_similar(db)  # new and changed records, and their neighbours
             outcome.status = "success"
@@ -354,19 +355,23 @@ def _fetch_ids(
     return missing
 
 
-def _store(db, records: list[dict], run_id: int, outcome: RunOutcome) -> set[int]:
-    counts = store.save_articles(db, records, run_id)
+def _store(db, records: list[ArticleRecord], run_id: int, outcome: RunOutcome) -> set[int]:
+    """Parsed records -> tag -> rows -> save; only records the catalog lacks are tagged."""
+    seen = [rows.fingerprint(r) for r in records]
+    lacking = store.not_stored(db, seen)
+    batch = [rows.article_rows(r, tag_record(r)) for r, fp in zip(records, seen) if fp in lacking]
+    counts = store.save_articles(db, seen, batch, run_id)
     outcome.new += counts.new
     outcome.updated += counts.updated
     outcome.unchanged += counts.unchanged
     return counts.stored_pmids
 
 
-def _parse_answer(body: bytes) -> list[dict]:
-    return [r for r in parse_pubmed_xml(body, source_name="efetch answer") if r["type"] == "article"]
+def _parse_answer(body: bytes) -> list[ArticleRecord]:
+    return list(parse_articles(body, source_name="efetch answer"))
 
 
-def _parse_history_answer(body: bytes) -> list[dict]:
+def _parse_history_answer(body: bytes) -> list[ArticleRecord]:
     message = error_in_body(body)
     if message:
         raise HistoryUnusable(message[:200])
@@ -422,7 +427,7 @@ def run_trials_harvest(
 
     client = client or ctgov.CtgovClient()
     with _catalog_trouble(db_path), store.harvest_lock(db_path):
-        db = store.open_db(db_path)
+        db = rebuild.open_for_writing(db_path)
         store.mark_abandoned_runs(db)
         last = store.last_successful_source_run(db, "trials")
         mode, since = choose_trials_mode(last, full=full, overlap_days=overlap_days)

@@ -1,9 +1,13 @@
 """The catalog's schema, as versioned migrations (sqlite-utils 4 `Migrations`).
 
-Owns every CREATE and ALTER. `open_db` applies whatever is pending, so an
-existing catalog upgrades in place. A migration that adds fields re-parses the
-stored original XML (`article_xml`) to fill them, never re-harvests.
-Must never: be edited once released — add a new migration instead.
+Owns every CREATE and ALTER. `store.open_db` applies whatever is pending, so an
+existing catalog upgrades in place. Migrations change the schema only: the rows derived
+from the stored original XML (`article_xml`: columns, child rows, tags) and the summaries
+are filled by `harvest.rebuild`, which every run, import and retag starts with when the
+catalog needs it (never a re-harvest). A migration that changes what the summaries hold
+marks them uncounted, so that the rebuild counts them.
+Must never: import the writer (`store`) or the rebuild; be edited once released (add a new
+migration instead; the data steps once in 0002, 0003, 0007, 0009 and 0010 moved to the rebuild).
 """
 
 from __future__ import annotations
@@ -255,10 +259,7 @@ def _full_record_model(db: sqlite_utils.Database) -> None:
     db.table("article_events").create_index(["event", "run_id"])
     for column in ("citation_status", "is_retracted", "pub_date", "language", "matches_query", "is_deleted"):
         articles.create_index([column])
-
-    from .store import refill_from_xml  # the writer this schema version goes with
-
-    refill_from_xml(db)
+    # The new columns and tables are filled from the stored XML by the rebuild (rows model).
 
 
 @migrations(name="0003_evidence_tags")
@@ -276,10 +277,7 @@ def _evidence_tags(db: sqlite_utils.Database) -> None:
         ("pmid", "facet", "value"),
         index=[("facet", "value")],
     )
-
-    from .store import retag_all  # tag what is already stored
-
-    retag_all(db)
+    # What is already stored is tagged by the rebuild (its tags_version is null).
 
 
 # Views for the joins SQL users would otherwise write by hand (the SQL cookbook,
@@ -432,25 +430,25 @@ def _facet_summaries_and_sorted_filters(db: sqlite_utils.Database) -> None:
     )
     # Retraction notices are a few per thousand records (retracted_or_corrected, prisma_flow).
     db.table("articles").create_index(["is_retraction_notice"], if_not_exists=True)
-    summaries.install(db)
-    summaries.refresh(db)
+    summaries.install(db)  # uncounted until the rebuild (or the next harvest) counts them
 
 
 @migrations(name="0009_evidence_map")
 def _evidence_map(db: sqlite_utils.Database) -> None:
     # The evidence map's counts (harvest/evidence_map.py) are counted with the other summaries
-    # at the end of every harvest, import and retag; a catalog from before them gets them now.
+    # at the end of every harvest, import and retag; a catalog from before them gets them from
+    # the rebuild that the next harvest, import or retag starts with.
     # Its rows are tag values and their PMIDs: with the PMID in the (facet, value) index, SQLite
     # reads the index alone, not the tag rows with their evidence text (126,000 tagged records:
     # 0.8 s -> 0.2 s per axis). It replaces the (facet, value) index, which it covers.
-    from . import summaries
+    from . import evidence_map
 
     db.table("article_tags").create_index(
         ["facet", "value", "pmid"], index_name="idx_article_tags_facet_value_pmid", if_not_exists=True
     )
     db.execute("drop index if exists [idx_article_tags_facet_value]")
-
-    summaries.refresh(db)
+    evidence_map.install(db)
+    _summaries_uncounted(db)
 
 
 # article_overview (migration 0004) with the record's sense of depression beside is_current.
@@ -481,10 +479,9 @@ def _depression_in_the_psychiatric_sense(db: sqlite_utils.Database) -> None:
         db.execute("alter table catalog_counts add column set_aside integer")
     db.execute("drop view if exists [article_overview]")
     db.execute(f"create view [article_overview] as {ARTICLE_OVERVIEW_0010.strip()}")
-
-    from .store import retag_all  # tag what is already stored, filling the column
-
-    retag_all(db)
+    # The column is filled by the rebuild: rules-v5 brought the sense of depression, so records
+    # tagged by older rules are re-tagged; the counts gain set_aside.
+    _summaries_uncounted(db)
 
 
 @migrations(name="0011_clinicaltrials_gov")
@@ -789,3 +786,19 @@ def _citations(db: sqlite_utils.Database) -> None:
     # not read yet, or OpenAlex holds no work for the record.
     db.table("articles").add_column("cited_by_count", int)
     db.table("articles").create_index(["cited_by_count"])
+
+
+def _summaries_uncounted(db: sqlite_utils.Database) -> None:
+    """The summary tables no longer match the schema: mark them uncounted (the plugin counts
+    live meanwhile), so that the rebuild counts them. A flag, not a count."""
+    if db.table("summary_state").exists():
+        db.execute("update summary_state set stale = 1, refreshed_at = null")
+
+
+@migrations(name="0016_derived_versions")
+def _derived_versions(db: sqlite_utils.Database) -> None:
+    # What built the catalog's derived rows: part ('rows': harvest.rows.ROW_MODEL_VERSION,
+    # 'rules': harvest.tags.RULES_VERSION) -> version. `harvest.rebuild` compares it with the
+    # code's and rebuilds from the stored XML when they differ; empty until the first rebuild
+    # or save decides (a catalog from before it: see rebuild.stale_parts).
+    db.table("derived_versions").create({"part": str, "version": str, "built_at": str}, pk="part")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,7 +106,7 @@ def term_label(term: str) -> str:
     return term
 
 
-def document_of(record: dict, tags: Iterable[dict] | None = None) -> dict:
+def document_of(record: Mapping, tags: Iterable[dict] | None = None) -> dict:
     """The document of a parsed record (`pubmed_xml`), with its tags (`tags.tag_article`)."""
     return {
         "pmid": int(record["pmid"]),

@@ -1,15 +1,15 @@
-"""Records into SQLite: the schema (as versioned migrations), upserts, FTS, the run log.
+"""Rows into SQLite: opening (and creating) the catalog, the lock, the run log, and writing
+the rows `harvest.rows` makes, each batch in one transaction.
 
 Owns every write to the catalog database. Writes are idempotent upserts keyed
-by PMID, each batch one transaction, so a killed process leaves whole batches
-or nothing, and storing the same records twice changes nothing. Must never:
-talk to the network, or parse XML beyond what parse_pubmed_xml hands it.
+by PMID (NCT id for trials), each batch one transaction, so a killed process leaves whole
+batches or nothing, and storing the same rows twice changes nothing. Must never: talk to the
+network, parse XML, tag, or decide what a record's rows are (that is `harvest.rows`).
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import socket
@@ -23,16 +23,13 @@ from pathlib import Path
 
 import sqlite_utils
 
-from . import clock
+from . import clock, rows
 from .schema import migrations
 
 log = logging.getLogger("harvest.store")
 
 
 CACHE_KIB = 256 * 1024
-# zlib level for the stored original XML: level 1 is ~4x faster than the default 6 on
-# PubMed records and the stored blobs grow by ~15%; zlib.decompress reads either.
-XML_ZLIB_LEVEL = 1
 
 
 def open_db(path: Path | str) -> sqlite_utils.Database:
@@ -307,9 +304,8 @@ def pmids_fetched_by_runs(db: sqlite_utils.Database, run_ids: list[int]) -> set[
 
 
 # -- articles -----------------------------------------------------------------
-
-RETRACTION_REFS = {"RetractionIn"}
-CORRECTION_REFS = {"ErratumIn", "ExpressionOfConcernIn", "CorrectedandRepublishedIn", "UpdateIn"}
+# What the rows stage (harvest/rows.py) made of parsed, tagged records, written here: each
+# batch one transaction, keyed by PMID, so storing the same records twice changes nothing.
 
 
 @dataclass
@@ -328,218 +324,6 @@ class SaveCounts:
         self.deleted += other.deleted
         self.stored_pmids |= other.stored_pmids
         self.new_pmids |= other.new_pmids
-
-
-def record_sha1(record: dict) -> str:
-    return hashlib.sha1(record["xml"]).hexdigest()
-
-
-# What `prepare_records` adds to a parsed record: the CPU work of storing it that needs
-# no database (hash, compressed XML, evidence tags), so that it can run in another process.
-PREPARED_KEYS = ("_sha1", "_xml_zlib", "_tags")
-
-
-def prepare_records(records: Iterable[dict]) -> list[dict]:
-    """Add `_sha1`, `_xml_zlib` and `_tags` to each article record (in place) and return
-    them. Pure CPU, no I/O: `importer.import_files_parallel` runs it in worker processes;
-    `save_articles` runs it itself for records that arrive without it."""
-    from .tags import RULES_VERSION, awaiting_indexing, is_psychiatric, primary_design, tag_article
-
-    out = []
-    for record in records:
-        if record.get("type", "article") == "article":
-            if "_sha1" not in record:
-                record["_sha1"] = record_sha1(record)
-            if "_xml_zlib" not in record:
-                record["_xml_zlib"] = zlib.compress(record["xml"], XML_ZLIB_LEVEL)
-            if "_tags" not in record:
-                tags = tag_article(record)
-                record["_tags"] = (
-                    tags,
-                    primary_design(tags),
-                    int(awaiting_indexing(record)),
-                    RULES_VERSION,
-                    int(is_psychiatric(tags)),
-                )
-        out.append(record)
-    return out
-
-
-def _sha1_of(record: dict) -> str:
-    sha1 = record.get("_sha1")
-    if sha1 is None:
-        sha1 = record["_sha1"] = record_sha1(record)
-    return sha1
-
-
-def _joined(values) -> str | None:
-    values = [v for v in values if v]
-    return "; ".join(values) or None
-
-
-def _author_name(author: dict) -> str | None:
-    if author.get("collective_name"):
-        return author["collective_name"]
-    if author.get("last_name"):
-        return " ".join(
-            filter(None, [author["last_name"], author.get("initials") or author.get("fore_name"), author.get("suffix")])
-        )
-    return None
-
-
-def article_row(record: dict) -> dict:
-    """The `articles` columns of one parsed record."""
-    authors = [a for a in record.get("authors") or [] if a.get("role", "author") == "author"]
-    refs = {c["ref_type"] for c in record.get("comments_corrections") or []}
-    pub_type_names = [pt["name"] for pt in record.get("publication_types") or []]
-    return {
-        "pmid": record["pmid"],
-        "pmid_version": record.get("pmid_version") or 1,
-        "title": record.get("title"),
-        "vernacular_title": record.get("vernacular_title"),
-        "abstract": record.get("abstract"),
-        "journal": record.get("journal"),
-        "journal_iso": record.get("journal_iso"),
-        "issn_print": record.get("issn_print"),
-        "issn_electronic": record.get("issn_electronic"),
-        "issn_linking": record.get("issn_linking"),
-        "nlm_unique_id": record.get("nlm_unique_id"),
-        "journal_country": record.get("journal_country"),
-        "volume": record.get("volume"),
-        "issue": record.get("issue"),
-        "pages": record.get("pages"),
-        "pub_date": record.get("pub_date"),
-        "pub_year": record.get("pub_year"),
-        "pub_date_raw": record.get("pub_date_raw"),
-        "article_date": record.get("article_date"),
-        "entrez_date": record.get("entrez_date"),
-        "date_created": record.get("date_created"),
-        "date_completed": record.get("date_completed"),
-        "date_revised": record.get("date_revised"),
-        "doi": record.get("doi"),
-        "pii": record.get("pii"),
-        "pmcid": record.get("pmcid"),
-        "language": _joined(record.get("languages") or []),
-        "publication_types": _joined(pub_type_names),
-        "mesh_terms": _joined(m["descriptor_name"] for m in record.get("mesh") or []),
-        "keywords": _joined(k["keyword"] for k in record.get("keywords") or []),
-        "trial_ids": _joined(t["trial_id"] for t in record.get("trial_registrations") or []),
-        "first_author": _author_name(authors[0]) if authors else None,
-        "author_count": len(authors),
-        "citation_status": record.get("citation_status"),
-        "publication_status": record.get("publication_status"),
-        "indexing_method": record.get("indexing_method"),
-        "references_count": record.get("references_count") or 0,
-        "coi_statement": record.get("coi_statement"),
-        "is_book": int(bool(record.get("is_book"))),
-        "is_retracted": int(bool(refs & RETRACTION_REFS) or "Retracted Publication" in pub_type_names),
-        "is_retraction_notice": int("Retraction of Publication" in pub_type_names or "RetractionOf" in refs),
-        "has_correction": int(bool(refs & CORRECTION_REFS)),
-        "record_sha1": _sha1_of(record),
-    }
-
-
-def author_key(author: dict) -> str:
-    if author.get("collective_name"):
-        return "collective|" + author["collective_name"].strip().lower()
-    return "|".join(
-        (author.get(part) or "").strip().lower() for part in ("last_name", "fore_name", "initials", "suffix")
-    )
-
-
-def child_rows(record: dict) -> dict[str, list[tuple]]:
-    """Rows for every table keyed by (pmid, ...), as tuples in the tables' column order."""
-    pmid = record["pmid"]
-    rows: dict[str, list[tuple]] = {
-        "abstract_sections": [
-            (pmid, i, s.get("label"), s.get("nlm_category"), s.get("text"))
-            for i, s in enumerate(record.get("abstract_sections") or [], 1)
-        ],
-        "article_mesh": [],
-        "article_mesh_qualifiers": [],
-        "article_publication_types": [],
-        "article_languages": [(pmid, lang) for lang in dict.fromkeys(record.get("languages") or [])],
-        "keywords": [
-            (pmid, i, k["keyword"], k.get("owner"), int(bool(k.get("major"))))
-            for i, k in enumerate(record.get("keywords") or [], 1)
-        ],
-        "article_ids": list(
-            dict.fromkeys(
-                (pmid, i["id_type"], i["value"], i.get("source")) for i in record.get("article_ids") or []
-            ).keys()
-        ),
-        "grants": [
-            (pmid, i, g.get("grant_id"), g.get("acronym"), g.get("agency"), g.get("country"))
-            for i, g in enumerate(record.get("grants") or [], 1)
-        ],
-        "trial_registrations": [],
-        "databanks": list(
-            dict.fromkeys((pmid, d.get("databank"), d.get("accession")) for d in record.get("databanks") or []).keys()
-        ),
-        "comments_corrections": [
-            (pmid, i, c.get("ref_type"), c.get("ref_pmid"), c.get("ref_source"))
-            for i, c in enumerate(record.get("comments_corrections") or [], 1)
-        ],
-        "chemicals": [
-            (pmid, i, c.get("registry_number"), c.get("ui"), c.get("name"))
-            for i, c in enumerate(record.get("chemicals") or [], 1)
-        ],
-        "supplementary_concepts": list(
-            {
-                s.get("ui") or s.get("name"): (pmid, s.get("ui") or s.get("name"), s.get("name"), s.get("type"))
-                for s in record.get("supplementary_concepts") or []
-            }.values()
-        ),
-        "article_history": list(
-            {status: (pmid, status, date) for status, date in (record.get("history") or {}).items()}.values()
-        ),
-        "article_author_affiliations": [],
-    }
-    seen_ids: set[str] = set()
-    for t in record.get("trial_registrations") or []:
-        # keys are (pmid, trial_id): the parser already prefers the databank source
-        if t["trial_id"] not in seen_ids:
-            seen_ids.add(t["trial_id"])
-            rows["trial_registrations"].append((pmid, t.get("registry"), t["trial_id"], t.get("source")))
-    seen_mesh: set[str] = set()
-    for m in record.get("mesh") or []:
-        ui = m.get("descriptor_ui") or m["descriptor_name"]
-        if ui in seen_mesh:
-            continue
-        seen_mesh.add(ui)
-        rows["article_mesh"].append((pmid, ui, int(bool(m.get("major")))))
-        seen_q: set[str] = set()
-        for q in m.get("qualifiers") or []:
-            qui = q.get("ui") or q.get("name")
-            if qui not in seen_q:
-                seen_q.add(qui)
-                rows["article_mesh_qualifiers"].append((pmid, ui, qui, q.get("name"), int(bool(q.get("major")))))
-    for pt_ui in dict.fromkeys(pt.get("ui") or pt["name"] for pt in record.get("publication_types") or []):
-        rows["article_publication_types"].append((pmid, pt_ui))
-    for a in record.get("authors") or []:
-        for seq, affiliation in enumerate(a.get("affiliations") or [], 1):
-            rows["article_author_affiliations"].append((pmid, a.get("role", "author"), a["position"], seq, affiliation))
-    return rows
-
-
-CHILD_TABLES = [
-    "abstract_sections",
-    "article_mesh",
-    "article_mesh_qualifiers",
-    "article_publication_types",
-    "article_languages",
-    "keywords",
-    "article_ids",
-    "grants",
-    "trial_registrations",
-    "databanks",
-    "comments_corrections",
-    "chemicals",
-    "supplementary_concepts",
-    "article_history",
-    "article_author_affiliations",
-    "article_authors",
-]
 
 
 # Rows of a child table that a re-parsed article does not own: the links the registry makes
@@ -564,45 +348,47 @@ def _upsert_sql(columns: list[str]) -> str:
     )
 
 
-def _write_full_rows(
-    db: sqlite_utils.Database, records: list[dict], rows: list[dict], replace_children: list[int]
+def _stored_fingerprints(db: sqlite_utils.Database, pmids: list[int]) -> dict[int, tuple[str, int]]:
+    """pmid -> (record_sha1, pmid_version) of the stored current versions."""
+    stored: dict[int, tuple[str, int]] = {}
+    for chunk in _in_chunks(pmids):
+        for pmid, sha1, version in db.execute(
+            f"select pmid, record_sha1, pmid_version from articles where pmid in ({_placeholders(len(chunk))})", chunk
+        ):
+            stored[pmid] = (sha1, version)
+    return stored
+
+
+def not_stored(db: sqlite_utils.Database, seen: Iterable[rows.Fingerprint]) -> set[rows.Fingerprint]:
+    """Which of these records the catalog does not hold byte-identical: the ones a save needs
+    the rows of (the others it only notes as seen), so that unchanged records are not tagged."""
+    seen = list(seen)
+    stored = _stored_fingerprints(db, list({fp.pmid for fp in seen}))
+    return {fp for fp in seen if stored.get(fp.pmid) != (fp.sha1, fp.pmid_version)}
+
+
+def _write_article_rows(
+    db: sqlite_utils.Database, batch: list[rows.ArticleRows], articles: list[dict], replace: list[int]
 ) -> None:
-    """Articles rows, then every child table; callers hold the transaction."""
+    """`articles` rows, then every child table, the vocabularies and the tags of `batch`
+    (`replace`: PMIDs whose old child and tag rows go first); callers hold the transaction."""
     by_columns: dict[tuple, list[dict]] = {}
-    for row in rows:  # new rows carry first_seen_run, revised ones must not touch it
+    for row in articles:  # new rows carry first_seen_run, revised ones must not touch it
         by_columns.setdefault(tuple(row), []).append(row)
     for columns, group in by_columns.items():
         db.conn.executemany(_upsert_sql(list(columns)), [tuple(r[c] for c in columns) for r in group])
-    for chunk in _in_chunks(replace_children):
+    for chunk in _in_chunks(replace):
         marks = _placeholders(len(chunk))
-        for table in CHILD_TABLES:
+        for table in rows.CHILD_TABLES:
             db.execute(f"delete from [{table}] where pmid in ({marks}){CHILD_KEEP.get(table, '')}", chunk)
-    children: dict[str, list[tuple]] = {table: [] for table in CHILD_TABLES}
     descriptors: dict[str, str] = {}
     pub_types: dict[str, str] = {}
-    author_rows: list[tuple] = []
-    authorships: list[tuple[dict, int]] = []
-    for record in records:
-        for table, table_rows in child_rows(record).items():
-            children[table].extend(table_rows)
-        for m in record.get("mesh") or []:
-            descriptors[m.get("descriptor_ui") or m["descriptor_name"]] = m["descriptor_name"]
-        for pt in record.get("publication_types") or []:
-            pub_types[pt.get("ui") or pt["name"]] = pt["name"]
-        for a in record.get("authors") or []:
-            key = author_key(a)
-            author_rows.append(
-                (
-                    key,
-                    a.get("last_name"),
-                    a.get("fore_name"),
-                    a.get("initials"),
-                    a.get("suffix"),
-                    a.get("collective_name"),
-                    _author_name(a),
-                )
-            )
-            authorships.append((a, record["pmid"]))
+    authors: dict[str, tuple] = {}
+    for item in batch:
+        descriptors.update(item.mesh_descriptors)
+        pub_types.update(item.publication_types)
+        for key, author in item.authors.items():
+            authors.setdefault(key, author)
     db.conn.executemany(
         "insert or ignore into mesh_descriptors (descriptor_ui, name) values (?, ?)", descriptors.items()
     )
@@ -610,44 +396,35 @@ def _write_full_rows(
     db.conn.executemany(
         "insert or ignore into authors (name_key, last_name, fore_name, initials, suffix, collective_name, "
         "display_name) values (?, ?, ?, ?, ?, ?, ?)",
-        author_rows,
+        authors.values(),
     )
     author_ids: dict[str, int] = {}
-    keys = list({row[0] for row in author_rows})
-    for chunk in _in_chunks(keys):
+    for chunk in _in_chunks(list(authors)):
         for key, author_id in db.execute(
             f"select name_key, id from authors where name_key in ({_placeholders(len(chunk))})", chunk
         ):
             author_ids[key] = author_id
-    seen_positions: set[tuple] = set()
-    for a, pmid in authorships:
-        slot = (pmid, a.get("role", "author"), a["position"])
-        if slot in seen_positions:
-            continue
-        seen_positions.add(slot)
-        children["article_authors"].append(
-            (
-                pmid,
-                a.get("role", "author"),
-                a["position"],
-                author_ids[author_key(a)],
-                a.get("orcid"),
-                int(bool(a.get("equal_contrib"))),
-                int(a.get("valid", True)),
-            )
+    children: dict[str, list[tuple]] = {table: [] for table in rows.CHILD_TABLES}
+    for item in batch:
+        for table, table_rows in item.children.items():
+            children[table].extend(table_rows)
+        children["article_authors"].extend(
+            (pmid, role, position, author_ids[key], *rest) for pmid, role, position, key, *rest in item.authorships
         )
     for table, table_rows in children.items():
         if table_rows:
             db.conn.executemany(
                 f"insert or replace into [{table}] values ({_placeholders(len(table_rows[0]))})", table_rows
             )
+    _write_tag_rows(db, [item.tagged for item in batch], replace)
 
 
-def _xml_row(record: dict, run_id: int | None) -> tuple:
-    blob = record.get("_xml_zlib")
-    if blob is None:
-        blob = zlib.compress(record["xml"], XML_ZLIB_LEVEL)
-    return (record["pmid"], record.get("pmid_version") or 1, _sha1_of(record), blob, run_id)
+def _write_tag_rows(db: sqlite_utils.Database, tagged: list[rows.TagRows], replace: list[int]) -> None:
+    for chunk in _in_chunks(replace):
+        db.execute(f"delete from article_tags where pmid in ({_placeholders(len(chunk))})", chunk)
+    db.conn.executemany(
+        "insert or replace into article_tags values (?, ?, ?, ?, ?, ?)", [t for item in tagged for t in item.tags]
+    )
 
 
 def stored_record_xml(db: sqlite_utils.Database, pmid: int, version: int | None = None) -> bytes | None:
@@ -665,6 +442,7 @@ def stored_record_xml(db: sqlite_utils.Database, pmid: int, version: int | None 
 
 
 def _old_state(db: sqlite_utils.Database, pmids: list[int]) -> dict[int, dict]:
+    """What `rows.change_events` compares a revision with."""
     state: dict[int, dict] = {}
     for chunk in _in_chunks(pmids):
         marks = _placeholders(len(chunk))
@@ -693,118 +471,80 @@ def _old_state(db: sqlite_utils.Database, pmids: list[int]) -> dict[int, dict]:
     return state
 
 
-def change_events(old: dict, record: dict, row: dict) -> list[tuple[str, str | None]]:
-    """What a revision changed, as (event, detail) pairs a researcher can read."""
-    events: list[tuple[str, str | None]] = []
-    new_mesh = {m["descriptor_name"] for m in record.get("mesh") or []}
-    new_types = {pt["name"] for pt in record.get("publication_types") or []}
-    new_refs = {(c["ref_type"], c.get("ref_pmid")) for c in record.get("comments_corrections") or []}
-    if row["is_retracted"] and not old["is_retracted"]:
-        events.append(("retracted", _joined(str(p) for t, p in new_refs if t in RETRACTION_REFS)))
-    for ref_type, ref_pmid in sorted(new_refs - old["refs"], key=str):
-        if ref_type in CORRECTION_REFS:
-            events.append(("correction_added", f"{ref_type} {ref_pmid or ''}".strip()))
-    if added := sorted(new_mesh - old["mesh"]):
-        events.append(("mesh_added", "; ".join(added)))
-    if removed := sorted(old["mesh"] - new_mesh):
-        events.append(("mesh_removed", "; ".join(removed)))
-    if added := sorted(new_types - old["pub_types"]):
-        events.append(("publication_type_added", "; ".join(added)))
-    if removed := sorted(old["pub_types"] - new_types):
-        events.append(("publication_type_removed", "; ".join(removed)))
-    if (old["title"] or "") != (row["title"] or ""):
-        events.append(("title_changed", None))
-    if (old["abstract"] or "") != (row["abstract"] or ""):
-        events.append(("abstract_changed", None))
-    if old["citation_status"] != row["citation_status"]:
-        events.append(("citation_status_changed", f"{old['citation_status']} -> {row['citation_status']}"))
-    return events
-
-
 def save_articles(
     db: sqlite_utils.Database,
-    records: Iterable[dict],
+    seen: Iterable[rows.Fingerprint],
+    batch: Iterable[rows.ArticleRows],
     run_id: int,
     *,
     matches_query: bool | None = True,
-    topic_match=None,
 ) -> SaveCounts:
-    """Upsert one batch of article records in one transaction; count what changed.
+    """Store one batch in one transaction; count what changed.
 
-    Per PMID the highest version goes to `articles`; every version's XML is kept.
-    A record whose XML is byte-identical to the stored one is 'unchanged'; a
-    changed one is rewritten in place and what changed lands in article_events.
-    With `matches_query=None`, `topic_match(record) -> bool` (when given) decides
-    `matches_query` of records new to the catalog; stored ones keep theirs.
+    `seen`: every record the batch holds; `batch`: the rows of (at least) those the catalog
+    does not hold byte-identical (`not_stored`). Per PMID the highest version goes to
+    `articles`; every version's XML is kept. A record whose XML is byte-identical to the
+    stored one is 'unchanged' (only noted as seen by this run); a changed one is rewritten in
+    place and what changed lands in article_events. With `matches_query=None`, a record new
+    to the catalog takes its rows' `topic_match` (when evaluated); stored ones keep theirs.
     """
-    articles_in = [r for r in records if r.get("type", "article") == "article"]
+    made = {item.fingerprint: item for item in batch}
     counts = SaveCounts()
-    if not articles_in:
+    latest: dict[int, rows.Fingerprint] = {}
+    for fp in [*seen, *made]:
+        current = latest.get(fp.pmid)
+        if current is None or fp.pmid_version >= current.pmid_version:
+            latest[fp.pmid] = fp
+    if not latest:
         return counts
-    latest: dict[int, dict] = {}
-    for record in articles_in:
-        current = latest.get(record["pmid"])
-        if current is None or (record.get("pmid_version") or 1) >= (current.get("pmid_version") or 1):
-            latest[record["pmid"]] = record
-    stored: dict[int, tuple[str, int]] = {}
-    for chunk in _in_chunks(list(latest)):
-        for pmid, sha1, version in db.execute(
-            f"select pmid, record_sha1, pmid_version from articles where pmid in ({_placeholders(len(chunk))})", chunk
-        ):
-            stored[pmid] = (sha1, version)
-    rows, to_write, replace, seen_only = [], [], [], []
+    stored = _stored_fingerprints(db, list(latest))
+    articles: list[dict] = []
+    to_write: list[rows.ArticleRows] = []
+    replace: list[int] = []
+    seen_only: list[tuple] = []
     events: list[tuple[int, int, str, str | None, str]] = []  # article_events rows
-    changed_old = _old_state(db, [p for p, r in latest.items() if p in stored and stored[p][0] != _sha1_of(r)])
+    changed_old = _old_state(db, [p for p, fp in latest.items() if p in stored and stored[p][0] != fp.sha1])
     now = now_utc()
-    for pmid, record in latest.items():
+    for pmid, fp in latest.items():
         counts.stored_pmids.add(pmid)
         previous = stored.get(pmid)
-        version = record.get("pmid_version") or 1
-        if previous is not None and version < (previous[1] or 1):
+        if previous is not None and fp.pmid_version < (previous[1] or 1):
             counts.unchanged += 1  # an older version than ours: its XML is kept below, nothing else
             continue
-        if previous is not None and previous[0] == _sha1_of(record):
+        if previous is not None and previous[0] == fp.sha1:
             counts.unchanged += 1  # nothing changed: only note that this run saw it
             seen_only.append((run_id, None if matches_query is None else int(matches_query), pmid))
             continue
-        row = article_row(record)
-        row["last_fetched_run"] = run_id
+        item = made[fp]  # KeyError: the caller left out the rows of a record the catalog lacks
+        row = {**item.article, "last_fetched_run": run_id, "last_changed_run": run_id}
         if matches_query is not None:
             row["matches_query"] = int(matches_query)
         if previous is None:
-            if matches_query is None and topic_match is not None:
-                row["matches_query"] = int(bool(topic_match(record)))
+            if matches_query is None and item.topic_match is not None:
+                row["matches_query"] = int(item.topic_match)
             row["first_seen_run"] = run_id
-            row["last_changed_run"] = run_id
             counts.new += 1
             counts.new_pmids.add(pmid)
         else:
-            row["last_changed_run"] = run_id
             counts.updated += 1
             replace.append(pmid)
             if row["pmid_version"] > (previous[1] or 1):
                 events.append((pmid, run_id, "version_added", f"version {row['pmid_version']}", now))
-            events.extend((pmid, run_id, e, d, now) for e, d in change_events(changed_old[pmid], record, row))
-        rows.append(row)
-        to_write.append(record)
-    # Tags go into the same row insert (one write per article, one FTS update), not a
-    # second UPDATE afterwards.
-    prepare_records(to_write)
-    for row, record in zip(rows, to_write):
-        _tags, design, awaiting, version, psychiatric = record["_tags"]
-        row["study_design"], row["awaiting_indexing"], row["tags_version"] = design, awaiting, version
-        row["psychiatric"] = psychiatric
+            events.extend((pmid, run_id, e, d, now) for e, d in rows.change_events(changed_old[pmid], item))
+        articles.append(row)
+        to_write.append(item)
     # XML rows for what is not stored yet: an unchanged record's XML is already there.
     xml_rows = [
-        _xml_row(r, run_id) for r in articles_in if stored.get(r["pmid"]) != (_sha1_of(r), r.get("pmid_version") or 1)
+        (fp.pmid, fp.pmid_version, fp.sha1, item.xml_zlib, run_id)
+        for fp, item in made.items()
+        if stored.get(fp.pmid) != (fp.sha1, fp.pmid_version)
     ]
     with db.atomic():
         db.conn.executemany(
             "update articles set last_fetched_run = ?, matches_query = coalesce(?, matches_query) where pmid = ?",
             seen_only,
         )
-        _write_full_rows(db, to_write, rows, replace)
-        _insert_tag_rows(db, to_write, replace)
+        _write_article_rows(db, to_write, articles, replace)
         db.conn.executemany(
             "insert or ignore into article_xml (pmid, pmid_version, sha1, xml_zlib, run_id) values (?, ?, ?, ?, ?)",
             xml_rows,
@@ -816,21 +556,80 @@ def save_articles(
     return counts
 
 
-def refill_from_xml(db: sqlite_utils.Database) -> int:
-    """Re-parse every stored record's XML and rewrite its fields (used by migrations)."""
-    count = 0
-    for records in iter_stored_records(db, batch=500):
-        _write_full_rows(db, records, [article_row(r) for r in records], [r["pmid"] for r in records])
-        count += len(records)
-    return count
+def rewrite_articles(db: sqlite_utils.Database, batch: list[rows.ArticleRows]) -> None:
+    """Rewrite the derived rows of stored records (a rebuild from their stored XML): their
+    `articles` columns, child rows and tags, leaving the run's columns as they are."""
+    _write_article_rows(db, batch, [item.article for item in batch], [item.pmid for item in batch])
 
 
-def set_topic_match(db: sqlite_utils.Database, matches: dict[int, bool]) -> None:
-    """Mark records by the local evaluation of the topic query (imports, not harvests)."""
-    with db.atomic():
-        db.conn.executemany(
-            "update articles set matches_query = ? where pmid = ?", [(int(m), pmid) for pmid, m in matches.items()]
-        )
+def save_tags(db: sqlite_utils.Database, tagged: list[rows.TagRows]) -> None:
+    """Replace the tags of stored records, and their tag columns (a retag)."""
+    _write_tag_rows(db, tagged, [t.pmid for t in tagged])
+    db.conn.executemany(
+        "update articles set study_design = ?, awaiting_indexing = ?, tags_version = ?, psychiatric = ? where pmid = ?",
+        [
+            (t.columns["study_design"], t.columns["awaiting_indexing"], t.columns["tags_version"])
+            + (t.columns["psychiatric"], t.pmid)
+            for t in tagged
+        ],
+    )
+
+
+def stored_xml(db: sqlite_utils.Database, batch: int = 1000, *, tagged_not_by: str | None = None):
+    """The original XML of every stored record (its current version), in batches of bytes;
+    with `tagged_not_by`, only of those whose tags another rules version made."""
+    sql = "select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid and a.pmid_version = x.pmid_version"
+    params = []
+    if tagged_not_by is not None:
+        sql += " where a.tags_version is null or a.tags_version != ?"
+        params = [tagged_not_by]
+    cursor = db.conn.execute(sql, params)
+    while blobs := cursor.fetchmany(batch):
+        yield [zlib.decompress(blob) for (blob,) in blobs]
+
+
+def any_tagged_not_by(db: sqlite_utils.Database, rules_version: str) -> bool:
+    """Whether a stored record carries tags of other rules than `rules_version` (or none)."""
+    return bool(
+        db.execute(
+            "select 1 from articles a join article_xml x on x.pmid = a.pmid and x.pmid_version = a.pmid_version "
+            "where a.tags_version is null or a.tags_version != ? limit 1",
+            [rules_version],
+        ).fetchone()
+    )
+
+
+def any_unfilled_rows(db: sqlite_utils.Database) -> bool:
+    """Whether a stored record has the bare rows of the first catalog (migration 0001): every
+    row model since fills `author_count`, which migration 0002 added empty."""
+    return bool(
+        db.execute(
+            "select 1 from articles a join article_xml x on x.pmid = a.pmid and x.pmid_version = a.pmid_version "
+            "where a.author_count is null limit 1"
+        ).fetchone()
+    )
+
+
+# -- what the derived rows were built with ---------------------------------------------
+
+
+def derived_versions(db: sqlite_utils.Database) -> dict[str, str]:
+    """part -> version of what built the catalog's derived rows ('rows', 'rules')."""
+    return dict(db.execute("select part, version from derived_versions").fetchall())
+
+
+def record_derived_versions(db: sqlite_utils.Database, versions: dict[str, str]) -> None:
+    db.conn.executemany(
+        "insert into derived_versions (part, version, built_at) values (?, ?, ?) "
+        "on conflict(part) do update set version = excluded.version, built_at = excluded.built_at",
+        [(part, version, now_utc()) for part, version in versions.items()],
+    )
+
+
+def summaries_never_counted(db: sqlite_utils.Database) -> bool:
+    """Whether the summary tables have not been counted since a migration changed them."""
+    row = db.execute("select refreshed_at from summary_state where id = 1").fetchone()
+    return row is None or row[0] is None
 
 
 def apply_deletions(db: sqlite_utils.Database, deletions: Iterable[dict], run_id: int) -> int:
@@ -878,99 +677,6 @@ def mark_unmatched(db: sqlite_utils.Database, matching: set[int], run_id: int) -
         )
         db.execute("delete from _sweep")
     return cursor.rowcount
-
-
-# -- evidence tags --------------------------------------------------------------
-
-
-def _tag_rows(records: list[dict]) -> tuple[list[tuple], list[tuple]]:
-    tag_rows, article_updates = [], []
-    for record in prepare_records(records):
-        tags, design, awaiting, version, psychiatric = record["_tags"]
-        seen = set()
-        for t in tags:
-            key = (t["facet"], t["value"])
-            if key in seen:
-                continue
-            seen.add(key)
-            tag_rows.append(
-                (record["pmid"], t["facet"], t["value"], t["method"], t.get("evidence"), t.get("confidence"))
-            )
-        article_updates.append((design, awaiting, version, psychiatric, record["pmid"]))
-    return tag_rows, article_updates
-
-
-def _insert_tag_rows(db: sqlite_utils.Database, records: list[dict], replace: list[int]) -> None:
-    """Tags of records just written by `save_articles` (their article rows already carry
-    the design and version); callers hold the transaction."""
-    if not records:
-        return
-    tag_rows, _updates = _tag_rows(records)
-    for chunk in _in_chunks(replace):
-        db.execute(f"delete from article_tags where pmid in ({_placeholders(len(chunk))})", chunk)
-    db.conn.executemany("insert or replace into article_tags values (?, ?, ?, ?, ?, ?)", tag_rows)
-
-
-def write_tags(db: sqlite_utils.Database, records: list[dict]) -> None:
-    """Replace the tags of these (current-version) records; callers hold the transaction."""
-    if not records or not db.table("article_tags").exists():
-        return
-    for record in records:  # re-tag: never reuse tags computed by older rules
-        record.pop("_tags", None)
-    tag_rows, updates = _tag_rows(records)
-    for chunk in _in_chunks([r["pmid"] for r in records]):
-        db.execute(f"delete from article_tags where pmid in ({_placeholders(len(chunk))})", chunk)
-    db.conn.executemany("insert or replace into article_tags values (?, ?, ?, ?, ?, ?)", tag_rows)
-    if "psychiatric" in db.table("articles").columns_dict:
-        db.conn.executemany(
-            "update articles set study_design = ?, awaiting_indexing = ?, tags_version = ?, "
-            "psychiatric = ? where pmid = ?",
-            updates,
-        )
-    else:  # migration 0003 re-tags before migration 0010 adds the column (and re-tags again)
-        db.conn.executemany(
-            "update articles set study_design = ?, awaiting_indexing = ?, tags_version = ? where pmid = ?",
-            [u[:3] + u[4:] for u in updates],
-        )
-
-
-def iter_stored_records(db: sqlite_utils.Database, batch: int = 1000, *, tagged_not_by: str | None = None):
-    """Every stored record (its current version), re-parsed from the kept XML, in batches;
-    with `tagged_not_by`, only those whose tags another rules version made."""
-    from .pubmed_xml import parse_pubmed_xml
-
-    sql = "select x.xml_zlib from article_xml x join articles a on a.pmid = x.pmid and a.pmid_version = x.pmid_version"
-    params = []
-    if tagged_not_by is not None:
-        sql += " where a.tags_version is null or a.tags_version != ?"
-        params = [tagged_not_by]
-    cursor = db.conn.execute(sql, params)
-    while rows := cursor.fetchmany(batch):
-        records: list[dict] = []
-        for (blob,) in rows:
-            records.extend(
-                r
-                for r in parse_pubmed_xml(zlib.decompress(blob), source_name="stored record")
-                if r["type"] == "article"
-            )
-        yield records
-
-
-def retag_all(db: sqlite_utils.Database, progress=None, *, only_outdated: bool = False, refresh: bool = True) -> int:
-    """Re-tag the whole catalog from the stored XML (after a rule change); with
-    `only_outdated`, just the records the current rules version did not tag."""
-    from .tags import RULES_VERSION
-
-    count = 0
-    with db.atomic():
-        for records in iter_stored_records(db, tagged_not_by=RULES_VERSION if only_outdated else None):
-            write_tags(db, records)
-            count += len(records)
-            if progress:
-                progress(len(records))
-    if refresh:
-        refresh_summaries(db)
-    return count
 
 
 def refresh_summaries(db: sqlite_utils.Database) -> None:

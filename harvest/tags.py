@@ -1774,3 +1774,27 @@ def primary_design(tags: Iterable[Mapping]) -> str:
                     return "crossover_rct"
                 return value
     return "other"
+
+
+@dataclass(frozen=True)
+class Tagging:
+    """What the tag stage adds to one parsed record: its tags, and the verdicts the catalog
+    stores beside them (`articles.study_design`, `awaiting_indexing`, `psychiatric`,
+    `tags_version`)."""
+
+    tags: list[dict]
+    study_design: str
+    awaiting_indexing: bool
+    psychiatric: bool
+    rules_version: str = RULES_VERSION
+
+
+def tag_record(record: Mapping) -> Tagging:
+    """The tag stage: `tag_article` with the indexing, and what the catalog derives from it."""
+    tags = tag_article(record)
+    return Tagging(
+        tags=tags,
+        study_design=primary_design(tags),
+        awaiting_indexing=awaiting_indexing(record),
+        psychiatric=is_psychiatric(tags),
+    )

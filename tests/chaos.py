@@ -79,7 +79,7 @@ import requests
 
 from harvest import clock
 from harvest.pubmed_xml import parse_pubmed_xml
-from harvest.store import record_sha1
+from harvest.rows import record_sha1
 from tests.eutils_stand_in import DEFAULT_RANDOM_KINDS, Corpus, EutilsStandIn
 
 ROOT = Path(__file__).resolve().parents[1]

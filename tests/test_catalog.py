@@ -1288,7 +1288,7 @@ def test_a_record_with_only_a_vernacular_title_is_listed_fed_and_exported_under_
 def test_an_older_catalog_learns_the_sense_of_depression_when_it_is_upgraded(sense_site, tmp_path):
     """A catalog from before migration 0010 (no psychiatric column, no depression tags, tagged by
     rules-v4) gets the column, the tags and the counts the next time the harvester opens it."""
-    from harvest import schema, store
+    from harvest import rebuild, schema
 
     site, _ = sense_site
     path = tmp_path / "catalog.db"
@@ -1303,7 +1303,7 @@ def test_an_older_catalog_learns_the_sense_of_depression_when_it_is_upgraded(sen
         conn.execute("delete from article_tags where facet = 'depression'")
         conn.execute("update articles set tags_version = 'rules-v4'")
         conn.execute("delete from _sqlite_migrations where name = '0010_depression_in_the_psychiatric_sense'")
-    db = store.open_db(path)
+    db = rebuild.open_for_writing(path)  # what every run, import and retag opens with
     assert {p for (p,) in db.execute("select pmid from articles where psychiatric = 1")} == PSYCHIATRIC
     assert (
         db.execute("select value from article_tags where pmid = ? and facet = 'depression'", [OTHER_SENSE]).fetchone()[

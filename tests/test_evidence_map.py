@@ -306,9 +306,9 @@ def test_a_catalog_from_before_the_map_gets_it_on_upgrade_and_the_page_says_what
     finally:
         before.close()
 
-    from harvest import store
+    from harvest import rebuild
 
-    store.open_db(copy / "catalog.db").conn.close()  # what every harvest, import and retag opens with
+    rebuild.open_for_writing(copy / "catalog.db").conn.close()  # what every harvest, import and retag opens with
     conn = sqlite3.connect(copy / "catalog.db")
     assert (
         conn.execute(

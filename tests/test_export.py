@@ -13,6 +13,7 @@ import rispy
 from harvest import export, store
 from harvest.pubmed_xml import parse_pubmed_xml
 from tests.conftest import RECORDS
+from tests.pipeline import save_records
 
 REVIEW = 38011560  # Krystal et al. 2023, PNAS: the ketamine-and-depression review in records/
 BOOK = 20301546  # a PubmedBookArticle (GeneReviews) with editors
@@ -27,7 +28,7 @@ def catalog(tmp_path_factory):
     records = [
         r for path in sorted(RECORDS.glob("*.xml")) for r in parse_pubmed_xml(path.read_bytes(), source_name=path.name)
     ]
-    store.save_articles(db, records, run_id)
+    save_records(db, records, run_id)
     return db
 
 

@@ -37,6 +37,7 @@ from harvest.pubmed_xml import parse_pubmed_xml
 from harvest.runner import run_harvest
 from tests.conftest import PUBMED, RECORDS
 from tests.eutils_stand_in import Corpus, EutilsStandIn, parse_record_bytes
+from tests.pipeline import save_records
 from tests.test_catalog import Client, copy_config, harvest_settings
 
 PANDOC = shutil.which("pandoc") or "/usr/bin/pandoc"
@@ -86,11 +87,11 @@ def shared_catalog(tmp_path_factory):
     """Every record of the shared PubMed files, stored through the real save path (once)."""
     db = store.open_db(tmp_path_factory.mktemp("hostile-exports") / "catalog.db")
     run_id = store.start_run(db, mode="import", query_version="test", query_text="shared data", window_from=None)
-    records: list[dict] = []
+    records: list = []
     for path in _shared_files():
         data = path.read_bytes()
         records += parse_pubmed_xml(gzip.decompress(data) if path.suffix == ".gz" else data, source_name=path.name)
-    store.save_articles(db, records, run_id)
+    save_records(db, records, run_id)
     return db
 
 
@@ -99,7 +100,7 @@ def records_catalog(tmp_path_factory):
     """records/ alone: the real rows the crafted records start from."""
     db = store.open_db(tmp_path_factory.mktemp("hostile-records") / "catalog.db")
     run_id = store.start_run(db, mode="import", query_version="test", query_text="records/", window_from=None)
-    store.save_articles(
+    save_records(
         db,
         [
             r

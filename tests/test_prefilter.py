@@ -29,7 +29,7 @@ def read_bytes(path: Path) -> bytes:
     return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
-def articles(document: bytes, name: str = "document") -> list[dict]:
+def articles(document: bytes, name: str = "document") -> list:
     return [r for r in parse_pubmed_xml(document, source_name=name) if r["type"] != "delete"]
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from harvest.pubmed_xml import PubmedXMLError, parse_pubmed_xml
+from harvest.pubmed_xml import PubmedXMLError, parse_articles, parse_pubmed_xml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -109,7 +109,7 @@ def read_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def parse_path(path: Path) -> list[dict]:
+def parse_path(path: Path) -> list:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
         return list(parse_pubmed_xml(fh, source_name=path.name))
@@ -635,7 +635,7 @@ def test_doi_is_the_articles_own_never_a_references(daily_update):
     head = re.sub(rb"\s*<ArticleId IdType=\"doi\">[^<]*</ArticleId>", b"", head)
     stripped = head + b"<ReferenceList" + references
     assert _own_and_reference_dois(stripped) == ([], cited)
-    reparsed = list(parse_pubmed_xml(stripped))[0]
+    reparsed = next(parse_articles(stripped))
     assert reparsed["doi"] is None
     assert not [i for i in reparsed["article_ids"] if i["id_type"] == "doi"]
     assert reparsed["references_count"] == record["references_count"]
@@ -697,9 +697,9 @@ def test_mesh_qualifiers_supplementary_concepts_and_other_abstracts(old_baseline
 def test_pages_from_start_and_end_page_when_medline_pagination_is_missing():
     data = (RECORDS / "1000.xml").read_bytes()
     assert b"<MedlinePgn>739-48</MedlinePgn>" in data
-    assert list(parse_pubmed_xml(data))[0]["pages"] == "739-48"
+    assert next(parse_articles(data))["pages"] == "739-48"
     without = re.sub(rb"\s*<MedlinePgn>739-48</MedlinePgn>", b"", data)
-    assert list(parse_pubmed_xml(without))[0]["pages"] == "739-748"
+    assert next(parse_articles(without))["pages"] == "739-748"
 
 
 def test_record_xml_parses_again_to_the_same_record(daily_update):
@@ -746,7 +746,7 @@ def _with_internal_subset(data: bytes, subset: bytes, title_replacement: bytes) 
 
 
 def _collect_until_error(data, name="hostile.xml") -> tuple[list[dict], PubmedXMLError]:
-    seen: list[dict] = []
+    seen: list = []
     with pytest.raises(PubmedXMLError) as caught:
         for record in parse_pubmed_xml(data, source_name=name):
             seen.append(record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 import sqlite3
+import zlib
 
 import pytest
 import sqlite_utils
@@ -191,23 +192,27 @@ def test_hostile_document_is_refused_and_nothing_stored_changes(records_server, 
 
 
 def test_catalog_built_by_the_first_migration_upgrades_in_place(tmp_path):
-    """A catalog from the first slice (migration 1 only) gains the full model without a re-harvest."""
-    from harvest.pubmed_xml import parse_pubmed_xml
+    """A catalog from the first slice (migration 1 only) gains the full model without a re-harvest,
+    the first time the harvester opens it for writing (the rebuild from the stored XML)."""
+    from harvest import rebuild, rows
+    from harvest.pubmed_xml import parse_articles
 
     db_path = tmp_path / "old.db"
     db = sqlite_utils.Database(db_path)
     migrations.apply(db, stop_before="0002_full_record_model")
     v1_columns = {c.name for c in db["articles"].columns}
-    records = [r for f in sorted(RECORDS.glob("*.xml"))[:40] for r in parse_pubmed_xml(f.read_bytes())]
+    records = [r for f in sorted(RECORDS.glob("*.xml"))[:40] for r in parse_articles(f.read_bytes())]
     for r in records:  # what the first slice stored: its own columns and the original XML
-        db.table("articles").insert({k: v for k, v in store.article_row(r).items() if k in v1_columns})
+        fp = rows.fingerprint(r)
+        db.table("articles").insert({k: v for k, v in rows.article_row(r).items() if k in v1_columns})
         db.table("article_xml").insert(
-            dict(zip(["pmid", "pmid_version", "sha1", "xml_zlib", "run_id"], store._xml_row(r, 1)))
+            {"pmid": fp.pmid, "pmid_version": fp.pmid_version, "sha1": fp.sha1, "xml_zlib": zlib.compress(r["xml"])}
         )
     assert "mesh_terms" not in v1_columns and not db["authors"].exists()
 
-    upgraded = store.open_db(db_path)
+    upgraded = rebuild.open_for_writing(db_path)  # what every run, import and retag opens with
     assert [m.name for m in migrations.pending(upgraded)] == []
+    assert store.derived_versions(upgraded) == rebuild.current_versions()
     with_mesh = [r for r in records if r["mesh"]]
     sample = with_mesh[0]
     row = upgraded.table("articles").get(sample["pmid"])
