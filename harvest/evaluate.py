@@ -484,13 +484,30 @@ def format_report(report: EvaluationReport) -> str:
 
 
 def default_corpus_paths(shared_dir: Path | str | None = None) -> list[Path]:
-    """The shared PubMed records: the 2020 baseline slice, the 2021 update slice and records/."""
+    """The shared PubMed records: the 2020 baseline slice (1977-79), the 2021 update slice, the
+    2016 MEDLINE update slice, records/ and the records-OWNER-NAME/ folders (modern records
+    gathered from other projects' fixtures); files that hold no PubMed articles (ELink and
+    ESummary answers kept beside them) are left out."""
     if shared_dir is None:
         shared_dir = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
     pubmed = Path(shared_dir) / "pubmed"
-    paths = [pubmed / "pubmed20n0014-part1.xml.gz", pubmed / "pubmed21n1298-part1.xml.gz"]
+    paths = [
+        pubmed / "pubmed20n0014-part1.xml.gz",
+        pubmed / "pubmed21n1298-part1.xml.gz",
+        pubmed / "medline16n0902.xml.gz",
+    ]
     paths += sorted((pubmed / "records").glob("*.xml"))
-    return [p for p in paths if p.exists()]
+    for folder in sorted(pubmed.glob("records-*")):
+        paths += sorted(p for p in folder.iterdir() if p.name.endswith((".xml", ".xml.gz")))
+    return [p for p in paths if p.exists() and _holds_articles(p)]
+
+
+def _holds_articles(path: Path) -> bool:
+    """Whether the file's first 64 KB name a PubMed article element (not an ELink/ESummary answer)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        head = handle.read(65536)
+    return any(tag in head for tag in (b"<PubmedArticle", b"<MedlineCitation", b"<PubmedBookArticle"))
 
 
 def iter_records_from_files(paths: Iterable[Path | str]) -> Iterator[dict]:
