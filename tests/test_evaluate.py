@@ -141,7 +141,7 @@ def test_modern_and_1970s_figures_are_printed_separately(report):
 
 
 def test_targets_are_reported_honestly(report):
-    """Every target line agrees with the numbers it quotes. With rules-v4 the tagger beats the
+    """Every target line agrees with the numbers it quotes. With rules-v5 the tagger beats the
     baseline's F1 on RCTs, case reports, reviews and animal studies on the report split; the precision
     targets (RCT P>=0.80 with R>=0.60, case reports with an abstract P>=0.90 with R>=0.75) are not
     met (README, "Measured, not asserted", says why)."""
