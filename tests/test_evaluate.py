@@ -66,8 +66,8 @@ def test_gold_is_the_medline_records_of_the_report_split(report):
 
 
 def test_figures_on_the_report_split(report):
-    """What the text-only tagger (rules-v4: rules plus the design model design-v2) reaches on the
-    held-out split. Measured, not asserted beyond what it reaches (floors a little under the
+    """What the text-only tagger (rules-v5: rules plus the design model design-v2) reaches on the
+    held-out split of the shared records (records-OWNER-NAME folders and the 2016 slice included). Measured, not asserted beyond what it reaches (floors a little under the
     measured figures, so a regression fails); the issue's targets are checked separately below.
 
     RCT: 1977-79 records, where the indexers (who read the full text) labelled double-blind trials
@@ -76,16 +76,16 @@ def test_figures_on_the_report_split(report):
     the training split the model reaches P 0.78 / R 0.61; the report split has only 22 RCTs.
     """
     rct = report.scores["all"]["rct"]["tagger"]
-    assert rct.positives == 22
+    assert rct.positives == 26
     assert rct.precision >= 0.55 and rct.recall >= 0.50
     cr = report.scores["with_abstract"]["case_report"]["tagger"]
-    assert cr.positives == 183
+    assert cr.positives == 201
     assert cr.precision >= 0.72 and cr.recall >= 0.70
     animals = report.scores["all"]["animal_study"]["tagger"]
-    assert animals.positives == 1275
+    assert animals.positives == 1298
     assert animals.precision >= 0.84 and animals.recall >= 0.85
     review = report.scores["all"]["review"]["tagger"]
-    assert review.positives == 223
+    assert review.positives == 243
     assert review.f1 >= 0.43
     s = report.scores["all"]["systematic_review"]["tagger"]
     assert s.recall == 1.0  # 3 of 3, by the rules
@@ -93,8 +93,55 @@ def test_figures_on_the_report_split(report):
     assert base is not None and base.predicted > 0
 
 
+def test_era_is_the_publication_year():
+    assert E.era_of({"pub_year": 2021}) == "modern" and E.era_of({"pub_year": 2000}) == "modern"
+    assert E.era_of({"pub_year": 1999}) is None and E.era_of({"pub_year": 1985}) is None
+    assert E.era_of({"pub_year": 1979}) == "1970s" and E.era_of({"pub_year": 1970}) == "1970s"
+    assert E.era_of({"pub_year": None}) is None and E.era_of({}) is None
+
+
+def test_modern_and_1970s_figures_are_computed_on_their_own_records(report, by_pmid_latest):
+    """The modern (2000 or later) and 1970s tables count exactly the report-split MEDLINE records of
+    their publication years, and each cell is the tagger's text-only verdict on those records."""
+    from harvest import tags as T
+
+    gold = [r for r in by_pmid_latest.values() if r["citation_status"] == "MEDLINE" and E.report_split(r["pmid"])]
+    modern = [r for r in gold if r["pub_year"] and r["pub_year"] >= 2000]
+    seventies = [r for r in gold if r["pub_year"] and 1970 <= r["pub_year"] <= 1979]
+    assert report.subset_sizes["modern"] == len(modern) >= 200
+    assert report.subset_sizes["1970s"] == len(seventies) >= 4000
+    assert report.subset_sizes["all"] == report.n_gold > len(modern) + len(seventies)  # other years: "all" only
+    for era, records in (("modern", modern), ("1970s", seventies)):
+        designs = [
+            {t["value"] for t in T.tag_article(r, use_indexing=False) if t["facet"] == "design"} for r in records
+        ]
+        for name, label in E.GOLD_LABELS.items():
+            expected = E.score([label.gold(r) for r in records], [bool(d & label.design_values) for d in designs])
+            assert report.scores[era][name]["tagger"] == expected, (era, name)
+    # the modern records carry the reviews and case reports issue 21 is about
+    assert report.scores["modern"]["review"]["tagger"].positives == 44
+    assert report.scores["modern"]["case_report"]["tagger"].positives == 26
+
+
+def test_modern_and_1970s_figures_are_printed_separately(report):
+    text = E.format_report(report)
+    modern = f"modern gold records (published 2000 or later) ({report.subset_sizes['modern']})"
+    seventies = f"1970s gold records (published 1970-1979) ({report.subset_sizes['1970s']})"
+    assert modern in text and seventies in text
+    block = text.split(modern)[1].split(seventies)[0]
+    review = report.scores["modern"]["review"]["tagger"]
+    row = next(line for line in block.splitlines() if line.startswith("review "))
+    assert row.split("|")[0].split()[1] == str(review.positives)
+    assert f"{review.recall:5.2f} [" in row
+    by_name = {t.name: t for t in report.targets}
+    cr = report.scores["modern"]["case_report"]["tagger"]
+    assert by_name["case reports, modern records: precision >= 0.85 (issue 21)"].holds == (cr.precision >= 0.85)
+    assert by_name["narrative reviews, modern records: recall >= 0.85 (issue 21)"].holds == (review.recall >= 0.85)
+    assert "[ok] case reports, modern records" in text or "[NOT MET] case reports, modern records" in text
+
+
 def test_targets_are_reported_honestly(report):
-    """Every target line agrees with the numbers it quotes. With rules-v4 the tagger beats the
+    """Every target line agrees with the numbers it quotes. With rules-v5 the tagger beats the
     baseline's F1 on RCTs, case reports, reviews and animal studies on the report split; the precision
     targets (RCT P>=0.80 with R>=0.60, case reports with an abstract P>=0.90 with R>=0.75) are not
     met (README, "Measured, not asserted", says why)."""
@@ -114,10 +161,10 @@ def test_targets_are_reported_honestly(report):
         name = t.name.split(":")[0]
         row = report.scores["all"][name]
         assert t.holds == (row["tagger"].f1 > row["baseline"].f1)
-    assert by_name["rct: tagger F1 > baseline F1 (22 positives)"].holds
-    assert by_name["case_report: tagger F1 > baseline F1 (377 positives)"].holds
-    assert by_name["animal_study: tagger F1 > baseline F1 (1275 positives)"].holds
-    assert by_name["review: tagger F1 > baseline F1 (223 positives)"].holds
+    assert by_name["rct: tagger F1 > baseline F1 (26 positives)"].holds
+    assert by_name["case_report: tagger F1 > baseline F1 (400 positives)"].holds
+    assert by_name["animal_study: tagger F1 > baseline F1 (1298 positives)"].holds
+    assert by_name["review: tagger F1 > baseline F1 (243 positives)"].holds
     assert report.targets_met == all(t.holds for t in report.targets)
 
 
@@ -137,9 +184,11 @@ def test_format_report_is_a_readable_table(report):
         f"  case_report: precision {ceilings['case_report']['ceiling']['best_precision']:.2f} at recall >= 0.75 "
         "(records with an abstract)" in text
     )
-    assert (
-        f"design model {D.load_model().version} trained on {report.n_train} MEDLINE records outside the split" in text
-    )
+    # design-v2 was trained before the records-OWNER-NAME folders and the 2016 slice joined the
+    # shared records: on fewer records than the baseline now sees, none of them in the report split
+    model = D.load_model()
+    assert report.model_training_records == model.data["training"]["records"] <= report.n_train
+    assert f"design model {model.version} trained on {report.model_training_records} MEDLINE records outside" in text
 
 
 # -- the design model's training (harvest.train_tagger) ---------------------------------------------------

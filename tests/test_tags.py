@@ -324,6 +324,46 @@ def test_model_file_is_small_and_packaged():
     assert set(model.data["idf"]) == {t for w in model.data["term_weights"].values() for t in w}
 
 
+# -- modern records, text only (issue 21: tags on records awaiting indexing) ------------------------
+
+
+def _text_designs(record) -> dict[str, dict]:
+    return {t["value"]: t for t in T.tag_article(record, use_indexing=False) if t["facet"] == "design"}
+
+
+def test_a_modern_report_of_four_patients_is_a_case_report_from_its_text(by_pmid):
+    """19182507 (2009, records-qi29 folder; indexed "Case Reports"): four patients are "a few"
+    individual patients, so from title and abstract alone it is a case report, and the model
+    says why in the abstract's own words."""
+    r = by_pmid[19182507]
+    assert r["pub_year"] >= 2000 and r["citation_status"] == "MEDLINE"
+    designs = _text_designs(r)
+    assert set(designs) == {"case_report_series"}
+    tag = designs["case_report_series"]
+    assert tag["method"] == D.load_model().method and "We report four cases" in tag["evidence"]
+    assert T.primary_design(T.tag_article(r, use_indexing=False)) == "case_report_series"
+
+
+def test_a_modern_cohort_case_series_of_thousands_is_not_a_case_report(by_pmid):
+    """25466483 (2015, the 2016 MEDLINE slice): "Prospective consecutive comparative cohort case
+    series" of more than 4000 eyes is a study of a sample, not a report of individual patients."""
+    r = by_pmid[25466483]
+    assert "case series" in r["abstract"].lower()
+    designs = _text_designs(r)
+    assert "case_report_series" not in designs
+    assert designs["observational_cohort"]["evidence"] == "cohort"
+
+
+def test_a_modern_review_that_calls_itself_one_is_a_narrative_review_from_its_text(by_pmid):
+    """28601431 (2017, records-xizhou folder; indexed "Review", not systematic): the text-only
+    tagger calls it a narrative review, citing "this review"."""
+    r = by_pmid[28601431]
+    designs = _text_designs(r)
+    assert set(designs) == {"narrative_review"}
+    assert "this review" in designs["narrative_review"]["evidence"]
+    assert not {"systematic_review", "meta_analysis"} & set(designs)
+
+
 # -- what the title says the article is, and what an analogue is not ---------------------------------
 
 
