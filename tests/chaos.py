@@ -4,7 +4,9 @@
 
 Every scenario starts the harvester as cron does (`python -m harvest run --db ...` in a
 subprocess; PubMed alone, except `trials`, which adds the ClinicalTrials.gov stand-in of
-tests/ctgov_stand_in.py, and `citations`, which adds the OpenAlex stand-in of tests/openalex_stand_in.py) against its own E-utilities stand-in (tests/eutils_stand_in.py), which serves the
+tests/ctgov_stand_in.py, `citations`, which adds the OpenAlex stand-in of tests/openalex_stand_in.py,
+and `preprints`, which adds the Europe PMC stand-in of tests/europepmc_stand_in.py) against its own
+E-utilities stand-in (tests/eutils_stand_in.py), which serves the
 215 real PubMed records of ../shared/data/pubmed/records, plus clones of them with new PMIDs
 where a scenario needs records to appear. Faults are drawn from a generator seeded with
 `--seed` and the scenario's name, so a run can be repeated. After every scenario the catalog
@@ -1507,6 +1509,130 @@ def citations(chaos: Chaos) -> list[Row]:
     return [row]
 
 
+@scenario("preprints")
+def preprints(chaos: Chaos) -> list[Row]:
+    """Europe PMC after PubMed: the Europe PMC stand-in (tests/europepmc_stand_in.py) serves its
+    recorded 10-page cursorMark chain (the topic's preprints) and a real core MED record cloned
+    under a served PMID naming a real preprint "Preprint in"; it throws each of its faults, the
+    harvester is SIGKILLed in the middle of the chain, and the next run must store every preprint
+    once, rewrite none the killed run had stored, link the published version once, at Europe
+    PMC's pace; a run after that changes nothing and costs one search. A cursor chain cannot be
+    resumed (the harvester keeps no cursorMark), so the run after the kill asks the chain's pages
+    again: what it must not do is store their preprints again."""
+    from tests.europepmc_stand_in import EuropepmcStandIn, World
+
+    rate = 4  # requests/s: the real default is 2; faster here so that the scenario stays short
+    with Scenario(chaos, "preprints", "Europe PMC: its faults, then a kill mid-chain") as sc:
+        world = World()
+        published = min(sc.corpus.pmids())  # a served PMID whose core record names a real preprint
+        world.add_published("39709209", published, ["PPR1036674"])
+        served = {r["id"] for r in world.preprints()}
+        with EuropepmcStandIn(world) as epmc:
+            # A killed harvester resets its connections: expected here, not worth a traceback.
+            epmc.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+            kinds = ["429", "503", "truncated", "malformed", "502"]
+            for after, kind in enumerate(kinds):
+                epmc.faults.add(kind, times=1, path="/search", after=2 * after)
+            env = sc.env(
+                HARVEST_SOURCES="pubmed,preprints",
+                EUROPEPMC_API_URL=epmc.url,
+                EUROPEPMC_PAGE_SIZE="100",
+                EUROPEPMC_REQUESTS_PER_SECOND=str(rate),
+                EUROPEPMC_BACKOFF_BASE="0.05",
+                EUROPEPMC_BACKOFF_CAP="1",
+            )
+            # The first run is killed once Europe PMC has answered a few of the chain's pages.
+            running = sc.start(env=env)
+            deadline = time.monotonic() + 300
+            while len(epmc.requests) < 6 and running["popen"].poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            killed = running["popen"].poll() is None
+            if killed:
+                running["popen"].send_signal(signal.SIGKILL)
+            sc.wait(running)
+            sc.expect(killed, "the harvester was killed during the preprints run")
+            with sqlite3.connect(sc.db) as conn:
+                before = dict(conn.execute("select ppr_id, last_changed_run from preprints"))
+            sc.expect(0 < len(before) < len(served), "the killed run had stored part of the chain", str(len(before)))
+            proc = sc.harvest(env=env)
+            sc.expect(proc.exit == 0, "the run after the kill succeeds despite the faults", proc.stderr[-1500:])
+            with sqlite3.connect(sc.db) as conn:
+                stored = dict(conn.execute("select ppr_id, last_changed_run from preprints"))
+                n_rows = conn.execute("select count(*) from preprints").fetchone()[0]
+                n_fts = conn.execute("select count(*) from preprints_fts_docsize").fetchone()[0]
+                try:
+                    conn.execute("insert into preprints_fts(preprints_fts, rank) values ('integrity-check', 1)")
+                    fts_ok = ""
+                except sqlite3.DatabaseError as exc:
+                    fts_ok = str(exc)
+                links = conn.execute(
+                    "select ppr_id, pmid, method from preprint_links where method = 'europepmc'"
+                ).fetchall()
+                linked = conn.execute(
+                    "select published_pmid, link_method from preprints where ppr_id = 'PPR1036674'"
+                ).fetchall()
+                runs = conn.execute(
+                    "select status, mode, new, unchanged from harvest_runs where source = 'preprints' order by id"
+                ).fetchall()
+            sc.expect(
+                set(stored) == served,
+                "every preprint Europe PMC serves is stored",
+                f"missing {sorted(served - set(stored))}",
+            )
+            sc.expect(
+                n_rows == len(served) and n_fts == n_rows and not fts_ok,
+                "no preprint stored or indexed twice",
+                f"{n_rows} rows, {n_fts} indexed {fts_ok}",
+            )
+            rewritten = [p for p, run in before.items() if stored.get(p) != run]
+            sc.expect(
+                not rewritten,
+                "the run after the kill rewrote no preprint the killed run had stored",
+                _sample(rewritten),
+            )
+            sc.expect(
+                links == [("PPR1036674", published, "europepmc")] and linked == [(published, "europepmc")],
+                "Europe PMC's link to the published record is stored once",
+                f"{links} {linked}",
+            )
+            sc.expect(
+                len(runs) == 2 and runs[0][0] == "aborted" and runs[1][:2] == ("success", "full (new catalog)"),
+                "the killed preprints run is marked aborted, the next one sweeps in full",
+                str(runs),
+            )
+            sc.expect(
+                len(runs) == 2 and runs[1][2] == len(served) - len(before) and runs[1][3] == len(before),
+                "the run after the kill counts the killed run's preprints unchanged, the rest new",
+                str(runs),
+            )
+            fired = sum(f.fired for f in epmc.faults.faults)
+            sc.expect(fired == len(kinds), "each Europe PMC fault was thrown", f"{fired} of {len(kinds)}")
+            # A rerun: incremental by first index date, one search, nothing changed.
+            asked = len(epmc.requests)
+            again = sc.harvest(env=env)
+            with sqlite3.connect(sc.db) as conn:
+                later = dict(conn.execute("select ppr_id, last_changed_run from preprints"))
+                last = conn.execute(
+                    "select status, mode, new, updated from harvest_runs where source = 'preprints' order by id desc"
+                ).fetchone()
+            sc.expect(again.exit == 0 and later == stored, "a rerun changes nothing", f"{again.stderr[-600:]} {last}")
+            sc.expect(
+                last == ("success", "incremental", 0, 0) and len(epmc.requests) - asked == 1,
+                "the rerun is incremental and costs one search",
+                f"{last}, {len(epmc.requests) - asked} requests",
+            )
+            row = sc.conclude()
+            over = epmc.rate_violations(limit=rate)
+            sc.expect(over == 0, "no request to Europe PMC over its rate", f"{over} over {rate}/s")
+            row.requests += len(epmc.requests)
+            row.faults += fired
+            row.rate_violations += over
+            row.stored += len(stored)
+            row.served += len(served)
+            row.lost = (row.lost or 0) + len(served - set(stored))
+    return [row]
+
+
 # ---------------------------------------------------------------------------------------------
 # Running and reporting
 # ---------------------------------------------------------------------------------------------
@@ -1525,6 +1651,7 @@ FAST = [
     "catalog",
     "trials",
     "citations",
+    "preprints",
 ]
 FULL = [
     "every-3rd",
@@ -1541,6 +1668,7 @@ FULL = [
     "catalog",
     "trials",
     "citations",
+    "preprints",
 ]
 
 

@@ -567,7 +567,7 @@ def test_every_column_of_every_table_has_a_description(client, db):
     names = [
         r[0]
         for r in db.execute(
-            "select name from sqlite_master where type = 'table' and name not like 'articles_fts%' "
+            "select name from sqlite_master where type = 'table' and name not like '%\\_fts%' escape '\\' "
             "and name not like 'sqlite_%'"
         )
     ]
