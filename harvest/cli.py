@@ -14,8 +14,9 @@ import os
 import re
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -132,6 +133,8 @@ def _parse_date(ctx, param, value):
         raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
 
 
+T = TypeVar("T")
+
 SOURCES = ("pubmed", "trials", "preprints", "citations")
 
 
@@ -203,49 +206,63 @@ def run(db_path, full, since, overlap_days, batch_size, sources):
         _fail(failures[-1])
 
 
+def _run_source(
+    label: str,
+    run: Callable[[], T],
+    report: Callable[[T], str],
+    errors: tuple[type[Exception], ...] = (HarvestFailed, HttpError),
+) -> list[str]:
+    """One source's run: echoes its summary line and returns nothing, or returns its failure as
+    a one-line message (`LABEL run N failed: ...`). A run another process holds exits at once."""
+    try:
+        outcome = run()
+    except store.HarvestLocked as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except errors as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run_id = getattr(exc, "run_id", None)
+        runs = f"{label} run" if label else "run"
+        return [f"{f'{runs} {run_id} failed: ' if run_id else (f'{label}: ' if label else '')}{first_line}"]
+    click.echo(report(outcome))
+    return []
+
+
 def _run_trials(db_path, full, overlap_days) -> list[str]:
     """The ClinicalTrials.gov run; returns its failure as a one-line message (or nothing)."""
     from .ctgov import CtgovClient
     from .runner import run_trials_harvest
 
-    try:
-        outcome = run_trials_harvest(db_path, full=full, overlap_days=overlap_days, client=CtgovClient())
-    except store.HarvestLocked as exc:
-        _fail(str(exc), EXIT_LOCKED)
-    except (HarvestFailed, HttpError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        run_id = getattr(exc, "run_id", None)
-        return [f"{f'trials run {run_id} failed: ' if run_id else 'trials: '}{first_line}"]
-    click.echo(
-        f"trials run {outcome.run_id} ({outcome.mode}): {outcome.listed} studies listed by the topic search, "
-        f"{outcome.cited} cited ids asked for: {outcome.new} new, {outcome.updated} updated, "
-        f"{outcome.unchanged} unchanged, {outcome.not_in_registry} not in the registry; "
-        f"{outcome.requests} requests to ClinicalTrials.gov"
+    return _run_source(
+        "trials",
+        lambda: run_trials_harvest(db_path, full=full, overlap_days=overlap_days, client=CtgovClient()),
+        lambda outcome: (
+            f"trials run {outcome.run_id} ({outcome.mode}): {outcome.listed} studies listed by the topic search, "
+            f"{outcome.cited} cited ids asked for: {outcome.new} new, {outcome.updated} updated, "
+            f"{outcome.unchanged} unchanged, {outcome.not_in_registry} not in the registry; "
+            f"{outcome.requests} requests to ClinicalTrials.gov"
+        ),
     )
-    return []
 
 
 def _run_preprints(db_path, full, overlap_days) -> list[str]:
     """The Europe PMC preprints run; returns its failure as a one-line message (or nothing)."""
     from .europepmc import EuropepmcClient
-    from .runner import run_preprints_harvest
+    from .runner import PreprintsOutcome, run_preprints_harvest
 
-    try:
-        outcome = run_preprints_harvest(db_path, full=full, overlap_days=overlap_days, client=EuropepmcClient())
-    except store.HarvestLocked as exc:
-        _fail(str(exc), EXIT_LOCKED)
-    except (HarvestFailed, HttpError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        run_id = getattr(exc, "run_id", None)
-        return [f"{f'preprints run {run_id} failed: ' if run_id else 'preprints: '}{first_line}"]
-    linked = ", ".join(f"{n} by {m}" for m, n in sorted(outcome.linked.items())) or "none"
-    click.echo(
-        f"preprints run {outcome.run_id} ({outcome.mode}): {outcome.listed} preprints listed by the topic search: "
-        f"{outcome.new} new, {outcome.updated} updated, {outcome.unchanged} unchanged; "
-        f"{outcome.pmids_asked} catalog records asked for their preprint links; "
-        f"linked to their published record: {linked}; {outcome.requests} requests to Europe PMC"
+    def report(outcome: PreprintsOutcome) -> str:
+        linked = ", ".join(f"{n} by {m}" for m, n in sorted(outcome.linked.items())) or "none"
+        return (
+            f"preprints run {outcome.run_id} ({outcome.mode}): {outcome.listed} preprints listed by the topic "
+            f"search: {outcome.new} new, {outcome.updated} updated, {outcome.unchanged} unchanged; "
+            f"{outcome.pmids_asked} catalog records asked for their preprint links; "
+            f"linked to their published record: {linked}; {outcome.requests} requests to Europe PMC"
+        )
+
+    return _run_source(
+        "preprints",
+        lambda: run_preprints_harvest(db_path, full=full, overlap_days=overlap_days, client=EuropepmcClient()),
+        report,
     )
-    return []
 
 
 def _run_citations(db_path, full) -> list[str]:
@@ -253,28 +270,24 @@ def _run_citations(db_path, full) -> list[str]:
     from .openalex import OpenalexClient
     from .runner import run_citations_harvest
 
-    try:
-        outcome = run_citations_harvest(db_path, full=full, client=OpenalexClient())
-    except store.HarvestLocked as exc:
-        _fail(str(exc), EXIT_LOCKED)
-    except (HarvestFailed, HttpError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        run_id = getattr(exc, "run_id", None)
-        return [f"{f'citations run {run_id} failed: ' if run_id else 'citations: '}{first_line}"]
-    click.echo(
-        f"citations run {outcome.run_id} ({outcome.mode}): {outcome.due} records due ({outcome.never_read} never "
-        f"read, {outcome.stale} read a week ago or more, {outcome.newest} newest): {outcome.new} new, "
-        f"{outcome.updated} updated, {outcome.unchanged} unchanged, {outcome.not_found} unknown to OpenAlex; "
-        f"{outcome.requests} requests to OpenAlex"
+    return _run_source(
+        "citations",
+        lambda: run_citations_harvest(db_path, full=full, client=OpenalexClient()),
+        lambda outcome: (
+            f"citations run {outcome.run_id} ({outcome.mode}): {outcome.due} records due ({outcome.never_read} "
+            f"never read, {outcome.stale} read a week ago or more, {outcome.newest} newest): {outcome.new} new, "
+            f"{outcome.updated} updated, {outcome.unchanged} unchanged, {outcome.not_found} unknown to OpenAlex; "
+            f"{outcome.requests} requests to OpenAlex"
+        ),
     )
-    return []
 
 
 def _run_pubmed(db_path, full, since, overlap_days, batch_size) -> list[str]:
     """The PubMed run; returns its failure as a one-line message (or nothing)."""
     settings = Settings.from_env()
-    try:
-        outcome = run_harvest(
+    return _run_source(
+        "",
+        lambda: run_harvest(
             db_path,
             settings=settings,
             full=full,
@@ -282,20 +295,15 @@ def _run_pubmed(db_path, full, since, overlap_days, batch_size) -> list[str]:
             overlap_days=overlap_days,
             batch_size=batch_size,
             progress=TerminalProgress(),
-        )
-    except store.HarvestLocked as exc:
-        _fail(str(exc), EXIT_LOCKED)
-    except (HarvestFailed, EutilsError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        run_id = getattr(exc, "run_id", None)
-        return [f"{f'run {run_id} failed: ' if run_id else ''}{first_line}"]
-    click.echo(
-        f"run {outcome.run_id} ({outcome.mode}): {outcome.promised} records promised, "
-        f"{outcome.stored} stored: {outcome.new} new, {outcome.updated} updated, "
-        f"{outcome.unchanged} unchanged, {outcome.unmatched} no longer matching; "
-        f"{outcome.requests} requests to E-utilities"
+        ),
+        lambda outcome: (
+            f"run {outcome.run_id} ({outcome.mode}): {outcome.promised} records promised, "
+            f"{outcome.stored} stored: {outcome.new} new, {outcome.updated} updated, "
+            f"{outcome.unchanged} unchanged, {outcome.unmatched} no longer matching; "
+            f"{outcome.requests} requests to E-utilities"
+        ),
+        errors=(HarvestFailed, EutilsError),
     )
-    return []
 
 
 @cli.command(name="import")

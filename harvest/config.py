@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 DEFAULT_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 DEFAULT_TOOL = "ketamine-catalog"
@@ -32,17 +33,31 @@ def _env_positive(name: str, default: float) -> float:
     return value
 
 
+class _Transport(TypedDict):
+    max_tries: int
+    backoff_base: float
+    backoff_cap: float
+    read_timeout: float
+    max_body_mb: float
+
+
+def _env_url(name: str, default: str) -> str:
+    url = os.environ.get(name) or default
+    return url if url.endswith("/") else url + "/"
+
+
 @dataclass(frozen=True)
-class Settings:
-    base_url: str = DEFAULT_EUTILS_URL
-    api_key: str | None = field(default=None, repr=False)
-    email: str | None = None
+class _ServiceSettings:
+    """What every HTTP source shares: where it is, how long to wait, how often to retry, how
+    big an answer may be. Each source names its own env vars with its own prefix."""
+
+    base_url: str = ""
     tool: str = DEFAULT_TOOL
     # Seconds to wait for a connection / for a response body.
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     # Tries per request before the run fails loudly. With the backoff cap this
-    # rides out a couple of minutes of NCBI trouble.
+    # rides out a couple of minutes of trouble.
     max_tries: int = 8
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
@@ -51,25 +66,39 @@ class Settings:
     max_body_mb: float = 256.0
 
     @classmethod
-    def from_env(cls) -> Settings:
-        base_url = os.environ.get("NCBI_EUTILS_URL") or DEFAULT_EUTILS_URL
-        if not base_url.endswith("/"):
-            base_url += "/"
-        return cls(
-            base_url=base_url,
-            api_key=os.environ.get("NCBI_API_KEY") or None,
-            email=os.environ.get("NCBI_EMAIL") or None,
-            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
-            max_tries=int(_env_float("NCBI_MAX_TRIES", 8)),
-            backoff_base=_env_float("NCBI_BACKOFF_BASE", 1.0),
-            backoff_cap=_env_float("NCBI_BACKOFF_CAP", 60.0),
-            read_timeout=_env_float("NCBI_TIMEOUT", 120.0),
-            max_body_mb=_env_positive("NCBI_MAX_BODY_MB", 256.0),
+    def _transport_env(cls, prefix: str, *, positive: bool = True) -> _Transport:
+        """PREFIX_MAX_TRIES, PREFIX_BACKOFF_BASE, PREFIX_BACKOFF_CAP, PREFIX_TIMEOUT and
+        PREFIX_MAX_BODY_MB, defaulting to the class's own defaults. `positive` also refuses 0 or
+        less for the tries and the timeout (the E-utilities settings never did)."""
+        number = _env_positive if positive else _env_float
+        return _Transport(
+            max_tries=int(number(f"{prefix}_MAX_TRIES", cls.max_tries)),
+            backoff_base=_env_float(f"{prefix}_BACKOFF_BASE", cls.backoff_base),
+            backoff_cap=_env_float(f"{prefix}_BACKOFF_CAP", cls.backoff_cap),
+            read_timeout=number(f"{prefix}_TIMEOUT", cls.read_timeout),
+            max_body_mb=_env_positive(f"{prefix}_MAX_BODY_MB", cls.max_body_mb),
         )
 
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Settings(_ServiceSettings):
+    base_url: str = DEFAULT_EUTILS_URL
+    api_key: str | None = field(default=None, repr=False)
+    email: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            base_url=_env_url("NCBI_EUTILS_URL", DEFAULT_EUTILS_URL),
+            api_key=os.environ.get("NCBI_API_KEY") or None,
+            email=os.environ.get("NCBI_EMAIL") or None,
+            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
+            **cls._transport_env("NCBI", positive=False),
+        )
 
     @property
     def requests_per_second(self) -> int:
@@ -81,92 +110,56 @@ DEFAULT_CTGOV_URL = "https://clinicaltrials.gov/api/v2/"
 
 
 @dataclass(frozen=True)
-class CtgovSettings:
+class CtgovSettings(_ServiceSettings):
     """ClinicalTrials.gov API v2. The registry publishes no numeric rate limit and sends no
     rate-limit headers; its robots.txt asks for one request a second, which is the default."""
 
     base_url: str = DEFAULT_CTGOV_URL
-    tool: str = DEFAULT_TOOL
     requests_per_second: float = 1.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-    max_tries: int = 8
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
-    max_body_mb: float = 256.0
     page_size: int = 100
 
     @classmethod
     def from_env(cls) -> CtgovSettings:
-        base_url = os.environ.get("CTGOV_API_URL") or DEFAULT_CTGOV_URL
-        if not base_url.endswith("/"):
-            base_url += "/"
         return cls(
-            base_url=base_url,
+            base_url=_env_url("CTGOV_API_URL", DEFAULT_CTGOV_URL),
             tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
             requests_per_second=_env_positive("CTGOV_REQUESTS_PER_SECOND", 1.0),
-            max_tries=int(_env_positive("CTGOV_MAX_TRIES", 8)),
-            backoff_base=_env_float("CTGOV_BACKOFF_BASE", 1.0),
-            backoff_cap=_env_float("CTGOV_BACKOFF_CAP", 60.0),
-            read_timeout=_env_positive("CTGOV_TIMEOUT", 120.0),
-            max_body_mb=_env_positive("CTGOV_MAX_BODY_MB", 256.0),
             page_size=min(1000, int(_env_positive("CTGOV_PAGE_SIZE", 100))),
+            **cls._transport_env("CTGOV"),
         )
-
-    @property
-    def max_body_bytes(self) -> int:
-        return int(self.max_body_mb * 1024 * 1024)
 
 
 DEFAULT_EUROPEPMC_URL = "https://www.ebi.ac.uk/europepmc/webservices/rest/"
 
 
 @dataclass(frozen=True)
-class EuropepmcSettings:
+class EuropepmcSettings(_ServiceSettings):
     """Europe PMC REST. It publishes no numeric rate limit for `/search` and sends no rate-limit
     headers; 2 requests a second (the default) is well inside what its help pages call fair use."""
 
     base_url: str = DEFAULT_EUROPEPMC_URL
-    tool: str = DEFAULT_TOOL
     email: str | None = None
     requests_per_second: float = 2.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-    max_tries: int = 8
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
-    max_body_mb: float = 256.0
     # Records per search page: Europe PMC allows 1,000; a page of 1,000 core records is ~10 MB.
     page_size: int = 1000
 
     @classmethod
     def from_env(cls) -> EuropepmcSettings:
-        base_url = os.environ.get("EUROPEPMC_API_URL") or DEFAULT_EUROPEPMC_URL
-        if not base_url.endswith("/"):
-            base_url += "/"
         return cls(
-            base_url=base_url,
+            base_url=_env_url("EUROPEPMC_API_URL", DEFAULT_EUROPEPMC_URL),
             tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
             email=os.environ.get("NCBI_EMAIL") or None,
             requests_per_second=_env_positive("EUROPEPMC_REQUESTS_PER_SECOND", 2.0),
-            max_tries=int(_env_positive("EUROPEPMC_MAX_TRIES", 8)),
-            backoff_base=_env_float("EUROPEPMC_BACKOFF_BASE", 1.0),
-            backoff_cap=_env_float("EUROPEPMC_BACKOFF_CAP", 60.0),
-            read_timeout=_env_positive("EUROPEPMC_TIMEOUT", 120.0),
-            max_body_mb=_env_positive("EUROPEPMC_MAX_BODY_MB", 256.0),
             page_size=min(1000, int(_env_positive("EUROPEPMC_PAGE_SIZE", 1000))),
+            **cls._transport_env("EUROPEPMC"),
         )
-
-    @property
-    def max_body_bytes(self) -> int:
-        return int(self.max_body_mb * 1024 * 1024)
 
 
 DEFAULT_OPENALEX_URL = "https://api.openalex.org/"
 
 
 @dataclass(frozen=True)
-class OpenalexSettings:
+class OpenalexSettings(_ServiceSettings):
     """OpenAlex. Its documented limits: at most 100 requests a second from anyone, and a daily
     budget (a list request such as `/works?filter=pmid:...` costs a credit: 100 a day without an
     API key, 100,000 with a free one; since February 2026 a key is expected). The default pace,
@@ -175,33 +168,17 @@ class OpenalexSettings:
     base_url: str = DEFAULT_OPENALEX_URL
     api_key: str | None = field(default=None, repr=False)
     email: str | None = None
-    tool: str = DEFAULT_TOOL
     requests_per_second: float = 10.0
-    connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    max_tries: int = 8
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
     max_body_mb: float = 64.0
 
     @classmethod
     def from_env(cls) -> OpenalexSettings:
-        base_url = os.environ.get("OPENALEX_API_URL") or DEFAULT_OPENALEX_URL
-        if not base_url.endswith("/"):
-            base_url += "/"
         return cls(
-            base_url=base_url,
+            base_url=_env_url("OPENALEX_API_URL", DEFAULT_OPENALEX_URL),
             api_key=os.environ.get("OPENALEX_API_KEY") or None,
             email=os.environ.get("NCBI_EMAIL") or None,
             tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
             requests_per_second=_env_positive("OPENALEX_REQUESTS_PER_SECOND", 10.0),
-            max_tries=int(_env_positive("OPENALEX_MAX_TRIES", 8)),
-            backoff_base=_env_float("OPENALEX_BACKOFF_BASE", 1.0),
-            backoff_cap=_env_float("OPENALEX_BACKOFF_CAP", 60.0),
-            read_timeout=_env_positive("OPENALEX_TIMEOUT", 60.0),
-            max_body_mb=_env_positive("OPENALEX_MAX_BODY_MB", 64.0),
+            **cls._transport_env("OPENALEX"),
         )
-
-    @property
-    def max_body_bytes(self) -> int:
-        return int(self.max_body_mb * 1024 * 1024)

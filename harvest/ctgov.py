@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from .config import CtgovSettings
-from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service
+from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, decode_json, user_agent
 from .query import is_nct_id
 
 SERVICE_NAME = "ClinicalTrials.gov"
@@ -46,10 +46,7 @@ class StudyPage:
 
 def parse_page(body: bytes) -> StudyPage:
     """A `/studies` answer to a StudyPage; anything else is a broken answer (retried)."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RetryableResponse(f"the answer is not JSON ({exc})") from None
+    data = decode_json(body)
     if not isinstance(data, dict) or not isinstance(data.get("studies"), list):
         raise RetryableResponse("the answer has no `studies` list")
     for study in data["studies"]:
@@ -60,10 +57,7 @@ def parse_page(body: bytes) -> StudyPage:
 
 
 def parse_single(body: bytes) -> dict:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RetryableResponse(f"the answer is not JSON ({exc})") from None
+    data = decode_json(body)
     if not isinstance(data, dict) or not is_nct_id(_get(data, "protocolSection", "identificationModule", "nctId")):
         raise RetryableResponse("the answer is not a study")
     return data
@@ -83,20 +77,14 @@ class CtgovClient(HttpClient):
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.settings = s = settings or CtgovSettings.from_env()
-        service = Service(
+        service = Service.from_settings(
+            s,
             name=SERVICE_NAME,
-            base_url=s.base_url,
             requests_per_second=s.requests_per_second,
-            user_agent=f"{s.tool} (python-requests)",
+            user_agent=user_agent(s.tool),
             url_setting="CTGOV_API_URL",
             body_cap_setting="CTGOV_MAX_BODY_MB",
             body_cap_hint="a real page of 100 complete studies is a few MB: raise CTGOV_MAX_BODY_MB if this one is genuine",
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            max_tries=s.max_tries,
-            backoff_base=s.backoff_base,
-            backoff_cap=s.backoff_cap,
-            max_body_bytes=s.max_body_bytes,
         )
         super().__init__(service, limiter=limiter, session=session, sleep=sleep)
 

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from .config import EuropepmcSettings
-from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service
+from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, decode_json, user_agent
 from .query import is_ppr_id
 
 SERVICE_NAME = "Europe PMC"
@@ -50,10 +50,7 @@ class SearchPage:
 def parse_search_page(body: bytes) -> SearchPage:
     """A `search` answer (format=json) to a SearchPage; anything else is a broken answer (retried).
     `hitCount` 0 with no results is a valid, empty answer."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RetryableResponse(f"the answer is not JSON ({exc})") from None
+    data = decode_json(body)
     if not isinstance(data, dict) or not isinstance(data.get("hitCount"), int):
         raise RetryableResponse("the answer has no `hitCount`")
     results = (data.get("resultList") or {}).get("result")
@@ -79,21 +76,14 @@ class EuropepmcClient(HttpClient):
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.settings = s = settings or EuropepmcSettings.from_env()
-        contact = f"; mailto:{s.email}" if s.email else ""
-        service = Service(
+        service = Service.from_settings(
+            s,
             name=SERVICE_NAME,
-            base_url=s.base_url,
             requests_per_second=s.requests_per_second,
-            user_agent=f"{s.tool} (python-requests{contact})",
+            user_agent=user_agent(s.tool, s.email),
             url_setting="EUROPEPMC_API_URL",
             body_cap_setting="EUROPEPMC_MAX_BODY_MB",
             body_cap_hint="a real page of 1,000 core records is about 10 MB: raise EUROPEPMC_MAX_BODY_MB if this one is genuine",
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            max_tries=s.max_tries,
-            backoff_base=s.backoff_base,
-            backoff_cap=s.backoff_cap,
-            max_body_bytes=s.max_body_bytes,
         )
         super().__init__(service, limiter=limiter, session=session, sleep=sleep)
 

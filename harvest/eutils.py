@@ -23,7 +23,7 @@ from lxml import etree
 
 from . import http
 from .config import Settings
-from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, ServiceUnreachable
+from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, ServiceUnreachable, user_agent
 
 log = logging.getLogger("harvest.eutils")
 
@@ -118,23 +118,17 @@ class EutilsClient(HttpClient):
     ):
         self.settings = settings or Settings.from_env()
         s = self.settings
-        service = Service(
+        service = Service.from_settings(
+            s,
             name=SERVICE_NAME,
-            base_url=s.base_url,
             requests_per_second=s.requests_per_second,
-            user_agent=f"{s.tool} (python-requests)",
+            user_agent=user_agent(s.tool),
             url_setting="NCBI_EUTILS_URL",
             body_cap_setting="NCBI_MAX_BODY_MB",
             body_cap_hint=(
                 "a real efetch batch of 500 records is under 8 MB: raise NCBI_MAX_BODY_MB or lower "
                 "--batch-size if this answer is genuine"
             ),
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            max_tries=s.max_tries,
-            backoff_base=s.backoff_base,
-            backoff_cap=s.backoff_cap,
-            max_body_bytes=s.max_body_bytes,
             secrets=(s.api_key,) if s.api_key else (),
         )
         super().__init__(

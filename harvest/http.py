@@ -12,13 +12,14 @@ records (the caller's validator does); know any one service's endpoints.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
 
@@ -120,6 +121,38 @@ class RequestStats:
     faults: collections.Counter = field(default_factory=collections.Counter)
 
 
+class TransportSettings(Protocol):
+    """The part of a service's settings (harvest/config.py) the HTTP layer reads."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def read_timeout(self) -> float: ...
+    @property
+    def max_tries(self) -> int: ...
+    @property
+    def backoff_base(self) -> float: ...
+    @property
+    def backoff_cap(self) -> float: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+
+
+def user_agent(tool: str, email: str | None = None) -> str:
+    """`tool (python-requests)`, with `; mailto:EMAIL` for services that want a contact."""
+    return f"{tool} (python-requests{'; mailto:' + email if email else ''})"
+
+
+def decode_json(body: bytes) -> Any:
+    """A JSON answer's value; a body that is not JSON is a broken answer (retried)."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RetryableResponse(f"the answer is not JSON ({exc})") from None
+
+
 @dataclass(frozen=True)
 class Service:
     """What the HTTP layer needs to know about one service: where, how fast, how patient."""
@@ -140,6 +173,37 @@ class Service:
     # A 429 without Retry-After: wait at least this long (the service's counting window).
     min_429_wait: float = 1.0
     secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: TransportSettings,
+        *,
+        name: str,
+        requests_per_second: float,
+        user_agent: str,
+        url_setting: str,
+        body_cap_setting: str,
+        body_cap_hint: str = "",
+        secrets: tuple[str, ...] = (),
+    ) -> Service:
+        """A service whose host, timeouts, retries and body cap are its settings'."""
+        return cls(
+            name=name,
+            base_url=settings.base_url,
+            requests_per_second=requests_per_second,
+            user_agent=user_agent,
+            url_setting=url_setting,
+            body_cap_setting=body_cap_setting,
+            body_cap_hint=body_cap_hint,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_tries=settings.max_tries,
+            backoff_base=settings.backoff_base,
+            backoff_cap=settings.backoff_cap,
+            max_body_bytes=settings.max_body_bytes,
+            secrets=secrets,
+        )
 
 
 class HttpClient:

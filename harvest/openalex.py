@@ -11,7 +11,6 @@ schedule and runner.py do).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 import requests
 
 from .config import OpenalexSettings
-from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service
+from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, decode_json, user_agent
 
 SERVICE_NAME = "OpenAlex"
 SOURCE_LABEL = "OpenAlex"
@@ -55,13 +54,6 @@ class Citation:
     updated_date: str | None = None  # when OpenAlex last changed the work
 
 
-def _json(body: bytes):
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RetryableResponse(f"the answer is not JSON ({exc})") from None
-
-
 def _check_work(work) -> None:
     if not isinstance(work, dict) or not isinstance(work.get("id"), str) or not _WORK_ID.match(work["id"]):
         raise RetryableResponse("a work in the answer has no OpenAlex id")
@@ -70,7 +62,7 @@ def _check_work(work) -> None:
 def parse_works_page(body: bytes) -> WorksPage:
     """A `/works` list answer (or a single work) to a WorksPage; anything else is a broken answer
     (retried). An empty `results` list is an answer: no work carries those PMIDs."""
-    data = _json(body)
+    data = decode_json(body)
     if isinstance(data, dict) and "results" not in data and "id" in data:
         _check_work(data)
         return WorksPage([data], 1, None)
@@ -153,20 +145,14 @@ class OpenalexClient(HttpClient):
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.settings = s = settings or OpenalexSettings.from_env()
-        service = Service(
+        service = Service.from_settings(
+            s,
             name=SERVICE_NAME,
-            base_url=s.base_url,
             requests_per_second=s.requests_per_second,
-            user_agent=f"{s.tool} (python-requests{'; mailto:' + s.email if s.email else ''})",
+            user_agent=user_agent(s.tool, s.email),
             url_setting="OPENALEX_API_URL",
             body_cap_setting="OPENALEX_MAX_BODY_MB",
             body_cap_hint="a real page of 50 works is under 3 MB: raise OPENALEX_MAX_BODY_MB if this one is genuine",
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            max_tries=s.max_tries,
-            backoff_base=s.backoff_base,
-            backoff_cap=s.backoff_cap,
-            max_body_bytes=s.max_body_bytes,
             secrets=(s.api_key or "",),
         )
         super().__init__(service, limiter=limiter, session=session, sleep=sleep)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,48 @@ def _catalog_trouble(db_path):
         raise HarvestFailed(f"the catalog {db_path} cannot be opened or written: {exc}") from exc
 
 
+def _source_run_succeeded(db, client, run_id: int, outcome, values: Callable[..., dict], watermark: str) -> None:
+    """Record a trials, preprints or citations run as a success, its watermark moved."""
+    outcome.status = "success"
+    outcome.requests = client.stats.requests
+    store.finish_run(db, run_id, status="success", watermark=watermark, **values(outcome, client))
+
+
+@contextmanager
+def _recording_source_run(db, client, label: str, run_id: int, outcome, values: Callable[..., dict]):
+    """A trials, preprints or citations run that fails (or is interrupted) is recorded as such,
+    with its counts so far, and fails as HarvestFailed with the run's id (an interrupt goes on
+    as itself). A failure that cannot be recorded says so in the message."""
+    try:
+        yield
+    except BaseException as exc:
+        status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        message = client.redact(str(exc) or type(exc).__name__)
+        outcome.status = status
+        try:
+            store.finish_run(db, run_id, status=status, error=message, **values(outcome, client))
+        except Exception as unrecorded:
+            log.error("%s run %d: its failure could not be recorded in the catalog: %s", label, run_id, unrecorded)
+            message += f" (the catalog could not record this failure: {unrecorded})"
+        if isinstance(exc, Exception):
+            raise HarvestFailed(message, run_id) from exc
+        raise
+
+
+def _choose_source_mode(
+    last: dict | None, *, full: bool, overlap_days: int, query_version: str
+) -> tuple[str, dt.date | None]:
+    """(mode, since-date) of a trials or preprints run: full on request, for a new catalog or a
+    changed query; else incremental from the last success's watermark less the overlap."""
+    if full:
+        return "full", None
+    if last is None:
+        return "full (new catalog)", None
+    if last["query_version"] != query_version:
+        return f"full (query changed {last['query_version']} -> {query_version})", None
+    return "incremental", dt.date.fromisoformat(last["watermark"]) - dt.timedelta(days=overlap_days)
+
+
 def _run_values(outcome: RunOutcome, client: EutilsClient) -> dict:
     return {
         "records_promised": outcome.promised,
@@ -402,13 +445,7 @@ def choose_trials_mode(last: dict | None, *, full: bool, overlap_days: int) -> t
     """(mode, since-date) of a trials run: incremental by LastUpdatePostDate after a success."""
     from .query import TRIALS_QUERY_VERSION
 
-    if full:
-        return "full", None
-    if last is None:
-        return "full (new catalog)", None
-    if last["query_version"] != TRIALS_QUERY_VERSION:
-        return f"full (query changed {last['query_version']} -> {TRIALS_QUERY_VERSION})", None
-    return "incremental", dt.date.fromisoformat(last["watermark"]) - dt.timedelta(days=overlap_days)
+    return _choose_source_mode(last, full=full, overlap_days=overlap_days, query_version=TRIALS_QUERY_VERSION)
 
 
 def run_trials_harvest(
@@ -442,27 +479,11 @@ def run_trials_harvest(
         )
         outcome = TrialsOutcome(run_id=run_id, mode=mode, status="running")
         log.info("trials run %d: %s harvest%s", run_id, mode, f" of studies updated since {since}" if since else "")
-        try:
+        with _recording_source_run(db, client, "trials", run_id, outcome, _trials_values):
             _harvest_trials(db, client, run_id, since, outcome)
             store.refresh_summaries(db)  # trial_registrations is counted (the registry facet)
-            outcome.status = "success"
-            outcome.requests = client.stats.requests
-            store.finish_run(
-                db, run_id, status="success", watermark=watermark.isoformat(), **_trials_values(outcome, client)
-            )
+            _source_run_succeeded(db, client, run_id, outcome, _trials_values, watermark.isoformat())
             return outcome
-        except BaseException as exc:
-            status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            message = client.redact(str(exc) or type(exc).__name__)
-            outcome.status = status
-            try:
-                store.finish_run(db, run_id, status=status, error=message, **_trials_values(outcome, client))
-            except Exception as unrecorded:
-                log.error("trials run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
-                message += f" (the catalog could not record this failure: {unrecorded})"
-            if isinstance(exc, Exception):
-                raise HarvestFailed(message, run_id) from exc
-            raise
 
 
 def _trials_values(outcome: TrialsOutcome, client) -> dict:
@@ -591,13 +612,7 @@ def choose_preprints_mode(last: dict | None, *, full: bool, overlap_days: int) -
     """(mode, since-date) of a preprints run: incremental by Europe PMC's first index date."""
     from .query import PREPRINTS_QUERY_VERSION
 
-    if full:
-        return "full", None
-    if last is None:
-        return "full (new catalog)", None
-    if last["query_version"] != PREPRINTS_QUERY_VERSION:
-        return f"full (query changed {last['query_version']} -> {PREPRINTS_QUERY_VERSION})", None
-    return "incremental", dt.date.fromisoformat(last["watermark"]) - dt.timedelta(days=overlap_days)
+    return _choose_source_mode(last, full=full, overlap_days=overlap_days, query_version=PREPRINTS_QUERY_VERSION)
 
 
 def run_preprints_harvest(
@@ -637,26 +652,10 @@ def run_preprints_harvest(
             mode,
             f" of preprints first indexed since {since}" if since else "",
         )
-        try:
+        with _recording_source_run(db, client, "preprints", run_id, outcome, _preprints_values):
             _harvest_preprints(db, client, run_id, since, today, last["id"] if last and since else None, outcome)
-            outcome.status = "success"
-            outcome.requests = client.stats.requests
-            store.finish_run(
-                db, run_id, status="success", watermark=today.isoformat(), **_preprints_values(outcome, client)
-            )
+            _source_run_succeeded(db, client, run_id, outcome, _preprints_values, today.isoformat())
             return outcome
-        except BaseException as exc:
-            status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            message = client.redact(str(exc) or type(exc).__name__)
-            outcome.status = status
-            try:
-                store.finish_run(db, run_id, status=status, error=message, **_preprints_values(outcome, client))
-            except Exception as unrecorded:
-                log.error("preprints run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
-                message += f" (the catalog could not record this failure: {unrecorded})"
-            if isinstance(exc, Exception):
-                raise HarvestFailed(message, run_id) from exc
-            raise
 
 
 def _preprints_values(outcome: PreprintsOutcome, client) -> dict:
@@ -814,7 +813,7 @@ def run_citations_harvest(db_path: Path | str, *, full: bool = False, client=Non
             store.CITATIONS_STALE_DAYS,
             outcome.newest,
         )
-        try:
+        with _recording_source_run(db, client, "citations", run_id, outcome, _citations_values):
             pmids = due.pmids
             for start in range(0, len(pmids), openalex.PMIDS_PER_REQUEST):
                 batch = pmids[start : start + openalex.PMIDS_PER_REQUEST]
@@ -833,11 +832,7 @@ def run_citations_harvest(db_path: Path | str, *, full: bool = False, client=Non
                 outcome.updated += counts.updated
                 outcome.unchanged += counts.unchanged
                 outcome.not_found += counts.not_found
-            outcome.status = "success"
-            outcome.requests = client.stats.requests
-            store.finish_run(
-                db, run_id, status="success", watermark=today.isoformat(), **_citations_values(outcome, client)
-            )
+            _source_run_succeeded(db, client, run_id, outcome, _citations_values, today.isoformat())
             log.info(
                 "citations run %d: %d records read: %d new, %d updated, %d unchanged, %d unknown to OpenAlex",
                 run_id,
@@ -848,18 +843,6 @@ def run_citations_harvest(db_path: Path | str, *, full: bool = False, client=Non
                 outcome.not_found,
             )
             return outcome
-        except BaseException as exc:
-            status = "aborted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            message = client.redact(str(exc) or type(exc).__name__)
-            outcome.status = status
-            try:
-                store.finish_run(db, run_id, status=status, error=message, **_citations_values(outcome, client))
-            except Exception as unrecorded:
-                log.error("citations run %d: its failure could not be recorded in the catalog: %s", run_id, unrecorded)
-                message += f" (the catalog could not record this failure: {unrecorded})"
-            if isinstance(exc, Exception):
-                raise HarvestFailed(message, run_id) from exc
-            raise
 
 
 def _citations_values(outcome: CitationsOutcome, client) -> dict:

@@ -36,7 +36,7 @@ import os
 import re
 from pathlib import Path
 
-from tests.ctgov_stand_in import CtgovStandIn, StudyStore
+from tests.json_stand_in import JsonStandIn, serve_until_interrupted
 
 EUROPEPMC = (
     Path(os.environ.get("KETAMINE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -110,13 +110,14 @@ class World:
         return record
 
 
-class EuropepmcStandIn(CtgovStandIn):
-    """The HTTP side (faults, request log, rate check) is the registry stand-in's."""
+class EuropepmcStandIn(JsonStandIn):
+    """The HTTP side (faults, request log, rate check) is tests/json_stand_in.py's."""
+
+    base_path = "/europepmc/webservices/rest/"
 
     def __init__(self, world: World | None = None, host: str = "127.0.0.1", port: int = 0):
-        super().__init__(StudyStore([]), host=host, port=port)
         self.world = world or World()
-        self.url = f"http://{host}:{self.server.server_address[1]}/europepmc/webservices/rest/"
+        super().__init__(host, port)
 
     def answer(self, path: str, params: dict) -> tuple[int, bytes]:
         if path.rstrip("/") != "/europepmc/webservices/rest/search":
@@ -173,30 +174,19 @@ class EuropepmcStandIn(CtgovStandIn):
         page["resultList"]["result"] = results
         return json.dumps(page).encode()
 
-    def __enter__(self) -> EuropepmcStandIn:
-        super().__enter__()
-        return self
-
     def searches(self, kind: str = "SRC:PPR") -> list[dict]:
         return [p for path, p in self.requests if path.endswith("/search") and kind in (p.get("query") or "")]
 
 
 def main(argv=None) -> None:
     import argparse
-    import time
 
     parser = argparse.ArgumentParser(description="Serve the recorded Europe PMC answers as its REST search does.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8767)
     args = parser.parse_args(argv)
     server = EuropepmcStandIn(host=args.host, port=args.port)
-    with server:
-        print(f"Europe PMC stand-in on {server.url} ({len(server.world.preprints())} preprints)", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    serve_until_interrupted(server, f"Europe PMC stand-in on {server.url} ({len(server.world.preprints())} preprints)")
 
 
 if __name__ == "__main__":

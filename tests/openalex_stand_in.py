@@ -16,7 +16,7 @@ shape: ``meta`` (``count``, ``db_response_time_ms``, ``page``, ``per_page``, ``n
 * ``GET /works/pmid:N`` and ``GET /works/W123`` -- one work, or 404.
 
 Fault kinds (``server.faults.add(kind, times=1, path=None, after=0)``, the ClinicalTrials.gov
-stand-in's fault plan): ``429`` (empty body, ``Retry-After: 1``), ``500``/``502``/``503``,
+stand-in's, from tests/json_stand_in.py): ``429`` (empty body, ``Retry-After: 1``), ``500``/``502``/``503``,
 ``truncated`` (full Content-Length, half the body, connection closed), ``malformed`` (HTTP 200,
 the real answer cut in half: not JSON).
 
@@ -32,13 +32,9 @@ import copy
 import json
 import os
 import re
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
-from tests.ctgov_stand_in import FaultPlan
+from tests.json_stand_in import JsonStandIn, serve_until_interrupted
 
 OPENALEX = (
     Path(os.environ.get("KETAMINE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -127,63 +123,11 @@ class WorkStore:
 _FILTER = re.compile(r"^pmid:([0-9|]+)$")
 
 
-class OpenalexStandIn:
+class OpenalexStandIn(JsonStandIn):
     def __init__(self, store: WorkStore | None = None, host: str = "127.0.0.1", port: int = 0):
         self.store = store or WorkStore.recorded()
-        self.faults = FaultPlan()
-        self.requests: list[tuple[str, dict]] = []
-        self.arrivals: list[float] = []
         self._empty = json.loads((OPENALEX / EMPTY_FILE).read_text())
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                parts = urlsplit(self.path)
-                params = dict(parse_qsl(parts.query, keep_blank_values=True))
-                stand_in.arrivals.append(time.monotonic())
-                stand_in.requests.append((parts.path, params))
-                status, body = stand_in.answer(parts.path, params)
-                fault = stand_in.faults.pick(parts.path)
-                if fault is not None:
-                    return self.fault(fault.kind, body)
-                self.reply(status, body)
-
-            def reply(self, status, body, headers=()):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def fault(self, kind, body):
-                if kind == "429":
-                    return self.reply(429, b"", [("Retry-After", "1")])
-                if kind in ("500", "502", "503"):
-                    return self.reply(int(kind), b"")
-                if kind == "malformed":
-                    return self.reply(200, body[: len(body) // 2])
-                if kind == "truncated":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                raise ValueError(f"unknown fault {kind}")
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://{host}:{self.server.server_address[1]}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(host, port)
 
     def answer(self, path: str, params: dict) -> tuple[int, bytes]:
         path = path.rstrip("/")
@@ -227,27 +171,6 @@ class OpenalexStandIn:
             meta.update(page=number)
         return 200, json.dumps({"meta": meta, "results": page, "group_by": []}).encode()
 
-    def rate_violations(self, limit: float, window: float = 1.0) -> int:
-        times = sorted(self.arrivals)
-        n = lo = 0
-        for i, t in enumerate(times):
-            while times[lo] <= t - window:
-                lo += 1
-            if i - lo + 1 > limit:
-                n += 1
-        return n
-
-    def count(self, path_part: str = "") -> int:
-        return sum(1 for p, _ in self.requests if path_part in p)
-
-    def __enter__(self) -> OpenalexStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 def clone_for(store: WorkStore, pmids) -> list[dict]:
     """A clone of a recorded work with a PMID for each of `pmids` (the recorded works with a
@@ -270,13 +193,7 @@ def main(argv=None) -> None:
     if args.clone_pmids:
         pmids = [int(line) for line in args.clone_pmids.read_text().split() if line.strip().isdigit()]
         clone_for(server.store, pmids)
-    with server:
-        print(f"OpenAlex stand-in on {server.url} ({len(server.store.works)} works)", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    serve_until_interrupted(server, f"OpenAlex stand-in on {server.url} ({len(server.store.works)} works)")
 
 
 if __name__ == "__main__":
