@@ -227,21 +227,10 @@ def _inserted_id(table: sqlite_utils.db.Table) -> int:
 def start_run(
     db: sqlite_utils.Database, *, mode: str, query_version: str, query_text: str, window_from: str | None
 ) -> int:
-    with db.atomic():
-        table = db.table("harvest_runs")
-        table.insert(
-            {
-                "started_at": now_utc(),
-                "mode": mode,
-                "query_version": query_version,
-                "query_text": query_text,
-                "window_from": window_from,
-                "status": "running",
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-            }
-        )
-        return _inserted_id(table)
+    """A PubMed run (or import) in the run log."""
+    return start_source_run(
+        db, source="pubmed", mode=mode, query_version=query_version, query_text=query_text, window_from=window_from
+    )
 
 
 def finish_run(db: sqlite_utils.Database, run_id: int, *, status: str, **values) -> None:
@@ -705,7 +694,7 @@ NCT_GLOB = "NCT[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]"
 def start_source_run(
     db: sqlite_utils.Database, *, source: str, mode: str, query_version: str, query_text: str, window_from: str | None
 ) -> int:
-    """A run of one source in the run log (PubMed's runs go through `start_run`)."""
+    """A run of one source in the run log."""
     with db.atomic():
         table = db.table("harvest_runs")
         table.insert(
