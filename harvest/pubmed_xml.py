@@ -1,4 +1,4 @@
-"""Streaming parser for PubMed XML: bytes in, one plain dict per record out.
+"""Streaming parser for PubMed XML: bytes in, one declared record (ArticleRecord) per record out.
 
 What this module owns
     Turning one PubMed XML document into dicts, in document order. Accepted
@@ -44,7 +44,7 @@ import io
 import re
 import zlib
 from collections.abc import Iterator
-from typing import Any, Literal, TypedDict
+from typing import Literal, TypedDict
 
 from lxml import etree
 
@@ -68,11 +68,102 @@ class Deletion(TypedDict):
     pmid_version: int
 
 
+class AbstractSection(TypedDict):
+    label: str | None
+    nlm_category: str | None
+    text: str
+
+
+class OtherAbstract(TypedDict):
+    type: str | None
+    language: str | None
+    text: str
+
+
+class ArticleId(TypedDict):
+    id_type: str | None
+    value: str
+    source: Literal["ArticleIdList", "ELocationID"]
+
+
+class PublicationType(TypedDict):
+    ui: str | None
+    name: str | None
+
+
+class Author(TypedDict):
+    position: int  # 1-based, counted within the role
+    role: str  # "author" or "editor"
+    last_name: str | None
+    fore_name: str | None
+    initials: str | None
+    suffix: str | None
+    collective_name: str | None
+    affiliations: list[str]
+    orcid: str | None
+    equal_contrib: bool
+    valid: bool
+
+
+class MeshQualifier(TypedDict):
+    ui: str | None
+    name: str | None
+    major: bool
+
+
+class MeshHeading(TypedDict):
+    descriptor_ui: str | None
+    descriptor_name: str | None
+    major: bool
+    qualifiers: list[MeshQualifier]
+
+
+class SupplementaryConcept(TypedDict):
+    ui: str | None
+    name: str | None
+    type: str | None
+
+
+class Chemical(TypedDict):
+    registry_number: str | None
+    ui: str | None
+    name: str | None
+
+
+class Keyword(TypedDict):
+    keyword: str
+    owner: str | None
+    major: bool
+
+
+class Grant(TypedDict):
+    grant_id: str | None
+    acronym: str | None
+    agency: str | None
+    country: str | None
+
+
+class Databank(TypedDict):
+    databank: str | None
+    accession: str | None
+
+
+class TrialRegistration(TypedDict):
+    registry: str  # e.g. "ClinicalTrials.gov", "EudraCT"
+    trial_id: str  # canonical form
+    source: Literal["databank", "abstract"]
+
+
+class CommentCorrection(TypedDict):
+    ref_type: str | None
+    ref_pmid: int | None
+    ref_source: str | None
+
+
 class ArticleRecord(TypedDict):
     """One PubmedArticle, PubmedBookArticle or bare MedlineCitation. Every key is always
-    present (lists empty and scalars None when the record has nothing for them). The lists
-    hold plain dicts, one per element, with the keys the functions below give them (authors:
-    `_author`; mesh: `_mesh`; keywords: `_keywords`; ...). The tag stage (`tags.tag_record`)
+    present (lists empty and scalars None when the record has nothing for them); each list
+    holds one declared part (above) per element. The tag stage (`tags.tag_record`)
     and the rows stage (`rows.article_rows`) read it and never change it."""
 
     type: Literal["article"]
@@ -82,8 +173,8 @@ class ArticleRecord(TypedDict):
     title: str | None
     vernacular_title: str | None
     abstract: str | None
-    abstract_sections: list[dict[str, Any]]  # label, nlm_category, text
-    other_abstracts: list[dict[str, Any]]  # type, language, text
+    abstract_sections: list[AbstractSection]
+    other_abstracts: list[OtherAbstract]
     journal: str | None
     journal_iso: str | None
     issn_print: str | None
@@ -106,18 +197,18 @@ class ArticleRecord(TypedDict):
     doi: str | None
     pii: str | None
     pmcid: str | None
-    article_ids: list[dict[str, Any]]  # id_type, value, source
+    article_ids: list[ArticleId]
     languages: list[str]
-    publication_types: list[dict[str, Any]]  # ui, name
-    authors: list[dict[str, Any]]  # position, role, names, affiliations, orcid, equal_contrib, valid
-    mesh: list[dict[str, Any]]  # descriptor_ui, descriptor_name, major, qualifiers [ui, name, major]
-    supplementary_concepts: list[dict[str, Any]]  # ui, name, type
-    chemicals: list[dict[str, Any]]  # registry_number, ui, name
-    keywords: list[dict[str, Any]]  # keyword, owner, major
-    grants: list[dict[str, Any]]  # grant_id, acronym, agency, country
-    databanks: list[dict[str, Any]]  # databank, accession
-    trial_registrations: list[dict[str, Any]]  # registry, trial_id, source
-    comments_corrections: list[dict[str, Any]]  # ref_type, ref_pmid, ref_source
+    publication_types: list[PublicationType]
+    authors: list[Author]
+    mesh: list[MeshHeading]
+    supplementary_concepts: list[SupplementaryConcept]
+    chemicals: list[Chemical]
+    keywords: list[Keyword]
+    grants: list[Grant]
+    databanks: list[Databank]
+    trial_registrations: list[TrialRegistration]
+    comments_corrections: list[CommentCorrection]
     publication_status: str | None
     citation_status: str | None
     indexing_method: str | None
@@ -658,8 +749,8 @@ def _pmcid(value: str) -> str:
     return value.upper() if value.upper().startswith("PMC") else f"PMC{value}"
 
 
-def _article_ids(id_lists, elocations) -> list[dict]:
-    ids = []
+def _article_ids(id_lists, elocations) -> list[ArticleId]:
+    ids: list[ArticleId] = []
     for id_list in id_lists:
         if id_list is None:
             continue
@@ -674,7 +765,7 @@ def _article_ids(id_lists, elocations) -> list[dict]:
     return ids
 
 
-def _first_id(article_ids: list[dict], *id_types: str) -> str | None:
+def _first_id(article_ids: list[ArticleId], *id_types: str) -> str | None:
     """First value of the given types, ArticleIdList before ELocationID."""
     for source in ("ArticleIdList", "ELocationID"):
         for item in article_ids:
@@ -780,8 +871,8 @@ def _canonical_accession(registry: str, accession: str) -> str:
     return compact.upper() if registry != "EudraCT" else compact
 
 
-def _trial_registrations(databanks: list[dict], texts: list[str | None]) -> list[dict]:
-    registrations: list[dict] = []
+def _trial_registrations(databanks: list[Databank], texts: list[str | None]) -> list[TrialRegistration]:
+    registrations: list[TrialRegistration] = []
     seen: set[str] = set()
     for bank in databanks:
         registry = _TRIAL_DATABANKS.get((bank["databank"] or "").strip().lower())
@@ -803,10 +894,10 @@ def _trial_registrations(databanks: list[dict], texts: list[str | None]) -> list
 # --------------------------------------------------------------------------
 
 
-def _abstract_sections(abstract) -> list[dict]:
+def _abstract_sections(abstract) -> list[AbstractSection]:
     if abstract is None:
         return []
-    sections = []
+    sections: list[AbstractSection] = []
     for section in abstract.iterfind("AbstractText"):
         label = (section.get("Label") or "").strip() or None
         text = _text(section) or ""
@@ -816,7 +907,7 @@ def _abstract_sections(abstract) -> list[dict]:
     return sections
 
 
-def _joined_abstract(sections: list[dict]) -> str | None:
+def _joined_abstract(sections: list[AbstractSection]) -> str | None:
     """Sections joined with a blank line; a labelled section reads 'LABEL: text'."""
     parts = []
     for section in sections:
@@ -827,7 +918,7 @@ def _joined_abstract(sections: list[dict]) -> str | None:
     return "\n\n".join(parts) or None
 
 
-def _other_abstracts(citation) -> list[dict]:
+def _other_abstracts(citation) -> list[OtherAbstract]:
     return [
         {
             "type": other.get("Type"),
@@ -838,7 +929,7 @@ def _other_abstracts(citation) -> list[dict]:
     ]
 
 
-def _author(author, position: int, role: str) -> dict:
+def _author(author, position: int, role: str) -> Author:
     names: dict[str, str | None] = {}
     affiliations: list[str] = []
     orcid = None
@@ -868,9 +959,9 @@ def _author(author, position: int, role: str) -> dict:
     }
 
 
-def _authors(author_lists, default_role: str) -> list[dict]:
+def _authors(author_lists, default_role: str) -> list[Author]:
     """Authors of the given AuthorList elements; positions count within a role."""
-    authors: list[dict] = []
+    authors: list[Author] = []
     for author_list in author_lists:
         list_type = author_list.get("Type")
         role = {"authors": "author", "editors": "editor"}.get(list_type, default_role)
@@ -880,8 +971,8 @@ def _authors(author_lists, default_role: str) -> list[dict]:
     return authors
 
 
-def _mesh(citation) -> list[dict]:
-    headings = []
+def _mesh(citation) -> list[MeshHeading]:
+    headings: list[MeshHeading] = []
     for heading in citation.iterfind("MeshHeadingList/MeshHeading"):
         descriptor = heading.find("DescriptorName")
         if descriptor is None:
@@ -900,14 +991,14 @@ def _mesh(citation) -> list[dict]:
     return headings
 
 
-def _supplementary_concepts(citation) -> list[dict]:
+def _supplementary_concepts(citation) -> list[SupplementaryConcept]:
     return [
         {"ui": concept.get("UI"), "name": _text(concept), "type": concept.get("Type")}
         for concept in citation.iterfind("SupplMeshList/SupplMeshName")
     ]
 
 
-def _chemicals(citation) -> list[dict]:
+def _chemicals(citation) -> list[Chemical]:
     return [
         {
             "registry_number": _findtext(chemical, "RegistryNumber"),
@@ -918,8 +1009,8 @@ def _chemicals(citation) -> list[dict]:
     ]
 
 
-def _keywords(parent) -> list[dict]:
-    keywords = []
+def _keywords(parent) -> list[Keyword]:
+    keywords: list[Keyword] = []
     for keyword_list in parent.iterfind("KeywordList"):
         owner = keyword_list.get("Owner")
         for keyword in keyword_list.iterfind("Keyword"):
@@ -929,7 +1020,7 @@ def _keywords(parent) -> list[dict]:
     return keywords
 
 
-def _grants(parent) -> list[dict]:
+def _grants(parent) -> list[Grant]:
     return [
         {
             "grant_id": _findtext(grant, "GrantID"),
@@ -941,8 +1032,8 @@ def _grants(parent) -> list[dict]:
     ]
 
 
-def _databanks(article) -> list[dict]:
-    banks: list[dict] = []
+def _databanks(article) -> list[Databank]:
+    banks: list[Databank] = []
     if article is None:
         return banks
     for bank in article.iterfind("DataBankList/DataBank"):
@@ -954,7 +1045,7 @@ def _databanks(article) -> list[dict]:
     return banks
 
 
-def _comments_corrections(citation) -> list[dict]:
+def _comments_corrections(citation) -> list[CommentCorrection]:
     return [
         {
             "ref_type": item.get("RefType"),
@@ -971,7 +1062,7 @@ def _references_count(parent) -> int:
     return sum(1 for reference_list in parent.iterfind("ReferenceList") for _ in reference_list.iter("Reference"))
 
 
-def _publication_types(elements) -> list[dict]:
+def _publication_types(elements) -> list[PublicationType]:
     return [{"ui": pt.get("UI"), "name": _text(pt)} for pt in elements if _text(pt)]
 
 
@@ -1176,14 +1267,14 @@ def _book_article(element, source_name: str) -> ArticleRecord:
     return record
 
 
-def _renumber_roles(authors: list[dict]) -> None:
+def _renumber_roles(authors: list[Author]) -> None:
     counts: dict[str, int] = {}
     for author in authors:
         counts[author["role"]] = counts.get(author["role"], 0) + 1
         author["position"] = counts[author["role"]]
 
 
-def _fill_ids(record: ArticleRecord, article_ids: list[dict]) -> None:
+def _fill_ids(record: ArticleRecord, article_ids: list[ArticleId]) -> None:
     record["article_ids"] = article_ids
     record["doi"] = _first_id(article_ids, "doi")
     record["pii"] = _first_id(article_ids, "pii")

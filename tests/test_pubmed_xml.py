@@ -20,13 +20,14 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import typing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
-from harvest.pubmed_xml import PubmedXMLError, parse_articles, parse_pubmed_xml
+from harvest.pubmed_xml import ArticleRecord, MeshQualifier, PubmedXMLError, parse_articles, parse_pubmed_xml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -99,6 +100,13 @@ AUTHOR_KEYS = {
     "orcid",
     "equal_contrib",
     "valid",
+}
+
+# The record's lists and the declared part each element must match, key for key.
+LIST_PARTS = {
+    key: typing.get_args(hint)[0]
+    for key, hint in typing.get_type_hints(ArticleRecord).items()
+    if typing.get_origin(hint) is list and typing.is_typeddict(typing.get_args(hint)[0])
 }
 
 
@@ -384,6 +392,24 @@ def test_every_record_has_every_key(big_records):
         assert isinstance(record["pmid"], int) and isinstance(record["xml"], bytes)
         for author in record["authors"]:
             assert set(author) == AUTHOR_KEYS
+        for key, part in LIST_PARTS.items():
+            for element in record[key]:
+                assert set(element) == set(typing.get_type_hints(part)), (record["pmid"], key, element)
+        for heading in record["mesh"]:
+            for qualifier in heading["qualifiers"]:
+                assert set(qualifier) == set(typing.get_type_hints(MeshQualifier))
+
+
+def test_the_declared_record_shape_is_what_the_parser_yields():
+    """ArticleRecord (what every later stage reads) declares every key the parser yields,
+    and each list's element type is a declared part, not a plain dict."""
+    declared = typing.get_type_hints(ArticleRecord)
+    assert set(declared) == ARTICLE_KEYS
+    assert set(typing.get_type_hints(LIST_PARTS["authors"])) == AUTHOR_KEYS
+    for key, hint in declared.items():
+        if typing.get_origin(hint) is list:
+            (element,) = typing.get_args(hint)
+            assert element is str or typing.is_typeddict(element), (key, hint)
 
 
 def test_title_keeps_text_inside_inline_markup():
