@@ -1184,6 +1184,10 @@ class EutilsStandIn:
         """Every request answers 503 for the next ``seconds``."""
         self.outage_until = time.monotonic() + seconds
 
+    def end_outage(self) -> None:
+        """NCBI is back: what a test does instead of sleeping out an outage."""
+        self.outage_until = 0.0
+
     # corpus mutation ---------------------------------------------------------------------
     def add_clone(self, new_pmid, from_pmid, *, crdt=None, edat=None, mdat=None) -> Record:
         return self.corpus.add_clone(new_pmid, from_pmid, crdt=crdt, edat=edat, mdat=mdat)
