@@ -24,6 +24,7 @@ from . import __version__, clock, store
 from .config import Settings, default_db_path
 from .eutils import EutilsError
 from .http import HttpError
+from .pubmed_xml import PubmedXMLError
 from .query import QUERY_VERSION, TOPIC_QUERY
 from .runner import DEFAULT_BATCH, DEFAULT_OVERLAP_DAYS, HarvestFailed, choose_mode, run_harvest
 
@@ -113,6 +114,9 @@ class _CatalogGroup(click.Group):
         try:
             return super().invoke(ctx)
         except store.NotACatalog as exc:
+            _fail(str(exc))
+        except PubmedXMLError as exc:
+            # A file given as PubMed XML that is not (evaluate, train-tagger): one line naming it.
             _fail(str(exc))
 
 

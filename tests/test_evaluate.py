@@ -303,3 +303,22 @@ def test_a_target_without_positives_in_the_split_reads_n_a_not_a_verdict():
         assert f"  [n/a] {t.name}: no positives in the split" in text
     assert "[NOT MET] RCT" not in text and "[NOT MET] case reports" not in text
     assert not report.targets_met  # --check still fails: nothing was shown to hold
+
+
+def test_a_file_that_is_not_pubmed_xml_is_one_line_naming_it(tmp_path):
+    """A real XML file of another kind (an ELink answer stored beside the records) among the
+    FILES: one line naming it, exit 1, no traceback."""
+    from click.testing import CliRunner
+
+    from harvest.cli import cli
+    from tests.conftest import DATA
+
+    elink = DATA / "pubmed" / "records-metapub-repo-extra" / "medgen_elink_pubmed_0_entries.xml"
+    records = sorted(str(p) for p in (DATA / "pubmed" / "records").glob("*.xml"))[:3]
+    result = CliRunner().invoke(cli, ["evaluate", "--no-baseline", *records, str(elink)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"harvest: error: not a PubMed article document: {elink} has root element <eLinkResult> "
+        "(expected one of MedlineCitation, MedlineCitationSet, PubmedArticle, PubmedArticleSet, "
+        "PubmedBookArticle, PubmedBookArticleSet)"
+    ]
