@@ -48,7 +48,9 @@ lint: install
 ## temporary catalogs), its files spread over every core; then the tests marked `dated` again
 ## under a clock 400 days ahead (libfaketime; the monotonic clock stays real so that timeouts
 ## hold), so that no test passes only near the day it was written. `.venv/bin/python -m pytest tests/FILE` runs one file.
-PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile
+# --no-loadscope-reorder: pytest-xdist otherwise queues the files by their number of tests, and
+# the longest builds (tests/conftest.py's LONGEST_FIRST) would start last and run alone at the end.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 # Debian 12's libfaketime 0.9.10 breaks monotonic sleeps (Python's time.sleep) when the monotonic
 # clock is not faked; tests/clock/monotonic_sleep.c, preloaded first, sends those to the kernel.
 CLOCK_FIX := build/monotonic_sleep.so

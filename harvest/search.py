@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from . import clock
-from .eutils import EutilsClient, SearchResult
+from .eutils import SearchResult
 
 log = logging.getLogger("harvest.search")
 
@@ -28,6 +29,13 @@ SECOND_AXIS = {"crdt": "dp", "edat": "dp", "mdat": "crdt", "dp": "crdt"}
 
 class SliceError(RuntimeError):
     pass
+
+
+class Searcher(Protocol):
+    """What planning needs of a client: PubMed's esearch (`eutils.EutilsClient` is the one
+    the harvest uses; the tests answer from real records in-process)."""
+
+    def esearch(self, term: str, *, retmax: int = 0, usehistory: bool = False) -> SearchResult: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,7 @@ def since_windows(since: dt.date, today: dt.date | None = None) -> list[DateRang
     return [DateRange("crdt", since, hi), DateRange("mdat", since, hi)]
 
 
-def plan_window(client: EutilsClient, topic: str, window: DateRange, cap: int = CAP) -> Plan:
+def plan_window(client: Searcher, topic: str, window: DateRange, cap: int = CAP) -> Plan:
     """Slice `window` until every slice is under the cap, and check the counts add up.
 
     Counts can shift while we slice (PubMed indexes continuously). If the
@@ -146,7 +154,7 @@ def plan_window(client: EutilsClient, topic: str, window: DateRange, cap: int = 
     return plan
 
 
-def _search(client: EutilsClient, topic: str, ranges: tuple[DateRange, ...], cap: int) -> SearchResult:
+def _search(client: Searcher, topic: str, ranges: tuple[DateRange, ...], cap: int) -> SearchResult:
     return client.esearch(term_for(topic, ranges), retmax=cap, usehistory=True)
 
 
@@ -156,7 +164,7 @@ FILL = 0.7
 
 
 def _explore(
-    client: EutilsClient,
+    client: Searcher,
     topic: str,
     ranges: tuple[DateRange, ...],
     result: SearchResult | None,

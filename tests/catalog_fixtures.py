@@ -10,11 +10,13 @@
   them). So run 2 adds LATE as new records and marks GONE as no longer matching.
 
 Import the fixtures into a test module (`from tests.catalog_fixtures import evidence_catalog`);
-the catalogs are built once per process whichever module asks first. Tests only read them.
+the catalogs are built once per session whichever module (and xdist worker) asks first
+(tests/once.py). Tests only read them.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import pytest
 
 from tests.conftest import PUBMED, RECORDS, harvest_env, run_cli
 from tests.eutils_stand_in import Corpus, EutilsStandIn
+from tests.once import built_once
 
 EVIDENCE_SOURCES = [PUBMED / "pubmed21n1298-part1.xml.gz", RECORDS]
 
@@ -34,9 +37,6 @@ EVIDENCE_SOURCES = [PUBMED / "pubmed21n1298-part1.xml.gz", RECORDS]
 LIVING_RCT = 33586144
 _LIVING_EXTRA_LATE = {29226023, 38011560, LIVING_RCT}
 
-_built: dict[str, Path] = {}
-_living_split: dict[str, set[int]] = {}  # the living catalog's late and gone PMIDs
-
 
 def _harvest(path: Path, corpus: Corpus, *args: str) -> None:
     # With a key the harvester allows itself 10 requests/s instead of 3 (the stand-in takes any key).
@@ -45,12 +45,12 @@ def _harvest(path: Path, corpus: Corpus, *args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def _build_evidence(directory: Path) -> None:
+    _harvest(directory / "catalog.db", Corpus.cached(EVIDENCE_SOURCES).copy())
+
+
 def evidence_catalog_path(tmp_path_factory) -> Path:
-    if "evidence" not in _built:
-        path = tmp_path_factory.mktemp("evidence-catalog") / "catalog.db"
-        _harvest(path, Corpus.cached(EVIDENCE_SOURCES).copy())
-        _built["evidence"] = path
-    return _built["evidence"]
+    return built_once(tmp_path_factory, "evidence-catalog", _build_evidence) / "catalog.db"
 
 
 def living_split(corpus: Corpus) -> tuple[set[int], set[int]]:
@@ -60,23 +60,25 @@ def living_split(corpus: Corpus) -> tuple[set[int], set[int]]:
     return late, gone
 
 
+def _build_living(directory: Path) -> None:
+    records = Corpus.cached([RECORDS]).copy()
+    records.put(Corpus.cached(EVIDENCE_SOURCES)[LIVING_RCT])
+    late, gone = living_split(records)
+    first = records.copy()
+    for pmid in late:
+        first.remove(pmid)
+    _harvest(directory / "catalog.db", first)
+    second = records.copy()
+    for pmid in gone:
+        second.remove(pmid)
+    _harvest(directory / "catalog.db", second, "--full")
+    (directory / "split.json").write_text(json.dumps({"late": sorted(late), "gone": sorted(gone)}))
+
+
 def living_catalog_path(tmp_path_factory) -> tuple[Path, set[int], set[int]]:
-    if "living" not in _built:
-        path = tmp_path_factory.mktemp("living-catalog") / "catalog.db"
-        records = Corpus.cached([RECORDS]).copy()
-        records.put(Corpus.cached(EVIDENCE_SOURCES)[LIVING_RCT])
-        late, gone = living_split(records)
-        first = records.copy()
-        for pmid in late:
-            first.remove(pmid)
-        _harvest(path, first)
-        second = records.copy()
-        for pmid in gone:
-            second.remove(pmid)
-        _harvest(path, second, "--full")
-        _built["living"] = path
-        _living_split["late"], _living_split["gone"] = late, gone
-    return _built["living"], _living_split["late"], _living_split["gone"]
+    directory = built_once(tmp_path_factory, "living-catalog", _build_living)
+    split = json.loads((directory / "split.json").read_text())
+    return directory / "catalog.db", set(split["late"]), set(split["gone"])
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from harvest.config import Settings
 from harvest.runner import run_harvest
 from tests.conftest import PUBMED, RECORDS
 from tests.eutils_stand_in import Corpus, EutilsStandIn
+from tests.once import built_once
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "db"
@@ -91,23 +92,21 @@ def harvest_settings(server: EutilsStandIn) -> Settings:
     return Settings(base_url=server.url, email="catalog-tests@example.org", backoff_base=0.05, backoff_cap=1)
 
 
-_SITE: dict[str, Path] = {}
+def _build_site(site: Path) -> None:
+    copy_config(site)
+    corpus = catalog_corpus()
+    late = [corpus.remove(pmid) for pmid in LATE_ARRIVALS]
+    with EutilsStandIn(corpus, enforce_rate_limit=False) as server:
+        first = run_harvest(site / "catalog.db", settings=harvest_settings(server))
+        for record in late:
+            server.corpus.put(record)
+        second = run_harvest(site / "catalog.db", settings=harvest_settings(server), since=SECOND_HARVEST_SINCE)
+    assert second.new == len(LATE_ARRIVALS) and first.new > 700
 
 
 def build_catalog_site(tmp_path_factory) -> Path:
-    """The session's catalog (built once per process, shared with test_browser.py)."""
-    if "site" not in _SITE:
-        site = copy_config(tmp_path_factory.mktemp("catalog-site"))
-        corpus = catalog_corpus()
-        late = [corpus.remove(pmid) for pmid in LATE_ARRIVALS]
-        with EutilsStandIn(corpus, enforce_rate_limit=False) as server:
-            first = run_harvest(site / "catalog.db", settings=harvest_settings(server))
-            for record in late:
-                server.corpus.put(record)
-            second = run_harvest(site / "catalog.db", settings=harvest_settings(server), since=SECOND_HARVEST_SINCE)
-        assert second.new == len(LATE_ARRIVALS) and first.new > 700
-        _SITE["site"] = site
-    return _SITE["site"]
+    """The session's catalog, built once for every file and worker that reads it (tests/once.py)."""
+    return built_once(tmp_path_factory, "catalog-site", _build_site)
 
 
 class Client:

@@ -17,10 +17,12 @@ from harvest import clock
 from tests.conftest import ROOT, harvest_env, run_cli
 from tests.eutils_stand_in import EutilsStandIn
 
-# Every test here reasons about "today" (windows, watermarks, records added today): the
-# harvester and the stand-in read the same clock, pinned for the session so that a run that
-# crosses midnight cannot split them. `make test` runs these again 400 days ahead (faketime).
-pytestmark = pytest.mark.dated
+# The harvester and the stand-in read the same clock, pinned for the session so that a run that
+# crosses midnight cannot split them. The tests that reason about "today" (records added today,
+# the incremental window and watermark a run takes from its day) are `dated`: `make test` runs
+# them again 400 days ahead (faketime). The others work on records of fixed, past dates (the
+# large files end in June 2021, the crafted day is 2025-03-03), whose outcome no later day can
+# change; their windows' ends are tested for any day in test_windows.py.
 TODAY = clock.today()
 # An API key lifts both the client's and the stand-in's limit to 10 requests/s: the big runs go
 # faster. HARVEST_TODAY gives the harvester the very date the stand-in was given.
@@ -120,6 +122,7 @@ def test_one_create_day_over_the_cap_is_split_by_publication_date(records_corpus
     assert len(stored(db_path)) == 215 + 10050
 
 
+@pytest.mark.dated
 def test_incremental_run_fetches_only_added_and_revised_records(records_corpus, tmp_path):
     db_path = tmp_path / "catalog.db"
     with EutilsStandIn(records_corpus.copy(), today=TODAY) as server:
@@ -157,6 +160,7 @@ def test_incremental_run_fetches_only_added_and_revised_records(records_corpus, 
     assert "abstract_changed" in events
 
 
+@pytest.mark.dated
 def test_records_growing_between_search_and_fetch_are_caught(records_corpus, tmp_path):
     db_path = tmp_path / "catalog.db"
     with EutilsStandIn(records_corpus.copy(), today=TODAY) as server:
@@ -172,6 +176,7 @@ def test_records_growing_between_search_and_fetch_are_caught(records_corpus, tmp
     assert last_run(db_path)["new"] == 5
 
 
+@pytest.mark.dated
 def test_killed_run_is_finished_by_the_next_without_refetching(records_corpus, tmp_path):
     db_path = tmp_path / "catalog.db"
     with EutilsStandIn(records_corpus.copy(), today=TODAY) as server:

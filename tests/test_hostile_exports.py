@@ -2,8 +2,8 @@
 and real records carrying hostile text, come back from real readers as one record each with
 every field the catalog's, and the served CSVs and feeds carry no formula and no foreign markup.
 
-* Exports: all 33,800 records of ../shared/data/pubmed (records/ and the .xml.gz files), parsed
-  and stored once per session, exported as RIS, BibTeX and CSL-JSON and read back by rispy,
+* Exports: all 33,800 records of ../shared/data/pubmed (records/ and the .xml.gz files), imported
+  once per session through `harvest import` (tests/shared_import.py), exported as RIS, BibTeX and CSL-JSON and read back by rispy,
   bibtexparser, a JSON parser, pandoc (`-f bibtex`, `-f csljson`) and biber (`--tool`).
   Crafted records: a real catalog row (PMID 38011560) with one field at a time replaced by a
   breaker (PMIDs 99000001 on).
@@ -14,7 +14,6 @@ every field the catalog's, and the served CSVs and feeds carry no formula and no
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
@@ -35,7 +34,8 @@ from lxml import etree
 from harvest import export, store
 from harvest.pubmed_xml import parse_pubmed_xml
 from harvest.runner import run_harvest
-from tests.conftest import PUBMED, RECORDS
+from tests import shared_import
+from tests.conftest import RECORDS
 from tests.eutils_stand_in import Corpus, EutilsStandIn, parse_record_bytes
 from tests.pipeline import save_records
 from tests.test_catalog import Client, copy_config, harvest_settings
@@ -78,21 +78,14 @@ PERSON_FIELDS = ("last_name", "fore_name", "suffix", "collective_name")
 # -- the records: every shared record, and crafted ones ----------------------------------------
 
 
-def _shared_files() -> list[Path]:
-    return sorted(PUBMED.glob("*.xml.gz")) + sorted(RECORDS.glob("*.xml"))
-
-
 @pytest.fixture(scope="session")
 def shared_catalog(tmp_path_factory):
-    """Every record of the shared PubMed files, stored through the real save path (once)."""
-    db = store.open_db(tmp_path_factory.mktemp("hostile-exports") / "catalog.db")
-    run_id = store.start_run(db, mode="import", query_version="test", query_text="shared data", window_from=None)
-    records: list = []
-    for path in _shared_files():
-        data = path.read_bytes()
-        records += parse_pubmed_xml(gzip.decompress(data) if path.suffix == ".gz" else data, source_name=path.name)
-    save_records(db, records, run_id)
-    return db
+    """Every record of the shared PubMed files, stored through the real import (`harvest import`,
+    once per session for this file and test_store.py)."""
+    path, _ = shared_import.imported_catalog(tmp_path_factory)
+    conn = shared_import.connect_ro(path)
+    yield conn
+    conn.close()
 
 
 @pytest.fixture(scope="session")

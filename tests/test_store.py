@@ -12,19 +12,16 @@ import sqlite_utils
 
 from harvest import store
 from harvest.schema import migrations
-from tests.conftest import KETAMINE_PMIDS, LARGE_FILES, PUBMED, RECORDS, ROOT, harvest_env, run_cli
+from tests import shared_import
+from tests.conftest import KETAMINE_PMIDS, PUBMED, RECORDS, ROOT, harvest_env, run_cli
 
 UPDATE_FILE = PUBMED / "pubmed21n1298-part1.xml.gz"
-MEDLINE_FILE = PUBMED / "medline16n0902.xml.gz"
 
 
 @pytest.fixture(scope="session")
 def imported_catalog(tmp_path_factory):
-    """Every shared PubMed file imported once, through the CLI."""
-    db_path = tmp_path_factory.mktemp("imported") / "catalog.db"
-    result = run_cli("import", *LARGE_FILES, MEDLINE_FILE, *sorted(RECORDS.glob("*.xml")), "--db", db_path)
-    assert result.returncode == 0, result.stderr
-    return db_path, result
+    """Every shared PubMed file imported once, through the CLI (shared with test_hostile_exports)."""
+    return shared_import.imported_catalog(tmp_path_factory)
 
 
 def real_record_bytes(pmid: int) -> bytes:
