@@ -60,18 +60,24 @@ def import_files_dask(
     """
     require_dask()
     with _client(scheduler, workers) as client:
+        _check_versions(client, scheduler or "a local cluster")
         threads = sum(client.nthreads().values())
         # Every worker thread busy and two finished files waiting: the writer never idles on a
         # fast cluster, and no more than this many files' batches exist at once.
         ahead = threads + 2
         log.info("Dask cluster %s: %d worker threads, %d files in flight", client.scheduler.address, threads, ahead)
-        return importer._import(
-            db_path,
-            paths,
-            match_topic,
-            progress,
-            lambda paths, match_topic, progress: _read_on_cluster(client, paths, match_topic, ahead),
-        )
+        reading = None
+
+        def read(paths, match_topic, progress):
+            nonlocal reading
+            reading = _read_on_cluster(client, paths, match_topic, ahead)
+            return reading
+
+        try:
+            return importer._import(db_path, paths, match_topic, progress, read)
+        finally:
+            if reading is not None:
+                reading.close()  # a failed import cancels the files still in flight while the client is open
 
 
 @contextmanager
@@ -115,6 +121,27 @@ def _versions() -> tuple[str, str, str]:
     from .tags import RULES_VERSION
 
     return __version__, RULES_VERSION, ROW_MODEL_VERSION
+
+
+def _check_versions(client, where: str) -> None:
+    """Refuse a cluster whose scheduler or workers run other code than this writer: the scheduler
+    unpickles the tasks (`prepared_file`), the workers make the rows."""
+    ours = _versions()
+    try:
+        found = {"scheduler": client.run_on_scheduler(_versions)}
+        found.update((f"worker {address}", v) for address, v in client.run(_versions).items())
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ImportFailed(
+            f"the Dask cluster at {where} cannot run the harvester ({type(exc).__name__}: {first}): "
+            "install the same ketamine-catalog[cluster] on the scheduler and every worker"
+        ) from None
+    for who, theirs in found.items():
+        if tuple(theirs) != ours:
+            raise ImportFailed(
+                f"Dask {who} runs ketamine-catalog {' '.join(theirs)}, this writer {' '.join(ours)}: "
+                "install the same version on the scheduler and every worker"
+            )
 
 
 def prepared_file(path: str, match_topic: bool) -> dict:
@@ -168,11 +195,14 @@ def _items_of(path: Path, future):
     try:
         result = future.result()
     except Exception as exc:  # the worker's error, or the cluster losing it (KilledWorker)
-        raise RuntimeError(f"{path}: on a Dask worker: {type(exc).__name__}: {exc}") from exc
-    if tuple(result["versions"]) != _versions():
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise RuntimeError(f"{path}: on a Dask worker: {type(exc).__name__}: {first}") from exc
+    # A worker that joined after the check above: its rows must be made as this writer's are.
+    theirs, ours = tuple(result["versions"]), _versions()
+    if theirs != ours:
         raise RuntimeError(
-            f"{path}: the Dask worker runs ketamine-catalog %s (%s, %s), this writer %s (%s, %s): "
-            "install the same version on every worker" % (*result["versions"], *_versions())
+            f"{path}: the Dask worker runs ketamine-catalog {' '.join(theirs)}, this writer {' '.join(ours)}: "
+            "install the same version on every worker"
         )
     items, fault = result["items"], result["fault"]
     del result

@@ -12,7 +12,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from harvest import cluster, importer
+from harvest import cluster, importer, tags
 from harvest.cli import cli
 from harvest.cluster import MISSING_DASK
 from tests.conftest import PUBMED, RECORDS, ROOT, run_cli
@@ -120,6 +120,19 @@ def test_dask_import_reports_a_broken_file_and_keeps_what_came_before(scheduler,
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("select count(*) from articles").fetchone()[0] == 604
     assert conn.execute("select status from harvest_runs").fetchone()[0] == "failed"
+
+
+def test_a_cluster_running_other_rules_is_refused_before_the_import_starts(scheduler, tmp_path, monkeypatch):
+    # Other rules in this process (the writer, and the local cluster's scheduler, a thread here);
+    # the worker processes run this checkout's rules as they are.
+    real = tags.RULES_VERSION
+    monkeypatch.setattr(tags, "RULES_VERSION", "rules-v0")
+    with pytest.raises(
+        importer.ImportFailed,
+        match=rf"^Dask worker tcp://\S+ runs ketamine-catalog \S+ {real} .*this writer .* rules-v0 .*: install",
+    ):
+        cluster.import_files_dask(tmp_path / "c.db", [RECORDS / "38011560.xml"], scheduler=scheduler)
+    assert not (tmp_path / "c.db").exists()  # no run recorded: nothing was imported
 
 
 def test_import_command_with_a_local_dask_cluster_builds_the_same_catalog(files, in_process, tmp_path):
