@@ -1,5 +1,6 @@
 """Import speed: `harvest import` of the shared files and of 300,000 cloned records, beside the
-time pubmed_parser takes merely to parse the same files; the per-file process pool's speed-up.
+time pubmed_parser takes merely to parse the same files; the per-file process pool's speed-up,
+and the same files through a local Dask cluster (`--engine dask`).
 
 Every import runs in its own process into a new catalog with the full schema (FTS and all
 indexes), exactly as `python -m harvest import` builds it.
@@ -72,12 +73,14 @@ def parse_only(files: list[Path]) -> dict:
     return {"records": n, "seconds": round(seconds, 1), "records_per_s": round(n / seconds)}
 
 
-def _cli_import(db: Path, files: list[Path]) -> dict:
+def _cli_import(db: Path, files: list[Path], *options: str) -> dict:
     import subprocess
 
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "harvest", "import", *map(str, files), "--db", str(db)], capture_output=True, text=True
+        [sys.executable, "-m", "harvest", "import", *map(str, files), "--db", str(db), *options],
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - start
     if proc.returncode:
@@ -103,6 +106,12 @@ def run(workdir: Path, *, clone_files: int = CLONE_FILES) -> dict:
         log("import: shared files, 2 worker processes + the writer")
         out["shared_pool2"] = run_json(["-m", "bench.importing", "one", str(workdir / "shared_pool.db"), "2", *shared])
         log(f"  {out['shared_pool2']}")
+        log("import: shared files through the CLI, a local Dask cluster of 2 workers + the writer")
+        # start-up included: the cluster's processes start and import the harvester (about 3 s)
+        out["shared_dask2"] = _cli_import(
+            workdir / "shared_dask.db", SHARED_GZ_FILES, "--engine", "dask", "--workers", "2"
+        )
+        log(f"  {out['shared_dask2']}")
         log("import: pubmed_parser parsing the shared files")
         out["shared_pubmed_parser"] = run_json(["-m", "bench.importing", "parse", *shared])
         log(f"  {out['shared_pubmed_parser']}")

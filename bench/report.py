@@ -122,6 +122,14 @@ def markdown(results: dict) -> str:
             "| --- | ---: | ---: | ---: |",
             f"| shared .gz files, `harvest import` (one process) | {cli['records']:,} | {cli['seconds']} | {cli['records_per_s']:,} |",
             f"| same files, 2 worker processes + writer | {pool['records']:,} | {pool['seconds']} | {pool['records_per_s']:,} |",
+            *(
+                [
+                    f"| same files, dask local cluster, 2 workers + writer (`--engine dask`, start-up included) | "
+                    f"{i['shared_dask2']['records']:,} | {i['shared_dask2']['seconds']} | {i['shared_dask2']['records_per_s']:,} |"
+                ]
+                if "shared_dask2" in i  # results from before the dask engine have no such row
+                else []
+            ),
             f"| same files, pubmed_parser parse only | {pp['records']:,} | {pp['seconds']} | {pp['records_per_s']:,} |",
             f"| {big['files']} clone files, 2 worker processes + writer | {big['records']:,} | {big['seconds']} | {big['records_per_s']:,} |",
             f"| same clone files, pubmed_parser parse only (estimated from {bpp['records']:,}) | {big['records']:,} | "

@@ -321,23 +321,50 @@ def _run_pubmed(db_path, full, since, overlap_days, batch_size) -> list[str]:
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Processes that parse and tag files while one writer stores them (for many large files).",
+    default=None,
+    help="Processes that parse and tag files while one writer stores them (for many large files) "
+    "[default: 1; with --engine dask, one per core].",
 )
-def import_(files, db_path, match_topic, workers):
+@click.option(
+    "--engine",
+    type=click.Choice(["processes", "dask"]),
+    default="processes",
+    show_default=True,
+    help="processes: this process, or --workers processes beside it; dask: a Dask cluster "
+    "(a local one of --workers processes, or --scheduler's) reads, parses and tags the files.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="With --engine dask: a running Dask scheduler (tcp://host:8786) whose workers see the files "
+    "at the same paths, instead of a local cluster.",
+)
+def import_(files, db_path, match_topic, workers, engine, scheduler):
     """Load PubMed XML files (.xml or .xml.gz: efetch output, NLM baseline/update files)."""
     from .importer import ImportFailed, import_files
 
+    if scheduler is not None and engine != "dask":
+        raise click.UsageError("--scheduler needs --engine dask")
+    if scheduler is not None and workers is not None:
+        raise click.UsageError("--workers sizes a local cluster; with --scheduler the cluster's own workers run")
     db_path = db_path or default_db_path()
+    progress = TerminalProgress("reading files", "bytes")
     try:
-        outcome = import_files(
-            db_path,
-            list(files),
-            match_topic=match_topic,
-            workers=workers,
-            progress=TerminalProgress("reading files", "bytes"),
-        )
+        if engine == "dask":
+            from .cluster import DaskMissing, import_files_dask, require_dask
+
+            try:
+                require_dask()
+            except DaskMissing as exc:
+                _fail(str(exc))
+            outcome = import_files_dask(
+                db_path, list(files), scheduler=scheduler, workers=workers, match_topic=match_topic, progress=progress
+            )
+        else:
+            outcome = import_files(
+                db_path, list(files), match_topic=match_topic, workers=workers or 1, progress=progress
+            )
     except store.HarvestLocked as exc:
         _fail(str(exc), EXIT_LOCKED)
     except ImportFailed as exc:
