@@ -111,6 +111,28 @@ def markdown(results: dict) -> str:
             ("Parser extracts more fields than pubmed_parser", g["more_fields_than_pubmed_parser"]),
             ("Parser peak memory flat from 30k to 120k records", g["peak_memory_flat"]),
         ]
+    if "match" in s:
+        mt = s["match"]
+        best = mt["best"]
+        lines += [
+            f"### `import --match-topic` of a baseline-sized file ({mt['records']:,} cloned real records, "
+            f"{mt['file_mib']} MiB gzip; {_load(mt)})",
+            "",
+            "| command (wall-clock, as a user runs it) | seconds | ratio to `zcat` |",
+            "| --- | ---: | ---: |",
+            f"| `zcat FILE > /dev/null` | {best['zcat']} | 1.0 |",
+            f"| `python -m harvest --version` (start-up alone) | {best['startup']} | "
+            f"{round(best['startup'] / best['zcat'], 2)} |",
+            f"| `python -m harvest import --match-topic FILE` into a new catalog | {best['import']} | "
+            f"{mt['ratio_to_zcat']} |",
+            "",
+            f"Best of {len(mt['runs']['import'])} alternating runs (all are in the JSON); the goal is at most "
+            f"{mt['goal_ratio']} times `zcat`. The import said: {mt['import_summary']}",
+            "",
+        ]
+        goals.append(
+            (f"`import --match-topic` within {mt['goal_ratio']}x `zcat`", mt["goals"]["match_topic_within_2x_zcat"])
+        )
     if "import" in s:
         i = s["import"]
         cli, pool, pp = i["shared_cli"], i["shared_pool2"], i["shared_pubmed_parser"]
