@@ -220,25 +220,25 @@ class TopicPrefilter(io.RawIOBase):
         if not spans:
             return 0
         pending = self._pending
-        first, last = spans[0][0], spans[-1][1]
-        region = bytes(pending[first:last])
-        starts = [start - first for start, _ in spans]
-        ends = [end - first for _, end in spans]
+        last = spans[-1][1]
+        starts = [start for start, _ in spans]
+        ends = [end for _, end in spans]
         suspect = bytearray(len(spans))
-        # The rarer byte strings are looked for in what is left of the region without its
-        # ASCII letters, digits, spaces and markup (a few per cent of it, one pass); only where
-        # that holds one (or its parts run together) is the region searched for it.
-        residue = region.translate(None, _PLAIN_BYTES)
+        # Searched in place, up to the end of the last record (what follows waits for more bytes).
+        # The rarer byte strings are looked for in what is left of the bytes without their ASCII
+        # letters, digits, spaces and markup (a few per cent of them, one pass); only where that
+        # holds one (or its parts run together) are the bytes searched for it.
+        residue = pending.translate(None, _PLAIN_BYTES)
         rare = [needle for needle in _SUSPECT_BYTES if needle.translate(None, _PLAIN_BYTES) in residue]
-        searches = [(region.lower().find, stem) for stem in STEMS] + [(region.find, needle) for needle in rare]
+        searches = [(pending.lower().find, stem) for stem in STEMS] + [(pending.find, needle) for needle in rare]
         for find, needle in searches:
-            at = find(needle)
+            at = find(needle, spans[0][0], last)
             while at >= 0:
                 at = self._mark(suspect, starts, ends, at, at + len(needle))
-                at = find(needle, at)
-        match = _SUSPECT.search(region)
+                at = find(needle, at, last)
+        match = _SUSPECT.search(pending, spans[0][0], last)
         while match is not None:
-            match = _SUSPECT.search(region, self._mark(suspect, starts, ends, match.start(), match.end()))
+            match = _SUSPECT.search(pending, self._mark(suspect, starts, ends, match.start(), match.end()), last)
         out, position = self._out, 0
         for (start, end), flagged in zip(spans, suspect):
             out += pending[position:start]  # (the root has been seen: _emit's check is done)
