@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import bisect
 import io
+import queue
 import re
 import sys
+import threading
 
 from .query import KETAMINE
 
@@ -129,16 +131,63 @@ def _filterable_encoding(head: bytes) -> bool:
     return declared.group(1).lower() in {b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1", b"latin-1", b"latin1"}
 
 
+class _ReadAhead:
+    """`source.read(size)` in a thread, a few reads ahead: gunzipping releases the GIL, so a
+    gzip file is decompressed on one core while the prefilter searches on another. What the
+    thread's read raises is raised by `read`, in the reader's thread."""
+
+    AHEAD = 4
+
+    def __init__(self, source: io.BufferedIOBase, size: int):
+        self._reads: queue.Queue = queue.Queue(self.AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source, size), name="prefilter-read", daemon=True)
+        self._thread.start()
+
+    def _run(self, source: io.BufferedIOBase, size: int) -> None:
+        try:
+            while not self._stop.is_set():
+                data = source.read(size)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, who raises it
+            self._put(exc)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._reads.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue  # the reader is behind, or has stopped reading (then close() stops us)
+
+    def read(self) -> bytes:
+        item = self._reads.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop reading (the source must stay open until this returns)."""
+        self._stop.set()
+        self._thread.join()
+
+
 class TopicPrefilter(io.RawIOBase):
     """A PubMed XML byte stream without the records that cannot match the topic.
 
     Everything else -- the declaration, the root, DeleteCitation blocks, the kept records --
-    passes through byte for byte. `dropped` counts the records left out so far."""
+    passes through byte for byte. `dropped` counts the records left out so far. With
+    `read_ahead`, the source is read in a thread (`_ReadAhead`); close the prefilter before
+    the source."""
 
     CHUNK = 1024 * 1024
 
-    def __init__(self, source: io.BufferedIOBase):
+    def __init__(self, source: io.BufferedIOBase, *, read_ahead: bool = False):
         self.source = source
+        self._ahead: _ReadAhead | None = None
+        self._read_ahead = read_ahead
         self.dropped = 0
         self._pending = bytearray()  # read, not yet judged
         self._out = bytearray()  # judged, not yet handed on
@@ -158,9 +207,22 @@ class TopicPrefilter(io.RawIOBase):
         del self._out[:n]
         return n
 
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+        super().close()
+
+    def _read_source(self) -> bytes:
+        if not self._read_ahead:
+            return self.source.read(self.CHUNK)
+        if self._ahead is None:
+            self._ahead = _ReadAhead(self.source, self.CHUNK)
+        return self._ahead.read()
+
     def _advance(self) -> None:
         if not self._eof:
-            chunk = self.source.read(self.CHUNK)
+            chunk = self._read_source()
             if chunk:
                 self._pending += chunk
             else:
