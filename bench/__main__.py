@@ -1,5 +1,5 @@
 """`python -m bench [SECTION ...]`: run the benchmarks, print the figures, write bench/results.json
-and bench/RESULTS.md. Sections: requests, citations, parse, import, catalog (default: all, in that order).
+and bench/RESULTS.md. Sections: requests, citations, parse, match, import, catalog (default: all, in that order).
 
 BENCH_CLONE_FILES (default 4) sets how many 30,000-record clone files the import section
 loads (10 = the 300,000-record run); BENCH_FULL=1 also parses the 120,000-record file with
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import common, report
 
-SECTIONS = ("requests", "citations", "parse", "import", "catalog")
+SECTIONS = ("requests", "citations", "parse", "match", "import", "catalog")
 
 
 def main(argv: list[str]) -> int:
@@ -53,6 +53,10 @@ def main(argv: list[str]) -> int:
             from bench import parsing
 
             results["sections"]["parse"] = parsing.run(workdir, peers_at_largest=bool(os.environ.get("BENCH_FULL")))
+        if "match" in sections:
+            from bench import matching
+
+            results["sections"]["match"] = matching.run(workdir)
         if "import" in sections:
             from bench import importing
 

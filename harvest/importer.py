@@ -203,10 +203,9 @@ def read_batches(path: Path, match_topic: bool, on_read=lambda n: None, *, prepa
     deletions: list[Deletion] = []
     read = skipped = 0
     try:
-        with open_xml(path, on_read) as stream:
+        with open_xml(path, on_read) as stream, _prefiltered(stream, match_topic) as prefilter:
             # --match-topic: records that cannot match are dropped on their bytes, unparsed
             # (harvest/prefilter.py); they count as read and skipped like any other.
-            prefilter = TopicPrefilter(stream) if match_topic else None
             counted = 0
 
             def dropped_since_last() -> int:
@@ -242,6 +241,20 @@ def read_batches(path: Path, match_topic: bool, on_read=lambda n: None, *, prepa
     except (PubmedXMLError, OSError, EOFError) as exc:
         raise FileFault(str(exc)) from None
     yield ("end", deletions, read, skipped)
+
+
+@contextmanager
+def _prefiltered(stream, match_topic: bool) -> Iterator[TopicPrefilter | None]:
+    """With --match-topic, the file's bytes through the prefilter, gunzipped in a thread beside
+    it; stopped before the file is closed."""
+    if not match_topic:
+        yield None
+        return
+    prefilter = TopicPrefilter(stream, read_ahead=True)
+    try:
+        yield prefilter
+    finally:
+        prefilter.close()
 
 
 def read_prepared_batches(path: Path, match_topic: bool = False):
