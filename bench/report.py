@@ -154,7 +154,7 @@ def markdown(results: dict) -> str:
         ]
         for name, v in c["latency"].items():
             lines.append(
-                f"| {name} (`{v['example'][:60]}`) | {v['p50_ms']:,} | {v['p95_ms']:,} | {v['requests']} | {v['errors']} |"
+                f"| {name} (`{v['example'][:80]}`) | {v['p50_ms']:,} | {v['p95_ms']:,} | {v['requests']} | {v['errors']} |"
             )
         reused = (
             f" on {b['reused_from']}, kept in BENCH_DIR and brought up to date for this run (migrations "
