@@ -200,19 +200,26 @@ def markdown(results: dict) -> str:
         b = c["build"]
         lines += [
             f"### Catalog latency at {b['articles']:,} articles (`datasette serve` with db/'s configuration; "
-            f"{c['concurrency']} concurrent loopback clients; {_load(c)})",
+            f"{c['concurrency']} concurrent loopback clients; every page made, not replayed from the page cache; "
+            f"{_load(c)})",
             "",
             "| page | p50 (ms) | p95 (ms) | requests | errors |",
             "| --- | ---: | ---: | ---: | ---: |",
         ]
         for name, v in c["latency"].items():
             lines.append(
-                f"| {name} (`{v['example'][:60]}`) | {v['p50_ms']:,} | {v['p95_ms']:,} | {v['requests']} | {v['errors']} |"
+                f"| {name} (`{v['example'][:80]}`) | {v['p50_ms']:,} | {v['p95_ms']:,} | {v['requests']} | {v['errors']} |"
             )
+        reused = (
+            f" on {b['reused_from']}, kept in BENCH_DIR and brought up to date for this run (migrations "
+            f"{b['seconds_on_reuse']['migrations']} s, summaries {b['seconds_on_reuse']['summaries']} s)"
+            if b.get("reused_from")
+            else ""
+        )
         lines += [
             "",
             f"Built in {b['seconds']['total']} s by copying an imported catalog {b['copies']} times at the SQL "
-            f"level ({b['db_gib']} GiB); errors are answers other than 200 (Datasette's time limits).",
+            f"level{reused} ({b['db_gib']} GiB); errors are answers other than 200 (Datasette's time limits).",
             "",
         ]
         g = c["goals"]

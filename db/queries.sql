@@ -126,8 +126,10 @@ with focus_term(name) as (
 ), focus_ui as (  -- the heading's descriptor(s) by name, then its records by descriptor
   select d.descriptor_ui from mesh_descriptors d, focus_term f where d.name = f.name collate nocase
 ), focus as (
+  -- The heading's records first (the descriptor index), then whether each is current: CROSS
+  -- JOIN keeps that order, where SQLite would read every current record and look for the heading.
   select distinct m.pmid
-  from article_mesh m join articles a on a.pmid = m.pmid
+  from article_mesh m cross join articles a on a.pmid = m.pmid
   where m.descriptor_ui in (select descriptor_ui from focus_ui)
     and a.matches_query = 1 and a.is_deleted = 0 and a.psychiatric = 1
 )
@@ -180,8 +182,10 @@ select coalesce(r.value, '(not stated)') as route,
 from articles a
 left join article_tags r on r.pmid = a.pmid and r.facet = 'route'
 left join article_tags p on p.pmid = a.pmid and p.facet = 'population'
-where a.matches_query = 1 and a.is_deleted = 0 and a.psychiatric = 1
-  and exists (select 1 from article_tags k where k.pmid = a.pmid and k.facet = 'molecule')
+-- The records with a molecule tag first (the tags' index), not a lookup for every current record.
+-- ("+": not through the index of current records, which would read them all.)
+where a.pmid in (select k.pmid from article_tags k where k.facet = 'molecule')
+  and +a.matches_query = 1 and +a.is_deleted = 0 and +a.psychiatric = 1
 group by route, population
 order by records desc, route, population
 
@@ -193,8 +197,8 @@ order by records desc, route, population
 --   to one primary design (e.g. rct; an unknown one is refused); empty counts every record.
 -- example:
 -- example: design=rct
--- Counted from the journal index alone (it carries these columns; "+" keeps SQLite from
--- choosing the current-records index and reading every row), then abbreviated.
+-- Counted from the index of current records by journal alone (it carries these columns,
+-- in journal order), then abbreviated.
 select t.journal,
        (select coalesce(a.journal_iso, a.journal) from articles a where a.journal = t.journal limit 1)
          as journal_abbrev,
@@ -205,7 +209,7 @@ from (
          sum(study_design in ('systematic_review', 'meta_analysis')) as systematic_reviews,
          min(pub_year) as first_year, max(pub_year) as latest_year
   from articles
-  where +matches_query = 1 and +is_deleted = 0 and +psychiatric = 1 and journal is not null
+  where matches_query = 1 and is_deleted = 0 and psychiatric = 1 and journal is not null
     and (trim(:design) = '' or study_design = lower(trim(:design)))
   group by journal
   order by records desc, journal
@@ -242,7 +246,10 @@ select o.pmid, o.title, o.journal, o.pub_date, o.citation_status, o.study_design
        t.evidence as why_randomised, t.confidence, o.trial_ids
 from article_overview o
 join article_tags t on t.pmid = o.pmid and t.facet = 'design' and t.value = 'rct'
-where o.awaiting_indexing = 1 and o.is_current and o.psychiatric = 1
+-- The trials tagged so, kept when the index of records awaiting indexing (and on depression)
+-- lists them: only those records are read, not every trial's.
+where t.pmid in (select pmid from articles where awaiting_indexing = 1 and psychiatric = 1)
+  and o.is_current and o.psychiatric = 1
 order by o.pub_date desc, o.pmid desc
 
 
@@ -281,15 +288,28 @@ with cutoff as (
               when ltrim(trim(:since), 'run:#') not glob '*[^0-9]*'
               then cast(ltrim(trim(:since), 'run:#') as integer) end as after_run,
          case when ltrim(trim(:since), 'run:#') glob '*[^0-9]*' then trim(:since) end as since_date
+), by_run as (
+  -- Articles per run that first stored them, design and flags: harvest/summaries.py keeps
+  -- these counts (a few hundred rows, recounted when a harvest, import or retag ends); while a
+  -- write since has made them stale (summary_state), they are counted here from the rows.
+  -- (summary_state first, CROSS JOIN: the branch that does not apply reads no row.)
+  select c.first_seen_run, c.study_design, c.matches_query, c.is_deleted, c.psychiatric, c.is_retracted,
+         c.is_retraction_notice, c.records
+  from summary_state s cross join article_run_counts c where s.stale = 0
+  union all
+  select a.first_seen_run, a.study_design, a.matches_query, a.is_deleted, a.psychiatric, a.is_retracted,
+         a.is_retraction_notice, count(*)
+  from summary_state s cross join articles a where s.stale is not 0
+  group by 1, 2, 3, 4, 5, 6, 7
 ), new as (
-  select a.* from articles a
-  left join harvest_runs r on r.id = a.first_seen_run, cutoff c
-  where a.first_seen_run > c.after_run or r.started_at >= c.since_date
+  select b.* from by_run b
+  left join harvest_runs r on r.id = b.first_seen_run, cutoff c
+  where b.first_seen_run > c.after_run or r.started_at >= c.since_date
 )
 select coalesce(study_design, 'other') as study_design,
-       count(*) as new_records,
-       sum(matches_query = 1 and is_deleted = 0 and psychiatric = 1) as current,
-       sum(is_retracted = 1) as retracted
+       sum(records) as new_records,
+       sum((matches_query = 1 and is_deleted = 0 and psychiatric = 1) * records) as current,
+       sum((is_retracted = 1) * records) as retracted
 from new
 group by 1
 order by new_records desc, study_design
@@ -316,8 +336,10 @@ select o.pmid, o.title, o.first_author, o.journal, o.pub_date, o.study_design, o
 from article_overview o
 left join harvest_runs r on r.id = o.first_seen_run, cutoff c
 where (o.first_seen_run > c.after_run or r.started_at >= c.since_date)
-  and o.is_current and o.psychiatric = 1 and o.is_retracted = 0
-  and o.study_design in ('rct', 'crossover_rct')
+  and o.is_current and o.psychiatric = 1 and +o.is_retracted = 0
+  -- The trials first (the design index), not every record walked newest first or every
+  -- unretracted one ("+"): a few per thousand records.
+  and o.pmid in (select pmid from articles where study_design in ('rct', 'crossover_rct'))
 order by o.pub_date desc, o.pmid desc
 
 
@@ -340,16 +362,29 @@ with cutoff as (
               when ltrim(trim(:since), 'run:#') not glob '*[^0-9]*'
               then cast(ltrim(trim(:since), 'run:#') as integer) end as after_run,
          case when ltrim(trim(:since), 'run:#') glob '*[^0-9]*' then trim(:since) end as since_date
+), by_run as (
+  -- Articles per run that first stored them, design and flags: harvest/summaries.py keeps
+  -- these counts (a few hundred rows, recounted when a harvest, import or retag ends); while a
+  -- write since has made them stale (summary_state), they are counted here from the rows.
+  -- (summary_state first, CROSS JOIN: the branch that does not apply reads no row.)
+  select c.first_seen_run, c.study_design, c.matches_query, c.is_deleted, c.psychiatric, c.is_retracted,
+         c.is_retraction_notice, c.records
+  from summary_state s cross join article_run_counts c where s.stale = 0
+  union all
+  select a.first_seen_run, a.study_design, a.matches_query, a.is_deleted, a.psychiatric, a.is_retracted,
+         a.is_retraction_notice, count(*)
+  from summary_state s cross join articles a where s.stale is not 0
+  group by 1, 2, 3, 4, 5, 6, 7
 ), flagged as (
-  select a.pmid,
-         case when a.is_deleted = 1 then 'deleted'
-              when a.matches_query = 0 then 'unmatched'
-              when a.is_retracted = 1 then 'retracted'
-              when a.is_retraction_notice = 1 then 'notice'
-              when coalesce(a.psychiatric, 0) = 0 then 'other_sense'
+  select case when b.is_deleted = 1 then 'deleted'
+              when b.matches_query = 0 then 'unmatched'
+              when b.is_retracted = 1 then 'retracted'
+              when b.is_retraction_notice = 1 then 'notice'
+              when coalesce(b.psychiatric, 0) = 0 then 'other_sense'
               else 'remaining' end as fate,
-         (a.first_seen_run > c.after_run or r.started_at >= c.since_date) as is_new
-  from articles a left join harvest_runs r on r.id = a.first_seen_run, cutoff c
+         (b.first_seen_run > c.after_run or r.started_at >= c.since_date) as is_new,
+         b.records
+  from by_run b left join harvest_runs r on r.id = b.first_seen_run, cutoff c
 ), steps(step, stage, fate) as (
   values (1, 'Records identified by the topic query', null),
          (2, 'Removed: citation deleted by NLM', 'deleted'),
@@ -360,8 +395,9 @@ with cutoff as (
          (7, 'Records remaining for screening', 'remaining')
 )
 select s.step, s.stage,
-       (select count(*) from flagged f where s.fate is null or f.fate = s.fate) as all_records,
-       (select count(*) from flagged f where (s.fate is null or f.fate = s.fate) and f.is_new) as new_records
+       (select coalesce(sum(f.records), 0) from flagged f where s.fate is null or f.fate = s.fate) as all_records,
+       (select coalesce(sum(f.records), 0) from flagged f
+        where (s.fate is null or f.fate = s.fate) and f.is_new) as new_records
 from steps s
 order by s.step
 
@@ -380,7 +416,14 @@ select r.id as run_id,
        substr(r.started_at, 1, 10) as date_searched, r.started_at, r.finished_at, r.mode,
        r.window_from as records_created_or_revised_since,
        r.records_promised as records_found, r.new, r.updated, r.unchanged, r.unmatched, r.deleted,
-       (select count(*) from articles a where a.first_seen_run <= r.id) as records_in_catalog_after_run
+       -- Counted from the articles per run that harvest/summaries.py keeps, or from the rows
+       -- while a write since has made those stale (summary_state).
+       (select coalesce(sum(n), 0) from (
+          select c.records as n from summary_state s cross join article_run_counts c
+          where s.stale = 0 and c.first_seen_run <= r.id
+          union all
+          select count(*) from summary_state s cross join articles a
+          where s.stale is not 0 and a.first_seen_run <= r.id)) as records_in_catalog_after_run
 from harvest_runs r
 where r.status = 'success'
 order by r.id desc

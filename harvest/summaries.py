@@ -13,6 +13,8 @@ questions every time, so their answers are computed once per harvest:
 * `catalog_counts` and `current_year_design`: the front page's figures over current records
   (those the topic query returns, NLM has not deleted, and that concern depression in the
   psychiatric sense; `catalog_counts.set_aside` counts the rest of what the query returns);
+* `article_run_counts`: articles per run that first stored them, design and the flags that
+  decide whether a record is current (the questions about what a run added);
 * `facet_sources`: each facet's label, kind and SQL, which the plugin filters and counts with;
 * `evidence_map_counts` and `evidence_map_definition`: the evidence map's (harvest/evidence_map.py);
 * `summary_state`: `stale` is set to 1 by triggers on every table the counts read, by any
@@ -154,8 +156,19 @@ FACETS: dict[str, FacetSource] = {
 
 # The articles page's default facets: pairs of their values are counted, so that a page
 # filtered by one value of one of them needs no counting at all. (Pairs of every facet with
-# every other would be ~100 rows per article; these are ~15.)
-PAIRED = ("pub_year", "study_design", "journal", "citation_status", "molecule", "route", "population", "notice")
+# every other would be ~100 rows per article; these are ~15.) `depression` too: left out, it
+# was counted live on every such page (0.4 s for one design at a million articles).
+PAIRED = (
+    "pub_year",
+    "study_design",
+    "journal",
+    "citation_status",
+    "molecule",
+    "route",
+    "population",
+    "notice",
+    "depression",
+)
 
 # Every table a count above reads: a write to any of them marks the summaries stale.
 WATCHED = (
@@ -197,6 +210,13 @@ create table if not exists catalog_counts (
 );
 create table if not exists current_year_design (
     pub_year integer, study_design text, records integer not null
+);
+-- Articles per run that first stored them and per flag that the questions about new records
+-- divide them by (new_records_by_design and prisma_flow in db/queries.sql): a few hundred rows
+-- whatever the catalog's size, where counting them reads every article.
+create table if not exists article_run_counts (
+    first_seen_run integer, study_design text, matches_query integer, is_deleted integer,
+    psychiatric integer, is_retracted integer, is_retraction_notice integer, records integer not null
 );
 """
 
@@ -259,6 +279,12 @@ def refresh(db: sqlite_utils.Database) -> float:
             insert into current_year_design
             select pub_year, study_design, count(*) from articles
             where {current} group by pub_year, study_design""")
+        conn.execute("delete from article_run_counts")
+        conn.execute(f"""
+            insert into article_run_counts
+            select first_seen_run, study_design, matches_query, is_deleted, {"psychiatric" if sensed else "null"},
+                   is_retracted, is_retraction_notice, count(*)
+            from articles group by 1, 2, 3, 4, 5, 6, 7""")
         evidence_map.refresh(db)
         seconds = time.perf_counter() - start
         # Last: the triggers fired by the deletes and inserts above do not touch summary_state.

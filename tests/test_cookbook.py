@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import sqlite3
 from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import urlencode
@@ -275,6 +276,10 @@ def check_new_records_by_design(rows, b, since=""):
     is_new = b.cutoff(since)
     counts = Counter(b.design(p) for p, a in b.articles.items() if is_new(a))
     assert {r["study_design"]: r["new_records"] for r in rows} == dict(counts)
+    current = Counter(b.design(p) for p, a in b.articles.items() if is_new(a) and p in b.current)
+    retracted = Counter(b.design(p) for p, a in b.articles.items() if is_new(a) and a["is_retracted"] == 1)
+    assert {r["study_design"]: r["current"] for r in rows} == {d: current[d] for d in counts}
+    assert {r["study_design"]: r["retracted"] for r in rows} == {d: retracted[d] for d in counts}
 
 
 def check_new_rcts_for_screening(rows, b, since=""):
@@ -430,6 +435,36 @@ def test_new_and_flow_queries_over_a_catalog_that_lived_two_runs(living_catalog)
     check_search_strategy(strategy, b)
     assert run(conn, "harvest_health_now")[0]["last_success_run"] == 2
     conn.close()
+
+
+def test_questions_about_new_records_answer_alike_from_the_summaries_and_from_the_rows(living_catalog, tmp_path):
+    """new_records_by_design, prisma_flow and search_strategy read the per-run counts
+    harvest/summaries.py keeps while they are current, and count the articles themselves once a
+    write has made them stale: both forms give the rows the independent checks expect, for
+    every form of `since`."""
+    path, _, _ = living_catalog
+    b = base_of(path)
+    fresh = connect_ro(path)
+    assert fresh.execute("select stale from summary_state").fetchone()[0] == 0
+    assert fresh.execute("select sum(records) from article_run_counts").fetchone()[0] == len(b.articles)
+    copy = tmp_path / "catalog.db"
+    writer = sqlite3.connect(copy)
+    fresh.backup(writer)
+    with writer:  # any write to articles marks the counts stale (a trigger)
+        writer.execute("update articles set title = title where pmid = (select min(pmid) from articles)")
+    writer.close()
+    stale = connect_ro(copy)
+    assert stale.execute("select stale from summary_state").fetchone()[0] == 1
+    for since in ("", "run:1", "#0", "2000-01-01", "2999-01-01"):
+        for name, check in (("new_records_by_design", check_new_records_by_design), ("prisma_flow", check_prisma_flow)):
+            answers = [run(conn, name, since=since) for conn in (fresh, stale)]
+            assert answers[0] == answers[1], (name, since)
+            check(answers[0], b, since)
+    answers = [run(conn, "search_strategy") for conn in (fresh, stale)]
+    assert answers[0] == answers[1]
+    check_search_strategy(answers[0], b)
+    fresh.close()
+    stale.close()
 
 
 # -- the views ------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import re
 import sqlite3
 import sys
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import quote
@@ -430,6 +431,19 @@ def filters_from_request(request, database, table, datasette):
     return inner
 
 
+# The facets a page counts live (no summary answers it: two facet values chosen, a search, a
+# range) share this much time. At a million articles one facet of a page of 129,000 rows takes
+# 0.1-1 s and the articles page has nine: 8 s. Facets left when it runs out are not counted, and
+# the page names them (Datasette's "timed out" line) rather than show counts it did not make.
+LIVE_FACETS_MS = 300
+LIVE_FACET_MIN_MS = 20  # less than this left: not worth starting a count
+
+
+def _facet_name(source_and_config: dict) -> str:
+    config = source_and_config["config"]
+    return config.get("simple") or config.get("name")
+
+
 class CatalogFacet(Facet):
     """Counts of a facet of `articles` (a column, or a one-to-many relation such as the tags,
     MeSH or publication types) over the rows the table page shows."""
@@ -439,10 +453,13 @@ class CatalogFacet(Facet):
     async def suggest(self):
         return []
 
-    async def _counts(self, name: str, source: dict, sources: dict, selection, limit: int):
+    async def _counts(
+        self, name: str, source: dict, sources: dict, selection, limit: int, time_limit_ms: int, from_values=False
+    ):
         """(rows of (value, count), True when they came from the summary tables); `selection`
         is None when no summary can answer for the page (see facet_results). Most values
-        first, but years newest first: a list of years reads in year order."""
+        first, but years newest first: a list of years reads in year order. `from_values`:
+        a one-to-many facet with far fewer rows than the page is counted from its rows."""
         by_value = name in VALUE_ORDERED_FACETS
         if selection is not None:
             if not selection:
@@ -470,15 +487,40 @@ class CatalogFacet(Facet):
         else:
             # From the page's rows to their values (a join), not every value tested against
             # the page's rows (an IN list): 40x faster for a rare tag, 1.6x for a common one.
+            # CROSS JOIN keeps that order: SQLite would otherwise read every row of the facet
+            # and look up its article (population tags for a page of 129,000 rows at a million
+            # articles: 0.9 s, against 0.2 s). But from a facet with far fewer rows than the
+            # page, to the page's rows (molecule tags for that page: 2 ms, against 155 ms).
+            page = f"(select pmid from ({self.sql})) page"
+            values = f"({source['pairs']}) v"
+            joined = f"{values} cross join {page}" if from_values else f"{page} cross join {values}"
             sql = f"""
                 select v.value as value, count(distinct v.pmid) as count
-                from (select pmid from ({self.sql})) page join ({source["pairs"]}) v on v.pmid = page.pmid
+                from {joined} on v.pmid = page.pmid
                 where v.value is not null
                 group by v.value order by count desc, v.value limit {limit}"""
-        rows = await self.ds.execute(
-            self.database, sql, self.params, truncate=False, custom_time_limit=self.ds.setting("facet_time_limit_ms")
-        )
+        rows = await self.ds.execute(self.database, sql, self.params, truncate=False, custom_time_limit=time_limit_ms)
         return rows.rows, False
+
+    async def _live_sizes(self, sources: dict, configs: list, budget_ends: float) -> dict:
+        """For counting one-to-many facets live: the page's rows ("page") and each facet's
+        (pmid, value) rows in the whole catalog, as last summarised; {} when either is unknown
+        or counting the page would not fit the budget (then every facet starts from the page)."""
+        if not any(sources.get(_facet_name(c), {}).get("kind") == "multi" for c in configs):
+            return {}
+        try:
+            totals = await self.ds.execute(
+                self.database, "select facet, sum(count) as n from facet_counts group by facet"
+            )
+            limit_ms = int((budget_ends - time.monotonic()) * 1000) // 3
+            if limit_ms < LIVE_FACET_MIN_MS:
+                return {}
+            page = await self.ds.execute(
+                self.database, f"select count(*) as n from ({self.sql})", self.params, custom_time_limit=limit_ms
+            )
+        except (QueryInterrupted, sqlite3.DatabaseError):
+            return {}
+        return {"page": page.rows[0]["n"], **{row["facet"]: row["n"] for row in totals.rows}}
 
     async def facet_results(self):
         results: list[dict] = []
@@ -494,14 +536,35 @@ class CatalogFacet(Facet):
             len(selection) > 1 or not await summaries_current(self.ds.get_database(self.database))
         ):
             selection = None
-        for source_and_config in self.get_configs():
-            config = source_and_config["config"]
-            name = config.get("simple") or config.get("name")
+        configs = self.get_configs()
+        if selection is None:
+            # Counted live: the facets the address asks for first, then the columns (an index
+            # answers most of them), then the relations.
+            configs = sorted(
+                configs,
+                key=lambda c: (c["source"] == "metadata", sources.get(_facet_name(c), {}).get("kind") != "column"),
+            )
+        per_facet_ms = self.ds.setting("facet_time_limit_ms")
+        budget_ends = time.monotonic() + LIVE_FACETS_MS / 1000
+        sizes = await self._live_sizes(sources, configs, budget_ends) if selection is None else {}
+        for source_and_config in configs:
+            name = _facet_name(source_and_config)
             source = sources.get(name)
             if source is None:
                 continue
+            time_limit_ms = per_facet_ms
+            if selection is None:
+                time_limit_ms = min(per_facet_ms, int((budget_ends - time.monotonic()) * 1000))
+                if time_limit_ms < LIVE_FACET_MIN_MS:
+                    timed_out.append(name)
+                    continue
+            from_values = (
+                sizes.get("page") is not None and sizes.get(name) is not None and sizes[name] * 3 < sizes["page"]
+            )
             try:
-                rows, summarised = await self._counts(name, source, sources, selection, size + 1)
+                rows, summarised = await self._counts(
+                    name, source, sources, selection, size + 1, time_limit_ms, from_values
+                )
             except QueryInterrupted:
                 timed_out.append(name)
                 continue
@@ -835,7 +898,6 @@ def _cacheable(scope) -> bool:
 def pages_made_once_per_harvest(datasette):
     import asyncio
     import hashlib
-    import time
     from collections import OrderedDict
 
     cache: OrderedDict = OrderedDict()  # key -> (made, status, headers, body)
