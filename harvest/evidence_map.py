@@ -4,12 +4,17 @@ Rows are what a clinician asks, in one of three fixed lists (every row shown, al
 counts zero: the gaps are the point): population x molecule ("treatment-resistant depression
 x esketamine"), outcome, or theme. Columns are evidence levels, each a set of primary study
 designs (`articles.study_design`, one per record, so a record is in one column at most).
-Route, comparator and publication years narrow it.
+Route, comparator and publication years narrow it. Two kinds of record are counted, one at a
+time (`?kind=`): the peer-reviewed PubMed records (counted in the summaries), or the in-topic
+preprints not yet published as a current catalog record (counted live: they are few), whose
+level is their primary design worked out in SQL from their design tags (`PREPRINT_DESIGN_SQL`).
 
 Owns:
 * `DEFINITION`: the rows, the levels and the filters, with, for each, both the SQL that counts
   it and the articles-table arguments that list it (`/catalog/articles?...`), so that a cell's
   number and the list it links to are the same records;
+* `DEFINITION["preprints"]`: the same for the preprints (their SQL over `preprints` and
+  `preprint_tags`, their `/catalog/preprints?...` arguments, the tag values those accept);
 * `refresh(db)`: `evidence_map_counts(axis, row, level, pub_year, route, comparator, count)`,
   the map's counts for every row, level, year, route ('' = any) and comparator ('' = any), and
   `evidence_map_definition`, the definition as JSON, so that the served catalog (the Datasette
@@ -29,7 +34,7 @@ from itertools import product
 
 import sqlite_utils
 
-from .tags import FACET_VALUES
+from .tags import DESIGN_PRECEDENCE, FACET_VALUES, TITLE_DECLARES
 
 # The records counted: what the topic query returns and NLM has not deleted, and, once the
 # catalog knows it (column `psychiatric`), only records on depression in the psychiatric sense.
@@ -129,21 +134,89 @@ def level_sql() -> str:
     return f"case {whens} end"
 
 
-def row_pairs_sql(axis: str) -> str:
-    """SQL giving (pmid, row) for every row of `axis` a record answers; rows are tag values
-    joined by ROW_SEPARATOR, in AXES' facet order."""
+def row_pairs_sql(axis: str, tags: str = "article_tags", key: str = "pmid") -> str:
+    """SQL giving (key, row) for every row of `axis` a record answers; rows are tag values
+    joined by ROW_SEPARATOR, in AXES' facet order. `tags`/`key`: the articles' tags by PMID, or
+    the preprints' (`preprint_tags`, `ppr_id`)."""
     facets = AXES[axis][1]
     aliases = [f"t{i}" for i in range(len(facets))]
     row = " || '|' || ".join(f"{t}.value" for t in aliases)
     joins = " ".join(
-        f"join article_tags {t} on {t}.pmid = t0.pmid and {t}.facet = '{f}' "
-        f"and {t}.value in ({_quoted(AXIS_VALUES[f])})"
+        f"join {tags} {t} on {t}.{key} = t0.{key} and {t}.facet = '{f}' and {t}.value in ({_quoted(AXIS_VALUES[f])})"
         for t, f in zip(aliases[1:], facets[1:])
     )
     return (
-        f"select t0.pmid as pmid, {row} as row from article_tags t0 {joins} "
+        f"select t0.{key} as {key}, {row} as row from {tags} t0 {joins} "
         f"where t0.facet = '{facets[0]}' and t0.value in ({_quoted(AXIS_VALUES[facets[0]])})"
     )
+
+
+# -- preprints ----------------------------------------------------------------------------------
+# A preprint counts as a work of its own unless its published version is a current catalog
+# record (then that record counts, as a peer-reviewed one): the definition of
+# `catalog_records.counts_as_work` (harvest/schema.py, CATALOG_RECORDS_VIEW), of preprint alias p.
+# Its look-up is by the articles' primary key, so no count of preprints reads the articles.
+PREPRINT_WORK_SQL = (
+    "(p.published_pmid is null or not exists (select 1 from articles a where a.pmid = p.published_pmid "
+    "and a.matches_query = 1 and a.is_deleted = 0))"
+)
+PREPRINT_SCOPE_SQL = "p.in_topic = 1 and " + PREPRINT_WORK_SQL
+PREPRINT_SCOPE_ARGS = "in_topic=1&_counts_as_work=1"
+# Depression in the psychiatric sense: the tag `articles.psychiatric` is made of (tags.is_psychiatric).
+PREPRINT_PSYCHIATRIC_SQL = (
+    " and exists (select 1 from preprint_tags d where d.ppr_id = p.ppr_id "
+    "and d.facet = 'depression' and d.value = 'psychiatric')"
+)
+PREPRINT_PSYCHIATRIC_ARGS = "&_depression=psychiatric"
+
+
+def preprint_design_sql() -> str:
+    """SQL of a preprint's (alias p) primary design: `tags.primary_design` over its design tags.
+
+    Preprints have no `study_design` column, and adding one would need a migration and a
+    backfill of every stored preprint; their tags are few (thousands of preprints at most), so
+    the design is worked out where it is read, from `preprint_tags` by its primary key: the tag
+    of the strongest source (indexing, then what the title declares, then the other text rules
+    and the model), within it the first of DESIGN_PRECEDENCE; rct becomes crossover_rct when a
+    crossover tag is there too; "other" when no design tag is in DESIGN_PRECEDENCE. One place
+    defines it, so the map's counts and the preprints table's `_study_design=` filter agree;
+    tests/test_evidence_map_preprints.py holds it to primary_design on every stored preprint."""
+    source = (
+        "case when t.method in ('mesh', 'publication_type') then 0 "
+        f"when t.method = 'rule:{TITLE_DECLARES}' then 1 else 2 end"
+    )
+    rank = "case t.value " + " ".join(f"when '{v}' then {i}" for i, v in enumerate(DESIGN_PRECEDENCE)) + " end"
+    crossover = (
+        "exists (select 1 from preprint_tags c where c.ppr_id = t.ppr_id and c.facet = 'design' "
+        "and c.value = 'crossover_rct')"
+    )
+    return (
+        f"coalesce((select case when t.value = 'rct' and {crossover} then 'crossover_rct' else t.value end "
+        f"from preprint_tags t where t.ppr_id = p.ppr_id and t.facet = 'design' "
+        f"and t.value in ({_quoted(DESIGN_PRECEDENCE)}) order by ({source}) * 100 + ({rank}) limit 1), 'other')"
+    )
+
+
+def level_of_design_sql(design: str) -> str:
+    """SQL of the evidence level key of a design expression (evaluated once), NULL when in none."""
+    whens = " ".join(f"when '{d}' then '{key}'" for key, _, designs in LEVELS for d in designs)
+    return f"case {design} {whens} end"
+
+
+def preprint_definition(psychiatric: bool) -> dict:
+    """What the served catalog needs to count preprints and list them in `/catalog/preprints`."""
+    return {
+        "table": "preprints",
+        "scope_sql": PREPRINT_SCOPE_SQL + (PREPRINT_PSYCHIATRIC_SQL if psychiatric else ""),
+        "scope_args": PREPRINT_SCOPE_ARGS + (PREPRINT_PSYCHIATRIC_ARGS if psychiatric else ""),
+        "work_sql": PREPRINT_WORK_SQL,
+        "design_sql": preprint_design_sql(),
+        "level_sql": level_of_design_sql("design"),
+        "levels": {key: "_study_design=" + ",".join(designs) for key, _, designs in LEVELS},
+        "pairs_sql": {axis: row_pairs_sql(axis, "preprint_tags", "ppr_id") for axis in AXES},
+        # The values the preprints table's `_<facet>=` and `_study_design=` filters accept.
+        "tag_values": {facet: list(values) for facet, values in FACET_VALUES.items()},
+    }
 
 
 def definition(psychiatric: bool) -> dict:
@@ -177,6 +250,7 @@ def definition(psychiatric: bool) -> dict:
             }
             for name, values in FILTERS.items()
         ],
+        "preprints": preprint_definition(psychiatric),
     }
 
 

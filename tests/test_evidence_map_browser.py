@@ -68,7 +68,10 @@ def test_filters_and_a_shared_row_work_without_javascript(browser, server):
     pg.select_option("#map-route", "intranasal")
     pg.fill("#map-from", "2015")
     pg.click(".map-filters button[type=submit]")
-    pg.wait_for_url("**/-/evidence-map?axis=population_molecule&route=intranasal&comparator=&from=2015&to=")
+    # the form names every choice, the kind of record (peer-reviewed, the default) among them
+    pg.wait_for_url(
+        "**/-/evidence-map?axis=population_molecule&kind=peer_reviewed&route=intranasal&comparator=&from=2015&to="
+    )
     assert pg.locator("caption").inner_text().endswith("route Intranasal, published 2015–…")
     pg.click(f"#row-{TRD_ESKETAMINE.replace('|', '-')} th a")
     pg.wait_for_load_state()

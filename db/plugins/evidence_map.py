@@ -3,14 +3,17 @@
 Rows are what a clinician asks (population x molecule, or outcome, or theme: `?axis=`), columns
 evidence levels, each cell the number of current records that answer it, linking to exactly
 those records in the articles table (`/catalog/articles?...` with the catalog's own filters,
-so its facets and exports work on them). Filters: `?route=`, `?comparator=`, `?from=` and
-`?to=` (publication years); `?row=` shows one row, to share it. Works without JavaScript
-(a table).
+so its facets and exports work on them). Filters: `?kind=` (`peer_reviewed`, the default: the
+PubMed records; `preprint`: the preprints not yet published as a catalog record, each cell
+linking to exactly those in the preprints table, `/catalog/preprints?...`), `?route=`,
+`?comparator=`, `?from=` and `?to=` (publication years); `?row=` shows one row, to share it.
+Works without JavaScript (a table).
 
 What the rows, levels and filters are, and the SQL and table arguments of each, come from the
 catalog itself (`evidence_map_definition`, written by harvest/evidence_map.py with its counts),
-so a published copy needs nothing but this file. Counts come from `evidence_map_counts` while
-the summaries are current (`summary_state.stale` = 0) and are counted live otherwise.
+so a published copy needs nothing but this file. Counts of peer-reviewed records come from
+`evidence_map_counts` while the summaries are current (`summary_state.stale` = 0) and are counted
+live otherwise; preprints (thousands at most) are always counted live, by index.
 Must never: write to the database, or count differently from the list a cell links to.
 """
 
@@ -26,7 +29,14 @@ from datasette.utils.asgi import Response
 
 DATABASE = "catalog"
 PATH = "/-/evidence-map"
-PARAMS = ("axis", "row", "route", "comparator", "from", "to")
+PARAMS = ("axis", "row", "kind", "route", "comparator", "from", "to")
+# Which records a map counts. No "all" (peer-reviewed records and unpublished preprints as works):
+# its cells could not each link to the one list they count. Both kinds are listed together only
+# in `catalog_records`, a view without tags or designs whose record_id is a PMID cast to text, so
+# a tag or level filter on it would read every current article (a million rows at scale) for each
+# cell; two links per cell would not be "exactly the list it counts".
+KINDS = {"peer_reviewed": "Peer-reviewed (PubMed)", "preprint": "Preprints not yet published (Europe PMC)"}
+DEFAULT_KIND = "peer_reviewed"
 
 
 class BadRequest(ValueError):
@@ -65,6 +75,10 @@ def read_choices(args, spec: dict) -> dict:
     if axis not in axes:
         raise BadRequest(f"axis={axis!r} is not one of the map's rows: choose {', '.join(axes)}")
     choices = {"axis": axis, "row": None}
+    kind = (args.get("kind") or "").strip() or DEFAULT_KIND
+    if kind not in KINDS:
+        raise BadRequest(f"kind={kind!r} is not a kind of record the map counts: choose {', '.join(KINDS)}")
+    choices["kind"] = kind
     for f in spec["filters"]:
         value = (args.get(f["key"]) or "").strip()
         known = [v["key"] for v in f["values"]]
@@ -84,6 +98,8 @@ def read_choices(args, spec: dict) -> dict:
 
 async def count_cells(db, spec: dict, choices: dict) -> tuple[dict, bool]:
     """{(row, level): records} and whether the summaries answered."""
+    if choices["kind"] == "preprint":
+        return await count_preprint_cells(db, spec, choices), False
     params = {
         "axis": choices["axis"],
         "route": choices["route"],
@@ -115,14 +131,41 @@ async def count_cells(db, spec: dict, choices: dict) -> tuple[dict, bool]:
     return {(row, level): n for row, level, n in rows.rows}, summarised
 
 
+def preprint_count_sql(spec: dict, choices: dict) -> str:
+    """The live count of preprint cells: by the tags' (facet, value) index, then each preprint,
+    its tags and its published version (if any) by primary key; never a scan of `articles`."""
+    pre = spec["preprints"]
+    where = pre["scope_sql"]
+    where += " and p.pub_year >= :from" if choices["from"] else ""
+    where += " and p.pub_year <= :to" if choices["to"] else ""
+    for f in spec["filters"]:
+        if choices[f["key"]]:
+            where += f" and p.ppr_id in (select ppr_id from preprint_tags where facet = '{f['key']}' and value = :{f['key']})"
+    return (
+        f"select r.row, {pre['level_sql']} as level, count(*) from ({pre['pairs_sql'][choices['axis']]}) r "
+        f"join (select p.ppr_id, {pre['design_sql']} as design from preprints p where {where}) w "
+        "on w.ppr_id = r.ppr_id where level is not null group by r.row, level"
+    )
+
+
+async def count_preprint_cells(db, spec: dict, choices: dict) -> dict:
+    params = {k: choices[k] for k in ("route", "comparator", "from", "to")}
+    rows = await db.execute(preprint_count_sql(spec, choices), params)
+    return {(row, level): n for row, level, n in rows.rows}
+
+
 def map_url(datasette, choices: dict, fmt: str = "", **changes) -> str:
     merged = {**choices, **changes}
+    if merged.get("kind") == DEFAULT_KIND:  # the map's URLs from before kinds stay as they were
+        merged["kind"] = None
     query = {k: merged[k] for k in PARAMS if merged.get(k) not in (None, "")}
     return datasette.urls.path(PATH + fmt) + (("?" + urlencode(query)) if query else "")
 
 
 def build_matrix(datasette, spec: dict, choices: dict, counts: dict) -> dict:
-    table = datasette.urls.table(DATABASE, "articles")
+    preprints = spec["preprints"] if choices["kind"] == "preprint" else None
+    table = datasette.urls.table(DATABASE, preprints["table"] if preprints else "articles")
+    scope_args = preprints["scope_args"] if preprints else spec["scope_args"]
     narrowing = [f"{f['arg']}={choices[f['key']]}" for f in spec["filters"] if choices[f["key"]]]
     if choices["from"]:
         narrowing.append(f"pub_year__gte={choices['from']}")
@@ -135,7 +178,8 @@ def build_matrix(datasette, spec: dict, choices: dict, counts: dict) -> dict:
             continue
         cells = []
         for level in spec["levels"]:
-            args = "&".join([spec["scope_args"], row["args"], level["args"], *narrowing])
+            level_args = preprints["levels"][level["key"]] if preprints else level["args"]
+            args = "&".join([scope_args, row["args"], level_args, *narrowing])
             cells.append(
                 {
                     "level": level["key"],
@@ -158,7 +202,7 @@ def build_matrix(datasette, spec: dict, choices: dict, counts: dict) -> dict:
 
 
 def _described(spec: dict, choices: dict) -> str:
-    parts = []
+    parts = ["preprints not yet published"] if choices["kind"] == "preprint" else []
     for f in spec["filters"]:
         if choices[f["key"]]:
             parts.append(f"{f['key']} {next(v['label'] for v in f['values'] if v['key'] == choices[f['key']])}")
@@ -183,6 +227,12 @@ async def evidence_map(datasette, request):
         choices = read_choices(request.args, spec)
     except BadRequest as exc:
         return _error(fmt, 400, str(exc))
+    if choices["kind"] == "preprint" and "preprints" not in spec:
+        return _error(
+            fmt,
+            404,
+            "this catalog's map predates preprints: run a harvest or `python -m harvest retag` once to count them",
+        )
     counts, summarised = await count_cells(db, spec, choices)
     matrix = build_matrix(datasette, spec, choices, counts)
     levels = spec["levels"]
@@ -191,7 +241,7 @@ async def evidence_map(datasette, request):
             {
                 "axis": choices["axis"],
                 "row": choices["row"],
-                "filters": {k: choices[k] for k in ("route", "comparator", "from", "to")},
+                "filters": {k: choices[k] for k in ("kind", "route", "comparator", "from", "to")},
                 "levels": [{"key": lv["key"], "label": lv["label"], "designs": lv["designs"]} for lv in levels],
                 "rows": [
                     {
@@ -214,7 +264,11 @@ async def evidence_map(datasette, request):
         return Response(
             out.getvalue(),
             content_type="text/csv; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="evidence-map-{choices["axis"]}.csv"'},
+            headers={
+                "content-disposition": 'attachment; filename="evidence-map-{}{}.csv"'.format(
+                    choices["axis"], "-preprints" if choices["kind"] == "preprint" else ""
+                )
+            },
         )
     context = {
         "spec": spec,
@@ -230,6 +284,7 @@ async def evidence_map(datasette, request):
             for a in spec["axes"]
         ],
         "summarised": summarised,
+        "kinds": KINDS if "preprints" in spec else {},
     }
     return Response.html(await datasette.render_template("evidence_map.html", context, request=request))
 

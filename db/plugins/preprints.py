@@ -7,16 +7,26 @@ score, and the published record's title and journal) and of row-catalog-articles
 (`article_preprints`: the preprints whose published version the record is, from any link), of
 query-catalog-search.html (`preprint_search`: the preprints `preprints_fts` ranks best for the
 search's words, BM25 with the title weighed as the articles' search weighs it, and how many match)
-and of index.html (`preprints_summary`: how many preprints, how many published as a catalog record).
+and of index.html (`preprints_summary`: how many preprints, how many published as a catalog record);
+and the preprints table's filters over their tags, as the articles table has them
+(`?_population=...&_molecule=...`: preprints having every value asked for), its primary design
+(`?_study_design=rct,crossover_rct`: one of these) and `?_counts_as_work=1` (0: published as a
+current catalog record, as `catalog_records.counts_as_work`), so that each evidence-map cell of
+preprints links to exactly the preprints it counts. Their SQL and the values they accept come from
+the catalog's evidence-map definition (harvest/evidence_map.py writes it); a value it does not
+know is answered 400 with one line naming it.
 Everything a preprint server wrote is text here: escaped by the templates, never markup.
 Must never: write to the catalog, or load anything from another host.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from datasette import hookimpl
+from datasette.filters import FilterArguments
+from datasette.utils.asgi import BadRequest
 from markupsafe import Markup, escape
 
 DATABASE = "catalog"
@@ -149,6 +159,85 @@ async def preprints_summary(datasette) -> dict | None:
         )
     ).rows[0]
     return dict(row)
+
+
+# The preprints' tag facets (preprint_tags.facet), filtered as `?_<facet>=value`.
+TAG_FACETS = ("design", "molecule", "route", "population", "comparator", "outcome", "theme", "depression")
+
+
+async def preprint_definition(db) -> dict | None:
+    """The evidence map's definition of preprints (SQL and accepted values), or None before it."""
+    try:
+        rows = (await db.execute("select definition from evidence_map_definition where id = 1")).rows
+    except Exception:  # noqa: BLE001 - a catalog from before the evidence map
+        return None
+    return json.loads(rows[0][0]).get("preprints") if rows else None
+
+
+def _checked(name: str, value: str, known: list[str] | None, what: str) -> str:
+    if known is not None and value not in known:
+        raise BadRequest(f"{name}={value!r} is not {what} the catalog tags: choose {', '.join(known)}")
+    return value
+
+
+def _needs(definition: dict | None, name: str) -> dict:
+    if definition is None:
+        raise BadRequest(
+            f"{name}: this catalog predates the preprint filters: run a harvest or `python -m harvest retag` once"
+        )
+    return definition
+
+
+@hookimpl
+def filters_from_request(request, database, table, datasette):
+    """`?_population=ptsd&_study_design=rct,crossover_rct&_counts_as_work=1` on the preprints table."""
+    if database != DATABASE or table != "preprints":
+        return None
+
+    async def inner():
+        asked = [
+            k
+            for k in request.args.keys()
+            if k in ("_study_design", "_counts_as_work") or (k.startswith("_") and k[1:] in TAG_FACETS)
+        ]
+        if not asked:
+            return None
+        definition = await preprint_definition(datasette.get_database(DATABASE))
+        tag_values = (definition or {}).get("tag_values", {})
+        where, params, described = [], {}, []
+        for facet in TAG_FACETS:
+            for i, value in enumerate(request.args.getlist(f"_{facet}")):
+                param = f"preprint_{facet}_{i}"
+                _checked(f"_{facet}", value, tag_values.get(facet), f"a {facet}")
+                where.append(
+                    f"ppr_id in (select ppr_id from preprint_tags where facet = '{facet}' and value = :{param})"
+                )
+                params[param] = value
+                described.append(f'{facet} is "{value.replace("_", " ")}"')
+        for i, text in enumerate(request.args.getlist("_study_design")):
+            design_sql = _needs(definition, "_study_design")["design_sql"]
+            designs = [
+                _checked("_study_design", d.strip(), tag_values.get("design"), "a design") for d in text.split(",")
+            ]
+            names = [f"preprint_design_{i}_{j}" for j in range(len(designs))]
+            where.append(
+                f"ppr_id in (select p.ppr_id from preprints p where ({design_sql}) in ({', '.join(':' + n for n in names)}))"
+            )
+            params.update(zip(names, designs))
+            described.append("primary design is " + " or ".join(d.replace("_", " ") for d in designs))
+        for text in request.args.getlist("_counts_as_work"):
+            work_sql = _needs(definition, "_counts_as_work")["work_sql"]
+            if text not in ("0", "1"):
+                raise BadRequest(
+                    f"_counts_as_work={text!r} is not 1 (not published as a catalog record) or 0 (published as one)"
+                )
+            where.append(
+                f"ppr_id {'' if text == '1' else 'not '}in (select p.ppr_id from preprints p where {work_sql})"
+            )
+            described.append("not published as a catalog record" if text == "1" else "published as a catalog record")
+        return FilterArguments(where, params, described)
+
+    return inner
 
 
 @hookimpl
