@@ -70,7 +70,12 @@ PER_ARTICLE = [
     "supplementary_concepts",
     "article_history",
     "article_tags",
+    # Both ends shifted: each copy's articles are similar to that copy's articles, so an article
+    # page lists its ten neighbours at a million rows as it does at the source's size.
+    "similar_articles",
 ]
+# Columns holding a PMID, shifted by each copy's offset.
+PMID_COLUMNS = ("pmid", "similar_pmid")
 ONCE = ["authors", "mesh_descriptors", "publication_types", "harvest_runs"]
 
 
@@ -114,11 +119,14 @@ def build(source: Path, target_dir: Path, target: int = TARGET) -> dict:
             # A harvested catalog holds what the topic query returned: every row matches it
             # (an import marks most of the shared records, which are not about ketamine, 0).
             select = ", ".join(
-                f"pmid + {k * SHIFT}" if c == "pmid" else "1" if c == "matches_query" else f"[{c}]" for c in columns
+                f"[{c}] + {k * SHIFT}" if c in PMID_COLUMNS else "1" if c == "matches_query" else f"[{c}]"
+                for c in columns
             )
             names = ", ".join(f"[{c}]" for c in columns)
+            within = " and ".join(f"[{c}] <= :cutoff" for c in columns if c in PMID_COLUMNS)
             conn.execute(
-                f"insert into main.[{table}] ({names}) select {select} from src.[{table}] where pmid <= ?", [cutoff]
+                f"insert into main.[{table}] ({names}) select {select} from src.[{table}] where {within}",
+                {"cutoff": cutoff},
             )
             timings[table] = timings.get(table, 0) + time.perf_counter() - t
     conn.execute("commit")
@@ -144,11 +152,13 @@ def build(source: Path, target_dir: Path, target: int = TARGET) -> dict:
 
     summarised = summaries.refresh(sqlite_utils.Database(conn))  # as a harvest or import ends
     articles = conn.execute("select count(*) from articles").fetchone()[0]
+    similar = conn.execute("select count(*) from similar_articles").fetchone()[0]
     conn.close()
     return {
         "source_articles": n,
         "copies": copies,
         "articles": articles,
+        "similar_articles_rows": similar,
         "seconds": {
             "copy": round(copied, 1),
             "indexes": round(indexed, 1),
@@ -184,7 +194,11 @@ def reuse(source: Path, target_dir: Path, target: int = TARGET) -> dict | None:
     if not (path.exists() and stamp_path.exists()):
         return None
     stamp = json.loads(stamp_path.read_text())
-    if stamp.get("source") != _source_identity(source) or stamp.get("target") != target:
+    if (
+        stamp.get("source") != _source_identity(source)
+        or stamp.get("target") != target
+        or stamp.get("tables") != PER_ARTICLE
+    ):
         return None
     import sqlite_utils
 
@@ -211,6 +225,7 @@ def stamp_build(source: Path, target_dir: Path, built: dict, target: int = TARGE
     stamp = {
         "source": _source_identity(source),
         "target": target,
+        "tables": PER_ARTICLE,  # a catalog copied with other tables is built again
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "built": built,
     }
