@@ -185,9 +185,11 @@ def neighbour_rows(
     if index.matrix.shape[1] == 0 or not len(rows):
         return
     columns = index.matrix.T.tocsr()
+    labels = [term_label(str(term)) for term in index.vocabulary]
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
         scores = (index.matrix[chunk] @ columns).tocsr()
+        pairs: list[tuple[int, int, int, float]] = []  # (row, rank, other row, score)
         for k, i in enumerate(chunk):
             lo, hi = scores.indptr[k], scores.indptr[k + 1]
             cand, vals = scores.indices[lo:hi], scores.data[lo:hi]
@@ -198,15 +200,36 @@ def neighbour_rows(
                 cand, vals = cand[best], vals[best]
             # best first; equal scores by PMID so the order never depends on storage order
             order = np.lexsort((index.pmids[cand], -np.round(vals, 6)))
-            for rank, j in enumerate(order, start=1):
-                other = cand[j]
-                yield {
-                    "pmid": int(index.pmids[i]),
-                    "rank": rank,
-                    "similar_pmid": int(index.pmids[other]),
-                    "score": round(float(vals[j]), 4),
-                    "shared_terms": "; ".join(shared_terms(index, i, other)),
-                }
+            pairs.extend((int(i), rank, int(cand[j]), float(vals[j])) for rank, j in enumerate(order, start=1))
+        if not pairs:
+            continue
+        shared = _shared_terms_of_pairs(index, labels, [p[0] for p in pairs], [p[2] for p in pairs])
+        for (i, rank, other, score), terms in zip(pairs, shared):
+            yield {
+                "pmid": int(index.pmids[i]),
+                "rank": rank,
+                "similar_pmid": int(index.pmids[other]),
+                "score": round(score, 4),
+                "shared_terms": terms,
+            }
+
+
+def _shared_terms_of_pairs(
+    index: Index, labels: list[str], left: list[int], right: list[int], n: int = SHARED_SHOWN
+) -> list[str]:
+    """`shared_terms` of many pairs of rows at once, joined as stored: one elementwise product
+    of the pairs' rows instead of an intersection per pair (a 120,000-record refresh spent a
+    third of its time in those, one pair at a time). Same terms, same order: weight first,
+    then the term's column, as the stable sort over the sorted intersection gives them."""
+    m = index.matrix
+    product = m[np.asarray(left)].multiply(m[np.asarray(right)]).tocsr()
+    row_of = np.repeat(np.arange(product.shape[0]), np.diff(product.indptr))
+    order = np.lexsort((product.indices, -product.data, row_of))
+    rank = np.arange(len(order)) - product.indptr[row_of[order]]
+    kept = order[rank < n]
+    kept_labels = [labels[c] for c in product.indices[kept].tolist()]
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(row_of[kept], minlength=product.shape[0])))).tolist()
+    return ["; ".join(kept_labels[bounds[r] : bounds[r + 1]]) for r in range(product.shape[0])]
 
 
 def shared_terms(index: Index, i: int, j: int, n: int = SHARED_SHOWN) -> list[str]:

@@ -47,6 +47,19 @@ def by_pmid(rows) -> dict[int, list[dict]]:
     return out
 
 
+def test_shared_terms_are_each_pairs_strongest_common_terms_whatever_the_batch(docs):
+    # The refresh works out the shared terms of a whole batch of pairs at once; each list must be
+    # what the pair's own intersection gives (shared_terms), in the same order, for any batch size.
+    index = similar.build_index(docs.values())
+    row = {p: i for i, p in enumerate(index.pmids.tolist())}
+    for batch in (7, similar.BATCH):
+        rows = list(similar.neighbour_rows(index, batch=batch))
+        assert len(rows) > 5 * len(docs)
+        for r in rows:
+            pair = similar.shared_terms(index, row[r["pmid"]], row[r["similar_pmid"]])
+            assert r["shared_terms"] == "; ".join(pair) and 1 <= len(pair) <= similar.SHARED_SHOWN
+
+
 def test_each_record_gets_at_most_ten_others_best_first_never_itself(docs):
     lists = by_pmid(similar.similar_rows(docs.values()))
     assert len(lists) > 0.9 * len(docs)
