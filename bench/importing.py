@@ -37,12 +37,21 @@ class _FileTimes:
         pass
 
 
+def fresh(db: Path) -> Path:
+    """`db` gone with its WAL, shared memory and lock file: every import is measured into a new
+    catalog, also when BENCH_DIR keeps an earlier run's (re-importing into it stores nothing new
+    and measured 1,022 records/s for what was a comparison of unchanged records)."""
+    for suffix in ("", "-wal", "-shm", ".lock"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return db
+
+
 def one(db: Path, workers: int, files: list[Path]) -> dict:
     from harvest.importer import import_files
 
     progress = _FileTimes()
     start = time.perf_counter()
-    outcome = import_files(db, files, workers=workers, progress=progress)
+    outcome = import_files(fresh(db), files, workers=workers, progress=progress)
     seconds = time.perf_counter() - start
     per_file = []
     if workers > 1:
@@ -77,6 +86,7 @@ def parse_only(files: list[Path]) -> dict:
 def _cli_import(db: Path, files: list[Path], *options: str) -> dict:
     import subprocess
 
+    fresh(db)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "harvest", "import", *map(str, files), "--db", str(db), *options],
