@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from bench.common import log
+from bench.common import fresh, log
 
 RECORDS = 1_000
 
@@ -33,7 +33,7 @@ def run(workdir: Path) -> dict:
 
     log(f"citations: cloning {RECORDS:,} records into the E-utilities stand-in")
     corpus = _corpus(RECORDS, seed=3)
-    db_path = workdir / "citations.db"
+    db_path = fresh(workdir / "citations.db")
     with EutilsStandIn(corpus) as eutils:
         run_harvest(db_path, settings=Settings(base_url=eutils.url, api_key="bench", backoff_base=0.05), full=True)
     db = store.open_db(db_path)

@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bench.common import CLONE_PMID_BASE, SHARED_GZ_FILES, LoadSampler, log, run_json, write_clone_file
+from bench.common import CLONE_PMID_BASE, SHARED_GZ_FILES, LoadSampler, fresh, log, run_json, write_clone_file
 
 CLONE_FILES = 10
 PER_FILE = 30_000  # a baseline file holds about 30,000 records
@@ -35,15 +35,6 @@ class _FileTimes:
 
     def finish(self):
         pass
-
-
-def fresh(db: Path) -> Path:
-    """`db` gone with its WAL, shared memory and lock file: every import is measured into a new
-    catalog, also when BENCH_DIR keeps an earlier run's (re-importing into it stores nothing new
-    and measured 1,022 records/s for what was a comparison of unchanged records)."""
-    for suffix in ("", "-wal", "-shm", ".lock"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    return db
 
 
 def one(db: Path, workers: int, files: list[Path]) -> dict:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import CLONE_PMID_BASE, LARGE_FILES, LoadSampler, log
+from bench.common import CLONE_PMID_BASE, LARGE_FILES, LoadSampler, fresh, log
 
 RECORDS = 25_000
 CHANGED = 50
@@ -69,7 +69,7 @@ def run(workdir: Path) -> dict:
     t = time.perf_counter()
     corpus = _corpus(RECORDS)
     setup = round(time.perf_counter() - t, 1)
-    db_path = workdir / "requests.db"
+    db_path = fresh(workdir / "requests.db")
     out: dict = {"records": RECORDS, "efetch_batch": DEFAULT_BATCH, "setup_seconds": setup}
     with LoadSampler() as load, EutilsStandIn(corpus, enforce_rate_limit=True) as server:
         full = _run(db_path, server, full=True)
