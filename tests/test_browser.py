@@ -284,6 +284,49 @@ EVERY_KIND_OF_PAGE = [
 ]
 
 
+def test_an_article_page_lists_similar_articles_that_lead_to_each_other(page, server, browser):
+    # Issue #21: every article shows its most similar stored articles with the terms they share;
+    # a researcher follows one and finds the way back. At 1280 px and on a phone.
+    base, site = server
+    db = sqlite3.connect(f"file:{site / 'catalog.db'}?mode=ro", uri=True)
+    review = 38011560  # "Ketamine and the neurobiology of depression" (in KETAMINE)
+    expected = [
+        p for (p,) in db.execute("select similar_pmid from similar_articles where pmid = ? order by rank", [review])
+    ]
+    assert 1 <= len(expected) <= 10
+    page.goto(f"{base}/catalog/articles/{review}")
+    section = page.locator("section.similar-articles")
+    section.scroll_into_view_if_needed()
+    assert section.locator("h2").inner_text() == "Similar articles" and section.is_visible()
+    items = section.locator("ol.similar > li")
+    assert [int(p) for p in items.evaluate_all("els => els.map(e => e.dataset.pmid)")] == expected
+    for i in range(items.count()):
+        shared = items.nth(i).locator(".shared-terms")
+        assert shared.is_visible() and shared.inner_text().startswith("Shared: ")
+    shot(page, "article-similar")
+    first = expected[0]
+    items.first.locator("a").click()
+    page.wait_for_url(f"**/catalog/articles/{first}")
+    back = [
+        int(p)
+        for p in page.locator("section.similar-articles ol.similar > li").evaluate_all(
+            "els => els.map(e => e.dataset.pmid)"
+        )
+    ]
+    listed_back = db.execute("select 1 from similar_articles where pmid = ? and similar_pmid = ?", [first, review])
+    assert (review in back) == (listed_back.fetchone() is not None) and back
+    db.close()
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    try:
+        pg = phone.new_page()
+        pg.goto(f"{base}/catalog/articles/{review}")
+        assert pg.locator("section.similar-articles ol.similar > li").count() == len(expected)
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(pg, "article-similar-phone")
+    finally:
+        phone.close()
+
+
 def axe_violations(pg) -> list[str]:
     if not AXE.exists():
         pytest.fail(f"{AXE.relative_to(ROOT)} is missing: `make tools` installs it (npm ci in tests/)", pytrace=False)
