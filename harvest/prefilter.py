@@ -292,7 +292,8 @@ class TopicPrefilter(io.RawIOBase):
         # holds one (or its parts run together) are the bytes searched for it.
         residue = pending.translate(None, _PLAIN_BYTES)
         rare = [needle for needle in _SUSPECT_BYTES if needle.translate(None, _PLAIN_BYTES) in residue]
-        searches = [(pending.lower().find, stem) for stem in STEMS] + [(pending.find, needle) for needle in rare]
+        find_lowered = pending.lower().find  # lower-cased once per read, searched for every stem
+        searches = [(find_lowered, stem) for stem in STEMS] + [(pending.find, needle) for needle in rare]
         for find, needle in searches:
             at = find(needle, spans[0][0], last)
             while at >= 0:
