@@ -352,15 +352,19 @@ def import_(files, db_path, match_topic, workers, engine, scheduler):
     progress = TerminalProgress("reading files", "bytes")
     try:
         if engine == "dask":
-            from .cluster import DaskMissing, import_files_dask, require_dask
+            from .cluster import DaskMissing, import_files_dask
 
             try:
-                require_dask()
+                outcome = import_files_dask(
+                    db_path,
+                    list(files),
+                    scheduler=scheduler,
+                    workers=workers,
+                    match_topic=match_topic,
+                    progress=progress,
+                )
             except DaskMissing as exc:
                 _fail(str(exc))
-            outcome = import_files_dask(
-                db_path, list(files), scheduler=scheduler, workers=workers, match_topic=match_topic, progress=progress
-            )
         else:
             outcome = import_files(
                 db_path, list(files), match_topic=match_topic, workers=workers or 1, progress=progress
