@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 from harvest.config import EuropepmcSettings, OpenalexSettings
 from harvest.europepmc import EuropepmcClient
@@ -79,9 +80,7 @@ def build_sources_site(tmp_path_factory) -> SourcesSite:
     world = sources_world()
     works = WorkStore.recorded()
     clone_for(works, pmids)
-    before = os.environ.get("HARVEST_TODAY")
-    os.environ["HARVEST_TODAY"] = TODAY
-    try:
+    with mock.patch.dict(os.environ, {"HARVEST_TODAY": TODAY}):  # restored as it was after
         with EuropepmcStandIn(world) as epmc:
             settings = EuropepmcSettings(base_url=epmc.url, requests_per_second=50, backoff_base=0.05, backoff_cap=1)
             preprints = run_preprints_harvest(db_path, client=EuropepmcClient(settings))
@@ -90,11 +89,6 @@ def build_sources_site(tmp_path_factory) -> SourcesSite:
                 base_url=openalex.url, requests_per_second=50, backoff_base=0.05, backoff_cap=1
             )
             citations = run_citations_harvest(db_path, client=OpenalexClient(settings_oa))
-    finally:
-        if before is None:
-            os.environ.pop("HARVEST_TODAY", None)
-        else:
-            os.environ["HARVEST_TODAY"] = before
     assert preprints.status == "success" and preprints.new == len(world.preprints())
     assert preprints.linked.get("europepmc") == 1 and preprints.linked.get("title_author_year") == 1, preprints.linked
     assert citations.status == "success" and citations.new == len(pmids)

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sqlite3
+from unittest import mock
 
 import lxml.html
 import pytest
@@ -70,17 +71,10 @@ def built(tmp_path_factory):
     works = WorkStore.recorded()
     clone_for(works, [p for i, p in enumerate(pmids) if i % 5])
     served = {pmid_of(w): w for w in works.works if pmid_of(w) in set(pmids)}
-    before = os.environ.get("HARVEST_TODAY")
-    os.environ["HARVEST_TODAY"] = TODAY
-    try:
+    with mock.patch.dict(os.environ, {"HARVEST_TODAY": TODAY}):  # restored as it was after
         with OpenalexStandIn(works) as server:
             settings = OpenalexSettings(base_url=server.url, requests_per_second=50, backoff_base=0.05, backoff_cap=1)
             outcome = run_citations_harvest(site / "catalog.db", client=OpenalexClient(settings))
-    finally:
-        if before is None:
-            os.environ.pop("HARVEST_TODAY", None)
-        else:
-            os.environ["HARVEST_TODAY"] = before
     assert outcome.status == "success" and outcome.new == len(served)
     return site, served
 

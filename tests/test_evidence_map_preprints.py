@@ -24,6 +24,7 @@ import sqlite3
 from collections import Counter
 from itertools import product
 from pathlib import Path
+from unittest import mock
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -86,17 +87,10 @@ def build_preprint_map_site(tmp_path_factory) -> Path:
     world = sources_world()
     with sqlite3.connect(site / "catalog.db") as conn:
         derived = derive_preprints(world, conn)
-    before = os.environ.get("HARVEST_TODAY")
-    os.environ["HARVEST_TODAY"] = TODAY
-    try:
+    with mock.patch.dict(os.environ, {"HARVEST_TODAY": TODAY}):  # restored as it was after
         with EuropepmcStandIn(world) as epmc:
             settings = EuropepmcSettings(base_url=epmc.url, requests_per_second=50, backoff_base=0.05, backoff_cap=1)
             result = run_preprints_harvest(site / "catalog.db", client=EuropepmcClient(settings))
-    finally:
-        if before is None:
-            os.environ.pop("HARVEST_TODAY", None)
-        else:
-            os.environ["HARVEST_TODAY"] = before
     assert result.status == "success" and result.new == 24 + 1 + derived, result
     with sqlite3.connect(site / "catalog.db") as conn:
         assert conn.execute(
