@@ -130,8 +130,7 @@ def _quoted(values) -> str:
 
 def level_sql() -> str:
     """SQL of an article's (alias a) evidence level key, NULL when its design is in none."""
-    whens = " ".join(f"when a.study_design in ({_quoted(designs)}) then '{key}'" for key, _, designs in LEVELS)
-    return f"case {whens} end"
+    return level_of_design_sql("a.study_design")
 
 
 def row_pairs_sql(axis: str, tags: str = "article_tags", key: str = "pmid") -> str:
