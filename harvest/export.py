@@ -1,8 +1,9 @@
 """Catalog records into reference-manager formats: RIS, BibTeX and CSL-JSON.
 
 Owns the mapping from stored catalog rows to citation formats. `load_records`
-reads the catalog (any DB-API connection, or a sqlite_utils Database) into plain
-citation dicts; `to_ris`, `to_bibtex` and `to_csl_json` are pure functions of
+(PubMed records, by PMID) and `load_preprint_records` (Europe PMC preprints, by PPR id)
+read the catalog (any DB-API connection, or a sqlite_utils Database) into plain
+citation dicts of one shape; `to_ris`, `to_bibtex` and `to_csl_json` are pure functions of
 those dicts. The Datasette output renderers (db/plugins/catalog.py) and the
 `python -m harvest export` command both go through `render`.
 Must never: write to the catalog, or talk to the network.
@@ -24,6 +25,7 @@ FILE_EXTENSIONS = {"ris": "ris", "bibtex": "bib", "csl-json": "json"}
 
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{}/"
 PMC_URL = "https://pmc.ncbi.nlm.nih.gov/articles/{}/"
+EUROPEPMC_PREPRINT_URL = "https://europepmc.org/article/PPR/{}"
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 
 
@@ -66,6 +68,79 @@ def load_records(conn, pmids: Iterable[int]) -> list[dict]:
         ):
             people.setdefault(row["pmid"], {}).setdefault(row["role"], []).append(row)
     return [citation(articles[p], people.get(p, {})) for p in order if p in articles]
+
+
+def load_preprint_records(conn, ppr_ids: Iterable[str]) -> list[dict]:
+    """Citation dicts for the preprints `ppr_ids`, in the order given; ids not stored are skipped."""
+    order = list(dict.fromkeys(str(p) for p in ppr_ids))
+    found: dict[str, dict] = {}
+    for chunk in _chunks(order):
+        marks = ",".join("?" * len(chunk))
+        for row in _rows(conn, f"select * from preprints where ppr_id in ({marks})", chunk):
+            found[row["ppr_id"]] = row
+    return [preprint_citation(found[p]) for p in order if p in found]
+
+
+_INITIALS = re.compile(r"^[A-Z\u00C0-\u00DE]{1,4}$")
+
+
+def preprint_person(name: str) -> dict:
+    """Europe PMC's "Surname Initials" ("van Duijnhoven FJ") as a CSL name; a name that does not
+    end in initials (a consortium) as a literal."""
+    family, _, initials = name.strip().rpartition(" ")
+    if family and _INITIALS.match(initials):
+        return {"family": family, "given": initials}
+    return {"literal": name.strip()}
+
+
+def preprint_citation(row: dict) -> dict:
+    """One stored preprint as a citation dict of the shape `citation` returns (no PMID, no
+    journal: `type` "preprint", the server and version, Europe PMC's page as its URL)."""
+    # The year is Europe PMC's pubYear (the catalog's pub_year); the day it was first posted
+    # adds month and day where it falls in that year.
+    posted = [int(part) for part in (row.get("first_publication_date") or "").split("-")[:3] if part.isdigit()]
+    year = row.get("pub_year") or (posted[0] if posted else None)
+    date = posted if posted and posted[0] == year else ([int(year)] if year else [])
+    return {
+        "pmid": None,
+        "ppr_id": row["ppr_id"],
+        "type": "preprint",
+        "title": (row.get("title") or "").strip(),
+        "abstract": row.get("abstract"),
+        "journal": None,
+        "journal_abbrev": None,
+        "volume": None,
+        "issue": None,
+        "pages": None,
+        "date_parts": date,
+        "doi": row.get("doi"),
+        "pmcid": None,
+        "issn": None,
+        "languages": [],
+        "publication_types": ["Preprint"],
+        "keywords": _split(row.get("keywords")),
+        "mesh_terms": [],
+        "authors": [preprint_person(a) for a in (row.get("authors") or "").split(";") if a.strip()],
+        "editors": [],
+        "retracted": False,
+        "url": EUROPEPMC_PREPRINT_URL.format(row["ppr_id"]),
+        "server": row.get("server"),
+        "version": row.get("version"),
+        "published_pmid": row.get("published_pmid"),
+    }
+
+
+def preprint_note(record: dict) -> str:
+    """What a reader must know of a preprint: "Preprint (not peer reviewed), medRxiv, version 2;
+    published as PMID 12345678"."""
+    note = "Preprint (not peer reviewed)"
+    if record.get("server"):
+        note += f", {record['server']}"
+    if record.get("version"):
+        note += f", version {record['version']}"
+    if record.get("published_pmid"):
+        note += f"; published as PMID {record['published_pmid']}"
+    return note
 
 
 def _person(row: dict) -> dict:
@@ -151,7 +226,7 @@ def citation(article: dict, people: dict[str, list[dict]] | None = None) -> dict
 
 
 def citation_key(record: dict) -> str:
-    return f"pmid{record['pmid']}"
+    return f"pmid{record['pmid']}" if record.get("pmid") is not None else str(record["ppr_id"])
 
 
 def _name_inverted(person: dict) -> str:
@@ -173,7 +248,9 @@ def to_ris(records: Iterable[dict]) -> str:
     """RIS (the tagged format EndNote, Zotero, Mendeley and RefWorks import)."""
     out: list[str] = []
     for r in records:
-        lines: list[tuple[str, str]] = [("TY", "BOOK" if r["type"] == "book" else "JOUR")]
+        preprint = r["type"] == "preprint"
+        ris_type = {"book": "BOOK", "preprint": "UNPB"}.get(r["type"], "JOUR")  # UNPB: unpublished work
+        lines: list[tuple[str, str]] = [("TY", ris_type)]
         lines += [("AU", _name_inverted(p)) for p in r["authors"]]
         lines += [("A2", _name_inverted(p)) for p in r["editors"]]
         lines.append(("TI", _one_line(r["title"])))
@@ -181,6 +258,8 @@ def to_ris(records: Iterable[dict]) -> str:
             lines.append(("T2", r["journal"]))
         if r["journal_abbrev"]:
             lines.append(("J2", r["journal_abbrev"]))
+        if preprint and r.get("server"):
+            lines.append(("PB", r["server"]))
         parts = r["date_parts"]
         if parts:
             lines.append(("PY", str(parts[0])))
@@ -204,12 +283,14 @@ def to_ris(records: Iterable[dict]) -> str:
             lines.append(("M3", "; ".join(r["publication_types"])))
         if r["doi"]:
             lines.append(("DO", r["doi"]))
-        lines.append(("AN", str(r["pmid"])))
+        lines.append(("AN", str(r["ppr_id"] if preprint else r["pmid"])))
         if r["pmcid"]:
             lines.append(("C2", r["pmcid"]))
-        lines.append(("DB", "PubMed"))
-        lines.append(("DP", "NLM"))
+        lines.append(("DB", "Europe PMC" if preprint else "PubMed"))
+        lines.append(("DP", "EMBL-EBI" if preprint else "NLM"))
         lines.append(("UR", r["url"]))
+        if preprint:
+            lines.append(("N1", preprint_note(r)))
         if r["retracted"]:
             lines.append(("N1", "Retracted publication: PubMed links a retraction notice to this article."))
         lines.append(("ER", ""))
@@ -319,6 +400,8 @@ def to_bibtex(records: Iterable[dict]) -> str:
         fields.append(("title", "{" + bibtex_escape(r["title"]) + "}"))
         if r["journal"]:
             fields.append(("journal", bibtex_escape(r["journal"])))
+        if r["type"] == "preprint" and r.get("server"):
+            fields.append(("howpublished", bibtex_escape(r["server"])))
         parts = r["date_parts"]
         if parts:
             fields.append(("year", str(parts[0])))
@@ -335,7 +418,8 @@ def to_bibtex(records: Iterable[dict]) -> str:
             fields.append(("doi", r["doi"]))
         if bibtex_identifier(r["issn"]):
             fields.append(("issn", r["issn"]))
-        fields.append(("pmid", str(r["pmid"])))
+        if r["pmid"] is not None:
+            fields.append(("pmid", str(r["pmid"])))
         if bibtex_identifier(r["pmcid"]):
             fields.append(("pmcid", r["pmcid"]))
         if bibtex_verbatim(r["url"]):
@@ -349,7 +433,9 @@ def to_bibtex(records: Iterable[dict]) -> str:
             fields.append(("abstract", bibtex_escape(r["abstract"])))
         if r["retracted"]:
             fields.append(("note", "Retracted publication"))
-        entry_type = "book" if r["type"] == "book" else "article"
+        if r["type"] == "preprint":
+            fields.append(("note", bibtex_escape(preprint_note(r))))
+        entry_type = {"book": "book", "preprint": "misc"}.get(r["type"], "article")
         body = ",\n".join(
             f"  {name} = {value}" if name == "month" else f"  {name} = {{{value}}}" for name, value in fields
         )
@@ -363,11 +449,20 @@ def csl_items(records: Iterable[dict]) -> list[dict]:
     for r in records:
         item: dict = {
             "id": citation_key(r),
-            "type": "book" if r["type"] == "book" else "article-journal",
+            # CSL 1.0.2's "article" is "a preprint, working paper, or other article not published in a journal".
+            "type": {"book": "book", "preprint": "article"}.get(r["type"], "article-journal"),
             "title": _one_line(r["title"]),
-            "PMID": str(r["pmid"]),
             "URL": r["url"],
         }
+        if r["pmid"] is not None:
+            item["PMID"] = str(r["pmid"])
+        if r["type"] == "preprint":
+            item["genre"] = "Preprint"
+            item["note"] = preprint_note(r)
+            if r.get("server"):
+                item["publisher"] = r["server"]
+            if r.get("version"):
+                item["version"] = str(r["version"])
         if r["authors"]:
             item["author"] = r["authors"]
         if r["editors"]:

@@ -1199,7 +1199,7 @@ def test_questions_of_the_catalog_refuse_what_they_cannot_read(client, db):
     retracted = set(pmids_of(query(client, "retracted_or_corrected", status="retracted")))
     assert retracted == RETRACTED  # any case
     refused = client.get("/catalog/counts_per_year_by_design.ris")
-    assert refused.status_code == 400 and "no article rows" in refused.text
+    assert refused.status_code == 400 and "no article or preprint rows" in refused.text
     # An article question with nothing to list is an answer, and its file says so.
     empty = client.get("/catalog/new_since.ris?since=2999-01-01")
     assert empty.status_code == 200 and empty.text.startswith("Note: new_since: no records match")

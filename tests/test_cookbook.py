@@ -625,7 +625,7 @@ def test_questions_refuse_what_they_cannot_read_and_accept_what_people_type(evid
         == flows["2000-1-1"]
         == prisma_expected(base_of(evidence_catalog), "2000-01-01")
     )
-    assert out["ris"].status_code == 400 and "no article rows" in out["ris"].text
+    assert out["ris"].status_code == 400 and "no article or preprint rows" in out["ris"].text
     assert out["term"].status_code == 200 and out["term"].json() == json.loads(
         json.dumps(run(catalog, "mesh_cooccurrence", term="Suicidal Ideation"))
     )

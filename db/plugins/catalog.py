@@ -1,8 +1,9 @@
 """The catalog's Datasette plugin: what metadata and templates cannot say on their own.
 
 Owns, for `datasette db/`:
-* `fts_query(q)`, a SQL function: the search box's text as FTS5 syntax when it parses,
-  else as plain words (never a 500 for a stray quote or operator); `search_snippet()`, the
+* `fts_query(q)` and `fts_query(q, 'preprints')`, SQL functions: the search box's text as FTS5
+  syntax when it parses against that index's columns, else as plain words (never a 500 for a
+  stray quote or operator); `search_snippet()`, the
   search's snippets at a cost bounded per record;
 * what one query may cost, on every connection: length limits, printf widths, refused
   functions, a cap on one answer's bytes; SQL typed by hand runs one request at a time;
@@ -12,8 +13,8 @@ Owns, for `datasette db/`:
   relations (evidence tags, publication types, MeSH, languages, retraction/correction
   notices) with the `_molecule=...`-style filters their links use, counted from the
   harvester's summary tables where they answer for the page;
-* RIS, BibTeX and CSL-JSON output renderers for any page whose rows carry a `pmid`
-  (formatting lives in harvest/export.py, shared with `python -m harvest export`);
+* RIS, BibTeX and CSL-JSON output renderers for any page whose rows carry a `pmid` or a
+  preprint's `ppr_id` (formatting lives in harvest/export.py, shared with `python -m harvest export`);
 * the template variables of the front page (counts, last harvest, the per-year chart as
   server-rendered SVG), the article page and the search page;
 * security headers on every response (a Content-Security-Policy that allows this
@@ -96,16 +97,23 @@ PMC = "https://pmc.ncbi.nlm.nih.gov/articles/{}/"
 # -- search -----------------------------------------------------------------------------------
 
 FTS_COLUMNS = ("title", "abstract", "keywords", "mesh_terms")
+# preprints_fts's columns: the search's second index (the merged search in metadata.yml).
+PREPRINT_FTS_COLUMNS = ("title", "abstract", "authors", "keywords")
+_INDEX_COLUMNS = {"articles": FTS_COLUMNS, "preprints": PREPRINT_FTS_COLUMNS}
 _probe = threading.local()
 
 
-def fts_syntax_ok(query: str) -> bool:
-    """Does FTS5 accept `query` as search syntax (against the catalog's own columns)?"""
-    conn = getattr(_probe, "conn", None)
+def fts_syntax_ok(query: str, index: str = "articles") -> bool:
+    """Does FTS5 accept `query` as search syntax against the columns of `index` ("articles"
+    or "preprints")?"""
+    probes = getattr(_probe, "conns", None)
+    if probes is None:
+        probes = _probe.conns = {}
+    conn = probes.get(index)
     if conn is None:
         conn = sqlite3.connect(":memory:", check_same_thread=False)
-        conn.execute(f"create virtual table probe using fts5({', '.join(FTS_COLUMNS)})")
-        _probe.conn = conn
+        conn.execute(f"create virtual table probe using fts5({', '.join(_INDEX_COLUMNS[index])})")
+        probes[index] = conn
     try:
         conn.execute("select rowid from probe where probe match ?", [query]).fetchall()
         return True
@@ -113,14 +121,22 @@ def fts_syntax_ok(query: str) -> bool:
         return False
 
 
-def fts_query(query) -> str:
+def fts_query(query, index: str = "articles") -> str:
     """What to hand MATCH for a search box's text: the text itself when it is valid FTS5
-    syntax (phrases, OR, NOT, prefix*, title:word), else the words as typed, quoted."""
+    syntax (phrases, OR, NOT, prefix*, title:word), else the words as typed, quoted.
+    For the preprints' index (`fts_query(:q, 'preprints')`), a search the articles' index
+    reads as syntax but this one cannot (a column only the articles have, mesh_terms:...)
+    matches nothing: that column's words are not in a preprint, and searching them as plain
+    words would find other things."""
     query = (str(query) if query is not None else "").strip()
     if not query:
         return '""'  # matches nothing, and does not raise
-    if fts_syntax_ok(query):
+    if index not in _INDEX_COLUMNS:
+        raise ValueError(f"fts_query: no full-text index {index!r}; choose {', '.join(_INDEX_COLUMNS)}")
+    if fts_syntax_ok(query, index):
         return query
+    if index != "articles" and fts_syntax_ok(query):
+        return '""'
     return escape_fts(query) or '""'
 
 
@@ -247,7 +263,7 @@ def search_snippet(query, *fields) -> str | None:
 
 @hookimpl
 def prepare_connection(conn):
-    conn.create_function("fts_query", 1, fts_query, deterministic=True)
+    conn.create_function("fts_query", -1, fts_query, deterministic=True)
     conn.create_function("search_snippet", -1, search_snippet, deterministic=True)
     conn.create_function("feed_entry_html", 8, feed_entry_html, deterministic=True)
 
@@ -610,18 +626,34 @@ def register_facet_classes():
 # -- exports ----------------------------------------------------------------------------------
 
 
-def _pmids(rows) -> list[int]:
-    out = []
+def _cell(row, column):
+    try:
+        value = row[column]
+    except (KeyError, IndexError):
+        return None
+    if isinstance(value, dict):  # a foreign key expanded with its label
+        value = value.get("value")
+    return value
+
+
+def _record_ids(rows) -> list[tuple[str, int | str]]:
+    """Each row's record, in the rows' order: ("pmid", PMID) where the row has one, else
+    ("ppr_id", PPR id) (a preprint: the search's preprint rows, the preprints table)."""
+    out: list[tuple[str, int | str]] = []
     for row in rows:
-        try:
-            value = row["pmid"]
-        except (KeyError, IndexError):
-            continue
-        if isinstance(value, dict):  # a foreign key expanded with its label
-            value = value.get("value")
-        if value is not None:
-            out.append(int(value))
+        pmid, ppr_id = _cell(row, "pmid"), _cell(row, "ppr_id")
+        if pmid is not None:
+            out.append(("pmid", int(pmid)))
+        elif ppr_id is not None:
+            out.append(("ppr_id", str(ppr_id)))
     return out
+
+
+def _load_records(conn, ids: list[tuple[str, int | str]]) -> list[dict]:
+    articles = {r["pmid"]: r for r in export.load_records(conn, [i for kind, i in ids if kind == "pmid"])}
+    preprints = {r["ppr_id"]: r for r in export.load_preprint_records(conn, [i for kind, i in ids if kind == "ppr_id"])}
+    found = (articles.get(i) if kind == "pmid" else preprints.get(i) for kind, i in dict.fromkeys(ids))
+    return [record for record in found if record is not None]
 
 
 def export_limit_note(datasette, data: dict, shown: int) -> str | None:
@@ -657,18 +689,18 @@ def _with_note(body: str, fmt: str, note: str | None) -> str:
 def _export_renderer(fmt: str):
     async def render(datasette, request, rows, columns, database, table, query_name, data):
         name = table or query_name or database
-        if "pmid" not in (columns or []):
+        if not can_render(columns):
             # A dict: Datasette keeps its status (it sets a Response's status back to the page's).
             return {
                 "status_code": 400,
                 "content_type": "text/plain; charset=utf-8",
-                "body": f"{name} answers with no article rows (it has no pmid column), so it has nothing "
-                f"to export as {export.FILE_EXTENSIONS[fmt].upper()} for a reference manager; "
+                "body": f"{name} answers with no article or preprint rows (it has no pmid or ppr_id column), "
+                f"so it has nothing to export as {export.FILE_EXTENSIONS[fmt].upper()} for a reference manager; "
                 f"take it as .csv or .json.\n",
             }
-        pmids = _pmids(rows)
+        ids = _record_ids(rows)
         db = datasette.get_database(database)
-        records = await db.execute_fn(lambda conn: export.load_records(conn, pmids))
+        records = await db.execute_fn(lambda conn: _load_records(conn, ids))
         headers = {"content-disposition": f'attachment; filename="{name}.{export.FILE_EXTENSIONS[fmt]}"'}
         note = export_limit_note(datasette, data or {}, len(rows))
         if not rows:  # an empty list is an answer (nothing new to screen), said as such
@@ -677,7 +709,7 @@ def _export_renderer(fmt: str):
         return Response(body, content_type=export.MEDIA_TYPES[fmt], headers=headers)
 
     def can_render(columns):
-        return "pmid" in (columns or [])
+        return bool({"pmid", "ppr_id"} & set(columns or []))
 
     return render, can_render
 
@@ -1746,6 +1778,9 @@ async def query_page_vars(datasette, request, template) -> dict:
             "q": q,
             "valid": fts_syntax_ok(q) if q else True,
             "as_searched": fts_query(q) if q else "",
+            "kind": (request.args.get("kind") or "").strip().lower(),
+            # Syntax the records' index reads but the preprints' cannot (mesh_terms:...): no preprint is searched.
+            "preprints_unsearched": bool(q) and fts_syntax_ok(q) and not fts_syntax_ok(q, "preprints"),
         }
     choices = {}
     summarised = await summaries_current(db)
@@ -2119,6 +2154,7 @@ PARAM_RULES = {
     "months": (_months, "a whole number of months (0 to 1200), or empty for 12"),
     "month": (_month, "a month written 2026-03, or empty for this month"),
 }
+SEARCH_KINDS = ("peer-reviewed", "preprint")  # the search's `kind`, as catalog_records.kind names them
 KETAMINE_FORMS = (
     "racemic_ketamine",
     "esketamine",
@@ -2126,6 +2162,10 @@ KETAMINE_FORMS = (
     "hydroxynorketamine_metabolites",
     "unspecified_ketamine",
 )
+
+
+async def _search_kind(db, value):
+    return _one_of(value, SEARCH_KINDS, "a kind of record")
 
 
 async def _ketamine_form(db, value):
@@ -2144,6 +2184,10 @@ QUESTION_PARAMS = {
     ("trials_ongoing_by_molecule", "route"): (
         lambda db, value: _trial_tag(db, value, "route", "a route the catalog's tags know"),
         "a route tag (intravenous, intranasal, oral, ...), or empty",
+    ),
+    ("search", "kind"): (
+        _search_kind,
+        "peer-reviewed (PubMed records), preprint (Europe PMC), or empty for both",
     ),
     ("esketamine_trials", "design"): (
         lambda db, value: _check_design(db, value, extra=("any", "randomised")),

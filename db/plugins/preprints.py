@@ -1,13 +1,12 @@
 """The catalog's preprints (Europe PMC): the preprint page, the preprints on the article page,
-the preprints a search finds, and the preprint count on the front page.
+and the preprint count on the front page (the search lists preprints with the records: the
+`search` query in metadata.yml).
 
 Owns, for `datasette db/`, the template variables of row-catalog-preprints.html (`preprint`: the
 record, its authors, tags and every link to a published version with how it was made and its
 score, and the published record's title and journal) and of row-catalog-articles.html
-(`article_preprints`: the preprints whose published version the record is, from any link), of
-query-catalog-search.html (`preprint_search`: the preprints `preprints_fts` ranks best for the
-search's words, BM25 with the title weighed as the articles' search weighs it, and how many match)
-and of index.html (`preprints_summary`: how many preprints, how many published as a catalog record);
+(`article_preprints`: the preprints whose published version the record is, from any link), and
+of index.html (`preprints_summary`: how many preprints, how many published as a catalog record);
 and the preprints table's filters over their tags, as the articles table has them
 (`?_population=...&_molecule=...`: preprints having every value asked for), its primary design
 (`?_study_design=rct,crossover_rct`: one of these) and `?_counts_as_work=1` (0: published as a
@@ -22,12 +21,10 @@ Must never: write to the catalog, or load anything from another host.
 from __future__ import annotations
 
 import json
-import re
 
 from datasette import hookimpl
 from datasette.filters import FilterArguments
 from datasette.utils.asgi import BadRequest
-from markupsafe import Markup, escape
 
 DATABASE = "catalog"
 METHOD_LABELS = {
@@ -97,55 +94,6 @@ async def article_preprints(datasette, pmid: int) -> list[dict]:
     return [
         {**dict(r), "how": "; ".join(METHOD_LABELS.get(m, m) for m in (r["methods"] or "").split(","))} for r in rows
     ]
-
-
-_SNIPPET_MARK = re.compile(r"\*\*(.+?)\*\*")
-PREPRINT_RESULTS = 20  # listed on the search page; the preprints table lists them all
-
-# Rank first, then read rows and make snippets for the best only (as the articles' search does).
-# CROSS JOIN keeps the FTS index first: with a plain join SQLite reads every in-topic preprint by
-# its in_topic index and probes the index for each (tests/test_preprints_search.py checks the plan).
-PREPRINT_SEARCH_SQL = f"""
-with ranked as (
-  select f.rowid, bm25(preprints_fts, 10.0, 1.0, 1.0, 4.0) as score
-  from preprints_fts f
-  cross join preprints p on p.rowid = f.rowid
-  where preprints_fts match fts_query(:q) and p.in_topic = 1
-  order by score limit {PREPRINT_RESULTS}
-)
-select p.ppr_id, p.title, p.first_author, p.server, p.version, p.pub_year, p.published_pmid,
-       search_snippet(:q, p.title, p.abstract, p.keywords) as search_snippet, round(r.score, 3) as relevance
-from ranked r
-cross join preprints p on p.rowid = r.rowid
-order by r.score, p.first_publication_date desc
-"""
-PREPRINT_COUNT_SQL = """
-select count(*) from preprints_fts f cross join preprints p on p.rowid = f.rowid
-where preprints_fts match fts_query(:q) and p.in_topic = 1
-"""
-
-
-def _snippet_html(value: str | None) -> Markup | None:
-    """search_snippet()'s **hits** as <mark>, the rest escaped (as the articles' results show them)."""
-    if not value:
-        return None
-    return Markup(_SNIPPET_MARK.sub(r"<mark>\1</mark>", str(escape(value))))
-
-
-async def preprint_search(datasette, q: str) -> dict | None:
-    """The preprints a search finds (the search page's second section), or None without preprints."""
-    db = datasette.get_database(DATABASE)
-    if not q or not await _has_preprints(db):
-        return None
-    try:
-        rows = [
-            {**dict(r), "snippet": _snippet_html(r["search_snippet"])}
-            for r in (await db.execute(PREPRINT_SEARCH_SQL, {"q": q})).rows
-        ]
-        total = (await db.execute(PREPRINT_COUNT_SQL, {"q": q})).rows[0][0]
-    except Exception as exc:  # a column only the articles have (mesh_terms:...), or the time limit
-        return {"rows": [], "total": 0, "error": str(exc)}
-    return {"rows": rows, "total": total, "error": None}
 
 
 async def preprints_summary(datasette) -> dict | None:
@@ -251,8 +199,6 @@ def extra_template_vars(template, database, table, view_name, request, datasette
             except (KeyError, ValueError, TypeError):
                 return {}
             return {"article_preprints": await article_preprints(datasette, pmid)}
-        if template == "query-catalog-search.html" and request is not None:
-            return {"preprint_search": await preprint_search(datasette, (request.args.get("q") or "").strip())}
         if template == "index.html":
             return {"preprints_summary": await preprints_summary(datasette)}
         return {}
