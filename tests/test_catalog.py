@@ -888,7 +888,7 @@ def test_links_inside_feed_entries_are_absolute(client, path):
 def test_front_page_feed_links_say_they_are_feeds(client):
     html = client.get("/").text
     feeds = re.findall(r'<li class="feed">(.*?)</li>', html, re.S)
-    assert len(feeds) == 3  # new records, a search, what changed in the registered trials
+    assert len(feeds) == 4  # new records, a search, what changed in the registered trials, new preprints
     for item in feeds:
         assert '<span class="badge badge-feed">Atom feed</span>' in item
         assert 'type="application/atom+xml"' in item and "feed reader" in item

@@ -1,7 +1,8 @@
-"""Preprints leave the catalog as reference managers read them: the preprints table and a search's
-preprint rows as RIS (rispy), BibTeX (bibtexparser, pandoc, biber) and CSL-JSON (json, pandoc's
-citeproc reading), every stored preprint whole: an unpublished work from its server, with its
-Europe PMC id, DOI, authors and the note that it is not peer reviewed.
+"""Preprints leave the catalog as reference managers and feed readers read them: the preprints
+table and a search's preprint rows as RIS (rispy), BibTeX (bibtexparser, pandoc, biber) and
+CSL-JSON (json, pandoc's citeproc reading), every stored preprint whole: an unpublished work from
+its server, with its Europe PMC id, DOI, authors and the note that it is not peer reviewed; and
+the Atom feeds (feedparser): new preprints, and a followed search's preprints beside its records.
 
 The catalog is tests/sources_catalog.py's: the real preprints of Europe PMC's recorded answer
 and the one clone linked to a stored paper. What each format should hold is worked out here
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 
 import bibtexparser
+import feedparser
 import pytest
 import rispy
 
@@ -146,3 +148,87 @@ def test_a_list_with_neither_kind_of_record_says_what_to_take_instead(client):
     assert response.status_code == 200  # preprint_tags rows name their preprint
     response = client.get("/catalog/harvest_runs.ris")
     assert response.status_code == 400 and "no pmid or ppr_id column" in response.text
+
+
+def entries(client, path: str) -> list:
+    feed = feedparser.parse(export(client, path))
+    assert not feed.bozo, feed.bozo_exception
+    return feed.entries
+
+
+def links_of(entry) -> list[str]:
+    import lxml.html
+
+    return lxml.html.fromstring(entry.content[0].value).xpath("//a/@href")
+
+
+def test_the_new_preprints_feed_lists_the_topics_preprints_newest_first(client, site):
+    conn = sqlite3.connect(f"file:{site.path / 'catalog.db'}?mode=ro", uri=True)
+    expected = [
+        r[0]
+        for r in conn.execute(
+            "select ppr_id from preprints where in_topic = 1 "
+            "order by first_seen_run desc, first_index_date desc, ppr_id desc limit 100"
+        )
+    ]
+    conn.close()
+    got = entries(client, "/catalog/feed_preprints.atom")
+    assert [e.id.rsplit("/", 1)[1] for e in got] == expected and len(expected) >= 24
+    for entry in got:
+        ppr_id = entry.id.rsplit("/", 1)[1]
+        assert entry.link == f"https://europepmc.org/article/PPR/{ppr_id}"
+        assert "Preprint (not peer reviewed)" in entry.content[0].value
+        hosts = {link.split("/")[2] for link in links_of(entry)}
+        assert hosts <= {"localhost", "europepmc.org", "doi.org", "pubmed.ncbi.nlm.nih.gov"}, hosts
+    (linked,) = [e for e in got if e.id.endswith(TITLE_LINKED)]
+    assert f"http://localhost/catalog/articles/{TITLE_LINKED_PMID}" in links_of(linked)
+
+
+def test_a_followed_search_brings_its_preprints_beside_its_records(client, site):
+    conn = sqlite3.connect(f"file:{site.path / 'catalog.db'}?mode=ro", uri=True)
+    papers = {
+        f"https://pubmed.ncbi.nlm.nih.gov/{r[0]}/"
+        for r in conn.execute(
+            "select pmid from articles where is_deleted = 0 and psychiatric = 1 and pmid in "
+            "(select rowid from articles_fts where articles_fts match 'depression')"
+        )
+    }
+    preprints = {
+        f"https://europepmc.org/article/PPR/{r[0]}"
+        for r in conn.execute(
+            "select ppr_id from preprints where in_topic = 1 and rowid in "
+            "(select rowid from preprints_fts where preprints_fts match 'depression')"
+        )
+    }
+    runs = dict(conn.execute("select started_at, id from harvest_runs"))
+    conn.close()
+    assert papers and preprints and len(papers | preprints) <= 100
+    got = entries(client, "/catalog/feed_search.atom?q=depression")
+    assert {e.id for e in got} == papers | preprints and len(got) == len(papers | preprints)
+    added = [runs[e.updated] for e in got]
+    assert added == sorted(added, reverse=True)  # newest harvest first, whichever source it was
+
+
+def test_a_preprints_feed_entry_is_text_with_only_our_links():
+    import importlib.util
+
+    from tests.test_catalog import CONFIG
+
+    spec = importlib.util.spec_from_file_location("catalog_plugin", CONFIG / "plugins" / "catalog.py")
+    assert spec and spec.loader
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    hostile = '<img src="http://tracker.example/x.gif"><a href="javascript:alert(1)">x</a>'
+    html_text = plugin.preprint_entry_html(
+        'PPR1"><script>', hostile, 2, "2025-06-16", hostile, '10.1/x"><script>', "12345678"
+    )
+    assert "<img" not in html_text and "<script" not in html_text  # the server's text, as text
+    assert "&lt;img src=" in html_text
+    import lxml.html
+
+    links = lxml.html.fromstring(html_text).xpath("//a/@href")
+    assert links == [
+        "https://doi.org/10.1/x%22%3E%3Cscript%3E",
+        "/catalog/articles/12345678",
+        "https://pubmed.ncbi.nlm.nih.gov/12345678/",
+    ]  # no catalog or Europe PMC link for an id that is not a PPR id

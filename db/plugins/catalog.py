@@ -266,6 +266,7 @@ def prepare_connection(conn):
     conn.create_function("fts_query", -1, fts_query, deterministic=True)
     conn.create_function("search_snippet", -1, search_snippet, deterministic=True)
     conn.create_function("feed_entry_html", 8, feed_entry_html, deterministic=True)
+    conn.create_function("preprint_entry_html", 7, preprint_entry_html, deterministic=True)
 
 
 # -- facets -----------------------------------------------------------------------------------
@@ -1341,6 +1342,38 @@ def feed_entry_html(pmid, journal, published, study_design, abstract, doi, pmcid
         if _NCT_ID.fullmatch(trial_id):
             links.append(Markup('<a href="https://clinicaltrials.gov/study/{}">{}</a>').format(trial_id, trial_id))
     parts.append(Markup("<p>{}</p>").format(Markup(" · ").join(links)))
+    return str(Markup("").join(parts))
+
+
+EUROPEPMC_PREPRINT = "https://europepmc.org/article/PPR/{}"
+_PPR_ID = re.compile(r"PPR\d{1,12}")
+
+
+def preprint_entry_html(ppr_id, server, version, posted, abstract, doi, published_pmid) -> str:
+    """A preprint's feed entry HTML (feed_preprints, feed_search), as feed_entry_html makes a
+    record's: its text escaped, only our own links (the catalog's preprint page, Europe PMC,
+    doi.org, and the published record's catalog page and PubMed when it has one)."""
+    text = str(abstract or "")
+    if len(text) > FEED_ABSTRACT_CHARS:
+        text = text[:FEED_ABSTRACT_CHARS] + " …"
+    line = f"Preprint (not peer reviewed) · {server or 'Europe PMC'}"
+    line += f" · version {version}" if version else ""
+    line += f" · posted {posted}" if posted else ""
+    parts = [Markup("<p><em>{}</em></p>").format(line)]
+    if text:
+        parts.append(Markup("<p>{}</p>").format(text))
+    links = []
+    if _PPR_ID.fullmatch(str(ppr_id or "")):
+        links.append(Markup('<a href="/catalog/preprints/{}">Open in the catalog</a>').format(ppr_id))
+        links.append(Markup('<a href="{}">Europe PMC</a>').format(EUROPEPMC_PREPRINT.format(ppr_id)))
+    if doi:
+        links.append(Markup('<a href="{}">DOI</a>').format(DOI.format(quote(str(doi), safe="/:;()._-"))))
+    if published_pmid is not None and str(published_pmid).isdigit():
+        pmid = int(published_pmid)
+        links.append(Markup('<a href="/catalog/articles/{}">Published as PMID {}</a>').format(pmid, pmid))
+        links.append(Markup('<a href="{}">PubMed</a>').format(PUBMED.format(pmid)))
+    if links:
+        parts.append(Markup("<p>{}</p>").format(Markup(" · ").join(links)))
     return str(Markup("").join(parts))
 
 
