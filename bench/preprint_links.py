@@ -21,8 +21,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from harvest.preprint_links import (
+    ABSTRACT_MIN_WORDS,
+    ABSTRACT_OVERLAP,
     AUTHOR_OVERLAP,
     TITLE_THRESHOLD,
+    abstract_overlap,
     author_overlap,
     different_works,
     normal_surname,
@@ -59,6 +62,7 @@ def real_papers(paths: list[Path] | None = None) -> list[dict]:
                 "surnames": tuple(a["last_name"] for a in authors),
                 "year": r["pub_year"],
                 "norm": normal_title(title),
+                "abstract": r.get("abstract") or None,
             }
     return list(papers.values())
 
@@ -100,6 +104,66 @@ def true_pair_scores(papers: list[dict], per_edit: int = 400) -> dict[str, list[
             scores[name].append(0.0 if different_works(edited, p["title"]) else title_score(edited, p["title"]))
     with_subtitle = [p for p in sample if ":" in p["title"]]
     scores["subtitle dropped (known miss)"] = [title_score(p["title"].split(":")[0], p["title"]) for p in with_subtitle]
+    return scores
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+_NUMBER_TOKEN = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE.split(text.strip()) if s]
+
+
+def _cut_a_third(text: str, rng: random.Random) -> str:
+    sentences = _sentences(text)
+    keep = [s for i, s in enumerate(sentences) if i % 3 != 2] or sentences
+    return " ".join(keep)
+
+
+def _numbers_changed(text: str, rng: random.Random) -> str:
+    return _NUMBER_TOKEN.sub(lambda m: str(rng.randrange(1, 1000)), text)
+
+
+def _words_replaced(text: str, rng: random.Random, vocabulary: list[str], share: float = 0.1) -> str:
+    words = text.split()
+    for i in rng.sample(range(len(words)), max(1, int(len(words) * share))):
+        words[i] = rng.choice(vocabulary)
+    return " ".join(words)
+
+
+def _sentence_added(text: str, rng: random.Random, others: list[str]) -> str:
+    return text + " " + rng.choice(_sentences(rng.choice(others)) or ["Further work is needed."])
+
+
+ABSTRACT_EDITS = {
+    "sentences reordered": lambda t, rng, v, o: " ".join(rng.sample(_sentences(t), len(_sentences(t)))),
+    "numbers changed": lambda t, rng, v, o: _numbers_changed(t, rng),
+    "a third of the sentences cut": lambda t, rng, v, o: _cut_a_third(t, rng),
+    "a sentence added": lambda t, rng, v, o: _sentence_added(t, rng, o),
+    "one word in ten replaced": lambda t, rng, v, o: _words_replaced(t, rng, v),
+    "one word in five replaced": lambda t, rng, v, o: _words_replaced(t, rng, v, 0.2),
+    "all at once (cut, numbers, 1 in 10 words, a sentence)": lambda t, rng, v, o: _sentence_added(
+        _words_replaced(_numbers_changed(_cut_a_third(t, rng), rng), rng, v), rng, o
+    ),
+}
+
+
+def abstract_true_pair_scores(papers: list[dict], per_edit: int = 400) -> dict[str, list[float]]:
+    """Abstract overlaps of edited "preprint" clones of real abstracts against their own record,
+    by kind of edit (the ways a journal version's abstract differs from the preprint's)."""
+    rng = random.Random(SEED)
+    with_abstract = [p for p in papers if len(normal_title(p.get("abstract")).split()) >= ABSTRACT_MIN_WORDS]
+    if not with_abstract:
+        return {}
+    vocabulary = sorted({w for p in with_abstract[:2000] for w in (p["abstract"] or "").split() if len(w) > 3})
+    others = [p["abstract"] for p in with_abstract[:2000]]
+    sample = rng.sample(with_abstract, min(per_edit, len(with_abstract)))
+    scores: dict[str, list[float]] = {}
+    for name, edit in ABSTRACT_EDITS.items():
+        # None: the edited abstract is too short to compare, and the matcher does not compare it.
+        overlaps = [abstract_overlap(edit(p["abstract"], rng, vocabulary, others), p["abstract"]) for p in sample]
+        scores[name] = [1.0 if o is None else o for o in overlaps]
     return scores
 
 
@@ -145,6 +209,26 @@ def main(argv: list[str]) -> None:
         print(f"  {score:.3f}  {a['pmid']} {a['title'][:60]!r} | {b['pmid']} {b['title'][:60]!r}")
     over = [m for m in misses if m[0] >= TITLE_THRESHOLD]
     print(f"near misses at or over the threshold: {len(over)}")
+    print(f"abstracts (ABSTRACT_OVERLAP {ABSTRACT_OVERLAP}, both {ABSTRACT_MIN_WORDS}+ words):")
+    print("  true pairs (edited clone of a real abstract vs its record): min / 5th percentile / share kept")
+    for name, values in abstract_true_pair_scores(papers).items():
+        values = sorted(values)
+        share = sum(v >= ABSTRACT_OVERLAP for v in values) / len(values)
+        at = "  ".join(f"{t}: {sum(v >= t for v in values) / len(values):.1%}" for t in (0.3, 0.35, 0.4))
+        print(
+            f"    {name:<54} n={len(values):<4} min {values[0]:.3f}  p5 {values[len(values) // 20]:.3f}  {share:.1%}  ({at})"
+        )
+    both = [
+        (overlap, score, a, b)
+        for score, a, b in over
+        if (overlap := abstract_overlap(a["abstract"], b["abstract"])) is not None
+    ]
+    apart = sum(1 for overlap, *_ in both if overlap < ABSTRACT_OVERLAP)
+    print(f"  near misses over the title threshold with two abstracts: {len(both)}; told apart by them: {apart}")
+    for overlap, score, a, b in sorted(both, key=lambda x: -x[0]):
+        print(
+            f"    abstract {overlap:.3f} title {score:.3f}  {a['pmid']} {a['title'][:45]!r} | {b['pmid']} {b['title'][:45]!r}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Owns the three ways a link is made, strongest first: Europe PMC's own link (a published
 record's commentCorrectionList names the preprint: harvest/europepmc.py reads it), the same DOI,
-and a match on title + first author + year whose score must reach TITLE_THRESHOLD. The threshold
+and a match on title + first author + year whose score must reach TITLE_THRESHOLD (with the
+co-authors and, where both sides have one, the abstract's words in common). The threshold
 was measured on clones of real records (`bench/preprint_links.py`, tests/test_preprint_links.py):
 true pairs whose titles were edited the ways journals edit them, and near misses (different real
 records by a first author of the same surname in the same years) that must stay apart.
@@ -29,6 +30,14 @@ YEARS_BEFORE = 1
 # the real near misses are an author's other papers, with other co-authors (Cottin & Cordier 2012
 # and Cottin, Nunes & Mouthon 2011: titles one word apart, two works).
 AUTHOR_OVERLAP = 0.5
+# When both sides have an abstract of ABSTRACT_MIN_WORDS words or more, the share of distinct
+# words they have in common (of all either uses) must reach this. A team's sibling papers (the
+# same authors, titles one word apart: "learned / unlearned behavior") are told apart by what
+# their abstracts say, where a title cannot be: measured (bench/preprint_links.py) on the real
+# sibling pairs with two abstracts, and on clones of real abstracts edited as a journal edits a
+# preprint's (sentences cut, reordered, numbers changed, a sentence added).
+ABSTRACT_OVERLAP = 0.3
+ABSTRACT_MIN_WORDS = 40
 
 
 def normal_title(title: str | None) -> str:
@@ -89,6 +98,25 @@ def author_overlap(a: list[str] | tuple[str, ...], b: list[str] | tuple[str, ...
     return len(x & y) / len(x | y)
 
 
+def abstract_words(abstract: str | None) -> set[str]:
+    return set(normal_title(abstract).split())
+
+
+def abstract_overlap(a: str | None, b: str | None) -> float | None:
+    """Distinct words in common over distinct words in either (Jaccard, on normalised words), or
+    None when either abstract is missing or shorter than ABSTRACT_MIN_WORDS words."""
+    x, y = normal_title(a).split(), normal_title(b).split()
+    if len(x) < ABSTRACT_MIN_WORDS or len(y) < ABSTRACT_MIN_WORDS:
+        return None
+    words_x, words_y = set(x), set(y)
+    return round(len(words_x & words_y) / len(words_x | words_y), 4)
+
+
+def _at_least(overlap: float | None, threshold: float) -> bool:
+    """An overlap reaches its threshold, or there was nothing to compare (None)."""
+    return overlap is None or overlap >= threshold
+
+
 def year_fits(preprint_year: int | None, article_year: int | None) -> bool:
     if preprint_year is None or article_year is None:
         return False
@@ -103,6 +131,7 @@ class Candidate:
     year: int | None
     doi: str | None
     surnames: tuple[str, ...] = ()
+    abstract: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,10 +148,12 @@ def best_title_match(
     year: int | None,
     candidates: list[Candidate],
     surnames: tuple[str, ...] = (),
+    abstract: str | None = None,
 ) -> Match | None:
     """The candidate with the same first-author surname, a year that fits, enough co-authors in
-    common (AUTHOR_OVERLAP, when both name two or more) and the most alike title, when its score
-    reaches TITLE_THRESHOLD; None otherwise. When a second candidate reaches it too, no link: the
+    common (AUTHOR_OVERLAP, when both name two or more), enough of the abstract's words in common
+    (ABSTRACT_OVERLAP, when both have one) and the most alike title, when its score reaches
+    TITLE_THRESHOLD; None otherwise. When a second candidate reaches it too, no link: the
     real near misses over the threshold are a team's sibling papers one word apart (morphine /
     cocaine self-injection, halothane / fentanyl supplementation), and the title cannot say which."""
     want = normal_surname(surname)
@@ -135,7 +166,8 @@ def best_title_match(
             if normal_surname(c.surname) == want
             and year_fits(year, c.year)
             and different_works(title, c.title) is None
-            and (author_overlap(surnames, c.surnames) or 1.0) >= AUTHOR_OVERLAP
+            and _at_least(author_overlap(surnames, c.surnames), AUTHOR_OVERLAP)
+            and _at_least(abstract_overlap(abstract, c.abstract), ABSTRACT_OVERLAP)
         ),
         key=lambda pair: (-pair[0], pair[1].pmid),
     )

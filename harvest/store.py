@@ -1156,7 +1156,7 @@ def link_preprints(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
     from .europepmc import surname_of
     from .preprint_links import Candidate, best_title_match, normal_doi
 
-    preprints = list(db.query("select ppr_id, title, authors, first_author, pub_year, doi from preprints"))
+    preprints = list(db.query("select ppr_id, title, abstract, authors, first_author, pub_year, doi from preprints"))
     by_doi: dict[str, list[int]] = {}
     for pmid, doi in db.execute("select pmid, doi from articles where doi is not null and is_deleted = 0"):
         key = normal_doi(doi)
@@ -1180,9 +1180,10 @@ def link_preprints(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
                 r["pub_year"],
                 r["doi"],
                 tuple((r["surnames"] or "").split("\x1f")),
+                r["abstract"],
             )
             for r in db.query(
-                "select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title, a.first_author, "
+                "select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title, a.first_author, a.abstract, "
                 "a.pub_year, a.doi, (select group_concat(coalesce(au.last_name, au.collective_name), char(31)) "
                 "from (select * from article_authors aa where aa.pmid = a.pmid and aa.role = 'author' "
                 "order by aa.position) aa join authors au on au.id = aa.author_id) as surnames "
@@ -1191,7 +1192,7 @@ def link_preprints(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
             )
         ]
         surnames = tuple(surname_of(a) or "" for a in (p["authors"] or "").split("; "))
-        match = best_title_match(p["title"], surname, p["pub_year"], candidates, surnames)
+        match = best_title_match(p["title"], surname, p["pub_year"], candidates, surnames, p["abstract"])
         if match is not None:
             rows.append((p["ppr_id"], match.pmid, match.method, match.score, match.detail, run_id))
     with db.atomic():

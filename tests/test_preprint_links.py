@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.preprint_links import DATA, near_miss_scores, real_papers, true_pair_scores
+from bench.preprint_links import DATA, abstract_true_pair_scores, near_miss_scores, real_papers, true_pair_scores
 from harvest.preprint_links import (
+    ABSTRACT_OVERLAP,
     TITLE_THRESHOLD,
     Candidate,
+    abstract_overlap,
     author_overlap,
     best_title_match,
     different_works,
@@ -78,3 +80,40 @@ def test_a_doi_is_compared_without_its_resolver_and_version():
     assert normal_doi("https://doi.org/10.21203/rs.3.rs-6664819/v1") == "10.21203/rs.3.rs-6664819"
     assert normal_doi("10.1101/2025.06.13.25329599v2") == "10.1101/2025.06.13.25329599"
     assert normal_doi("10.1186/s12891-022-05070-w") == "10.1186/s12891-022-05070-w"
+
+
+def test_edited_abstracts_of_real_records_still_match_their_record(papers):
+    scores = abstract_true_pair_scores(papers, per_edit=300)
+    assert len(scores["numbers changed"]) == 300
+    share = {name: sum(s >= ABSTRACT_OVERLAP for s in values) / len(values) for name, values in scores.items()}
+    for edit, kept in share.items():
+        assert kept >= (0.99 if edit.startswith("all at once") else 1.0), (edit, share)
+
+
+def test_a_teams_sibling_paper_one_title_word_apart_is_told_apart_by_its_abstract():
+    # Real records of pubmed21n1298-part1: two Cryo-EM reviews by one team, titles 0.87 alike.
+    (file,) = [DATA / "pubmed21n1298-part1.xml.gz"]
+    by_pmid = {p["pmid"]: p for p in real_papers([file]) if p["pmid"] in (33860329, 33970243)}
+    preprint, sibling = by_pmid[33860329], by_pmid[33970243]
+
+    def candidate(p, with_abstract=True):
+        return Candidate(
+            p["pmid"],
+            p["title"],
+            p["surname"],
+            p["year"],
+            None,
+            p["surnames"],
+            p["abstract"] if with_abstract else None,
+        )
+
+    args = (preprint["title"], preprint["surname"], preprint["year"])
+    overlap = abstract_overlap(preprint["abstract"], sibling["abstract"])
+    assert overlap is not None and overlap < ABSTRACT_OVERLAP
+    # Only the sibling stored: without abstracts the title and authors would link it; with them, nothing.
+    wrong = best_title_match(*args, [candidate(sibling, with_abstract=False)], preprint["surnames"])
+    assert wrong is not None and wrong.pmid == 33970243 and wrong.score >= TITLE_THRESHOLD
+    assert best_title_match(*args, [candidate(sibling)], preprint["surnames"], preprint["abstract"]) is None
+    # Its own record stored beside the sibling: linked to it.
+    own = best_title_match(*args, [candidate(sibling), candidate(preprint)], preprint["surnames"], preprint["abstract"])
+    assert own is not None and own.pmid == 33860329
