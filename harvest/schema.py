@@ -846,3 +846,15 @@ def _counts_for_a_million_articles(db: sqlite_utils.Database) -> None:
     # with the other summaries from the next harvest, import or retag on.
     summaries.install(db)
     _summaries_uncounted(db)
+
+
+@migrations(name="0018_preprint_link_candidates")
+def _preprint_link_candidates(db: sqlite_utils.Database) -> None:
+    # Linking a preprint by title looks up the records whose first author has its surname
+    # ("Smith %", any case, as LIKE compares) and whose year fits: with this index SQLite reads
+    # those records only, where it read every current record for each preprint (1.7 s each at
+    # a million articles; a topic's 2,000 preprints: most of an hour at every run).
+    db.execute(
+        "create index if not exists [idx_articles_first_author_nocase_pub_year] "
+        "on [articles] ([first_author] collate nocase, [pub_year])"
+    )

@@ -1148,6 +1148,20 @@ def save_europepmc_links(db: sqlite_utils.Database, asked: list[int], links: lis
 LINK_STRENGTH = {"europepmc": 0, "doi": 1, "title_author_year": 2}
 
 
+# The records a preprint may be the preprint of, by title: its first author's surname ("Smith %",
+# any case, as LIKE compares), a year from one before to three after; with their authors'
+# surnames in order. "+" keeps SQLite on the (first_author collate nocase, pub_year) index of
+# migration 0018, never is_deleted's (a scan of every current record: 1.7 s a preprint at a
+# million articles); tests/test_preprints_harvest.py checks the plan.
+PREPRINT_CANDIDATES_SQL = (
+    "select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title, a.first_author, a.abstract, "
+    "a.pub_year, a.doi, (select group_concat(coalesce(au.last_name, au.collective_name), char(31)) "
+    "from (select * from article_authors aa where aa.pmid = a.pmid and aa.role = 'author' "
+    "order by aa.position) aa join authors au on au.id = aa.author_id) as surnames "
+    "from articles a where +a.is_deleted = 0 and a.first_author like ? and a.pub_year between ? and ?"
+)
+
+
 def link_preprints(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
     """Link every stored preprint to its published version among the catalog's records: Europe
     PMC's links (stored by `save_europepmc_links`), else the same DOI, else title + first author +
@@ -1183,11 +1197,7 @@ def link_preprints(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
                 r["abstract"],
             )
             for r in db.query(
-                "select a.pmid, coalesce(nullif(a.title, ''), a.vernacular_title) as title, a.first_author, a.abstract, "
-                "a.pub_year, a.doi, (select group_concat(coalesce(au.last_name, au.collective_name), char(31)) "
-                "from (select * from article_authors aa where aa.pmid = a.pmid and aa.role = 'author' "
-                "order by aa.position) aa join authors au on au.id = aa.author_id) as surnames "
-                "from articles a where a.is_deleted = 0 and a.first_author like ? and a.pub_year between ? and ?",
+                PREPRINT_CANDIDATES_SQL,
                 [surname.replace("%", "").replace("_", "") + " %", p["pub_year"] - 1, p["pub_year"] + 3],
             )
         ]
