@@ -11,9 +11,11 @@ article_xml (the compressed originals, which no page reads) and article_events.
 It is served as `make serve` serves db/: `datasette serve DIR` where DIR holds a copy of
 every file of db/ except its database, and the bench catalog as catalog.db. A bounded
 loopback load (CONCURRENCY clients, at most REQUESTS requests and SECONDS seconds per page)
-measures p50 and p95 of: ranked search, the faceted articles page, an article page, the
-evidence map (/-/evidence-map, its three axes and filters, and its JSON), and every canned
-query of the catalog (metadata.yml's and the cookbook's), first page load.
+measures p50 and p95 of: ranked search (records and preprints), the faceted articles page, an
+article page, the evidence map (/-/evidence-map, its three axes and filters, its JSON, and of
+preprints), a preprint's page, and every canned query of the catalog (metadata.yml's and the
+cookbook's), first page load. The topic's preprints (2,400 clones of Europe PMC's recorded real
+ones) are stored beside the articles once per catalog, their storing and linking timed.
 """
 
 from __future__ import annotations
@@ -311,6 +313,7 @@ def pages(catalog: Path, base: str) -> dict[str, list[str]]:
 
     conn = sqlite3.connect(catalog)
     pmids = [r[0] for r in conn.execute("select pmid from articles order by random() limit 200")]
+    ppr_ids = [r[0] for r in conn.execute("select ppr_id from preprints order by random() limit 50")]
     design = conn.execute(
         "select study_design from articles where study_design != 'other' group by 1 order by count(*) desc limit 1"
     ).fetchone()[0]
@@ -334,6 +337,9 @@ def pages(catalog: Path, base: str) -> dict[str, list[str]]:
             "/-/evidence-map?axis=population_molecule&route=intranasal&from=2010",
         ],
         "evidence_map_json": ["/-/evidence-map.json", "/-/evidence-map.json?axis=outcome&from=2000"],
+        # The preprints beside them (add_preprints): the map of preprints, and a preprint's page.
+        "evidence_map_preprints": ["/-/evidence-map?kind=preprint", "/-/evidence-map?kind=preprint&axis=theme"],
+        "preprint_page": [f"/catalog/preprints/{p}" for p in ppr_ids],
     }
     queries = httpx.get(base + "/catalog.json", timeout=120).json().get("queries", [])
     for q in queries:
@@ -400,6 +406,68 @@ def serve_and_measure(target_dir: Path) -> dict:
             proc.kill()
 
 
+PREPRINT_CLONES = 100  # copies of each real preprint of Europe PMC's recorded answer (24): 2,400
+
+
+def add_preprints(target_dir: Path) -> dict:
+    """The topic's preprints beside the million articles, once per catalog (BENCH_DIR keeps them):
+    each real preprint of Europe PMC's recorded answers (tests/europepmc_stand_in.py) cloned
+    PREPRINT_CLONES times under new PPR ids and DOIs, parsed, stored and tagged
+    (`store.save_preprints`, a page of 1,000 at a time, as a run stores them) and linked to the
+    million records by DOI and by title (`store.link_preprints`, what every preprints run does
+    again): those two steps are timed. The run's other step, asking Europe PMC for the core
+    records of catalog PMIDs, is requests (bench/request_economy.py counts them), not the
+    catalog's work."""
+    import copy
+
+    import sqlite_utils
+
+    from harvest import europepmc, store, summaries
+    from tests.europepmc_stand_in import World
+
+    path = target_dir / "catalog.db"
+    db = store.open_db(path)
+    try:
+        have = db.execute("select count(*) from preprints").fetchone()[0]
+        if have:
+            log(f"catalog: {have:,} preprints already stored")
+            return {"preprints": have, "reused": True}
+        real = World().preprints()
+        clones = []
+        for k in range(PREPRINT_CLONES):
+            for r in real:
+                clone = {**copy.deepcopy(r), "id": f"PPR{90_000_000 + len(clones)}"}
+                if clone.get("doi"):
+                    clone["doi"] = f"{clone['doi']}.bench{k}"
+                clones.append(europepmc.parse_preprint(clone))
+        run_id = store.start_source_run(
+            db, source="preprints", mode="full", query_version="bench", query_text="bench clones", window_from=None
+        )
+        start = time.perf_counter()
+        for i in range(0, len(clones), 1000):
+            store.save_preprints(db, clones[i : i + 1000], run_id)
+        saved = time.perf_counter() - start
+        start = time.perf_counter()
+        linked = store.link_preprints(db, run_id)
+        link_seconds = time.perf_counter() - start
+        store.finish_run(db, run_id, status="success", new=len(clones), records_stored=len(clones))
+        summaries.refresh(sqlite_utils.Database(db.conn))
+        db.execute("pragma journal_mode=delete")
+        log(
+            f"catalog: {len(clones):,} preprints stored and tagged in {saved:.1f} s, "
+            f"linked to the million records in {link_seconds:.1f} s ({linked or 'none linked'})"
+        )
+        return {
+            "preprints": len(clones),
+            "save_seconds": round(saved, 1),
+            "link_seconds": round(link_seconds, 1),
+            "link_ms_per_preprint": round(1000 * link_seconds / len(clones), 2),
+            "linked": linked,
+        }
+    finally:
+        db.conn.close()
+
+
 def run(workdir: Path, source: Path) -> dict:
     target_dir = workdir / "catalog_1m"
     with LoadSampler() as load:
@@ -409,13 +477,14 @@ def run(workdir: Path, source: Path) -> dict:
             built = build(source, target_dir)
             stamp_build(source, target_dir, built)
         log(f"  {built}")
+        built["preprints"] = add_preprints(target_dir)
         config_dir(target_dir)
         built["load"] = load.summary()
     with LoadSampler() as load:
         latency = serve_and_measure(target_dir)
     search_like = ["search", "article_page"]
     faceted = ["articles_faceted", "articles_faceted_filtered", "articles_faceted_two_filters"]
-    evidence_map = ["evidence_map", "evidence_map_json"]
+    evidence_map = ["evidence_map", "evidence_map_json", "evidence_map_preprints"]
     return {
         "build": built,
         "latency": latency,
