@@ -1,6 +1,8 @@
-"""OpenAlex: ask for the works of a batch of PMIDs, and parse a works answer into citation rows.
+"""OpenAlex: ask for the works of a batch of PMIDs (or of preprint DOIs), and parse a works
+answer into citation rows.
 
-Owns: OpenAlex's endpoint and parameters (`GET /works` with `filter=pmid:A|B|...`, `per_page`,
+Owns: OpenAlex's endpoint and parameters (`GET /works` with `filter=pmid:A|B|...` or
+`filter=doi:A|B|...`, `per_page`,
 `cursor`; `mailto` for the polite pool, `api_key` when one is set; `GET /works/pmid:N` for one
 work), what makes an answer usable (JSON with a `results` list of works, or one work), and the
 pure mapping work JSON -> Citation (OpenAlex id, PMID, cited_by_count, counts_by_year).
@@ -26,6 +28,7 @@ SOURCE_LABEL = "OpenAlex"
 # PMIDs per request: OpenAlex takes up to 50 values in one OR filter (`pmid:A|B|...`) and 50
 # results fit one page (`per_page` 50; more only when OpenAlex holds two works for one PMID).
 PMIDS_PER_REQUEST = 50
+DOIS_PER_REQUEST = 50  # the same OR-filter limit, for preprints' DOIs
 PER_PAGE = 50
 
 _WORK_ID = re.compile(r"^https://openalex\.org/(W\d+)$")
@@ -45,9 +48,10 @@ class WorksPage:
 
 @dataclass(frozen=True)
 class Citation:
-    """What the catalog keeps of one OpenAlex work, keyed by the PMID it carries."""
+    """What the catalog keeps of one OpenAlex work, keyed by the PMID it carries (a record), or by
+    its DOI (a preprint: `pmid` None)."""
 
-    pmid: int
+    pmid: int | None
     openalex_id: str  # W123..., without the https://openalex.org/ prefix
     cited_by_count: int
     counts_by_year: tuple[tuple[int, int], ...] = field(default=())  # (year, cited_by_count), oldest first
@@ -86,10 +90,25 @@ def work_pmid(work: dict) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def parse_work(work: dict) -> Citation | None:
-    """One work to a Citation; None for a work without a PMID (the catalog cannot key it). Pure."""
+def doi_key(doi: str | None) -> str | None:
+    """A DOI as OpenAlex's `doi` and the catalog's compare: no resolver prefix, lower case."""
+    if not isinstance(doi, str):
+        return None
+    key = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:)", "", doi.strip().lower())
+    return key or None
+
+
+def askable_doi(doi: str | None) -> bool:
+    """Can this DOI stand in an OR filter? `|` and `,` are the filter's own separators."""
+    key = doi_key(doi)
+    return key is not None and key.startswith("10.") and not re.search(r"[|,\s]", key)
+
+
+def parse_work(work: dict, *, by_doi: bool = False) -> Citation | None:
+    """One work to a Citation; None for a work without a PMID (the catalog cannot key it), or
+    with `by_doi` (a preprint's work) without a DOI. Pure."""
     pmid = work_pmid(work)
-    if pmid is None:
+    if (doi_key(work.get("doi")) if by_doi else pmid) is None:
         return None
     match = _WORK_ID.match(work.get("id") or "")
     if not match:
@@ -113,17 +132,29 @@ def citations_of(works: Iterable[dict]) -> dict[int, Citation]:
     """The citations of a set of works, one per PMID. OpenAlex sometimes holds two works for one
     PMID (a duplicate it has not merged): the one cited most is kept (then the lower id), so the
     choice does not depend on the order of the answer."""
-    chosen: dict[int, Citation] = {}
-    for work in works:
-        citation = parse_work(work)
-        if citation is None:
+    return _most_cited((citation.pmid, citation) for work in works if (citation := parse_work(work)) is not None)
+
+
+def citations_by_doi(works: Iterable[dict]) -> dict[str, Citation]:
+    """The citations of a set of works, one per DOI (`doi_key`), chosen as `citations_of` does."""
+    return _most_cited(
+        (doi_key(work.get("doi")), citation)
+        for work in works
+        if (citation := parse_work(work, by_doi=True)) is not None
+    )
+
+
+def _most_cited(keyed) -> dict:
+    chosen: dict = {}
+    for key, citation in keyed:
+        if key is None:
             continue
-        old = chosen.get(citation.pmid)
+        old = chosen.get(key)
         if old is None or (citation.cited_by_count, -_number(citation.openalex_id)) > (
             old.cited_by_count,
             -_number(old.openalex_id),
         ):
-            chosen[citation.pmid] = citation
+            chosen[key] = citation
     return chosen
 
 
@@ -165,25 +196,42 @@ class OpenalexClient(HttpClient):
             params["api_key"] = self.settings.api_key
         return params
 
-    def works_page(self, pmids: list[int], cursor: str = "*", *, describe: str | None = None) -> WorksPage:
+    def works_page(
+        self, values: list, cursor: str = "*", *, describe: str | None = None, field: str = "pmid"
+    ) -> WorksPage:
         query = {
-            "filter": "pmid:" + "|".join(str(p) for p in pmids),
+            "filter": f"{field}:" + "|".join(str(v) for v in values),
             "per_page": str(PER_PAGE),
             "cursor": cursor,
         }
-        return self.call("works", query, parse_works_page, describe=describe or f"works of {len(pmids)} PMIDs")
+        return self.call("works", query, parse_works_page, describe=describe or f"works of {len(values)} PMIDs")
 
     def works_by_pmids(self, pmids: list[int]) -> list[dict]:
         """Every work OpenAlex holds for these PMIDs (at most 50), following `next_cursor` while
         the pages have not yet listed `meta.count` works."""
         if len(pmids) > PMIDS_PER_REQUEST:
             raise ValueError(f"at most {PMIDS_PER_REQUEST} PMIDs a request, got {len(pmids)}")
+        return self._all_pages(pmids, "pmid", "PMIDs")
+
+    def works_by_dois(self, dois: list[str]) -> list[dict]:
+        """Every work OpenAlex holds for these DOIs (at most 50; each `askable_doi`), as
+        `works_by_pmids` pages them."""
+        if len(dois) > DOIS_PER_REQUEST:
+            raise ValueError(f"at most {DOIS_PER_REQUEST} DOIs a request, got {len(dois)}")
+        unaskable = [d for d in dois if not askable_doi(d)]
+        if unaskable:
+            raise ValueError(f"not a DOI an OR filter can hold: {unaskable[0]!r}")
+        return self._all_pages([doi_key(d) for d in dois], "doi", "DOIs")
+
+    def _all_pages(self, values: list, field: str, what: str) -> list[dict]:
         works: list[dict] = []
         cursor = "*"
         number = 0
         while True:
             number += 1
-            page = self.works_page(pmids, cursor, describe=f"works of {len(pmids)} PMIDs, page {number}")
+            page = self.works_page(
+                values, cursor, describe=f"works of {len(values)} {what}, page {number}", field=field
+            )
             works.extend(page.works)
             total = page.count if page.count is not None else len(works)
             if not page.works or not page.next_cursor or len(works) >= total:

@@ -763,13 +763,21 @@ class CitationsOutcome:
     unchanged: int = 0
     not_found: int = 0
     requests: int = 0
+    # The in-topic preprints, asked for by DOI on the same schedule (their own counts).
+    preprints_due: int = 0
+    preprints_read: int = 0
+    preprints_new: int = 0
+    preprints_updated: int = 0
+    preprints_unchanged: int = 0
+    preprints_not_found: int = 0
 
 
 def citations_schedule_text() -> str:
     return (
-        "OpenAlex /works?filter=pmid:A|B|... (50 PMIDs a request): records never read, read "
-        f"{store.CITATIONS_STALE_DAYS} or more days ago, and records in PubMed for less than "
-        f"{store.CITATIONS_NEWEST_DAYS} days not yet read today"
+        "OpenAlex /works?filter=pmid:A|B|... (50 PMIDs a request), and filter=doi:A|B|... for the "
+        f"in-topic preprints (50 DOIs a request): those never read, read {store.CITATIONS_STALE_DAYS} "
+        f"or more days ago, and those in PubMed (posted) for less than {store.CITATIONS_NEWEST_DAYS} "
+        "days not yet read today"
     )
 
 
@@ -832,27 +840,60 @@ def run_citations_harvest(db_path: Path | str, *, full: bool = False, client=Non
                 outcome.updated += counts.updated
                 outcome.unchanged += counts.unchanged
                 outcome.not_found += counts.not_found
+            _read_preprint_citations(db, client, run_id, today, full, outcome)
             _source_run_succeeded(db, client, run_id, outcome, _citations_values, today.isoformat())
             log.info(
-                "citations run %d: %d records read: %d new, %d updated, %d unchanged, %d unknown to OpenAlex",
+                "citations run %d: %d records read: %d new, %d updated, %d unchanged, %d unknown to OpenAlex; "
+                "%d preprints read by DOI: %d new, %d updated, %d unchanged, %d unknown",
                 run_id,
                 outcome.read,
                 outcome.new,
                 outcome.updated,
                 outcome.unchanged,
                 outcome.not_found,
+                outcome.preprints_read,
+                outcome.preprints_new,
+                outcome.preprints_updated,
+                outcome.preprints_unchanged,
+                outcome.preprints_not_found,
             )
             return outcome
 
 
+def _read_preprint_citations(db, client, run_id: int, today, full: bool, outcome: CitationsOutcome) -> None:
+    """The due preprints' counts, 50 DOIs a request; a batch that cannot be had fails the run
+    (the batches before it are kept)."""
+    from . import openalex
+
+    due = store.preprint_citations_due(db, today, full=full)
+    outcome.preprints_due = len(due)
+    for start in range(0, len(due), openalex.DOIS_PER_REQUEST):
+        batch = due[start : start + openalex.DOIS_PER_REQUEST]
+        try:
+            works = client.works_by_dois([doi for _, doi in batch])
+        except Exception as exc:
+            kept = f" after {outcome.preprints_read} preprints (those are kept)" if outcome.preprints_read else ""
+            raise HarvestFailed(
+                f"asking OpenAlex for the works of {len(batch)} preprint DOIs "
+                f"({_sample_ids([ppr for ppr, _ in batch])}) failed{kept}: {exc}"
+            ) from exc
+        counts = store.save_preprint_citations(db, batch, openalex.citations_by_doi(works), run_id, clock.now_iso())
+        outcome.preprints_read += len(batch)
+        outcome.preprints_new += counts.new
+        outcome.preprints_updated += counts.updated
+        outcome.preprints_unchanged += counts.unchanged
+        outcome.preprints_not_found += counts.not_found
+
+
 def _citations_values(outcome: CitationsOutcome, client) -> dict:
     return {
-        "records_promised": outcome.due,
-        "records_stored": outcome.read,
-        "new": outcome.new,
-        "updated": outcome.updated,
-        "unchanged": outcome.unchanged,
-        "unmatched": outcome.not_found,
+        # Catalog records of both kinds: PubMed records and preprints.
+        "records_promised": outcome.due + outcome.preprints_due,
+        "records_stored": outcome.read + outcome.preprints_read,
+        "new": outcome.new + outcome.preprints_new,
+        "updated": outcome.updated + outcome.preprints_updated,
+        "unchanged": outcome.unchanged + outcome.preprints_unchanged,
+        "unmatched": outcome.not_found + outcome.preprints_not_found,
         "requests": client.stats.requests,
         "retries": client.stats.retries,
     }

@@ -858,3 +858,32 @@ def _preprint_link_candidates(db: sqlite_utils.Database) -> None:
         "create index if not exists [idx_articles_first_author_nocase_pub_year] "
         "on [articles] ([first_author] collate nocase, [pub_year])"
     )
+
+
+@migrations(name="0019_preprint_citations")
+def _preprint_citations(db: sqlite_utils.Database) -> None:
+    # Citation counts of preprints, from OpenAlex by DOI (a preprint has no PMID), as `citations`
+    # keeps the records': one row per preprint read (`found` 0: OpenAlex holds no work with its
+    # DOI), the counts per year, and the count again on the preprint for sorting its lists.
+    db.table("preprint_citations").create(
+        {
+            "ppr_id": str,
+            "doi": str,
+            "openalex_id": str,
+            "cited_by_count": int,
+            "found": int,
+            "openalex_updated": str,
+            "read_at": str,
+            "read_run": int,
+        },
+        pk="ppr_id",
+        foreign_keys=[("ppr_id", "preprints", "ppr_id")],
+    )
+    db.table("preprint_citations").create_index(["read_at"])
+    db.table("preprint_citations_by_year").create(
+        {"ppr_id": str, "year": int, "count": int},
+        pk=("ppr_id", "year"),
+        foreign_keys=[("ppr_id", "preprints", "ppr_id")],
+    )
+    db.table("preprints").add_column("cited_by_count", int)
+    db.table("preprints").create_index(["cited_by_count"])

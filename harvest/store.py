@@ -894,6 +894,34 @@ def citations_due(db: sqlite_utils.Database, today, *, full: bool = False) -> Ci
     return due
 
 
+def preprint_citations_due(db: sqlite_utils.Database, today, *, full: bool = False) -> list[tuple[str, str]]:
+    """The in-topic preprints whose citation counts a run reads, by the records' schedule (never
+    read; read CITATIONS_STALE_DAYS ago or more; first posted in the last CITATIONS_NEWEST_DAYS
+    and not read today; all with `full`): (PPR id, DOI) pairs. OpenAlex finds a preprint by its
+    DOI: one without a DOI an OR filter can hold is never asked for."""
+    import datetime as dt
+
+    from .openalex import askable_doi
+
+    rows = db.execute(
+        """
+        select p.ppr_id, p.doi
+        from preprints p left join preprint_citations c on c.ppr_id = p.ppr_id
+        where p.in_topic = 1 and p.doi is not null
+          and (c.ppr_id is null or :full
+               or substr(c.read_at, 1, 10) <= :stale_on
+               or (p.first_publication_date >= :newest_since and substr(c.read_at, 1, 10) < :today))
+        order by p.ppr_id""",
+        {
+            "stale_on": (today - dt.timedelta(days=CITATIONS_STALE_DAYS)).isoformat(),
+            "newest_since": (today - dt.timedelta(days=CITATIONS_NEWEST_DAYS)).isoformat(),
+            "today": today.isoformat(),
+            "full": int(full),
+        },
+    )
+    return [(ppr, doi) for ppr, doi in rows if askable_doi(doi)]
+
+
 @dataclass
 class CitationSaveCounts:
     new: int = 0
@@ -911,58 +939,94 @@ def save_citations(
 
     `articles.cited_by_count` (the lists' sort) is kept equal to the count. No summary counts it,
     so a write that changes nothing else leaves `summary_state` as it found it."""
+    return _save_counts(db, _RECORD_COUNTS, {pmid: {} for pmid in asked}, lambda pmid: found.get(pmid), run_id, read_at)
+
+
+def save_preprint_citations(
+    db: sqlite_utils.Database, asked: Iterable[tuple[str, str]], found: dict, run_id: int, read_at: str
+) -> CitationSaveCounts:
+    """Store what OpenAlex answered for the preprints `asked` ((PPR id, DOI) pairs; `found`:
+    openalex.doi_key(DOI) -> Citation), as `save_citations` stores the records' (the count again
+    in `preprints.cited_by_count`)."""
+    from .openalex import doi_key
+
+    dois = dict(asked)
+    return _save_counts(
+        db,
+        _PREPRINT_COUNTS,
+        {ppr: {"doi": doi} for ppr, doi in dois.items()},
+        lambda ppr: found.get(doi_key(dois[ppr])),
+        run_id,
+        read_at,
+    )
+
+
+@dataclass(frozen=True)
+class _CountTables:
+    key: str  # pmid, ppr_id
+    counts: str  # citations, preprint_citations
+    by_year: str  # citations_by_year, preprint_citations_by_year
+    owner: str  # articles, preprints: where cited_by_count is kept for sorting
+
+
+_RECORD_COUNTS = _CountTables("pmid", "citations", "citations_by_year", "articles")
+_PREPRINT_COUNTS = _CountTables("ppr_id", "preprint_citations", "preprint_citations_by_year", "preprints")
+
+
+def _save_counts(
+    db: sqlite_utils.Database, t: _CountTables, asked: dict, citation_of, run_id: int, read_at: str
+) -> CitationSaveCounts:
     counts = CitationSaveCounts()
-    asked = sorted(set(asked))
-    if not asked:
+    keys = sorted(asked)
+    if not keys:
         return counts
-    old: dict[int, dict] = {}
-    old_years: dict[int, list[tuple[int, int]]] = {}
-    for chunk in _in_chunks(asked):
+    old: dict = {}
+    old_years: dict = {}
+    for chunk in _in_chunks(keys):
         marks = _placeholders(len(chunk))
-        for row in db.query(f"select * from citations where pmid in ({marks})", chunk):
-            old[row["pmid"]] = row
-        for pmid, year, count in db.execute(
-            f"select pmid, year, count from citations_by_year where pmid in ({marks}) order by pmid, year", chunk
+        for row in db.query(f"select * from {t.counts} where {t.key} in ({marks})", chunk):
+            old[row[t.key]] = row
+        for key, year, count in db.execute(
+            f"select {t.key}, year, count from {t.by_year} where {t.key} in ({marks}) order by {t.key}, year", chunk
         ):
-            old_years.setdefault(pmid, []).append((year, count))
+            old_years.setdefault(key, []).append((year, count))
     with db.atomic():
         (stale_before,) = db.execute("select stale from summary_state where id = 1").fetchone() or (1,)
-        for pmid in asked:
-            citation = found.get(pmid)
+        for key in keys:
+            citation = citation_of(key)
             values = {
+                **asked[key],
                 "openalex_id": citation.openalex_id if citation else None,
                 "cited_by_count": citation.cited_by_count if citation else None,
                 "found": int(citation is not None),
                 "openalex_updated": citation.updated_date if citation else None,
             }
             years = list(citation.counts_by_year) if citation else []
-            previous = old.get(pmid)
+            previous = old.get(key)
             if citation is None:
                 counts.not_found += 1
             if previous is None:
                 counts.new += citation is not None
-            elif {k: previous[k] for k in values} == values and old_years.get(pmid, []) == years:
+            elif {k: previous[k] for k in values} == values and old_years.get(key, []) == years:
                 counts.unchanged += citation is not None
             else:
                 counts.updated += citation is not None
+            row = {**values, t.key: key, "read_at": read_at, "read_run": run_id}
+            columns = ", ".join(row)
             db.execute(
-                "insert into citations (pmid, openalex_id, cited_by_count, found, openalex_updated, read_at, read_run) "
-                "values (:pmid, :openalex_id, :cited_by_count, :found, :openalex_updated, :read_at, :read_run) "
-                "on conflict(pmid) do update set openalex_id = excluded.openalex_id, "
-                "cited_by_count = excluded.cited_by_count, found = excluded.found, "
-                "openalex_updated = excluded.openalex_updated, read_at = excluded.read_at, "
-                "read_run = excluded.read_run",
-                {**values, "pmid": pmid, "read_at": read_at, "read_run": run_id},
+                f"insert into {t.counts} ({columns}) values ({', '.join(':' + c for c in row)}) "
+                f"on conflict({t.key}) do update set " + ", ".join(f"{c} = excluded.{c}" for c in row if c != t.key),
+                row,
             )
-            if old_years.get(pmid, []) != years:
-                db.execute("delete from citations_by_year where pmid = ?", [pmid])
+            if old_years.get(key, []) != years:
+                db.execute(f"delete from {t.by_year} where {t.key} = ?", [key])
                 db.conn.executemany(
-                    "insert into citations_by_year (pmid, year, count) values (?, ?, ?)",
-                    [(pmid, year, n) for year, n in years],
+                    f"insert into {t.by_year} ({t.key}, year, count) values (?, ?, ?)",
+                    [(key, year, n) for year, n in years],
                 )
             db.execute(
-                "update articles set cited_by_count = ? where pmid = ? and cited_by_count is not ?",
-                [values["cited_by_count"], pmid, values["cited_by_count"]],
+                f"update {t.owner} set cited_by_count = ? where {t.key} = ? and cited_by_count is not ?",
+                [values["cited_by_count"], key, values["cited_by_count"]],
             )
         if not stale_before:
             db.execute("update summary_state set stale = 0 where id = 1")

@@ -7,10 +7,11 @@ or a changed count (:meth:`WorkStore.revise`). Answers are built in the recorded
 shape: ``meta`` (``count``, ``db_response_time_ms``, ``page``, ``per_page``, ``next_cursor``,
 ``groups_count``), ``results``, ``group_by``.
 
-* ``GET /works?filter=pmid:A|B|...`` -- the works carrying those PMIDs, in the store's order.
+* ``GET /works?filter=pmid:A|B|...`` -- the works carrying those PMIDs, in the store's order;
+  ``filter=doi:A|B|...`` the works with those DOIs (any case, with or without https://doi.org/).
   ``per_page`` (default 25, at most 200, as OpenAlex), and either ``cursor`` (``*`` first, then
   the ``meta.next_cursor`` of the page before; ``null`` on the last page) or ``page`` (page
-  numbers, ``meta.page``). A filter on anything but ``pmid`` is answered 400, as OpenAlex does
+  numbers, ``meta.page``). A filter on anything but ``pmid`` or ``doi`` is answered 400, as OpenAlex does
   for a filter it does not know. No match: ``count`` 0 and ``results`` [] (the recorded empty
   answer's shape).
 * ``GET /works/pmid:N`` and ``GET /works/W123`` -- one work, or 404.
@@ -93,19 +94,27 @@ class WorkStore:
     def by_pmid(self, pmid: int) -> list[dict]:
         return [w for w in self.works if pmid_of(w) == pmid]
 
-    def add_clone(self, pmid: int, from_id: str) -> dict:
-        """A real work under a new OpenAlex id, carrying `pmid` (a record the catalog stores)."""
+    def by_doi(self, doi: str) -> list[dict]:
+        return [w for w in self.works if doi_of(w) == doi_of({"doi": doi})]
+
+    def add_clone(self, pmid: int | None, from_id: str, doi: str | None = None) -> dict:
+        """A real work under a new OpenAlex id, carrying `pmid` (a record the catalog stores), or
+        with `doi` and no PMID (a preprint the catalog stores)."""
         source = self.by_id(from_id.rsplit("/", 1)[-1])
         if source is None:
             raise KeyError(from_id)
         self._clones += 1
         work = copy.deepcopy(source)
         work["id"] = f"https://openalex.org/W{CLONE_ID_BASE + self._clones}"
-        work["ids"] = {
-            **(work.get("ids") or {}),
-            "openalex": work["id"],
-            "pmid": f"https://pubmed.ncbi.nlm.nih.gov/{pmid}",
-        }
+        ids = {**(work.get("ids") or {}), "openalex": work["id"]}
+        if pmid is not None:
+            ids["pmid"] = f"https://pubmed.ncbi.nlm.nih.gov/{pmid}"
+        else:
+            ids.pop("pmid", None)
+            ids.pop("pmcid", None)
+        if doi is not None:
+            work["doi"] = ids["doi"] = f"https://doi.org/{doi}"
+        work["ids"] = ids
         self.put(work)
         return work
 
@@ -120,7 +129,14 @@ class WorkStore:
         return work
 
 
-_FILTER = re.compile(r"^pmid:([0-9|]+)$")
+def doi_of(work: dict) -> str | None:
+    value = work.get("doi")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return re.sub(r"^https?://(dx\.)?doi\.org/", "", value.strip().lower())
+
+
+_FILTER = re.compile(r"^(pmid|doi):(.+)$")
 
 
 class OpenalexStandIn(JsonStandIn):
@@ -151,8 +167,15 @@ class OpenalexStandIn(JsonStandIn):
             return 400, json.dumps(
                 {"error": "Invalid query parameters error.", "message": "unsupported filter"}
             ).encode()
-        wanted = {int(p) for p in match.group(1).split("|") if p}
-        works = [w for w in self.store.works if pmid_of(w) in wanted]
+        field, values = match.group(1), [v for v in match.group(2).split("|") if v]
+        if field == "pmid":
+            if not all(v.isdigit() for v in values):
+                return 400, json.dumps({"error": "Invalid query parameters error.", "message": "bad pmid"}).encode()
+            wanted_pmids = {int(v) for v in values}
+            works = [w for w in self.store.works if pmid_of(w) in wanted_pmids]
+        else:
+            wanted_dois = {doi_of({"doi": v}) for v in values}
+            works = [w for w in self.store.works if doi_of(w) in wanted_dois]
         per_page = min(int(params.get("per_page") or 25), 200)
         meta = dict(self._empty["meta"])
         meta.update(count=len(works), per_page=per_page)
@@ -170,6 +193,12 @@ class OpenalexStandIn(JsonStandIn):
             meta.pop("next_cursor", None)  # page paging: the recorded page answer has none
             meta.update(page=number)
         return 200, json.dumps({"meta": meta, "results": page, "group_by": []}).encode()
+
+
+def clone_for_dois(store: WorkStore, dois) -> list[dict]:
+    """A clone of a recorded work for each of `dois` (a preprint's), carrying it and no PMID."""
+    sources = [w["id"] for w in recorded_works() if pmid_of(w) is not None]
+    return [store.add_clone(None, sources[i % len(sources)], doi=doi) for i, doi in enumerate(dois)]
 
 
 def clone_for(store: WorkStore, pmids) -> list[dict]:

@@ -12,8 +12,9 @@ configuration, then harvested once from each stand-in, as a user's `run` does af
   the real core MED record of 39709209, cloned under 34034067, names the real preprint
   PPR1036674 "Preprint in" (Europe PMC's own link; no recording holds one).
 * OpenAlex (tests/openalex_stand_in.py): a clone of a real recorded work carrying each catalog
-  PMID (tests/openalex_stand_in.clone_for), read on the harvester's clock of 2026-03-02, so that
-  every article page has a count and a chart per year.
+  PMID (tests/openalex_stand_in.clone_for), and each preprint's DOI but the first two by DOI
+  (clone_for_dois), read on the harvester's clock of 2026-03-02, so that every article page and
+  most preprint pages have a count and a chart per year.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
+import pytest
+
 from harvest.config import EuropepmcSettings, OpenalexSettings
 from harvest.europepmc import EuropepmcClient
 from harvest.openalex import OpenalexClient
 from harvest.runner import run_citations_harvest, run_preprints_harvest
 from tests.europepmc_stand_in import EuropepmcStandIn, World
-from tests.openalex_stand_in import OpenalexStandIn, WorkStore, clone_for
-from tests.test_catalog import build_catalog_site
+from tests.openalex_stand_in import OpenalexStandIn, WorkStore, clone_for, clone_for_dois
+from tests.test_catalog import Client, build_catalog_site
 
 TODAY = "2026-03-02"
+UNKNOWN_TO_OPENALEX = 2  # preprints whose DOI no served work carries
 TITLE_LINKED = "PPR9100001"  # PPR1037166 as the preprint of 38011560 (title + first author + year)
 TITLE_LINKED_PMID = 38011560
 EUROPEPMC_LINKED = "PPR1036674"  # a real preprint; 34034067's core record names it
@@ -80,6 +84,9 @@ def build_sources_site(tmp_path_factory) -> SourcesSite:
     world = sources_world()
     works = WorkStore.recorded()
     clone_for(works, pmids)
+    # Every preprint with a DOI but the first UNKNOWN_TO_OPENALEX gets a work carrying it.
+    preprint_dois = sorted({p["doi"].lower() for p in world.preprints() if p.get("doi")})
+    clone_for_dois(works, preprint_dois[UNKNOWN_TO_OPENALEX:])
     with mock.patch.dict(os.environ, {"HARVEST_TODAY": TODAY}):  # restored as it was after
         with EuropepmcStandIn(world) as epmc:
             settings = EuropepmcSettings(base_url=epmc.url, requests_per_second=50, backoff_base=0.05, backoff_cap=1)
@@ -92,5 +99,21 @@ def build_sources_site(tmp_path_factory) -> SourcesSite:
     assert preprints.status == "success" and preprints.new == len(world.preprints())
     assert preprints.linked.get("europepmc") == 1 and preprints.linked.get("title_author_year") == 1, preprints.linked
     assert citations.status == "success" and citations.new == len(pmids)
+    # (PPR9100001 has the DOI of the real preprint it clones: two preprints, one work.)
+    with_doi = sum(1 for p in world.preprints() if p.get("doi"))
+    assert citations.preprints_read == with_doi and citations.preprints_not_found == UNKNOWN_TO_OPENALEX, citations
     _BUILT["site"] = SourcesSite(site, world.preprints())
     return _BUILT["site"]
+
+
+# The fixtures of the files that read this catalog (imported by name where they are used).
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> SourcesSite:
+    return build_sources_site(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def client(site):
+    datasette = Client(site.path)
+    yield datasette
+    datasette.close()

@@ -19,21 +19,8 @@ import feedparser
 import pytest
 import rispy
 
-from tests.sources_catalog import TITLE_LINKED, TITLE_LINKED_PMID, build_sources_site
-from tests.test_catalog import Client
+from tests.sources_catalog import TITLE_LINKED, TITLE_LINKED_PMID, client, site  # noqa: F401 - fixtures
 from tests.test_hostile_exports import PANDOC, name_words, one, run_biber, typographic
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return build_sources_site(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(site):
-    c = Client(site.path)
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,7 @@ import sqlite3
 import lxml.html
 import pytest
 
-from tests.sources_catalog import TITLE_LINKED, TITLE_LINKED_PMID, build_sources_site
-from tests.test_catalog import Client
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return build_sources_site(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(site):
-    c = Client(site.path)
-    yield c
-    c.close()
+from tests.sources_catalog import TITLE_LINKED, TITLE_LINKED_PMID, client, site  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
-"""The article page's citations: OpenAlex's count, when it was read, and a small chart per year.
+"""The citations on a record's and a preprint's page: OpenAlex's count, when it was read, and a
+small chart per year.
 
-Owns only the template variable `citations` of row-catalog-articles.html: the record's row of
-`citations` (count, OpenAlex id, date read) and its `citations_by_year` as an inline SVG bar
-chart (no script; named for assistive technology, with the same numbers as a table).
+Owns only the template variable `citations` of row-catalog-articles.html and
+row-catalog-preprints.html (both show it with _citations.html): the row of `citations` (a
+record, by PMID) or `preprint_citations` (a preprint, by DOI) with the count, OpenAlex id and
+date read, and the counts per year as an inline SVG bar chart (no script; named for assistive
+technology, with the same numbers as a table).
 Must never: ask OpenAlex while serving (the harvester reads the counts), or write to the catalog.
 """
 
@@ -16,7 +19,7 @@ from markupsafe import Markup
 DATABASE = "catalog"
 
 
-def citations_chart(pmid: int, by_year: list[tuple[int, int]]) -> Markup:
+def citations_chart(chart_of: int | str, by_year: list[tuple[int, int]]) -> Markup:
     """Citations per year as a small SVG bar chart; every year from the first to the last
     counted is shown, a year without citations as an empty slot."""
     if not by_year:
@@ -27,7 +30,7 @@ def citations_chart(pmid: int, by_year: list[tuple[int, int]]) -> Markup:
     width, height, left, bottom, top_pad = 360, 140, 36, 22, 14
     plot_w, plot_h = width - left - 6, height - bottom - top_pad
     bar_w = plot_w / len(years)
-    title_id = f"citations-chart-{pmid}"
+    title_id = f"citations-chart-{html.escape(str(chart_of))}"
     parts = [
         f'<svg class="citations-chart" role="img" aria-labelledby="{title_id}" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg">',
@@ -55,18 +58,28 @@ def citations_chart(pmid: int, by_year: list[tuple[int, int]]) -> Markup:
     return Markup("".join(parts))
 
 
-async def article_citations(datasette, pmid: int) -> dict | None:
+# Where each kind's counts live: (counts table, per-year table, key column).
+COUNT_TABLES = {
+    "articles": ("citations", "citations_by_year", "pmid"),
+    "preprints": ("preprint_citations", "preprint_citations_by_year", "ppr_id"),
+}
+
+
+async def record_citations(datasette, kind: str, key: int | str) -> dict | None:
+    """`kind` "articles" (key: PMID) or "preprints" (key: PPR id); None before the tables exist
+    (a catalog made before migration 0015 or 0019: the page shows no section)."""
+    counts, per_year, column = COUNT_TABLES[kind]
     db = datasette.get_database(DATABASE)
-    if not await db.table_exists("citations"):
-        return None  # a catalog made before migration 0015: the page shows no section
-    rows = (await db.execute("select * from citations where pmid = ?", [pmid])).rows
+    if not await db.table_exists(counts):
+        return None
+    rows = (await db.execute(f"select * from {counts} where {column} = ?", [key])).rows
     if not rows:
         return {"read": False}
     row = dict(rows[0])
     by_year = [
         (y, n)
         for y, n in (
-            await db.execute("select year, count from citations_by_year where pmid = ? order by year", [pmid])
+            await db.execute(f"select year, count from {per_year} where {column} = ? order by year", [key])
         ).rows
     ]
     return {
@@ -75,20 +88,28 @@ async def article_citations(datasette, pmid: int) -> dict | None:
         "url": f"https://openalex.org/{row['openalex_id']}" if row["openalex_id"] else None,
         "read_on": (row["read_at"] or "")[:10],
         "by_year": by_year,
-        "chart": citations_chart(pmid, by_year),
+        "chart": citations_chart(key, by_year),
     }
+
+
+async def article_citations(datasette, pmid: int) -> dict | None:
+    return await record_citations(datasette, "articles", pmid)
 
 
 @hookimpl
 def extra_template_vars(template, database, request, datasette):
-    if template != "row-catalog-articles.html" or database != DATABASE:
+    if database != DATABASE or template not in ("row-catalog-articles.html", "row-catalog-preprints.html"):
         return {}
 
     async def inner():
-        try:
-            pmid = int(request.url_vars["pks"])
-        except (KeyError, ValueError, TypeError):
+        key = (request.url_vars or {}).get("pks") if request is not None else None
+        if key is None:
             return {}
-        return {"citations": await article_citations(datasette, pmid)}
+        if template == "row-catalog-preprints.html":
+            return {"citations": await record_citations(datasette, "preprints", str(key))}
+        try:
+            return {"citations": await article_citations(datasette, int(key))}
+        except (ValueError, TypeError):
+            return {}
 
     return inner
