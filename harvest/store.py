@@ -976,6 +976,8 @@ _PREPRINT_COUNTS = _CountTables("ppr_id", "preprint_citations", "preprint_citati
 def _save_counts(
     db: sqlite_utils.Database, t: _CountTables, asked: dict, citation_of, run_id: int, read_at: str
 ) -> CitationSaveCounts:
+    """The writer of both kinds' counts: `asked` maps each key to the columns it adds (a
+    preprint's DOI), `citation_of(key)` gives OpenAlex's Citation or None (no work)."""
     counts = CitationSaveCounts()
     keys = sorted(asked)
     if not keys:
