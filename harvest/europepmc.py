@@ -23,6 +23,7 @@ from typing import Any
 import requests
 
 from .config import EuropepmcSettings
+from .export import split_short_name
 from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, decode_json, user_agent
 from .query import is_ppr_id
 
@@ -166,17 +167,9 @@ def _year(value: Any) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-_INITIALS = re.compile(r"[A-Z]{1,4}")
-
-
 def surname_of(name: str | None) -> str | None:
     """The surname of "Mendez JS", "van Duijnhoven FJ" (Europe PMC's and PubMed's short form)."""
-    if not name:
-        return None
-    parts = name.strip().rstrip(".").split()
-    if len(parts) > 1 and _INITIALS.fullmatch(parts[-1]):
-        parts = parts[:-1]
-    return " ".join(parts) or None
+    return split_short_name(name)[0]
 
 
 def _version(value: Any) -> int | None:

@@ -81,14 +81,22 @@ def load_preprint_records(conn, ppr_ids: Iterable[str]) -> list[dict]:
     return [preprint_citation(found[p]) for p in order if p in found]
 
 
-_INITIALS = re.compile(r"^[A-Z\u00C0-\u00DE]{1,4}$")
+_INITIALS = re.compile(r"[A-Z\u00C0-\u00DE]{1,4}")
+
+
+def split_short_name(name: str | None) -> tuple[str | None, str | None]:
+    """Europe PMC's and PubMed's short form of a name, "van Duijnhoven FJ", as (surname,
+    initials); a name that does not end in initials (a consortium) as (the name, None)."""
+    parts = (name or "").strip().rstrip(".").split()
+    if len(parts) > 1 and _INITIALS.fullmatch(parts[-1]):
+        return " ".join(parts[:-1]), parts[-1]
+    return " ".join(parts) or None, None
 
 
 def preprint_person(name: str) -> dict:
-    """Europe PMC's "Surname Initials" ("van Duijnhoven FJ") as a CSL name; a name that does not
-    end in initials (a consortium) as a literal."""
-    family, _, initials = name.strip().rpartition(" ")
-    if family and _INITIALS.match(initials):
+    """A preprint author as a CSL name: family and initials, or a literal (a consortium)."""
+    family, initials = split_short_name(name)
+    if family and initials:
         return {"family": family, "given": initials}
     return {"literal": name.strip()}
 
