@@ -1318,15 +1318,22 @@ _PMCID = re.compile(r"PMC\d+")
 _NCT_ID = re.compile(r"NCT\d{8}")
 
 
+def _feed_abstract(abstract) -> str:
+    text = str(abstract or "")
+    return text[:FEED_ABSTRACT_CHARS] + " …" if len(text) > FEED_ABSTRACT_CHARS else text
+
+
+def _doi_link(doi) -> Markup:
+    return Markup('<a href="{}">DOI</a>').format(DOI.format(quote(str(doi), safe="/:;()._-")))
+
+
 def feed_entry_html(pmid, journal, published, study_design, abstract, doi, pmcid, trial_ids) -> str:
     """A feed entry's HTML (the SQL function feed_new and feed_search call): the record's text
     escaped, never its markup, and only our own links: the catalog's page (relative), PubMed,
     doi.org, PMC and ClinicalTrials.gov, all https. A publisher's <img> or <a href> in an
     abstract reaches a feed reader as text, so no reader fetches anything it names."""
     design = str(study_design or "unclassified").replace("_", " ")
-    text = str(abstract or "")
-    if len(text) > FEED_ABSTRACT_CHARS:
-        text = text[:FEED_ABSTRACT_CHARS] + " …"
+    text = _feed_abstract(abstract)
     parts = [Markup("<p><em>{}</em> {} · {}</p>").format(journal or "", published or "", design)]
     if text:
         parts.append(Markup("<p>{}</p>").format(text))
@@ -1335,7 +1342,7 @@ def feed_entry_html(pmid, journal, published, study_design, abstract, doi, pmcid
         Markup('<a href="{}">PubMed</a>').format(PUBMED.format(int(pmid))),
     ]
     if doi:
-        links.append(Markup('<a href="{}">DOI</a>').format(DOI.format(quote(str(doi), safe="/:;()._-"))))
+        links.append(_doi_link(doi))
     if pmcid and _PMCID.fullmatch(str(pmcid)):
         links.append(Markup('<a href="{}">PMC</a>').format(PMC.format(pmcid)))
     for trial_id in dict.fromkeys(str(trial_ids or "").upper().split()):
@@ -1353,9 +1360,7 @@ def preprint_entry_html(ppr_id, server, version, posted, abstract, doi, publishe
     """A preprint's feed entry HTML (feed_preprints, feed_search), as feed_entry_html makes a
     record's: its text escaped, only our own links (the catalog's preprint page, Europe PMC,
     doi.org, and the published record's catalog page and PubMed when it has one)."""
-    text = str(abstract or "")
-    if len(text) > FEED_ABSTRACT_CHARS:
-        text = text[:FEED_ABSTRACT_CHARS] + " …"
+    text = _feed_abstract(abstract)
     line = f"Preprint (not peer reviewed) · {server or 'Europe PMC'}"
     line += f" · version {version}" if version else ""
     line += f" · posted {posted}" if posted else ""
@@ -1367,7 +1372,7 @@ def preprint_entry_html(ppr_id, server, version, posted, abstract, doi, publishe
         links.append(Markup('<a href="/catalog/preprints/{}">Open in the catalog</a>').format(ppr_id))
         links.append(Markup('<a href="{}">Europe PMC</a>').format(EUROPEPMC_PREPRINT.format(ppr_id)))
     if doi:
-        links.append(Markup('<a href="{}">DOI</a>').format(DOI.format(quote(str(doi), safe="/:;()._-"))))
+        links.append(_doi_link(doi))
     if published_pmid is not None and str(published_pmid).isdigit():
         pmid = int(published_pmid)
         links.append(Markup('<a href="/catalog/articles/{}">Published as PMID {}</a>').format(pmid, pmid))
