@@ -45,9 +45,11 @@ lint: install
 	$(BIN)/mypy
 
 ## make test: `make lint` first; then the offline test suite (its own E-utilities stand-in,
-## temporary catalogs), its files spread over every core; then the tests marked `dated` again
-## under a clock 400 days ahead (libfaketime; the monotonic clock stays real so that timeouts
-## hold), so that no test passes only near the day it was written. `.venv/bin/python -m pytest tests/FILE` runs one file.
+## temporary catalogs), its files spread over every core, but the tests marked `dated`: those run
+## next under a clock 400 days ahead (libfaketime; the monotonic clock stays real so that timeouts
+## hold), so that no test passes only near the day it was written (running them at today's date
+## as well cost a minute and proved nothing more). `.venv/bin/python -m pytest tests/FILE` runs
+## one file, its dated tests at today's date.
 # --no-loadscope-reorder: pytest-xdist otherwise queues the files by their number of tests, and
 # the longest builds (tests/conftest.py's LONGEST_FIRST) would start last and run alone at the end.
 PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
@@ -57,7 +59,7 @@ CLOCK_FIX := build/monotonic_sleep.so
 FAKETIME_LIB = $(firstword $(wildcard /usr/lib/*/faketime/libfaketime.so.1))
 SHIFTED_CLOCK = LD_PRELOAD="$(abspath $(CLOCK_FIX)) $(FAKETIME_LIB)" FAKETIME=+400d FAKETIME_DONT_FAKE_MONOTONIC=1
 test: lint tools $(CLOCK_FIX)
-	$(PYTEST)
+	$(PYTEST) -m "not dated"
 	$(SHIFTED_CLOCK) $(PYTEST) -m dated -p no:cacheprovider
 
 $(CLOCK_FIX): tests/clock/monotonic_sleep.c
