@@ -549,12 +549,17 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
     counts = next(
         db.query(
             "select count(*) as articles, coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as matching, "
-            "coalesce(sum(matches_query = 0), 0) as unmatched, coalesce(sum(is_deleted = 1), 0) as deleted from articles"
+            "coalesce(sum(matches_query = 0 and unmatched_run is not null), 0) as unmatched, "
+            "coalesce(sum(matches_query = 0 and unmatched_run is null), 0) as outside, "
+            "coalesce(sum(is_deleted = 1), 0) as deleted from articles"
         )
     )
+    # A full sweep that no longer finds a record notes its run (unmatched_run); a record an
+    # import stored although the topic does not match it (no --match-topic) never matched.
+    outside = f", {counts['outside']} outside the topic, stored by an import" if counts["outside"] else ""
     click.echo(
         f"catalog {db_path}: {counts['articles']} articles ({counts['matching']} matching the query, "
-        f"{counts['unmatched']} no longer matching, {counts['deleted']} deleted by NLM)"
+        f"{counts['unmatched']} no longer matching{outside}, {counts['deleted']} deleted by NLM)"
     )
     trials = next(
         db.query(

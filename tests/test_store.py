@@ -165,6 +165,25 @@ def test_match_topic_keeps_only_records_the_query_matches(tmp_path):
     assert kept == KETAMINE_PMIDS | {34023336}
 
 
+def test_status_tells_records_an_import_kept_outside_the_topic_from_no_longer_matching(tmp_path):
+    """Without --match-topic an import stores every record; those the topic does not match
+    never matched it, and `status` must not report them as a full sweep's leavers."""
+    files = sorted(RECORDS.glob("*.xml"))
+    plain, topic_only = tmp_path / "plain.db", tmp_path / "topic.db"
+    assert run_cli("import", *files, "--db", plain).returncode == 0
+    assert run_cli("import", *files, "--db", topic_only, "--match-topic").returncode == 0
+    stored = {r[0]: r[1] for r in sqlite3.connect(plain).execute("select pmid, matches_query from articles")}
+    kept = {r[0] for r in sqlite3.connect(topic_only).execute("select pmid from articles")}
+    assert {p for p, m in stored.items() if m == 1} == kept and 0 < len(kept) < len(stored)
+    status = run_cli("status", "--db", plain)
+    assert status.returncode == 0, status.stderr
+    first = status.stdout.splitlines()[0]
+    assert (
+        f"{len(stored)} articles ({len(kept)} matching the query, 0 no longer matching, "
+        f"{len(stored) - len(kept)} outside the topic, stored by an import, 0 deleted by NLM)"
+    ) in first, first
+
+
 def test_hostile_document_is_refused_and_nothing_stored_changes(records_server, tmp_path):
     db_path = tmp_path / "c.db"
     assert run_cli("run", "--db", db_path, env=harvest_env(records_server.url)).returncode == 0
