@@ -352,7 +352,8 @@ order by o.pub_date desc, o.pmid desc
 --   NLM, no longer matching the query, retracted, retraction notices, not about depression
 --   in the psychiatric sense (the query's "depression" also finds respiratory or synaptic
 --   depression: see the record's `depression` tag); what remains goes to screening.
---   identified = the removals + remaining.
+--   identified = the removals + remaining. Records an import stored although the topic does
+--   not match them (`harvest import` without --match-topic) were never identified: not counted.
 -- example:
 -- example: since=run:0
 with cutoff as (
@@ -369,11 +370,12 @@ with cutoff as (
   -- (summary_state first, CROSS JOIN: the branch that does not apply reads no row.)
   select c.first_seen_run, c.study_design, c.matches_query, c.is_deleted, c.psychiatric, c.is_retracted,
          c.is_retraction_notice, c.records
-  from summary_state s cross join article_run_counts c where s.stale = 0
+  from summary_state s cross join article_run_counts c where s.stale = 0 and not coalesce(c.outside_topic, 0)
   union all
   select a.first_seen_run, a.study_design, a.matches_query, a.is_deleted, a.psychiatric, a.is_retracted,
          a.is_retraction_notice, count(*)
   from summary_state s cross join articles a where s.stale is not 0
+    and not (a.matches_query = 0 and a.unmatched_run is null)
   group by 1, 2, 3, 4, 5, 6, 7
 ), flagged as (
   select case when b.is_deleted = 1 then 'deleted'

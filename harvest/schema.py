@@ -887,3 +887,14 @@ def _preprint_citations(db: sqlite_utils.Database) -> None:
     )
     db.table("preprints").add_column("cited_by_count", int)
     db.table("preprints").create_index(["cited_by_count"])
+
+
+@migrations(name="0020_records_outside_the_topic")
+def _records_outside_the_topic(db: sqlite_utils.Database) -> None:
+    # prisma_flow counts the records the topic query identified; an import without
+    # --match-topic also stores records the topic never matched (matches_query = 0 without an
+    # unmatched_run), which the per-run counts now keep apart. (Catalogs whose summaries were
+    # first made after this change already have the column.)
+    if "outside_topic" not in db["article_run_counts"].columns_dict:
+        db.execute("alter table article_run_counts add column outside_topic integer")
+    _summaries_uncounted(db)

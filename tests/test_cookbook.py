@@ -20,7 +20,7 @@ import yaml
 
 from harvest.query import TOPIC_QUERY
 from tests.catalog_fixtures import LIVING_RCT, connect_ro, evidence_catalog, living_catalog  # noqa: F401
-from tests.conftest import ROOT
+from tests.conftest import RECORDS, ROOT, run_cli
 
 QUERIES_SQL = ROOT / "db" / "queries.sql"
 RCT = ("rct", "crossover_rct")
@@ -306,7 +306,9 @@ def prisma_expected(b: Base, since=""):
             return "other_sense"
         return "remaining"
 
-    fates = [(fate(a), is_new(a)) for a in b.articles.values()]
+    # A record an import stored although the topic never matched it was never identified.
+    identified = [a for a in b.articles.values() if not (a["matches_query"] == 0 and a["unmatched_run"] is None)]
+    fates = [(fate(a), is_new(a)) for a in identified]
     order = [None, "deleted", "unmatched", "retracted", "notice", "other_sense", "remaining"]
     return [
         (sum(1 for f, _ in fates if s is None or f == s), sum(1 for f, n in fates if n and (s is None or f == s)))
@@ -463,6 +465,38 @@ def test_questions_about_new_records_answer_alike_from_the_summaries_and_from_th
     answers = [run(conn, "search_strategy") for conn in (fresh, stale)]
     assert answers[0] == answers[1]
     check_search_strategy(answers[0], b)
+    fresh.close()
+    stale.close()
+
+
+def test_prisma_flow_leaves_out_what_an_import_stored_outside_the_topic(tmp_path):
+    """`harvest import` without --match-topic stores every record of the files; those the topic
+    does not match were never identified by the query, so the flow neither counts them as
+    identified nor as removed for no longer matching, from the summaries or from the rows."""
+    path = tmp_path / "imported.db"
+    result = run_cli("import", *sorted(RECORDS.glob("*.xml")), "--db", path)
+    assert result.returncode == 0, result.stderr
+    b = Base(path)
+    outside = [a for a in b.articles.values() if a["matches_query"] == 0 and a["unmatched_run"] is None]
+    matched = [a for a in b.articles.values() if a["matches_query"] == 1]
+    assert outside and matched and len(outside) + len(matched) == len(b.articles)
+    fresh = connect_ro(path)
+    assert fresh.execute("select stale from summary_state").fetchone()[0] == 0  # the import counted them
+    assert fresh.execute("select sum(records) from article_run_counts where outside_topic = 1").fetchone()[0] == len(
+        outside
+    )
+    copy = tmp_path / "stale.db"
+    writer = sqlite3.connect(copy)
+    fresh.backup(writer)
+    with writer:  # any write to articles marks the counts stale: the rows are counted instead
+        writer.execute("update articles set title = title where pmid = (select min(pmid) from articles)")
+    writer.close()
+    stale = connect_ro(copy)
+    for conn in (fresh, stale):
+        flow = run(conn, "prisma_flow", since="run:0")
+        assert flow[0]["all_records"] == flow[0]["new_records"] == len(matched)
+        assert flow[2]["stage"] == "Removed: no longer matching the topic query" and flow[2]["all_records"] == 0
+        check_prisma_flow(flow, b, "run:0")
     fresh.close()
     stale.close()
 
