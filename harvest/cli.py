@@ -27,6 +27,7 @@ from .http import HttpError
 from .pubmed_xml import PubmedXMLError
 from .query import QUERY_VERSION, TOPIC_QUERY
 from .runner import DEFAULT_BATCH, DEFAULT_OVERLAP_DAYS, HarvestFailed, choose_mode, run_harvest
+from .summaries import OUTSIDE_TOPIC_SQL
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar  # what click.progressbar returns
@@ -546,16 +547,16 @@ def _parse_max_ages(values) -> dict[str, tuple[str, dt.timedelta]]:
 def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], show_runs: int) -> None:
     db = store.open_db(db_path)
     holder = store.lock_holder(db_path)
+    # A full sweep that no longer finds a record notes its run (unmatched_run); a record an
+    # import stored although the topic does not match it (no --match-topic) never matched.
     counts = next(
         db.query(
             "select count(*) as articles, coalesce(sum(matches_query = 1 and is_deleted = 0), 0) as matching, "
             "coalesce(sum(matches_query = 0 and unmatched_run is not null), 0) as unmatched, "
-            "coalesce(sum(matches_query = 0 and unmatched_run is null), 0) as outside, "
+            f"coalesce(sum({OUTSIDE_TOPIC_SQL}), 0) as outside, "
             "coalesce(sum(is_deleted = 1), 0) as deleted from articles"
         )
     )
-    # A full sweep that no longer finds a record notes its run (unmatched_run); a record an
-    # import stored although the topic does not match it (no --match-topic) never matched.
     outside = f", {counts['outside']} outside the topic, stored by an import" if counts["outside"] else ""
     click.echo(
         f"catalog {db_path}: {counts['articles']} articles ({counts['matching']} matching the query, "
