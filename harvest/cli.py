@@ -447,12 +447,13 @@ def evaluate(files, db_path, no_baseline, check):
     help="Where to write the model (default: the package's harvest/design_model.json).",
 )
 def train_tagger(files, output):
-    """Retrain the design model from PubMed XML FILES (default: the shared records), deterministically."""
+    """Retrain the design model from PubMed XML FILES (default: the shared files the committed
+    model was trained on, so that it comes out unchanged), deterministically."""
     from . import design_model
-    from .evaluate import default_corpus_paths, iter_records_from_files
-    from .train_tagger import train, write_model
+    from .evaluate import iter_records_from_files
+    from .train_tagger import train, training_corpus_paths, write_model
 
-    paths = list(files) or default_corpus_paths()
+    paths = list(files) or training_corpus_paths()
     if not paths:
         _fail("no PubMed files given and none found in ../shared/data/pubmed", EXIT_USAGE)
     output = output or design_model.MODEL_PATH

@@ -21,15 +21,23 @@ KETAMINE_PMIDS = (33984391, 34034067, 38011560, 34023336)
 
 
 @functools.lru_cache(maxsize=1)
+def load_records_by_file() -> dict[Path, tuple[dict, ...]]:
+    """Every article record of the files `evaluate` reads (the shared slices, records/ and the
+    records-OWNER-NAME folders), per file, parsed once per process (the stored XML bytes dropped
+    to keep memory small)."""
+    out = {}
+    for path in default_corpus_paths(SHARED):
+        records = []
+        for record in iter_records_from_files([path]):
+            record.pop("xml", None)
+            records.append(record)
+        out[path] = tuple(records)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
 def load_shared_records() -> tuple[dict, ...]:
-    """Every article record of the two big shared files and records/, parsed once per process
-    (the stored XML bytes dropped to keep memory small)."""
-    paths = default_corpus_paths(SHARED)
-    out = []
-    for record in iter_records_from_files(paths):
-        record.pop("xml", None)
-        out.append(record)
-    return tuple(out)
+    return tuple(r for records in load_records_by_file().values() for r in records)
 
 
 @pytest.fixture(scope="session")
@@ -308,6 +316,18 @@ def test_committed_model_matches_the_feature_code(by_pmid):
         totals, _ = model.scores(*T.design_features(r))
         for label, score in zip(model.labels, totals):
             assert score == pytest.approx(expected[label], abs=2e-3), (pmid, label)
+
+
+def test_a_retrain_by_default_reads_the_records_the_committed_model_was_trained_on(shared_records):
+    """`harvest train-tagger` without files must rewrite design_model.json unchanged (training is
+    deterministic), not a model trained on other records that no one scored."""
+    from harvest.train_tagger import training_corpus_paths, training_records
+
+    by_file = load_records_by_file()
+    default = [r for path in training_corpus_paths(SHARED) for r in by_file[path]]
+    trained_on = D.load_model().data["training"]["records"]
+    assert len(training_records(default)) == trained_on
+    assert len(training_records(shared_records)) > trained_on  # evaluate reads more than that
 
 
 def test_model_file_is_small_and_packaged():
