@@ -105,7 +105,7 @@ chaos: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info tests/node_modules
 
-## make bench: request economy, parse, import and 1,000,000-article catalog latency (about 15 minutes);
+## make bench: request economy, parse, import and 1,000,000-article catalog latency (about 21 minutes);
 ## prints the tables, writes bench/results.json and bench/RESULTS.md. BENCH_CLONE_FILES=10 imports
 ## 300,000 cloned records instead of 120,000; BENCH_DIR=path keeps the clones and catalogs.
 $(VENV)/.bench-installed: $(VENV)/.installed
