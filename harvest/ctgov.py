@@ -251,7 +251,7 @@ def parse_study(study: dict) -> TrialRecord:
     seen_refs: set[tuple[int, str]] = set()
     for ref in _get(protocol, "referencesModule", "references") or []:
         pmid, kind = _text(ref.get("pmid")), (_text(ref.get("type")) or "").upper()
-        if pmid and pmid.isdigit() and kind in REFERENCE_TYPES and (int(pmid), kind) not in seen_refs:
+        if pmid and pmid.isdecimal() and kind in REFERENCE_TYPES and (int(pmid), kind) not in seen_refs:
             seen_refs.add((int(pmid), kind))
             references.append(Reference(int(pmid), kind))
     count = enrollment.get("count")

@@ -164,7 +164,7 @@ def plain_text(value: Any) -> str | None:
 
 def _year(value: Any) -> int | None:
     text = str(value or "").strip()[:4]
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdecimal() else None
 
 
 def surname_of(name: str | None) -> str | None:
@@ -176,7 +176,7 @@ def _version(value: Any) -> int | None:
     if isinstance(value, (int, float)):
         return int(value)
     text = str(value or "").strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdecimal() else None
 
 
 def parse_preprint(result: dict) -> PreprintRecord:
@@ -253,7 +253,7 @@ def preprint_links_in(result: dict) -> list[tuple[str, int]]:
     """(PPR id, PMID) for every preprint a core MED record names in its commentCorrectionList
     (`source` "PPR", `type` "Preprint in"): Europe PMC's own link from a paper to its preprint."""
     pmid = str(result.get("pmid") or (result.get("id") if result.get("source") == "MED" else "") or "")
-    if not pmid.isdigit():
+    if not pmid.isdecimal():
         return []
     links = []
     for entry in (result.get("commentCorrectionList") or {}).get("commentCorrection") or []:

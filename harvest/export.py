@@ -106,7 +106,7 @@ def preprint_citation(row: dict) -> dict:
     journal: `type` "preprint", the server and version, Europe PMC's page as its URL)."""
     # The year is Europe PMC's pubYear (the catalog's pub_year); the day it was first posted
     # adds month and day where it falls in that year.
-    posted = [int(part) for part in (row.get("first_publication_date") or "").split("-")[:3] if part.isdigit()]
+    posted = [int(part) for part in (row.get("first_publication_date") or "").split("-")[:3] if part.isdecimal()]
     year = row.get("pub_year") or (posted[0] if posted else None)
     date = posted if posted and posted[0] == year else ([int(year)] if year else [])
     return {
@@ -171,7 +171,7 @@ def date_parts(pub_date: str | None, pub_date_raw: str | None, pub_year: int | N
     """
     raw = (pub_date_raw or "").split()
     year = pub_year
-    if year is None and raw and raw[0][:4].isdigit():
+    if year is None and raw and raw[0][:4].isdecimal():
         year = int(raw[0][:4])
     if year is None and pub_date:
         year = int(pub_date[:4])
@@ -180,7 +180,7 @@ def date_parts(pub_date: str | None, pub_date_raw: str | None, pub_year: int | N
     parts = [int(year)]
     if len(raw) > 1 and raw[1][:3].lower() in _MONTHS:
         parts.append(_MONTHS.index(raw[1][:3].lower()) + 1)
-        if len(raw) > 2 and raw[2].isdigit() and 1 <= int(raw[2]) <= 31:
+        if len(raw) > 2 and raw[2].isdecimal() and 1 <= int(raw[2]) <= 31:
             parts.append(int(raw[2]))
     return parts
 
@@ -194,7 +194,7 @@ def split_pages(pages: str | None) -> tuple[str | None, str | None]:
     start, end = start.strip(), end.strip()
     if not sep or not end:
         return start or None, None
-    if start.isdigit() and end.isdigit() and len(end) < len(start):
+    if start.isdecimal() and end.isdecimal() and len(end) < len(start):
         end = start[: len(start) - len(end)] + end
     return start, end
 

@@ -362,7 +362,7 @@ class HttpClient:
             )
 
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
+        if declared.isdecimal() and int(declared) > cap:
             raise too_large(f"Content-Length {int(declared):,} bytes")
         body = bytearray()
         for chunk in response.iter_content(chunk_size=BODY_CHUNK):

@@ -44,7 +44,7 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or not argv[1].isdigit() or not 0 < int(argv[1]) < 65536:
+    if len(argv) != 2 or not argv[1].isdecimal() or not 0 < int(argv[1]) < 65536:
         print(
             f"usage: python -m harvest.port HOST PORT (a port from 1 to 65535), got {' '.join(argv)!r}", file=sys.stderr
         )

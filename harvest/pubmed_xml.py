@@ -606,7 +606,7 @@ def _month_number(token: str | None) -> int | None:
     if not token:
         return None
     token = token.strip()
-    if token.isdigit():
+    if token.isdecimal():
         number = int(token)
         return number if 1 <= number <= 12 else None
     lowered = token.lower()
@@ -629,7 +629,7 @@ def _int_or_none(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdecimal() else None
 
 
 def _ymd_date(element) -> str | None:
@@ -678,7 +678,7 @@ def _medline_date(text: str) -> tuple[str | None, int | None]:
     '1979-1980 Fall-Winter' -> 1979-09-01; '1977-1978' -> 1977-01-01.
     (PubMed writes the year first; 'Summer 2019' is read as 2019-06-01 too.)"""
     tokens = _TOKENS.findall(text)
-    year_index = next((i for i, token in enumerate(tokens) if len(token) == 4 and token.isdigit()), None)
+    year_index = next((i for i, token in enumerate(tokens) if len(token) == 4 and token.isdecimal()), None)
     if year_index is None:
         return None, None
     year = int(tokens[year_index])
@@ -688,11 +688,11 @@ def _medline_date(text: str) -> tuple[str | None, int | None]:
     month = day = None
     rest = tokens[year_index + 1 :]
     for i, token in enumerate(rest):
-        if token.isdigit() and len(token) == 4:
+        if token.isdecimal() and len(token) == 4:
             continue  # a year range: "1977-1978 ..."
         if token.isalpha():
             month = _month_number(token)
-            if month is not None and i + 1 < len(rest) and rest[i + 1].isdigit() and len(rest[i + 1]) <= 2:
+            if month is not None and i + 1 < len(rest) and rest[i + 1].isdecimal() and len(rest[i + 1]) <= 2:
                 day = int(rest[i + 1])
         break
     return _iso(year, month, day), year
@@ -738,7 +738,7 @@ def _orcid(text: str | None) -> str | None:
 
 def _pmid_and_version(pmid_element, source_name: str, what: str) -> tuple[int, int]:
     text = _plain(pmid_element)
-    if text is None or not text.isdigit():
+    if text is None or not text.isdecimal():
         raise PubmedXMLError(f"{what} in {source_name} has no valid PMID (found {text!r})")
     version = _int_or_none(pmid_element.get("Version")) or 1
     return int(text), version

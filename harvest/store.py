@@ -146,7 +146,7 @@ def _remove_abandoned_builds(path: Path) -> None:
     """Temporary catalogs left by creators that were killed (their PID is gone)."""
     for leftover in path.parent.glob(f"{path.name}{CREATING_SUFFIX}*"):
         pid = leftover.name.rsplit(CREATING_SUFFIX, 1)[1].split("-", 1)[0]
-        if not pid.isdigit():
+        if not pid.isdecimal():
             continue
         try:
             os.kill(int(pid), 0)

@@ -936,6 +936,20 @@ def test_gigantic_text_node_is_refused():
     assert seen == [] and "text node too large" in str(error)
 
 
+def test_digits_int_cannot_read_leave_a_date_unread_not_the_record():
+    """'²⁰²³' is digits to str.isdigit() but not to int(): a record whose PubDate carries such
+    a year parses, without that date, instead of failing the file."""
+    data = _real_record_document()
+    pub_date = re.search(rb"<PubDate>\s*<Year>(\d{4})</Year>", data)
+    assert pub_date is not None
+    [real] = [r for r in parse_pubmed_xml(data) if r["type"] == "article"]
+    for replacement in ("²⁰²³", "٢٠٢٣"):  # superscripts; Arabic-Indic digits, which int() reads
+        crafted = data[: pub_date.start(1)] + replacement.encode() + data[pub_date.end(1) :]
+        [record] = [r for r in parse_pubmed_xml(crafted) if r["type"] == "article"]
+        assert record["pmid"] == real["pmid"] and record["title"] == real["title"]
+        assert record["pub_year"] == (2023 if replacement == "٢٠٢٣" else None), replacement
+
+
 def test_real_doctype_with_http_dtd_url_parses_without_fetching(old_baseline):
     with gzip.open(PUBMED / OLD_BASELINE, "rb") as fh:
         head = fh.read(400)
