@@ -234,6 +234,7 @@ def test_csv_is_the_same_matrix(client):
             "intramuscular, subcutaneous, sublingual_buccal",
         ),
         ("from=2O19", "from='2O19' is not a year: give four digits, e.g. from=2019"),
+        ("to=²⁰¹⁹", "to='²⁰¹⁹' is not a year: give four digits, e.g. to=2019"),  # digits int() cannot read
         ("from=2021&to=2015", "from=2021 is after to=2015: the years are the wrong way round"),
         ("axis=theme&row=esketamine", "row='esketamine' is not a row of the theme map"),
     ],

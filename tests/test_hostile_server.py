@@ -250,3 +250,129 @@ def test_a_page_asked_for_many_times_at_once_is_made_once_per_catalog_state():
     assert {(status, body) for status, _, body in answers} == {(200, b"<p>front page</p>")}
     assert answers[0][1][b"cache-control"] == b"no-cache"
     assert again[0] == 304 and made.count("/") == 1
+
+
+# -- a hostile reader's requests --------------------------------------------------------------
+
+
+def test_a_page_made_for_a_forged_host_is_never_served_to_another(client):
+    """Datasette writes absolute URLs from the request's Host: a page kept for one host and
+    replayed to others would send every reader to the forger's site."""
+    forged = client.get("/catalog/articles.json?_size=3", headers={"host": "evil.example"})
+    assert forged.json()["next_url"].startswith("http://evil.example/")  # what Datasette makes of it
+    for path in ("/catalog/articles.json?_size=3", "/catalog/feed_new.atom", "/catalog/articles?_size=3"):
+        client.get(path, headers={"host": "evil.example"})
+        honest = client.get(path)
+        assert honest.status_code == 200 and "evil.example" not in honest.text, path
+
+
+def test_a_csv_stream_reads_whole_pages_and_every_row_once(client, site):
+    import io
+
+    import pandas as pd
+
+    answer = client.get("/catalog/articles.csv?_stream=on&_size=1&_col=title")
+    assert answer.status_code == 200
+    rows = pd.read_csv(io.StringIO(answer.text))
+    with sqlite3.connect(site / "catalog.db") as conn:
+        stored = {pmid for (pmid,) in conn.execute("select pmid from articles")}
+    assert sorted(rows["pmid"]) == sorted(stored)
+
+
+def test_a_csv_stream_asks_for_pages_of_the_most_rows_and_stops_when_its_reader_leaves():
+    plugin = catalog_plugin()
+    asked, written = [], [0]
+
+    async def app(scope, receive, send):  # a stream that would go on for ever
+        asked.append(scope["query_string"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            await send({"type": "http.response.body", "body": b"row\r\n", "more_body": True})
+            written[0] += 1
+            await asyncio.sleep(0)
+
+    wrapped = plugin.csv_streams_in_whole_pages(None)(app)
+
+    async def scenario():
+        left = asyncio.Event()
+
+        async def receive():
+            await left.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(event):
+            pass
+
+        scope = {"type": "http", "path": "/catalog/articles.csv", "query_string": b"_stream=on&_size=1&_col=title"}
+        streaming = asyncio.ensure_future(wrapped(scope, receive, send))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        left.set()
+        await asyncio.wait_for(streaming, 5)  # it ends: no write after the reader left
+        return written[0]
+
+    before = asyncio.run(scenario())
+    assert 0 < before < 60
+    assert asked == [b"_stream=on&_col=title&_size=max"]
+
+
+@pytest.mark.parametrize("sql", ["select 'abc' as pmid", "select 9e999 as pmid", "select x'00' as pmid"])
+@pytest.mark.parametrize("extension", ["ris", "bib", "csljson"])
+def test_an_export_of_rows_whose_pmid_is_no_pmid_is_refused_in_one_line(client, sql, extension):
+    answer = client.get(f"/catalog.{extension}", params={"sql": sql})
+    assert answer.status_code == 400
+    assert answer.text.count("\n") == 1 and "not a PubMed id" in answer.text
+
+
+def test_a_feed_followed_with_characters_xml_cannot_hold_is_still_a_feed(client):
+    import feedparser
+
+    for path in ("/catalog/feed_search.atom?q=ketamine%01", "/catalog/feed_search.atom?q=%EF%BF%BE%00"):
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        feed = feedparser.parse(answer.content)
+        assert not feed.bozo, (path, feed.bozo_exception)
+    feed = feedparser.parse(client.get("/catalog/feed_search.atom?q=keta%01mine").content)
+    assert feed.feed.title == "Ketamine catalog search: ketamine"
+    assert client.get("/catalog/feed_new.atom?x=%01").status_code == 200
+
+
+def test_the_articles_list_shows_whichever_columns_are_asked_for(client):
+    for query in ("_col=title", "_col=pmid", "_nocol=cited_by_count", "_col=journal&_col=pub_year"):
+        page = client.get(f"/catalog/articles?{query}")
+        assert page.status_code == 200, (query, page.text[:300])
+        assert page.text.count('class="record-item') == 50, query
+
+
+def test_an_article_address_that_is_no_pmid_is_not_found(client, site):
+    """SQLite reads 1e3 (and 1000.0, tilde-encoded) as PMID 1000, a record of records/: the
+    catalog answers for the PMID written in digits only."""
+    with sqlite3.connect(site / "catalog.db") as conn:
+        assert conn.execute("select count(*) from articles where pmid = '1e3'").fetchone() == (1,)
+    for path in ("/catalog/articles/1e3", "/catalog/articles/1000~2E0", "/catalog/articles/1e3.json"):
+        assert client.get(path).status_code == 404, path
+    assert client.get("/catalog/articles/1000").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("_timelimit=x", "_timelimit: 'x' is not a number of milliseconds."),
+        ("_through=notjson", '_through: give JSON {"table": ..., "column": ..., "value": ...}.'),
+        ('_through={"table":"nowhere","column":"y","value":"z"}', "_through: no table named 'nowhere'."),
+        ('_through={"table":"article_tags","column":"y","value":"z"}', "_through: article_tags has no column 'y'."),
+        ("pmid__in=[1", "pmid__in: '[1' is not a JSON list; or give the values comma-separated."),
+        ("&".join(f"_mesh=Term{i}" for i in range(51)), "Choose at most 50 facet values at once (51 given)."),
+    ],
+)
+def test_arguments_datasette_would_answer_500_to_are_refused_in_one_line(client, query, message):
+    answer = client.get(f"/catalog/articles.json?{query}")
+    assert answer.status_code == 400 and answer.json()["error"] == message
+
+
+def test_a_facet_value_asked_for_many_times_counts_once(client):
+    one = client.json("/catalog/articles.json?_design=case_report_series&_size=max")["rows"]
+    many = client.json("/catalog/articles.json?" + "&".join(["_design=case_report_series"] * 999) + "&_size=max")[
+        "rows"
+    ]
+    assert one and many == one

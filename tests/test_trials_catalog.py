@@ -349,9 +349,17 @@ def test_publication_bias_watch_lists_completed_trials_no_paper_reports(tclient,
 
 
 def test_the_watch_refuses_months_it_cannot_read(tclient):
-    for bad in ("twelve", "-3", "99999"):
+    for bad in ("twelve", "-3", "99999", "²"):  # a superscript two is a digit to str.isdigit, not to int()
         response = tclient.get(f"/catalog/trials_completed_without_paper.json?months={bad}")
         assert response.status_code == 400 and "parameter months:" in response.json()["error"]
+
+
+def test_the_trials_list_shows_whichever_columns_are_asked_for(tclient, base):
+    for query in ("_col=title", "_nocol=enrollment_count", "_col=overall_status&_col=phases"):
+        page = tclient.get(f"/catalog/trials?{query}")
+        assert page.status_code == 200, (query, page.text[:300])
+        shown = set(re.findall(r"/catalog/trials/(NCT\d{8})", page.text))
+        assert shown <= set(base.trials) and len(shown) == min(len(base.trials), 50), query  # a page of them
 
 
 def test_results_on_the_registry_without_a_results_paper_in_the_catalog(tclient, base, trials_site):

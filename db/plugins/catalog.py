@@ -438,7 +438,7 @@ def filters_from_request(request, database, table, datasette):
         for name, source in (await facet_sources(datasette)).items():
             if source["kind"] != "multi":
                 continue
-            for i, value in enumerate(request.args.getlist(f"_{name}")):
+            for i, value in enumerate(dict.fromkeys(request.args.getlist(f"_{name}"))):
                 param = f"facet_{name}_{i}"
                 where.append(f"pmid in (select pmid from ({source['pairs']}) where value = :{param})")
                 params[param] = value
@@ -637,14 +637,28 @@ def _cell(row, column):
     return value
 
 
+class NotARecordId(ValueError):
+    """A row's pmid that no record can have (SQL typed by hand: `select 'abc' as pmid`)."""
+
+
+def _pmid_of(value) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        return value
+    text = value if isinstance(value, str) else None
+    if text is not None and text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    raise NotARecordId(f"a row's pmid is {str(value)[:40]!r}, not a PubMed id")
+
+
 def _record_ids(rows) -> list[tuple[str, int | str]]:
     """Each row's record, in the rows' order: ("pmid", PMID) where the row has one, else
-    ("ppr_id", PPR id) (a preprint: the search's preprint rows, the preprints table)."""
+    ("ppr_id", PPR id) (a preprint: the search's preprint rows, the preprints table).
+    NotARecordId when a pmid is no PubMed id."""
     out: list[tuple[str, int | str]] = []
     for row in rows:
         pmid, ppr_id = _cell(row, "pmid"), _cell(row, "ppr_id")
         if pmid is not None:
-            out.append(("pmid", int(pmid)))
+            out.append(("pmid", _pmid_of(pmid)))
         elif ppr_id is not None:
             out.append(("ppr_id", str(ppr_id)))
     return out
@@ -663,10 +677,12 @@ def export_limit_note(datasette, data: dict, shown: int) -> str | None:
     if data.get("next"):
         total = data.get("filtered_table_rows_count")
         of = f" of {total:,}" if isinstance(total, int) else ""
-        return (
-            f"This export holds the first {shown:,}{of} records of the list: {limit:,} is the most one "
-            f"request returns (max_returned_rows). The next {limit:,}: {data.get('next_url')}"
+        why = (
+            f"{limit:,} is the most one request returns (max_returned_rows)"
+            if shown >= limit
+            else f"the request asked for pages of {shown:,} (_size)"
         )
+        return f"This export holds the first {shown:,}{of} records of the list: {why}. The next page: {data.get('next_url')}"
     if data.get("truncated"):
         return (
             f"This export holds the first {shown:,} rows of the answer: {limit:,} is the most one "
@@ -699,7 +715,14 @@ def _export_renderer(fmt: str):
                 f"so it has nothing to export as {export.FILE_EXTENSIONS[fmt].upper()} for a reference manager; "
                 f"take it as .csv or .json.\n",
             }
-        ids = _record_ids(rows)
+        try:
+            ids = _record_ids(rows)
+        except NotARecordId as exc:
+            return {
+                "status_code": 400,
+                "content_type": "text/plain; charset=utf-8",
+                "body": f"{name}: {exc}, so there is no record to export as {export.FILE_EXTENSIONS[fmt].upper()}.\n",
+            }
         db = datasette.get_database(database)
         records = await db.execute_fn(lambda conn: _load_records(conn, ids))
         headers = {"content-disposition": f'attachment; filename="{name}.{export.FILE_EXTENSIONS[fmt]}"'}
@@ -881,6 +904,67 @@ def user_sql_one_at_a_time(datasette):
     return wrap
 
 
+# -- CSV streams -------------------------------------------------------------------------------
+# "Stream all rows" (.csv?_stream=on) runs the table's query once per page of the request's
+# _size: with _size=1 every row is a query (11 minutes for the articles at 34,000 rows), and
+# Datasette 0.65 goes on writing after the reader has left, until the table or max_csv_mb
+# ends. A stream therefore always reads pages of max_returned_rows, and stops at the first
+# write after the reader disconnects.
+
+
+class ReaderGone(BaseException):
+    """The client of a CSV stream disconnected (a BaseException: Datasette's stream catches
+    Exception, prints it and writes it into the stream, which would raise again)."""
+
+
+def _is_csv_stream(scope) -> bool:
+    from urllib.parse import parse_qsl
+
+    if scope["type"] != "http" or not scope.get("path", "").endswith(".csv"):
+        return False
+    return any(k == "_stream" and v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+
+
+@hookimpl(specname="asgi_wrapper")
+def csv_streams_in_whole_pages(datasette):
+    from urllib.parse import parse_qsl, urlencode
+
+    def wrap(app):
+        async def streamed(scope, receive, send):
+            if not _is_csv_stream(scope):
+                return await app(scope, receive, send)
+            args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            args = [(k, v) for k, v in args if k != "_size"] + [("_size", "max")]
+            scope = {**scope, "query_string": urlencode(args).encode("latin-1")}
+            gone = asyncio.Event()
+
+            async def watch():
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone.set()
+
+            async def nothing_more_to_read():
+                await gone.wait()
+                return {"type": "http.disconnect"}
+
+            async def send_while_read(event):
+                if gone.is_set():
+                    raise ReaderGone
+                await send(event)
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                await app(scope, nothing_more_to_read, send_while_read)
+            except ReaderGone:
+                pass
+            finally:
+                watcher.cancel()
+
+        return streamed
+
+    return wrap
+
+
 # -- pages that only change with a harvest ----------------------------------------------------
 # The catalog is read-only: a page is a function of its URL and the database file. Datasette
 # 0.65 makes the front page in 132 queries (82 of them a permission check per table), the
@@ -966,7 +1050,10 @@ def pages_made_once_per_harvest(datasette):
             if not _cacheable(scope):
                 return await app(scope, receive, send)
             state = catalog_state(datasette)
-            key = (scope["path"], scope.get("query_string", b""), state)
+            # Pages hold absolute URLs (next_url, feed links, the chart's) that Datasette builds
+            # from the request's Host and scheme: a page made for one host is never served to another.
+            host = next((v for k, v in scope.get("headers", []) if k.lower() == b"host"), b"")
+            key = (scope["path"], scope.get("query_string", b""), state, scope.get("scheme", "http"), host)
             entry = cache.get(key)
             if entry is not None and time.monotonic() - entry[0] < PAGE_CACHE_SECONDS:
                 cache.move_to_end(key)
@@ -1276,15 +1363,21 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 _RELATIVE_LINK = re.compile(r'\b(href|src)="/(?!/)')
 
 
+# What XML 1.0 cannot hold (C0 controls but tab and line ends, surrogates, U+FFFE/U+FFFF): a
+# query-string value carrying one would make the feed's title unwritable.
+_NOT_XML_CHARS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def feed_title(base_title: str, request) -> str:
-    """A feed's title says what it follows ("Ketamine catalog search: esketamine"), not only its query's title."""
-    q = (request.args.get("q") or "").strip()
+    """A feed's title says what it follows ("Ketamine catalog search: esketamine"), not only its
+    query's title; characters XML cannot hold are left out of what the request gave."""
+    q = _NOT_XML_CHARS.sub("", request.args.get("q") or "").strip()
     if q:
         return f"Ketamine catalog search: {q}"
     given = [
-        f"{key} {request.args.get(key).strip()}"
+        f"{_NOT_XML_CHARS.sub('', key)} {_NOT_XML_CHARS.sub('', request.args.get(key)).strip()}"
         for key in request.args.keys()
-        if not key.startswith("_") and (request.args.get(key) or "").strip()
+        if not key.startswith("_") and _NOT_XML_CHARS.sub("", request.args.get(key) or "").strip()
     ]
     return f"{base_title}: {', '.join(given)}" if given else base_title
 
@@ -1373,7 +1466,7 @@ def preprint_entry_html(ppr_id, server, version, posted, abstract, doi, publishe
         links.append(Markup('<a href="{}">Europe PMC</a>').format(EUROPEPMC_PREPRINT.format(ppr_id)))
     if doi:
         links.append(_doi_link(doi))
-    if published_pmid is not None and str(published_pmid).isdigit():
+    if published_pmid is not None and str(published_pmid).isdecimal():
         pmid = int(published_pmid)
         links.append(Markup('<a href="/catalog/articles/{}">Published as PMID {}</a>').format(pmid, pmid))
         links.append(Markup('<a href="{}">PubMed</a>').format(PUBMED.format(pmid)))
@@ -2025,7 +2118,7 @@ def normalize_since(value: str) -> str:
     if stamp:
         day, time, zone = stamp.groups()
         return f"{day}T{time}" + (zone or "").replace(" ", "+")
-    if value.isdigit():
+    if value.isdecimal():
         raise BadParameter(
             f"{value!r} could be a year or a run id: write a run id as run:{value} "
             f"(or #{value}), a date as {value if len(value) == 4 else '2026'}-01-01"
@@ -2037,7 +2130,7 @@ def normalize_count(value: str) -> str:
     value = value.strip()
     if not value:
         return ""
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdecimal() or int(value) < 1:
         raise BadParameter(f"{value!r} is not a whole number of 1 or more")
     return str(int(value))
 
@@ -2137,7 +2230,7 @@ async def _months(db, value):
     value = value.strip()
     if not value:
         return ""
-    if not value.isdigit() or int(value) > 1200:
+    if not value.isdecimal() or int(value) > 1200:
         raise BadParameter(f"{value!r} is not a whole number of months (0 to 1200)")
     return str(int(value))
 
@@ -2270,7 +2363,45 @@ async def check_question(datasette, db, name: str, args: list[tuple[str, str]]) 
     return out if changed else None
 
 
+MAX_FACET_VALUES = 50  # chosen facet values on one page (each is a subquery of the page's SQL)
+
+
+def _check_datasette_args(args: list[tuple[str, str]]) -> None:
+    """Arguments Datasette 0.65 reads without checking, answering 500 on a malformed one."""
+    import json
+
+    for key, value in args:
+        if key == "_timelimit" and not (value.isascii() and value.isdigit()):
+            raise BadRequestError(f"_timelimit: {value[:40]!r} is not a number of milliseconds.")
+        if key == "_through":
+            try:
+                through = json.loads(value)
+            except ValueError:
+                through = None
+            if not (isinstance(through, dict) and {"table", "column", "value"} <= set(through)):
+                raise BadRequestError('_through: give JSON {"table": ..., "column": ..., "value": ...}.')
+        if key.endswith(("__in", "__notin")) and value.startswith("["):
+            try:
+                listed = json.loads(value)
+            except ValueError:
+                listed = None
+            if not isinstance(listed, list):
+                raise BadRequestError(f"{key}: {value[:40]!r} is not a JSON list; or give the values comma-separated.")
+
+
 async def check_table(datasette, db, table: str, args: list[tuple[str, str]]) -> None:
+    _check_datasette_args(args)
+    import json
+
+    for key, value in args:
+        if key == "_through":
+            through = json.loads(value)  # checked above
+            other = str(through["table"])
+            if other not in await _table_names(db):
+                raise BadRequestError(f"_through: no table named {other[:40]!r}.")
+            columns = {c.name for c in await db.table_column_details(other)}
+            if str(through["column"]) not in columns:
+                raise BadRequestError(f"_through: {other} has no column {str(through['column'])[:40]!r}.")
     sort = [(k, v) for k, v in args if k in ("_sort", "_sort_desc")]
     if len(sort) > 1:
         raise BadRequestError("Sort by one column: give _sort (ascending) or _sort_desc (descending), not both.")
@@ -2288,6 +2419,9 @@ async def check_table(datasette, db, table: str, args: list[tuple[str, str]]) ->
             )
     if table == "articles":
         names = await facet_sources(datasette)
+        chosen = {(k, v) for k, v in args if k.startswith("_") and k[1:] in names}
+        if len(chosen) > MAX_FACET_VALUES:
+            raise BadRequestError(f"Choose at most {MAX_FACET_VALUES} facet values at once ({len(chosen)} given).")
         for key, value in args:
             if key == "_facet_catalog" and value not in names:
                 raise BadRequestError(
@@ -2308,22 +2442,34 @@ def _path_parts(path: str):
     return tilde_decode(parts[1]), tilde_decode(name), fmt
 
 
-async def _bad_request(datasette, scope, send, fmt: str, message: str) -> None:
+async def _bad_request(datasette, scope, send, fmt: str, message: str, status: int = 400) -> None:
+    title = "Not found" if status == 404 else "Bad request"
     if fmt in ("json", ""):
         if fmt == "json":
-            response = Response.json({"ok": False, "error": message, "status": 400, "title": "Bad request"}, status=400)
+            response = Response.json({"ok": False, "error": message, "status": status, "title": title}, status=status)
         else:
             from datasette.utils.asgi import Request
 
             page = await datasette.render_template(
                 "error.html",
-                {"ok": False, "error": message, "status": 400, "title": "Bad request"},
+                {"ok": False, "error": message, "status": status, "title": title},
                 request=Request({**scope, "csrftoken": lambda: ""}, None),
             )
-            response = Response.html(page, status=400)
+            response = Response.html(page, status=status)
     else:
-        response = Response.text(message + "\n", status=400)
+        response = Response.text(message + "\n", status=status)
     await response.asgi_send(send)
+
+
+def _article_row_key(path: str) -> tuple[str, str] | None:
+    """(the key as given, format) of /catalog/articles/KEY[.format], else None."""
+    from datasette.utils import tilde_decode
+
+    parts = path.split("/")
+    if len(parts) != 4 or parts[1] != DATABASE or parts[2] != "articles" or not parts[3]:
+        return None
+    key, _, fmt = parts[3].partition(".")
+    return tilde_decode(key), fmt
 
 
 @hookimpl(specname="asgi_wrapper", tryfirst=True)
@@ -2333,6 +2479,11 @@ def check_requests(datasette):
 
     def wrap(app):
         async def checked(scope, receive, send):
+            row = _article_row_key(scope.get("path", "")) if scope["type"] == "http" else None
+            if row is not None and not (row[0].isascii() and row[0].isdigit()):
+                # SQLite would find /articles/1e3 as row 1000 (its integer affinity), the page not.
+                message = f"No such record: {row[0][:40]!r} is not a PMID (PMIDs are written in digits)."
+                return await _bad_request(datasette, scope, send, row[1], message, status=404)
             parts = _path_parts(scope.get("path", "")) if scope["type"] == "http" else None
             db = _catalog_db(datasette)
             if parts is None or parts[0] != DATABASE or db is None:

@@ -63,7 +63,7 @@ def _year(args, name: str) -> int | None:
     text = (args.get(name) or "").strip()
     if not text:
         return None
-    if not text.isdigit() or len(text) != 4:
+    if not text.isdecimal() or len(text) != 4:
         raise BadRequest(f"{name}={text!r} is not a year: give four digits, e.g. {name}=2019")
     return int(text)
 
