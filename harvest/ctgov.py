@@ -18,8 +18,10 @@ from typing import Any
 
 import requests
 
+from . import json_shapes
 from .config import CtgovSettings
 from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, decode_json, user_agent
+from .json_shapes import items, obj, objects, whole_number
 from .query import is_nct_id
 
 SERVICE_NAME = "ClinicalTrials.gov"
@@ -53,7 +55,8 @@ def parse_page(body: bytes) -> StudyPage:
         if not is_nct_id(_get(study, "protocolSection", "identificationModule", "nctId")):
             raise RetryableResponse("a study in the answer has no NCT id")
     total = data.get("totalCount")
-    return StudyPage(data["studies"], data.get("nextPageToken") or None, int(total) if isinstance(total, int) else None)
+    token = data.get("nextPageToken")
+    return StudyPage(data["studies"], token if isinstance(token, str) and token else None, whole_number(total))
 
 
 def parse_single(body: bytes) -> dict:
@@ -109,8 +112,10 @@ class CtgovClient(HttpClient):
     def iter_pages(
         self, params: dict[str, str], *, page_size: int | None = None, describe: str = "studies search"
     ) -> Iterator[StudyPage]:
-        """Every page of a search, following `nextPageToken`; a page that fails ends it loudly."""
+        """Every page of a search, following `nextPageToken`; a page that fails ends it loudly, and
+        so does a token the registry already gave (the paging would never end)."""
         token = None
+        seen: set[str] = set()
         number = 0
         while True:
             number += 1
@@ -121,6 +126,12 @@ class CtgovClient(HttpClient):
             token = page.next_page_token
             if not token or not page.studies:
                 return
+            if token in seen:
+                raise CtgovError(
+                    f"{describe}, page {number}: ClinicalTrials.gov gave the page token {token[:40]!r} a "
+                    "second time, so following it would never end"
+                )
+            seen.add(token)
 
     def studies_by_ids(self, nct_ids: list[str], extra: dict[str, str] | None = None) -> list[dict]:
         """The studies of these ids that the registry knows (ids it does not know are left out)."""
@@ -209,34 +220,31 @@ def _get(data: Any, *path: str) -> Any:
     return data
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    value = str(value).strip()
-    return value or None
+_text = json_shapes.text
 
 
 def _date(module: dict | None, name: str) -> tuple[str | None, str | None]:
-    struct = _get(module, name) or {}
+    struct = obj(_get(module, name))
     return _text(struct.get("date")), _text(struct.get("type"))
 
 
 def parse_study(study: dict) -> TrialRecord:
-    """A study as the API v2 answers it to a TrialRecord. Pure; missing modules give None/[]."""
-    protocol = study.get("protocolSection") or {}
-    ident = protocol.get("identificationModule") or {}
+    """A study as the API v2 answers it to a TrialRecord. Pure; missing modules, and fields of
+    another JSON type than the API's (`json_shapes`), give None/[]."""
+    protocol = obj(study.get("protocolSection"))
+    ident = obj(protocol.get("identificationModule"))
     nct_id = ident.get("nctId")
     if not is_nct_id(nct_id):
-        raise ValueError(f"a study without an NCT id (nctId {nct_id!r})")
-    status = protocol.get("statusModule") or {}
-    design = protocol.get("designModule") or {}
-    design_info = design.get("designInfo") or {}
-    enrollment = design.get("enrollmentInfo") or {}
-    sponsor = _get(protocol, "sponsorCollaboratorsModule", "leadSponsor") or {}
+        raise ValueError(f"a study without an NCT id (nctId {str(nct_id)[:40]!r})")
+    status = obj(protocol.get("statusModule"))
+    design = obj(protocol.get("designModule"))
+    design_info = obj(design.get("designInfo"))
+    enrollment = obj(design.get("enrollmentInfo"))
+    sponsor = obj(_get(protocol, "sponsorCollaboratorsModule", "leadSponsor"))
     start, start_type = _date(status, "startDateStruct")
     primary, primary_type = _date(status, "primaryCompletionDateStruct")
     completion, completion_type = _date(status, "completionDateStruct")
-    outcomes_module = protocol.get("outcomesModule") or {}
+    outcomes_module = obj(protocol.get("outcomesModule"))
     outcomes = [
         Outcome(kind, m, _text(o.get("timeFrame")))
         for kind, key in (
@@ -244,17 +252,16 @@ def parse_study(study: dict) -> TrialRecord:
             ("secondary", "secondaryOutcomes"),
             ("other", "otherOutcomes"),
         )
-        for o in outcomes_module.get(key) or []
+        for o in objects(outcomes_module.get(key))
         if (m := _text(o.get("measure")))
     ]
     references = []
     seen_refs: set[tuple[int, str]] = set()
-    for ref in _get(protocol, "referencesModule", "references") or []:
-        pmid, kind = _text(ref.get("pmid")), (_text(ref.get("type")) or "").upper()
-        if pmid and pmid.isdecimal() and kind in REFERENCE_TYPES and (int(pmid), kind) not in seen_refs:
-            seen_refs.add((int(pmid), kind))
-            references.append(Reference(int(pmid), kind))
-    count = enrollment.get("count")
+    for ref in objects(_get(protocol, "referencesModule", "references")):
+        pmid, kind = whole_number(ref.get("pmid"), low=1), (_text(ref.get("type")) or "").upper()
+        if pmid is not None and kind in REFERENCE_TYPES and (pmid, kind) not in seen_refs:
+            seen_refs.add((pmid, kind))
+            references.append(Reference(pmid, kind))
     return TrialRecord(
         nct_id=nct_id,
         title=_text(ident.get("briefTitle")),
@@ -262,11 +269,11 @@ def parse_study(study: dict) -> TrialRecord:
         acronym=_text(ident.get("acronym")),
         overall_status=_text(status.get("overallStatus")),
         why_stopped=_text(status.get("whyStopped")),
-        phases=[p for p in design.get("phases") or [] if p],
+        phases=[p for p in items(design.get("phases")) if isinstance(p, str) and p],
         study_type=_text(design.get("studyType")),
         allocation=_text(design_info.get("allocation")),
         masking=_text(_get(design_info, "maskingInfo", "masking")),
-        enrollment_count=int(count) if isinstance(count, (int, float)) else None,
+        enrollment_count=whole_number(enrollment.get("count")),
         enrollment_type=_text(enrollment.get("type")),
         start_date=start,
         start_date_type=start_type,
@@ -279,13 +286,13 @@ def parse_study(study: dict) -> TrialRecord:
         last_update_posted=_date(status, "lastUpdatePostDateStruct")[0],
         lead_sponsor=_text(sponsor.get("name")),
         lead_sponsor_class=_text(sponsor.get("class")),
-        has_results=bool(study.get("hasResults")) or "resultsSection" in study,
+        has_results=study.get("hasResults") is True or isinstance(study.get("resultsSection"), dict),
         conditions=list(
-            dict.fromkeys(c for c in (_text(c) for c in _get(protocol, "conditionsModule", "conditions") or []) if c)
+            dict.fromkeys(c for c in (_text(c) for c in items(_get(protocol, "conditionsModule", "conditions"))) if c)
         ),
         interventions=[
             Intervention(_text(i.get("type")), name, _text(i.get("description")))
-            for i in _get(protocol, "armsInterventionsModule", "interventions") or []
+            for i in objects(_get(protocol, "armsInterventionsModule", "interventions"))
             if (name := _text(i.get("name")))
         ],
         outcomes=outcomes,

@@ -22,9 +22,11 @@ from typing import Any
 
 import requests
 
+from . import json_shapes
 from .config import EuropepmcSettings
 from .export import split_short_name
 from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, decode_json, user_agent
+from .json_shapes import items, obj, objects, whole_number
 from .query import is_ppr_id
 
 SERVICE_NAME = "Europe PMC"
@@ -54,7 +56,7 @@ def parse_search_page(body: bytes) -> SearchPage:
     data = decode_json(body)
     if not isinstance(data, dict) or not isinstance(data.get("hitCount"), int):
         raise RetryableResponse("the answer has no `hitCount`")
-    results = (data.get("resultList") or {}).get("result")
+    results = obj(data.get("resultList")).get("result")
     if results is None and data["hitCount"] == 0:
         results = []
     if not isinstance(results, list) or not all(isinstance(r, dict) and r.get("id") for r in results):
@@ -155,16 +157,16 @@ _TAG = re.compile(r"<[^>]+>")
 
 def plain_text(value: Any) -> str | None:
     """Text without the inline markup Europe PMC keeps (<i>, <sup>, ...), entities decoded."""
+    value = json_shapes.text(value)
     if value is None:
         return None
-    text = html.unescape(_TAG.sub("", str(value)))
+    text = html.unescape(_TAG.sub("", value))
     text = " ".join(text.split())
     return text or None
 
 
 def _year(value: Any) -> int | None:
-    text = str(value or "").strip()[:4]
-    return int(text) if text.isdecimal() else None
+    return whole_number((json_shapes.text(value) or "")[:4], low=1)
 
 
 def surname_of(name: str | None) -> str | None:
@@ -173,38 +175,40 @@ def surname_of(name: str | None) -> str | None:
 
 
 def _version(value: Any) -> int | None:
-    if isinstance(value, (int, float)):
-        return int(value)
-    text = str(value or "").strip()
-    return int(text) if text.isdecimal() else None
+    return whole_number(value)
+
+
+def _string(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def parse_preprint(result: dict) -> PreprintRecord:
     """One Europe PMC result (lite or core) of source PPR to a PreprintRecord. Pure."""
     ppr_id = result.get("id")
     if result.get("source") != "PPR" or not is_ppr_id(ppr_id):
-        raise ValueError(f"not a preprint record (source {result.get('source')!r}, id {ppr_id!r})")
-    listed = (result.get("authorList") or {}).get("author") or []
-    authors = [a["fullName"].strip() for a in listed if isinstance(a, dict) and (a.get("fullName") or "").strip()]
-    if not authors and result.get("authorString"):
-        authors = [a.strip() for a in str(result["authorString"]).rstrip(".").split(", ") if a.strip()]
+        raise ValueError(f"not a preprint record (source {str(result.get('source'))[:40]!r}, id {str(ppr_id)[:40]!r})")
+    listed = items(obj(result.get("authorList")).get("author"))
+    authors = [name for a in listed if isinstance(a, dict) and (name := json_shapes.text(a.get("fullName")))]
+    author_string = json_shapes.text(result.get("authorString"))
+    if not authors and author_string:
+        authors = [a.strip() for a in author_string.rstrip(".").split(", ") if a.strip()]
     first = listed[0] if listed and isinstance(listed[0], dict) else {}
-    surname = (first.get("lastName") or "").strip() or surname_of(authors[0] if authors else None)
+    surname = json_shapes.text(first.get("lastName")) or surname_of(authors[0] if authors else None)
     version = result.get("versionNumber")
-    keywords = [k for k in (result.get("keywordList") or {}).get("keyword") or [] if isinstance(k, str) and k.strip()]
-    doi = (result.get("doi") or "").strip().lower() or None
+    keywords = [k for k in items(obj(result.get("keywordList")).get("keyword")) if isinstance(k, str) and k.strip()]
+    doi = (json_shapes.text(result.get("doi")) or "").lower() or None
     return PreprintRecord(
         ppr_id=ppr_id,
         title=plain_text(result.get("title")),
         abstract=plain_text(result.get("abstractText")),
         authors=authors,
         first_author_surname=surname or None,
-        server=plain_text((result.get("bookOrReportDetails") or {}).get("publisher")),
+        server=plain_text(obj(result.get("bookOrReportDetails")).get("publisher")),
         version=_version(version),
         doi=doi,
         pub_year=_year(result.get("pubYear")),
-        first_publication_date=result.get("firstPublicationDate") or None,
-        first_index_date=result.get("firstIndexDate") or None,
+        first_publication_date=_string(result.get("firstPublicationDate")),
+        first_index_date=_string(result.get("firstIndexDate")),
         keywords=keywords,
         raw=result,
     )
@@ -252,14 +256,12 @@ def preprint_tags(record: PreprintRecord) -> list[dict]:
 def preprint_links_in(result: dict) -> list[tuple[str, int]]:
     """(PPR id, PMID) for every preprint a core MED record names in its commentCorrectionList
     (`source` "PPR", `type` "Preprint in"): Europe PMC's own link from a paper to its preprint."""
-    pmid = str(result.get("pmid") or (result.get("id") if result.get("source") == "MED" else "") or "")
-    if not pmid.isdecimal():
+    pmid = whole_number(result.get("pmid") or (result.get("id") if result.get("source") == "MED" else None), low=1)
+    if pmid is None:
         return []
     links = []
-    for entry in (result.get("commentCorrectionList") or {}).get("commentCorrection") or []:
-        if not isinstance(entry, dict):
-            continue
+    for entry in objects(obj(result.get("commentCorrectionList")).get("commentCorrection")):
         kind = " ".join(str(entry.get("type") or "").split()).lower()
         if entry.get("source") == "PPR" and kind == "preprint in" and is_ppr_id(entry.get("id")):
-            links.append((entry["id"], int(pmid)))
+            links.append((entry["id"], pmid))
     return list(dict.fromkeys(links))

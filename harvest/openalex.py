@@ -22,6 +22,7 @@ import requests
 
 from .config import OpenalexSettings
 from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, decode_json, user_agent
+from .json_shapes import obj, objects, whole_number
 
 SERVICE_NAME = "OpenAlex"
 SOURCE_LABEL = "OpenAlex"
@@ -77,17 +78,19 @@ def parse_works_page(body: bytes) -> WorksPage:
     meta = data.get("meta")
     if not isinstance(meta, dict):
         meta = {}
-    count = meta.get("count")
-    return WorksPage(data["results"], count if isinstance(count, int) else None, meta.get("next_cursor") or None)
+    cursor = meta.get("next_cursor")
+    return WorksPage(
+        data["results"], whole_number(meta.get("count")), cursor if isinstance(cursor, str) and cursor else None
+    )
 
 
 def work_pmid(work: dict) -> int | None:
     """The PMID a work carries (`ids.pmid`, a PubMed URL), or None."""
-    value = (work.get("ids") or {}).get("pmid")
+    value = obj(work.get("ids")).get("pmid")
     if not isinstance(value, str):
         return None
     match = _PMID.search(value.strip())
-    return int(match.group(1)) if match else None
+    return whole_number(match.group(1), low=1) if match else None
 
 
 def doi_key(doi: str | None) -> str | None:
@@ -110,19 +113,19 @@ def parse_work(work: dict, *, by_doi: bool = False) -> Citation | None:
     pmid = work_pmid(work)
     if (doi_key(work.get("doi")) if by_doi else pmid) is None:
         return None
-    match = _WORK_ID.match(work.get("id") or "")
+    work_id = work.get("id")
+    match = _WORK_ID.match(work_id) if isinstance(work_id, str) else None
     if not match:
-        raise ValueError(f"a work without an OpenAlex id ({work.get('id')!r})")
-    count = work.get("cited_by_count")
+        raise ValueError(f"a work without an OpenAlex id ({str(work_id)[:40]!r})")
     by_year: dict[int, int] = {}
-    for entry in work.get("counts_by_year") or []:
-        year, cited = entry.get("year"), entry.get("cited_by_count")
-        if isinstance(year, int) and isinstance(cited, int) and cited >= 0:
+    for entry in objects(work.get("counts_by_year")):
+        year, cited = whole_number(entry.get("year"), high=9999), whole_number(entry.get("cited_by_count"))
+        if year is not None and cited is not None:
             by_year[year] = cited
     return Citation(
         pmid=pmid,
         openalex_id=match.group(1),
-        cited_by_count=count if isinstance(count, int) and count >= 0 else 0,
+        cited_by_count=whole_number(work.get("cited_by_count")) or 0,
         counts_by_year=tuple(sorted(by_year.items())),
         updated_date=work.get("updated_date") if isinstance(work.get("updated_date"), str) else None,
     )
@@ -159,7 +162,7 @@ def _most_cited(keyed) -> dict:
 
 
 def _number(openalex_id: str) -> int:
-    return int(openalex_id[1:])
+    return whole_number(openalex_id[1:]) or 0
 
 
 class OpenalexClient(HttpClient):
@@ -226,6 +229,7 @@ class OpenalexClient(HttpClient):
     def _all_pages(self, values: list, field: str, what: str) -> list[dict]:
         works: list[dict] = []
         cursor = "*"
+        seen = {cursor}
         number = 0
         while True:
             number += 1
@@ -236,6 +240,12 @@ class OpenalexClient(HttpClient):
             total = page.count if page.count is not None else len(works)
             if not page.works or not page.next_cursor or len(works) >= total:
                 return works
+            if page.next_cursor in seen:
+                raise OpenalexError(
+                    f"works of {len(values)} {what}, page {number}: OpenAlex gave the cursor "
+                    f"{page.next_cursor[:40]!r} a second time, so following it would never end"
+                )
+            seen.add(page.next_cursor)
             cursor = page.next_cursor
 
     def work_by_pmid(self, pmid: int) -> dict | None:

@@ -160,7 +160,7 @@ NCT_ID = re.compile(r"NCT\d{8}")
 
 def is_nct_id(value: str | None) -> TypeGuard[str]:
     """A ClinicalTrials.gov id as the registry writes it: NCT and eight digits."""
-    return value is not None and NCT_ID.fullmatch(value) is not None
+    return isinstance(value, str) and NCT_ID.fullmatch(value) is not None
 
 
 def last_update_filter(since: str) -> str:
@@ -205,4 +205,4 @@ PPR_ID = re.compile(r"PPR\d+")
 
 def is_ppr_id(value: str | None) -> TypeGuard[str]:
     """A Europe PMC preprint id: PPR and digits."""
-    return value is not None and PPR_ID.fullmatch(value) is not None
+    return isinstance(value, str) and PPR_ID.fullmatch(value) is not None

@@ -202,3 +202,48 @@ def test_a_clone_keeps_the_real_study_and_changes_only_its_id():
     clone = store.add_clone("NCT02060188", "NCT05594173", references=[(29355075, "RESULT")])
     assert clone["protocolSection"]["statusModule"] == store.studies["NCT05594173"]["protocolSection"]["statusModule"]
     assert "NCT02060188" not in store.topic
+
+
+# -- answers of another shape than the API's ---------------------------------------------
+
+
+def test_fields_of_another_json_type_are_left_empty_not_a_failed_run():
+    """Each field of a real study replaced by a value of another JSON type (a module that is a
+    string, a list that is a string, counts that are true, Infinity or past SQLite's integers)."""
+    real = study("aact/NCT05594173.json")
+    protocol = real["protocolSection"]
+    crafted = json.loads(json.dumps(real))
+    crafted["protocolSection"]["statusModule"] = "COMPLETED"
+    crafted["protocolSection"]["conditionsModule"]["conditions"] = "Dysphagia"
+    crafted["protocolSection"]["designModule"]["phases"] = "PHASE2"
+    crafted["protocolSection"]["designModule"]["enrollmentInfo"]["count"] = float("inf")
+    crafted["protocolSection"]["armsInterventionsModule"]["interventions"].append(None)
+    crafted["hasResults"] = "false"
+    crafted.pop("resultsSection", None)
+    record = parse_study(crafted)
+    row = ctgov.trial_row(record)
+    assert row["nct_id"] == "NCT05594173" and row["title"] == protocol["identificationModule"]["briefTitle"]
+    assert (row["overall_status"], row["start_date"], row["phases"], row["enrollment_count"]) == (None,) * 4
+    assert record.conditions == [] and row["has_results"] == 0
+    assert [i.name for i in record.interventions] == ["Food texture modification"]
+    for count in (True, 10**30, "²⁰", -5, float("nan")):
+        crafted["protocolSection"]["designModule"]["enrollmentInfo"]["count"] = count
+        assert parse_study(crafted).enrollment_count is None, count
+    crafted["protocolSection"]["identificationModule"]["nctId"] = 5594173
+    with pytest.raises(ValueError, match=r"a study without an NCT id \(nctId '5594173'\)"):
+        parse_study(crafted)
+
+
+def test_a_page_token_given_twice_ends_the_paging_loudly():
+    class RepeatingToken(CtgovStandIn):
+        def answer(self, path, params):
+            status, body = super().answer(path, params)
+            data = json.loads(body)
+            data["nextPageToken"] = "page4"  # the real first page's token, on every page
+            return status, json.dumps(data).encode()
+
+    with RepeatingToken() as server:
+        client, _ = client_for(server, page_size=4)
+        with pytest.raises(CtgovError, match=r"page 2: ClinicalTrials.gov gave the page token 'page4' a second time"):
+            list(client.iter_pages(trials_query_params()))
+        assert len(server.requests) == 2

@@ -121,3 +121,23 @@ def test_a_fault_that_persists_fails_loudly_naming_the_service():
         client, _ = client_for(server)
         with pytest.raises(EuropepmcError, match="gave up after 4 tries; last problem: HTTP 503"):
             list(client.iter_pages(preprints_query()))
+
+
+def test_fields_of_another_json_type_are_left_empty_not_a_failed_run():
+    import json
+
+    real = World().find("PPR1037166")
+    crafted = json.loads(json.dumps(real))
+    crafted.update(doi=10.21203, bookOrReportDetails="Research Square", versionNumber=1e30, firstIndexDate=20250618)
+    crafted["authorList"] = "Li W, Yang T"
+    record = parse_preprint(crafted)
+    expected = parse_preprint(real)
+    assert (record.ppr_id, record.title, record.pub_year) == (expected.ppr_id, expected.title, expected.pub_year)
+    assert (record.doi, record.server, record.version, record.first_index_date) == ("10.21203", None, None, None)
+    assert record.authors == expected.authors  # from authorString, as when the list is missing
+    assert europepmc.preprint_row(record)["first_author"] == "Li W"
+    crafted["id"] = 1037166
+    with pytest.raises(ValueError, match=r"not a preprint record \(source 'PPR', id '1037166'\)"):
+        parse_preprint(crafted)
+    assert preprint_links_in({"pmid": "1" * 5000, "commentCorrectionList": []}) == []
+    assert parse_search_page(json.dumps({"hitCount": 0, "resultList": ["x"]}).encode()).results == []

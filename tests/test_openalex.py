@@ -153,3 +153,35 @@ def test_a_fault_that_lasts_fails_loudly_without_the_api_key():
             client.works_by_pmids([31986264])
         assert "gave up after 3 tries" in str(failed.value) and "secret-key-123" not in str(failed.value)
         assert server.requests[0][1]["api_key"] == "secret-key-123"
+
+
+def test_fields_of_another_json_type_are_left_empty_not_a_failed_run():
+    real = next(w for w in recorded_works() if work_pmid(w) and w.get("counts_by_year"))
+    expected = parse_work(real)
+    assert expected is not None
+    crafted = json.loads(json.dumps(real))
+    crafted["cited_by_count"] = 10**30
+    crafted["counts_by_year"] = [None, True, *real["counts_by_year"]]
+    citation = parse_work(crafted)
+    assert citation is not None and citation.pmid == expected.pmid
+    assert citation.cited_by_count == 0 and citation.counts_by_year == expected.counts_by_year
+    crafted["cited_by_count"] = True
+    assert parse_work(crafted).cited_by_count == 0
+    crafted["ids"] = "pmid"
+    assert parse_work(crafted) is None  # no PMID to key it by: left out, as a work without one
+
+
+def test_a_cursor_given_twice_ends_the_paging_loudly():
+    class RepeatingCursor(OpenalexStandIn):
+        def answer(self, path, params):
+            status, body = super().answer(path, params)
+            data = json.loads(body)
+            if isinstance(data.get("meta"), dict):
+                data["meta"].update(next_cursor="MQ==", count=10**9)  # more works promised, one cursor (offset 1)
+            return status, json.dumps(data).encode()
+
+    pmids = [pmid for w in recorded_works() if (pmid := work_pmid(w))][:2]
+    with RepeatingCursor() as server:
+        with pytest.raises(OpenalexError, match=r"page 2: OpenAlex gave the cursor 'MQ==' a second time"):
+            client_for(server).works_by_pmids(pmids)
+        assert len(server.requests) == 2
