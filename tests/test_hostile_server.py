@@ -327,7 +327,7 @@ def test_an_export_of_rows_whose_pmid_is_no_pmid_is_refused_in_one_line(client, 
 def test_a_feed_followed_with_characters_xml_cannot_hold_is_still_a_feed(client):
     import feedparser
 
-    for path in ("/catalog/feed_search.atom?q=ketamine%01", "/catalog/feed_search.atom?q=%EF%BF%BE%00"):
+    for path in ("/catalog/feed_search.atom?q=ketamine%01", "/catalog/feed_search.atom?q=%EF%BF%BE%02"):
         answer = client.get(path)
         assert answer.status_code == 200, path
         feed = feedparser.parse(answer.content)
@@ -335,6 +335,8 @@ def test_a_feed_followed_with_characters_xml_cannot_hold_is_still_a_feed(client)
     feed = feedparser.parse(client.get("/catalog/feed_search.atom?q=keta%01mine").content)
     assert feed.feed.title == "Ketamine catalog search: ketamine"
     assert client.get("/catalog/feed_new.atom?x=%01").status_code == 200
+    refused = client.get("/catalog/feed_search.atom?q=ketamine%00")  # NUL: refused as anywhere
+    assert refused.status_code == 400 and refused.text == "'q': a NUL character is in the request.\n"
 
 
 def test_the_articles_list_shows_whichever_columns_are_asked_for(client):
@@ -363,6 +365,10 @@ def test_an_article_address_that_is_no_pmid_is_not_found(client, site):
         ('_through={"table":"article_tags","column":"y","value":"z"}', "_through: article_tags has no column 'y'."),
         ("pmid__in=[1", "pmid__in: '[1' is not a JSON list; or give the values comma-separated."),
         ("&".join(f"_mesh=Term{i}" for i in range(51)), "Choose at most 50 facet values at once (51 given)."),
+        ("pub_year__gte=²⁰¹⁹", "pub_year__gte: '²⁰¹⁹' is not a number SQLite can compare."),
+        (f"pmid__gt={10**22}", f"pmid__gt: '{10**22}' is not a number SQLite can compare."),
+        ("_where=%00", "'_where': a NUL character is in the request."),
+        ("_facet=%00", "'_facet': a NUL character is in the request."),
     ],
 )
 def test_arguments_datasette_would_answer_500_to_are_refused_in_one_line(client, query, message):
@@ -376,3 +382,35 @@ def test_a_facet_value_asked_for_many_times_counts_once(client):
         "rows"
     ]
     assert one and many == one
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("/catalog.csv", "A CSV of the database is the answer to a query: give ?sql=."),
+        ("/catalog.csv?sql=", "A CSV of the database is the answer to a query: give ?sql=."),
+        ("/catalog.json?sql=select+1&_timelimit=x", "_timelimit: 'x' is not a number of milliseconds."),
+        ("/catalog/search.json?q=ketamine&_timelimit=x", "_timelimit: 'x' is not a number of milliseconds."),
+        ("/catalog/catalog_records.json?_next=abc", "_next: 'abc' is not a row offset; follow the page's next link."),
+        (
+            f"/catalog/catalog_records.json?_next={10**22}",
+            f"_next: '{10**22}' is not a row offset; follow the page's next link.",
+        ),
+        (
+            "/catalog.atom?sql=select+1+as+atom_id,+2+as+atom_title,+'x'+as+atom_updated",
+            "This answer cannot be written as an Atom feed: Unknown string format: x",
+        ),
+    ],
+)
+def test_requests_beyond_the_tables_datasette_would_answer_500_to_are_refused_in_one_line(client, path, message):
+    answer = client.get(path)
+    assert answer.status_code == 400, (path, answer.text[:200])
+    error = answer.json()["error"] if path.split("?")[0].endswith(".json") else answer.text.strip()
+    assert error == message
+
+
+def test_odd_values_that_still_have_an_answer(client):
+    assert client.get(f"/catalog/articles.json?pub_year={10**22}").json()["rows"] == []  # a year no record has
+    assert client.get("/catalog/catalog_records.json?_next=2").status_code == 200
+    feed = client.get("/catalog/preprints.atom?_feed_title=%01")  # no preprint here: the empty feed
+    assert feed.status_code == 200 and b"<feed" in feed.content

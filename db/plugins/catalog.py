@@ -422,9 +422,10 @@ def _selection(request, sources: dict) -> list[tuple[str, str]] | None:
 def _value_params(value: str) -> list:
     """A query-string value and, when it reads as an integer, the integer (years are stored as such)."""
     try:
-        return [value, int(value)]
+        number = int(value)
     except ValueError:
         return [value, value]
+    return [value, number] if -(2**63) <= number < 2**63 else [value, value]
 
 
 @hookimpl
@@ -1337,7 +1338,7 @@ def startup(datasette):
         db = datasette.get_database(database)
         last = await db.execute("select max(finished_at) from harvest_runs where status = 'success'")
         updated = last.rows[0][0] if last.rows and last.rows[0][0] else "1970-01-01T00:00:00+00:00"
-        title = request.args.get("_feed_title") or query_name or database
+        title = _NOT_XML_CHARS.sub("", request.args.get("_feed_title") or "") or query_name or database
         try:
             title = datasette.metadata(database=database)["queries"][query_name]["title"]
         except (KeyError, TypeError):
@@ -1351,9 +1352,17 @@ def startup(datasette):
         return Response(fg.atom_str(pretty=True), content_type="application/xml; charset=utf-8")
 
     async def render_feed(datasette, request, sql, columns, rows, database, table, query_name, view_name, data):
-        response = await render_atom_or_empty(
-            datasette, request, sql, columns, rows, database, table, query_name, view_name, data
-        )
+        try:
+            response = await render_atom_or_empty(
+                datasette, request, sql, columns, rows, database, table, query_name, view_name, data
+            )
+        except ValueError as exc:  # SQL typed by hand: atom_updated not a date, a title XML cannot hold
+            problem = " ".join(str(exc).split())[:200]
+            return {  # a dict: Datasette keeps its status (a Response's it sets back to the page's)
+                "status_code": 400,
+                "content_type": "text/plain; charset=utf-8",
+                "body": f"This answer cannot be written as an Atom feed: {problem}\n",
+            }
         return finish_feed(datasette, request, query_name, response)
 
     datasette.renderers["atom"] = (render_feed, can_render_atom)
@@ -2366,11 +2375,20 @@ async def check_question(datasette, db, name: str, args: list[tuple[str, str]]) 
 MAX_FACET_VALUES = 50  # chosen facet values on one page (each is a subquery of the page's SQL)
 
 
+def _sqlite_integer(digits: str) -> bool:
+    return digits.isdecimal() and len(digits) <= 19 and int(digits) < 2**63
+
+
 def _check_datasette_args(args: list[tuple[str, str]]) -> None:
     """Arguments Datasette 0.65 reads without checking, answering 500 on a malformed one."""
     import json
 
     for key, value in args:
+        if "\x00" in key or "\x00" in value:
+            raise BadRequestError(f"{key[:40]!r}: a NUL character is in the request.")
+        if key.endswith(("__gt", "__gte", "__lt", "__lte")) and value.isdigit() and not _sqlite_integer(value):
+            # Datasette 0.65 takes isdigit() for int(): '²⁰¹⁹' and 10**30 answered 500.
+            raise BadRequestError(f"{key}: {value[:40]!r} is not a number SQLite can compare.")
         if key == "_timelimit" and not (value.isascii() and value.isdigit()):
             raise BadRequestError(f"_timelimit: {value[:40]!r} is not a number of milliseconds.")
         if key == "_through":
@@ -2417,6 +2435,9 @@ async def check_table(datasette, db, table: str, args: list[tuple[str, str]]) ->
             raise BadRequestError(
                 f"{key}: {table} has no column {column!r} to sort by; sort by one of: {', '.join(sortable)}."
             )
+    next_token = next((v for k, v in args if k == "_next"), None)
+    if next_token is not None and table in await db.view_names() and not _sqlite_integer(next_token):
+        raise BadRequestError(f"_next: {next_token[:40]!r} is not a row offset; follow the page's next link.")
     if table == "articles":
         names = await facet_sources(datasette)
         chosen = {(k, v) for k, v in args if k.startswith("_") and k[1:] in names}
@@ -2461,6 +2482,12 @@ async def _bad_request(datasette, scope, send, fmt: str, message: str, status: i
     await response.asgi_send(send)
 
 
+def _database_path_format(path: str) -> str | None:
+    """The format of /catalog[.format] ("" for the page), else None."""
+    name, dot, fmt = path.removeprefix("/").partition(".")
+    return fmt if name == DATABASE and "/" not in path.removeprefix("/") else None
+
+
 def _article_row_key(path: str) -> tuple[str, str] | None:
     """(the key as given, format) of /catalog/articles/KEY[.format], else None."""
     from datasette.utils import tilde_decode
@@ -2486,6 +2513,16 @@ def check_requests(datasette):
                 return await _bad_request(datasette, scope, send, row[1], message, status=404)
             parts = _path_parts(scope.get("path", "")) if scope["type"] == "http" else None
             db = _catalog_db(datasette)
+            database_fmt = _database_path_format(scope.get("path", "")) if scope["type"] == "http" else None
+            if database_fmt is not None and db is not None:  # /catalog[.fmt]: SQL typed by hand
+                args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+                try:
+                    _check_datasette_args(args)
+                    if database_fmt == "csv" and not any(k == "sql" and v.strip() for k, v in args):
+                        raise BadRequestError("A CSV of the database is the answer to a query: give ?sql=.")
+                except BadRequestError as e:
+                    return await _bad_request(datasette, scope, send, database_fmt, e.message)
+                return await app(scope, receive, send)
             if parts is None or parts[0] != DATABASE or db is None:
                 return await app(scope, receive, send)
             _, name, fmt = parts
@@ -2500,6 +2537,7 @@ def check_requests(datasette):
                         args = [*args, ("_size", "max")]
                         scope = {**scope, "query_string": urlencode(args).encode("latin-1")}
                 else:
+                    _check_datasette_args(args)
                     rewritten = await check_question(datasette, db, name, args)
                     if rewritten is not None:
                         scope = {**scope, "query_string": urlencode(rewritten).encode("latin-1")}
