@@ -24,6 +24,7 @@ from lxml import etree
 from . import http
 from .config import Settings
 from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, ServiceUnreachable, user_agent
+from .json_shapes import whole_number
 
 log = logging.getLogger("harvest.eutils")
 
@@ -88,12 +89,21 @@ def parse_esearch(body: bytes) -> SearchResult:
         raise RetryableResponse(f"esearch answer is not well-formed XML ({exc})") from None
     if root.tag != "eSearchResult":
         raise RetryableResponse(f"esearch answered with a <{root.tag}> document, not eSearchResult")
-    count = root.findtext("Count")
-    if count is None:
+    count_text = root.findtext("Count")
+    if count_text is None:
         raise RetryableResponse("esearch answer has no <Count>")
+    count = whole_number(count_text)
+    if count is None:
+        raise RetryableResponse(f"esearch answer's <Count> is {count_text[:40]!r}, not a number of records")
+    ids = []
+    for text in root.xpath("IdList/Id/text()"):
+        pmid = whole_number(text, low=1)
+        if pmid is None:
+            raise RetryableResponse(f"esearch answer lists {str(text)[:40]!r} as a PMID")
+        ids.append(pmid)
     return SearchResult(
-        count=int(count),
-        ids=[int(i) for i in root.xpath("IdList/Id/text()")],
+        count=count,
+        ids=ids,
         webenv=root.findtext("WebEnv"),
         query_key=root.findtext("QueryKey"),
         query_translation=root.findtext("QueryTranslation"),

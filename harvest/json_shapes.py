@@ -1,5 +1,5 @@
-"""Reading the JSON of ClinicalTrials.gov, Europe PMC and OpenAlex as it may come, not as it
-should: a module that is a string, a count that is `true`, `Infinity` or 10**30, a list that is
+"""Reading the JSON of ClinicalTrials.gov, Europe PMC and OpenAlex (and the numbers in
+E-utilities' XML) as it may come, not as it should: a module that is a string, a count that is `true`, `Infinity` or 10**30, a list that is
 a number. Each helper answers the shape asked for, or nothing (an empty dict or list, None), so
 a field of the wrong type is left empty instead of ending a run with `'str' object has no
 attribute 'get'`. Pure."""
