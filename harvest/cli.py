@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from . import __version__, clock, store
-from .config import Settings, default_db_path
+from .config import CtgovSettings, EuropepmcSettings, OpenalexSettings, Settings, default_db_path
 from .eutils import EutilsError
 from .http import HttpError
 from .pubmed_xml import PubmedXMLError
@@ -119,6 +119,13 @@ class _CatalogGroup(click.Group):
         except PubmedXMLError as exc:
             # A file given as PubMed XML that is not (evaluate, train-tagger): one line naming it.
             _fail(str(exc))
+        except store.HarvestLocked as exc:  # retag, rebuild: as run and import say it
+            _fail(str(exc), EXIT_LOCKED)
+        except sqlite3.DatabaseError as exc:  # read-only, a directory's path, a disk error
+            _fail(f"the catalog cannot be read or written: {exc}")
+        except OSError as exc:  # an export to a full disk
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}")
 
 
 @click.group(cls=_CatalogGroup)
@@ -196,6 +203,16 @@ def run(db_path, full, since, overlap_days, batch_size, sources):
             param_hint="--since",
         )
     db_path = db_path or default_db_path()
+    # Every source's settings are read before the first source runs: a bad CTGOV_PAGE_SIZE must
+    # not end the run after PubMed's, hiding its outcome and skipping the sources after it.
+    for source, settings in (
+        ("pubmed", Settings),
+        ("trials", CtgovSettings),
+        ("preprints", EuropepmcSettings),
+        ("citations", OpenalexSettings),
+    ):
+        if source in sources:
+            settings.from_env()
     failures = []
     if "pubmed" in sources:
         failures += _run_pubmed(db_path, full, since, overlap_days, batch_size)
@@ -458,7 +475,11 @@ def train_tagger(files, output):
         _fail("no PubMed files given and none found in ../shared/data/pubmed", EXIT_USAGE)
     output = output or design_model.MODEL_PATH
     records = ({k: v for k, v in r.items() if k != "xml"} for r in iter_records_from_files(paths))
-    write_model(train(records, log=lambda m: click.echo(m, err=True)), output)
+    try:
+        model = train(records, log=lambda m: click.echo(m, err=True))
+    except ValueError as exc:  # files without a label's positives: nothing to learn it from
+        _fail(str(exc))
+    write_model(model, output)
     click.echo(f"wrote {output} ({Path(output).stat().st_size // 1024} KB)")
 
 
@@ -469,7 +490,9 @@ def train_tagger(files, output):
 @click.option(
     "--since", metavar="YYYY-MM-DD", callback=_parse_date, help="Only records first stored on or after this date."
 )
-@click.option("--pmid", "pmids", type=int, multiple=True, help="Exactly these PMIDs (repeatable).")
+@click.option(
+    "--pmid", "pmids", type=click.IntRange(1, 2**63 - 1), multiple=True, help="Exactly these PMIDs (repeatable)."
+)
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
 def export_(db_path, fmt, search, since, pmids, output):
     """Export records as RIS, BibTeX or CSL-JSON for reference managers."""
@@ -478,6 +501,11 @@ def export_(db_path, fmt, search, since, pmids, output):
     from .export import load_records, render, select_pmids
 
     db_path = _existing_catalog(db_path)
+    target = getattr(output, "name", "-")
+    if target not in ("-", "<stdout>"):  # -o is opened lazily: nothing is written before this check
+        catalog_files = {Path(f"{db_path}{suffix}").resolve() for suffix in ("", "-wal", "-shm", "-journal", ".lock")}
+        if Path(target).resolve() in catalog_files:
+            _fail(f"-o {target} is the catalog itself (or one of its files): give the export another path", EXIT_USAGE)
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         chosen = list(pmids) or select_pmids(conn, search=search, since=since.isoformat() if since else None)
@@ -503,7 +531,12 @@ def parse_age(text: str) -> dt.timedelta:
     if not match:
         raise click.BadParameter(f"expected an age like 2d, 36h or 90m, got {text!r}")
     number, unit = float(match.group(1)), match.group(2)
-    return {"d": dt.timedelta(days=number), "h": dt.timedelta(hours=number), "m": dt.timedelta(minutes=number)}[unit]
+    try:
+        return {"d": dt.timedelta(days=number), "h": dt.timedelta(hours=number), "m": dt.timedelta(minutes=number)}[
+            unit
+        ]
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is longer than any calendar holds") from None
 
 
 @cli.command()
@@ -516,7 +549,14 @@ def parse_age(text: str) -> dt.timedelta:
     help="Exit non-zero (4) when a source's last successful run is older, e.g. 2d (every source "
     "in $HARVEST_SOURCES) or trials=8d (that source); repeatable.",
 )
-@click.option("--runs", "show_runs", type=int, default=10, show_default=True, help="How many recent runs to list.")
+@click.option(
+    "--runs",
+    "show_runs",
+    type=click.IntRange(1, 100_000),
+    default=10,
+    show_default=True,
+    help="How many recent runs to list.",
+)
 def status(db_path, max_ages, show_runs):
     """Recent runs, catalog counts, each source's last success, and what the next run will ask for."""
     limits = _parse_max_ages(max_ages)

@@ -22,9 +22,12 @@ def pinned_today() -> dt.date | None:
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
-        raise SystemExit(f"{ENV} must be a date as YYYY-MM-DD, got {value!r}") from None
+        raise SystemExit(f"harvest: error: {ENV} must be a date as YYYY-MM-DD, got {value!r}") from None
+    if not 1900 <= day.year <= 2999:  # windows reach back and ahead of it: year 1 or 9999 overflows
+        raise SystemExit(f"harvest: error: {ENV} must be a date from 1900 to 2999, got {value!r}")
+    return day
 
 
 def now() -> dt.datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +22,18 @@ def _env_float(name: str, default: float) -> float:
     if not value:
         return default
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise SystemExit(f"{name} must be a number, got {value!r}") from None
+        raise SystemExit(f"harvest: error: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or abs(number) > 1e9:  # inf, nan, 1e309: no count, rate or wait
+        raise SystemExit(f"harvest: error: {name} must be a finite number up to 1e9, got {value!r}")
+    return number
 
 
 def _env_positive(name: str, default: float) -> float:
     value = _env_float(name, default)
     if not value > 0:
-        raise SystemExit(f"{name} must be a number above 0, got {os.environ.get(name)!r}")
+        raise SystemExit(f"harvest: error: {name} must be a number above 0, got {os.environ.get(name)!r}")
     return value
 
 
@@ -41,8 +45,26 @@ class _Transport(TypedDict):
     max_body_mb: float
 
 
+def _env_text(name: str, default: str | None) -> str | None:
+    """A value sent in a header or a query (NCBI_TOOL, NCBI_EMAIL): one line of printable text."""
+    value = os.environ.get(name) or default
+    if value is not None and not value.isprintable():
+        raise SystemExit(f"harvest: error: {name} must be one line of printable text, got {value[:80]!r}")
+    return value
+
+
 def _env_url(name: str, default: str) -> str:
+    from urllib.parse import urlsplit
+
     url = os.environ.get(name) or default
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:  # http://[::1
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
+        # Otherwise requests' MissingSchema/InvalidURL would be retried as a network fault, for minutes.
+        raise SystemExit(f"harvest: error: {name} must be an http:// or https:// address, got {url!r}")
     return url if url.endswith("/") else url + "/"
 
 
@@ -95,8 +117,8 @@ class Settings(_ServiceSettings):
         return cls(
             base_url=_env_url("NCBI_EUTILS_URL", DEFAULT_EUTILS_URL),
             api_key=os.environ.get("NCBI_API_KEY") or None,
-            email=os.environ.get("NCBI_EMAIL") or None,
-            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
+            email=_env_text("NCBI_EMAIL", None),
+            tool=_env_text("NCBI_TOOL", DEFAULT_TOOL) or DEFAULT_TOOL,
             **cls._transport_env("NCBI", positive=False),
         )
 
@@ -122,7 +144,7 @@ class CtgovSettings(_ServiceSettings):
     def from_env(cls) -> CtgovSettings:
         return cls(
             base_url=_env_url("CTGOV_API_URL", DEFAULT_CTGOV_URL),
-            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
+            tool=_env_text("NCBI_TOOL", DEFAULT_TOOL) or DEFAULT_TOOL,
             requests_per_second=_env_positive("CTGOV_REQUESTS_PER_SECOND", 1.0),
             page_size=min(1000, int(_env_positive("CTGOV_PAGE_SIZE", 100))),
             **cls._transport_env("CTGOV"),
@@ -147,8 +169,8 @@ class EuropepmcSettings(_ServiceSettings):
     def from_env(cls) -> EuropepmcSettings:
         return cls(
             base_url=_env_url("EUROPEPMC_API_URL", DEFAULT_EUROPEPMC_URL),
-            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
-            email=os.environ.get("NCBI_EMAIL") or None,
+            tool=_env_text("NCBI_TOOL", DEFAULT_TOOL) or DEFAULT_TOOL,
+            email=_env_text("NCBI_EMAIL", None),
             requests_per_second=_env_positive("EUROPEPMC_REQUESTS_PER_SECOND", 2.0),
             page_size=min(1000, int(_env_positive("EUROPEPMC_PAGE_SIZE", 1000))),
             **cls._transport_env("EUROPEPMC"),
@@ -177,8 +199,8 @@ class OpenalexSettings(_ServiceSettings):
         return cls(
             base_url=_env_url("OPENALEX_API_URL", DEFAULT_OPENALEX_URL),
             api_key=os.environ.get("OPENALEX_API_KEY") or None,
-            email=os.environ.get("NCBI_EMAIL") or None,
-            tool=os.environ.get("NCBI_TOOL") or DEFAULT_TOOL,
+            email=_env_text("NCBI_EMAIL", None),
+            tool=_env_text("NCBI_TOOL", DEFAULT_TOOL) or DEFAULT_TOOL,
             requests_per_second=_env_positive("OPENALEX_REQUESTS_PER_SECOND", 10.0),
             **cls._transport_env("OPENALEX"),
         )

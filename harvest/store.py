@@ -39,6 +39,7 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
     complete: a process killed while creating it leaves no catalog rather than one that
     Datasette and `export` would open and find without its tables."""
     path = Path(path)
+    refuse_non_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.stat().st_size == 0:
         _create_catalog(path)
@@ -54,11 +55,20 @@ class NotACatalog(ValueError):
     or a catalog from a newer version of this one."""
 
 
+def refuse_non_regular(path: Path) -> None:
+    """A catalog is a regular file: a device, FIFO or directory at its path (`--db /dev/null`)
+    has size 0 and would otherwise be replaced by a new catalog, or block a reader for ever."""
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
+        raise NotACatalog(f"{path} is {kind}; give --db a catalog file's path, or a new one")
+
+
 def check_catalog(path: Path | str) -> None:
     """Refuse, naming what is wrong, a file that is not a catalog this code can keep:
     a `--db` pointed at the wrong file must fail, not gain the catalog's tables or be
     half-read. A SQLite file with no tables yet is fine (it becomes a catalog)."""
     path = Path(path)
+    refuse_non_regular(path)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         try:

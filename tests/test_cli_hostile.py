@@ -1,0 +1,130 @@
+"""The command line given what an operator should not give it: the catalog as the export's
+output, a device or FIFO as the catalog, settings a source cannot use, numbers past any range.
+One line naming what was wrong, a non-zero exit, nothing stored lost."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from harvest import store
+from tests.conftest import RECORDS, harvest_env, run_cli
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli-hostile") / "catalog.db"
+    result = run_cli("import", *sorted(RECORDS.glob("*.xml"))[:20], "--db", path)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def one_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    return lines[0]
+
+
+def test_an_export_into_the_catalog_itself_is_refused_and_the_catalog_kept(catalog):
+    before = digest(catalog)
+    for target in (catalog, Path(f"{catalog}-wal")):
+        result = run_cli("export", "--format", "ris", "--db", catalog, "-o", target)
+        assert result.returncode == 2
+        assert one_line(result) == (
+            f"harvest: error: -o {target} is the catalog itself (or one of its files): give the export another path"
+        )
+    assert digest(catalog) == before
+
+
+def test_retag_and_rebuild_while_a_harvest_holds_the_catalog_exit_3_in_one_line(catalog):
+    with store.harvest_lock(catalog):
+        for command in ("retag", "rebuild"):
+            result = run_cli(command, "--db", catalog)
+            assert result.returncode == 3, (command, result.stderr[-1000:])
+            assert one_line(result).startswith("harvest: error: another harvest"), command
+
+
+def test_a_fifo_or_a_directory_as_the_catalog_is_refused_and_left_as_it_was(tmp_path):
+    fifo = tmp_path / "catalog.fifo"
+    os.mkfifo(fifo)
+    for command in (("status",), ("retag",), ("import", next(RECORDS.glob("*.xml")))):
+        result = run_cli(*command, "--db", fifo, timeout=60)
+        assert result.returncode == 1, (command, result.stderr[-1000:])
+        assert one_line(result) == (
+            f"harvest: error: {fifo} is not a regular file (a device, FIFO or socket); "
+            "give --db a catalog file's path, or a new one"
+        )
+    assert fifo.is_fifo()
+    result = run_cli("status", env=harvest_env(CATALOG_DB=str(tmp_path)))
+    assert result.returncode == 1
+    assert one_line(result).startswith(f"harvest: error: {tmp_path} is a directory")
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("CTGOV_PAGE_SIZE", "abc", "CTGOV_PAGE_SIZE must be a number, got 'abc'"),
+        ("NCBI_MAX_TRIES", "inf", "NCBI_MAX_TRIES must be a finite number up to 1e9, got 'inf'"),
+        (
+            "OPENALEX_REQUESTS_PER_SECOND",
+            "nan",
+            "OPENALEX_REQUESTS_PER_SECOND must be a finite number up to 1e9, got 'nan'",
+        ),
+        (
+            "NCBI_EUTILS_URL",
+            "eutils.ncbi.nlm.nih.gov/entrez/eutils/",
+            "NCBI_EUTILS_URL must be an http:// or https:// address, got 'eutils.ncbi.nlm.nih.gov/entrez/eutils/'",
+        ),
+        ("CTGOV_API_URL", "http://[::1", "CTGOV_API_URL must be an http:// or https:// address, got 'http://[::1'"),
+        (
+            "NCBI_TOOL",
+            "ketamine\nX-Injected: 1",
+            "NCBI_TOOL must be one line of printable text, got 'ketamine\\nX-Injected: 1'",
+        ),
+        ("HARVEST_TODAY", "0001-01-01", "HARVEST_TODAY must be a date from 1900 to 2999, got '0001-01-01'"),
+    ],
+)
+def test_a_setting_no_source_can_use_stops_the_run_before_any_source(tmp_path, name, value, message):
+    """Read before the first source runs: a bad setting of a later source (trials, citations)
+    must not end the run after PubMed's, hiding its outcome. Nothing is asked, nothing created."""
+    env = harvest_env("http://127.0.0.1:9/entrez/eutils/", NCBI_EMAIL="tests@example.org", **{name: value})
+    env["HARVEST_SOURCES"] = "pubmed,trials,preprints,citations"
+    result = run_cli("run", "--db", tmp_path / "catalog.db", env=env, timeout=60)
+    assert result.returncode == 1
+    assert one_line(result) == f"harvest: error: {message}"
+    assert not (tmp_path / "catalog.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status", "--runs", "99999999999999999999"),
+        ("status", "--runs", "-1"),
+        ("status", "--max-age", "99999999999d"),
+        ("export", "--format", "ris", "--pmid", "9223372036854775808"),
+    ],
+)
+def test_numbers_past_any_range_are_usage_errors(catalog, args):
+    result = run_cli(*args, "--db", catalog)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1000:]
+
+
+def test_an_export_to_a_full_disk_fails_in_one_line(catalog):
+    pmid = sorted(RECORDS.glob("*.xml"))[0].stem  # stored by the import (the file's record)
+    result = run_cli("export", "--format", "ris", "--db", catalog, "--pmid", pmid, "-o", "/dev/full")
+    assert result.returncode == 1
+    assert one_line(result) == "harvest: error: No space left on device"
+
+
+def test_train_tagger_on_files_without_a_labels_examples_says_so_in_one_line(tmp_path):
+    result = run_cli("train-tagger", next(RECORDS.glob("*.xml")), "-o", tmp_path / "model.json", timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("harvest: error: train_tagger: label rct has 0 positives")
+    assert "Traceback" not in result.stderr and not (tmp_path / "model.json").exists()
