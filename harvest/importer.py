@@ -131,11 +131,20 @@ def import_files_parallel(
     )
 
 
+def _not_a_file(path: Path) -> str:
+    """Why `path` cannot be read as a file of records (it is not a regular file)."""
+    if path.exists():
+        return f"{path} is not a regular file (a directory, device or FIFO)"
+    if path.is_symlink():
+        return f"{path} is a symbolic link that leads to no file (or to itself)"
+    return f"no such file: {path}"
+
+
 def _import(db_path, paths, match_topic, progress, read) -> ImportOutcome:
     progress = progress or NoProgress()
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:
-        raise ImportFailed(f"no such file: {', '.join(missing)}")
+    problems = [_not_a_file(Path(p)) for p in paths if not Path(p).is_file()]
+    if problems:
+        raise ImportFailed("; ".join(problems))
     with store.harvest_lock(db_path):
         db = rebuild.open_for_writing(db_path)  # derived rows older code built are rebuilt first
         store.mark_abandoned_runs(db)

@@ -128,3 +128,15 @@ def test_train_tagger_on_files_without_a_labels_examples_says_so_in_one_line(tmp
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("harvest: error: train_tagger: label rct has 0 positives")
     assert "Traceback" not in result.stderr and not (tmp_path / "model.json").exists()
+
+
+def test_import_says_what_a_path_that_is_no_file_is(tmp_path):
+    fifo, loop, missing = tmp_path / "records.fifo", tmp_path / "loop.xml", tmp_path / "missing.xml"
+    os.mkfifo(fifo)
+    loop.symlink_to(loop)
+    result = run_cli("import", fifo, loop, missing, "--db", tmp_path / "catalog.db", timeout=60)
+    assert result.returncode == 1
+    assert one_line(result) == (
+        f"harvest: error: {fifo} is not a regular file (a directory, device or FIFO); "
+        f"{loop} is a symbolic link that leads to no file (or to itself); no such file: {missing}"
+    )
