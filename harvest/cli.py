@@ -124,6 +124,8 @@ class _CatalogGroup(click.Group):
         except sqlite3.DatabaseError as exc:  # read-only, a directory's path, a disk error
             _fail(f"the catalog cannot be read or written: {exc}")
         except OSError as exc:  # an export to a full disk
+            if isinstance(exc, BrokenPipeError):
+                raise  # the reader of stdout left (`export | head`): click's main quiets it
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}")
 
