@@ -119,7 +119,7 @@ class _CatalogGroup(click.Group):
         except PubmedXMLError as exc:
             # A file given as PubMed XML that is not (evaluate, train-tagger): one line naming it.
             _fail(str(exc))
-        except store.HarvestLocked as exc:  # retag, rebuild: as run and import say it
+        except store.HarvestLocked as exc:  # every command that writes: another harvest holds it
             _fail(str(exc), EXIT_LOCKED)
         except sqlite3.DatabaseError as exc:  # read-only, a directory's path, a disk error
             _fail(f"the catalog cannot be read or written: {exc}")
@@ -240,8 +240,6 @@ def _run_source(
     a one-line message (`LABEL run N failed: ...`). A run another process holds exits at once."""
     try:
         outcome = run()
-    except store.HarvestLocked as exc:
-        _fail(str(exc), EXIT_LOCKED)
     except errors as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run_id = getattr(exc, "run_id", None)
@@ -389,8 +387,6 @@ def import_(files, db_path, match_topic, workers, engine, scheduler):
             outcome = import_files(
                 db_path, list(files), match_topic=match_topic, workers=workers or 1, progress=progress
             )
-    except store.HarvestLocked as exc:
-        _fail(str(exc), EXIT_LOCKED)
     except ImportFailed as exc:
         prefix = f"import run {exc.run_id} failed: " if exc.run_id else ""
         _fail(prefix + str(exc).splitlines()[0])

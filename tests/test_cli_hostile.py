@@ -43,12 +43,14 @@ def test_an_export_into_the_catalog_itself_is_refused_and_the_catalog_kept(catal
     assert digest(catalog) == before
 
 
-def test_retag_and_rebuild_while_a_harvest_holds_the_catalog_exit_3_in_one_line(catalog):
+def test_every_writer_while_a_harvest_holds_the_catalog_exits_3_in_one_line(catalog):
+    before = digest(catalog)
     with store.harvest_lock(catalog):
-        for command in ("retag", "rebuild"):
-            result = run_cli(command, "--db", catalog)
+        for command in (("retag",), ("rebuild",), ("import", sorted(RECORDS.glob("*.xml"))[-1])):
+            result = run_cli(*command, "--db", catalog)
             assert result.returncode == 3, (command, result.stderr[-1000:])
             assert one_line(result).startswith("harvest: error: another harvest"), command
+    assert digest(catalog) == before
 
 
 def test_a_fifo_or_a_directory_as_the_catalog_is_refused_and_left_as_it_was(tmp_path):

@@ -645,9 +645,8 @@ class NotARecordId(ValueError):
 def _pmid_of(value) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
         return value
-    text = value if isinstance(value, str) else None
-    if text is not None and text.isascii() and text.isdigit() and len(text) <= 18:
-        return int(text)
+    if isinstance(value, str) and value.isascii() and _sqlite_integer(value) and int(value) > 0:
+        return int(value)
     raise NotARecordId(f"a row's pmid is {str(value)[:40]!r}, not a PubMed id")
 
 
@@ -1380,13 +1379,17 @@ _NOT_XML_CHARS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010
 def feed_title(base_title: str, request) -> str:
     """A feed's title says what it follows ("Ketamine catalog search: esketamine"), not only its
     query's title; characters XML cannot hold are left out of what the request gave."""
-    q = _NOT_XML_CHARS.sub("", request.args.get("q") or "").strip()
+
+    def shown(text) -> str:
+        return _NOT_XML_CHARS.sub("", text or "").strip()
+
+    q = shown(request.args.get("q"))
     if q:
         return f"Ketamine catalog search: {q}"
     given = [
-        f"{_NOT_XML_CHARS.sub('', key)} {_NOT_XML_CHARS.sub('', request.args.get(key)).strip()}"
+        f"{shown(key)} {shown(request.args.get(key))}"
         for key in request.args.keys()
-        if not key.startswith("_") and _NOT_XML_CHARS.sub("", request.args.get(key) or "").strip()
+        if not key.startswith("_") and shown(request.args.get(key))
     ]
     return f"{base_title}: {', '.join(given)}" if given else base_title
 
@@ -2391,13 +2394,6 @@ def _check_datasette_args(args: list[tuple[str, str]]) -> None:
             raise BadRequestError(f"{key}: {value[:40]!r} is not a number SQLite can compare.")
         if key == "_timelimit" and not (value.isascii() and value.isdigit()):
             raise BadRequestError(f"_timelimit: {value[:40]!r} is not a number of milliseconds.")
-        if key == "_through":
-            try:
-                through = json.loads(value)
-            except ValueError:
-                through = None
-            if not (isinstance(through, dict) and {"table", "column", "value"} <= set(through)):
-                raise BadRequestError('_through: give JSON {"table": ..., "column": ..., "value": ...}.')
         if key.endswith(("__in", "__notin")) and value.startswith("["):
             try:
                 listed = json.loads(value)
@@ -2412,8 +2408,13 @@ async def check_table(datasette, db, table: str, args: list[tuple[str, str]]) ->
     import json
 
     for key, value in args:
-        if key == "_through":
-            through = json.loads(value)  # checked above
+        if key == "_through":  # Datasette 0.65 reads it unchecked too
+            try:
+                through = json.loads(value)
+            except ValueError:
+                through = None
+            if not (isinstance(through, dict) and {"table", "column", "value"} <= set(through)):
+                raise BadRequestError('_through: give JSON {"table": ..., "column": ..., "value": ...}.')
             other = str(through["table"])
             if other not in await _table_names(db):
                 raise BadRequestError(f"_through: no table named {other[:40]!r}.")
