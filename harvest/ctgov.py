@@ -225,7 +225,7 @@ _text = json_shapes.text
 
 def _date(module: dict | None, name: str) -> tuple[str | None, str | None]:
     struct = obj(_get(module, name))
-    return _text(struct.get("date")), _text(struct.get("type"))
+    return json_shapes.iso_date(struct.get("date")), _text(struct.get("type"))
 
 
 def parse_study(study: dict) -> TrialRecord:

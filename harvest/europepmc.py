@@ -178,10 +178,6 @@ def _version(value: Any) -> int | None:
     return whole_number(value)
 
 
-def _string(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
 def parse_preprint(result: dict) -> PreprintRecord:
     """One Europe PMC result (lite or core) of source PPR to a PreprintRecord. Pure."""
     ppr_id = result.get("id")
@@ -207,8 +203,8 @@ def parse_preprint(result: dict) -> PreprintRecord:
         version=_version(version),
         doi=doi,
         pub_year=_year(result.get("pubYear")),
-        first_publication_date=_string(result.get("firstPublicationDate")),
-        first_index_date=_string(result.get("firstIndexDate")),
+        first_publication_date=json_shapes.iso_date(result.get("firstPublicationDate")),
+        first_index_date=json_shapes.iso_date(result.get("firstIndexDate")),
         keywords=keywords,
         raw=result,
     )

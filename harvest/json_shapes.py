@@ -6,7 +6,9 @@ attribute 'get'`. Pure."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 from typing import Any
 
 SQLITE_MAX_INTEGER = 2**63 - 1
@@ -37,6 +39,31 @@ def text(value: Any) -> str | None:
     if isinstance(value, (str, int, float)):
         return str(value).strip() or None
     return None
+
+
+# How the APIs write dates: a year, a month or a day (ClinicalTrials.gov's "2019-05"), or a day
+# and a time (OpenAlex's updated_date "2024-01-02T03:04:05.123456"); ASCII digits only.
+_ISO_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?)?)?", re.ASCII)
+
+
+def iso_date(value: Any) -> str | None:
+    """A date as the APIs write them (YYYY, YYYY-MM, YYYY-MM-DD, or a day and a time after T)
+    that names a real day, stripped, else None: the catalog documents these columns as ISO
+    dates, sorts them as text and compares them with today's, so "2019-13-45", "²⁰¹⁹-05" or
+    "soon" is not one, nor a JSON number."""
+    written = value.strip() if isinstance(value, str) else ""
+    match = _ISO_DATE.fullmatch(written)
+    if match is None:
+        return None
+    year, month, day, time = match.groups()
+    try:
+        if time:
+            dt.datetime.fromisoformat(written.replace("Z", "+00:00"))
+        else:
+            dt.date(int(year), int(month or 1), int(day or 1))
+    except ValueError:
+        return None
+    return written
 
 
 def whole_number(value: Any, *, low: int = 0, high: int = SQLITE_MAX_INTEGER) -> int | None:

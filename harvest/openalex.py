@@ -22,7 +22,7 @@ import requests
 
 from .config import OpenalexSettings
 from .http import HttpClient, HttpError, RateLimiter, RetryableResponse, Service, decode_json, user_agent
-from .json_shapes import obj, objects, whole_number
+from .json_shapes import iso_date, obj, objects, whole_number
 
 SERVICE_NAME = "OpenAlex"
 SOURCE_LABEL = "OpenAlex"
@@ -127,7 +127,7 @@ def parse_work(work: dict, *, by_doi: bool = False) -> Citation | None:
         openalex_id=match.group(1),
         cited_by_count=whole_number(work.get("cited_by_count")) or 0,
         counts_by_year=tuple(sorted(by_year.items())),
-        updated_date=work.get("updated_date") if isinstance(work.get("updated_date"), str) else None,
+        updated_date=iso_date(work.get("updated_date")),
     )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 import pytest
 
@@ -232,6 +233,28 @@ def test_fields_of_another_json_type_are_left_empty_not_a_failed_run():
     crafted["protocolSection"]["identificationModule"]["nctId"] = 5594173
     with pytest.raises(ValueError, match=r"a study without an NCT id \(nctId '5594173'\)"):
         parse_study(crafted)
+
+
+NOT_DATES = ("²⁰¹⁹-05", "2019-13", "2019-02-30", "May 2019", "2019-05-01; drop table trials", "0000-01", 2019)
+
+
+def test_dates_that_name_no_day_are_left_empty_and_the_study_is_kept():
+    """The metadata documents these columns as YYYY-MM or YYYY-MM-DD and the catalog sorts them as
+    text: a real study whose start date is none of those keeps every other field, and the registry's
+    own words stay in the stored JSON."""
+    real = study("aact/NCT05594173.json")
+    expected = ctgov.trial_row(parse_study(real))
+    del expected["raw_json_zlib"]
+    assert expected["start_date"] and expected["first_posted"]
+    for written in NOT_DATES:
+        crafted = json.loads(json.dumps(real))
+        crafted["protocolSection"]["statusModule"]["startDateStruct"]["date"] = written
+        row = ctgov.trial_row(parse_study(crafted))
+        raw = json.loads(zlib.decompress(row.pop("raw_json_zlib")))
+        assert raw["protocolSection"]["statusModule"]["startDateStruct"]["date"] == written
+        assert row == {**expected, "start_date": None, "raw_sha1": row["raw_sha1"]}, written
+    crafted["protocolSection"]["statusModule"]["startDateStruct"]["date"] = " 2019-05 "
+    assert parse_study(crafted).start_date == "2019-05"
 
 
 def test_a_page_token_given_twice_ends_the_paging_loudly():

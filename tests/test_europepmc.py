@@ -141,3 +141,19 @@ def test_fields_of_another_json_type_are_left_empty_not_a_failed_run():
         parse_preprint(crafted)
     assert preprint_links_in({"pmid": "1" * 5000, "commentCorrectionList": []}) == []
     assert parse_search_page(json.dumps({"hitCount": 0, "resultList": ["x"]}).encode()).results == []
+
+
+@pytest.mark.parametrize("written", ["²⁰²⁵-06-18", "2025-06-31", "18/06/2025", "2025-06-18<script>"])
+def test_dates_that_name_no_day_are_left_empty_and_the_preprint_is_kept(written):
+    import json
+    import zlib
+
+    real = World().find("PPR1037166")
+    crafted = json.loads(json.dumps(real))
+    crafted.update(firstPublicationDate=written, firstIndexDate=written)
+    expected = europepmc.preprint_row(parse_preprint(real))
+    del expected["raw_json_zlib"]
+    assert expected["first_publication_date"] and expected["first_index_date"]
+    row = europepmc.preprint_row(parse_preprint(crafted))
+    assert json.loads(zlib.decompress(row.pop("raw_json_zlib")))["firstIndexDate"] == written  # kept as sent
+    assert row == {**expected, "first_publication_date": None, "first_index_date": None, "raw_sha1": row["raw_sha1"]}

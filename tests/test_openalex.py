@@ -3,6 +3,7 @@ serving them (paging, single works, empty answers, faults), through the shared H
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -169,6 +170,15 @@ def test_fields_of_another_json_type_are_left_empty_not_a_failed_run():
     assert parse_work(crafted).cited_by_count == 0
     crafted["ids"] = "pmid"
     assert parse_work(crafted) is None  # no PMID to key it by: left out, as a work without one
+
+
+def test_an_updated_date_that_names_no_time_is_left_empty():
+    real = next(w for w in recorded_works() if work_pmid(w) and w.get("updated_date"))
+    expected = parse_work(real)
+    assert expected is not None and expected.updated_date == real["updated_date"]
+    for written in ("2024-13-01T00:00:00", "²⁰²⁴-01-02T03:04:05", "yesterday", 1704164645, "2024-01-02T99:00"):
+        crafted = {**real, "updated_date": written}
+        assert parse_work(crafted) == dataclasses.replace(expected, updated_date=None), written
 
 
 def test_a_cursor_given_twice_ends_the_paging_loudly():
