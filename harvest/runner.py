@@ -133,6 +133,7 @@ def run_harvest(
             last, full=full, since=since, overlap_days=overlap_days, partial=store.has_partial_runs(db)
         )
         today = today_utc()
+        refuse_clock_behind("PubMed", last, mode, today)
         windows = [full_window(today)] if since_date is None else since_windows(since_date, today)
 
         # Work that interrupted runs stored after the last success is still good:
@@ -243,6 +244,26 @@ def _recording_source_run(db, client, label: str, run_id: int, outcome, values: 
         if isinstance(exc, Exception):
             raise HarvestFailed(message, run_id) from exc
         raise
+
+
+class ClockBehind(HarvestFailed):
+    """Today (the system clock, or HARVEST_TODAY) is before the last successful run's watermark."""
+
+
+def refuse_clock_behind(source: str, last: dict | None, mode: str, today: dt.date) -> None:
+    """An incremental run when the clock says a day before the last success's watermark: the
+    clock went back (or HARVEST_TODAY names an earlier day). Its window would end before it
+    starts, search nothing, "succeed" and move the watermark back; refused in one line before
+    the run is recorded. Replaying a day is `--since DATE` (PubMed) or `--full`."""
+    if mode != "incremental" or last is None or not last.get("watermark"):
+        return
+    watermark = dt.date.fromisoformat(last["watermark"])
+    if today < watermark:
+        raise ClockBehind(
+            f"today is {today} by the clock (or HARVEST_TODAY), before {watermark}, the watermark of "
+            f"the last successful {source} run ({last['id']}); an incremental run would search nothing "
+            f"and move the watermark back: fix the clock, or replay with --since DATE or --full"
+        )
 
 
 def _choose_source_mode(
@@ -469,6 +490,7 @@ def run_trials_harvest(
         last = store.last_successful_source_run(db, "trials")
         mode, since = choose_trials_mode(last, full=full, overlap_days=overlap_days)
         watermark = today_utc()
+        refuse_clock_behind("trials", last, mode, watermark)
         run_id = store.start_source_run(
             db,
             source="trials",
@@ -637,6 +659,7 @@ def run_preprints_harvest(
         last = store.last_successful_source_run(db, "preprints")
         mode, since = choose_preprints_mode(last, full=full, overlap_days=overlap_days)
         today = today_utc()
+        refuse_clock_behind("preprints", last, mode, today)
         run_id = store.start_source_run(
             db,
             source="preprints",

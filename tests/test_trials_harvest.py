@@ -39,7 +39,7 @@ def servers():
 
 
 def env_for(eutils, registry, **extra):
-    return harvest_env(eutils.url, ctgov_url=registry.url, HARVEST_TODAY=TODAY, **extra)
+    return harvest_env(eutils.url, ctgov_url=registry.url, **{"HARVEST_TODAY": TODAY, **extra})
 
 
 def rows(db_path, sql, params=()):
@@ -132,6 +132,30 @@ def test_a_rerun_changes_nothing_and_asks_the_registry_at_most_twice(servers, tm
     (last,) = rows(db_path, "select * from harvest_runs where id = 4")
     assert (last["new"], last["updated"], last["requests"]) == (0, 0, len(registry.requests) - asked)
     assert last["window_from"] == "2026-02-27"  # the last success's day minus the 3-day overlap
+
+
+def test_a_clock_set_back_is_refused_for_each_source_before_anything_is_asked_or_recorded(servers, tmp_path):
+    """HARVEST_TODAY (or a system clock) before the last success's watermark would search an empty
+    window, "succeed" and move the watermark back; each source says so in one line, exit 1."""
+    eutils, registry = servers
+    db_path = tmp_path / "c.db"
+    assert run_cli("run", "--db", db_path, env=env_for(eutils, registry)).returncode == 0
+    before = rows(db_path, "select * from harvest_runs order by id")
+    asked = (eutils.count(), len(registry.requests))
+    behind = run_cli("run", "--db", db_path, env=env_for(eutils, registry, HARVEST_TODAY="2026-02-20"))
+    assert behind.returncode == 1
+    assert behind.error_lines == [
+        "harvest: error: today is 2026-02-20 by the clock (or HARVEST_TODAY), before 2026-03-02, the watermark of "
+        f"the last successful PubMed run ({before[0]['id']}); an incremental run would search nothing and move "
+        "the watermark back: fix the clock, or replay with --since DATE or --full",
+        "harvest: error: trials: today is 2026-02-20 by the clock (or HARVEST_TODAY), before 2026-03-02, the "
+        f"watermark of the last successful trials run ({before[1]['id']}); an incremental run would search "
+        "nothing and move the watermark back: fix the clock, or replay with --since DATE or --full",
+    ]
+    assert rows(db_path, "select * from harvest_runs order by id") == before
+    assert (eutils.count(), len(registry.requests)) == asked
+    replay = run_cli("run", "--db", db_path, "--full", env=env_for(eutils, registry, HARVEST_TODAY="2026-02-20"))
+    assert replay.returncode == 0, replay.stderr
 
 
 def test_an_updated_study_is_rewritten_and_what_changed_recorded(servers, tmp_path):

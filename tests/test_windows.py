@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from harvest.eutils import SearchResult
+from harvest.runner import ClockBehind, refuse_clock_behind
 from harvest.search import (
     CAP,
     EARLIEST,
@@ -234,3 +235,14 @@ def test_ranges_inferred_empty_are_searched_when_the_recount_differs(corpus):
         assert NEW_PMID in plan.ids, f"added on {empty_day} before search {moment}, not listed"
         assert plan.ids == in_window(disturbed.corpus, window)
         assert (plan.total, plan.discrepancy) == (216, None)
+
+
+def test_only_an_incremental_run_with_the_clock_behind_the_watermark_is_refused():
+    last = {"id": 7, "watermark": "2026-03-02"}
+    for today in (dt.date(2026, 3, 2), dt.date(2026, 3, 3)):  # the same day again, or later: fine
+        refuse_clock_behind("trials", last, "incremental", today)
+    for mode in ("full", "since", "full (new catalog)"):  # these choose their own window
+        refuse_clock_behind("trials", last, mode, dt.date(2026, 3, 1))
+    refuse_clock_behind("trials", None, "incremental", dt.date(2026, 3, 1))
+    with pytest.raises(ClockBehind, match=r"^today is 2026-03-01 .* before 2026-03-02, .* trials run \(7\)"):
+        refuse_clock_behind("trials", last, "incremental", dt.date(2026, 3, 1))
