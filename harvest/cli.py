@@ -23,7 +23,7 @@ import click
 from . import __version__, clock, store
 from .config import CtgovSettings, EuropepmcSettings, OpenalexSettings, Settings, default_db_path
 from .eutils import EutilsError
-from .http import HttpError
+from .http import HttpError, printable
 from .pubmed_xml import PubmedXMLError
 from .query import QUERY_VERSION, TOPIC_QUERY
 from .runner import DEFAULT_BATCH, DEFAULT_OVERLAP_DAYS, HarvestFailed, choose_mode, run_harvest
@@ -49,8 +49,13 @@ def _setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
+def _error(message: str) -> None:
+    """One line on stderr; a file's name or a server's words in it cannot drive the terminal."""
+    click.echo(f"harvest: error: {printable(message)}", err=True)
+
+
 def _fail(message: str, code: int = EXIT_FAILED) -> None:
-    click.echo(f"harvest: error: {message}", err=True)
+    _error(message)
     sys.exit(code)
 
 
@@ -226,7 +231,7 @@ def run(db_path, full, since, overlap_days, batch_size, sources):
         failures += _run_citations(db_path, full)
     if failures:
         for message in failures[:-1]:
-            click.echo(f"harvest: error: {message}", err=True)
+            _error(message)
         _fail(failures[-1])
 
 
@@ -718,7 +723,7 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
             stale.append(f"the last successful {what} finished {last_any}, {_human(age)} ago (limit {written})")
     if stale:
         for message in stale[:-1]:
-            click.echo(f"harvest: error: {message}", err=True)
+            _error(message)
         _fail(stale[-1], EXIT_STALE)
 
 

@@ -15,6 +15,7 @@ import collections
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,19 @@ from typing import Any, Protocol, TypeVar
 import requests
 
 log = logging.getLogger("harvest.http")
+
+
+# C0 and C1 control characters: what a hostile server's (or file name's) text may carry into a
+# message an operator reads on a terminal (ESC starts an escape sequence that can retitle the
+# window or clear the screen).
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` on one line and safe to print: line breaks and tabs become spaces, every other
+    control character its ``\\xNN`` code."""
+    return _CONTROL_CHARS.sub(lambda m: " " if m.group() in "\t\n\r" else f"\\x{ord(m.group()):02x}", text)
+
 
 T = TypeVar("T")
 
@@ -238,10 +252,11 @@ class HttpClient:
         return {}
 
     def redact(self, text: str) -> str:
+        """A message quoting a server's words: the secrets taken out, on one printable line."""
         for secret in self.service.secrets:
             if secret:
                 text = text.replace(secret, "***")
-        return text
+        return printable(text)
 
     def unreachable_message(self, problem: str) -> str:
         return (

@@ -142,3 +142,26 @@ def test_import_says_what_a_path_that_is_no_file_is(tmp_path):
         f"harvest: error: {fifo} is not a regular file (a directory, device or FIFO); "
         f"{loop} is a symbolic link that leads to no file (or to itself); no such file: {missing}"
     )
+
+
+# ESC ] 0 ; ... BEL retitles a terminal's window, ESC [ 2 J clears its screen.
+TERMINAL_CONTROL = "\x1b]0;owned\x07\x1b[2J"
+
+
+def test_a_servers_words_cannot_drive_the_operators_terminal(records_server, tmp_path):
+    """E-utilities' <ERROR> text is quoted in the retries' warnings and the run's error line."""
+    records_server.faults.add("error_in_200", times=None, message=f"Search Backend failed{TERMINAL_CONTROL}\nsecond")
+    env = harvest_env(records_server.url, NCBI_MAX_TRIES="2", NCBI_BACKOFF_BASE="0.01")
+    result = run_cli("run", "--db", tmp_path / "catalog.db", env=env)
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    (line,) = result.error_lines
+    assert "Search Backend failed\\x1b]0;owned\\x07\\x1b[2J second" in line, line
+    assert "Search Backend failed\\x1b]0;owned" in result.stderr.split("harvest: error:")[0]  # the warning
+
+
+def test_a_file_name_cannot_drive_the_operators_terminal(tmp_path):
+    named = tmp_path / f"records{TERMINAL_CONTROL}.xml"
+    result = run_cli("import", named, "--db", tmp_path / "catalog.db")
+    assert result.returncode == 1
+    assert one_line(result) == f"harvest: error: no such file: {tmp_path}/records\\x1b]0;owned\\x07\\x1b[2J.xml"
