@@ -5,6 +5,7 @@ One line naming what was wrong, a non-zero exit, nothing stored lost."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -165,3 +166,18 @@ def test_a_file_name_cannot_drive_the_operators_terminal(tmp_path):
     result = run_cli("import", named, "--db", tmp_path / "catalog.db")
     assert result.returncode == 1
     assert one_line(result) == f"harvest: error: no such file: {tmp_path}/records\\x1b]0;owned\\x07\\x1b[2J.xml"
+
+
+def test_a_log_line_quoting_a_server_stays_one_printable_line(capsys):
+    from harvest.cli import _setup_logging
+
+    harvest_log = logging.getLogger("harvest")
+    kept = (harvest_log.handlers[:], harvest_log.level, harvest_log.propagate)
+    try:  # the CLI's own logging, set up in this process for one line
+        _setup_logging(verbose=False)
+        logging.getLogger("harvest.runner").warning("history server unusable for %s (%s)", "slice 1", TERMINAL_CONTROL)
+    finally:
+        harvest_log.handlers[:], harvest_log.propagate = kept[0], kept[2]
+        harvest_log.setLevel(kept[1])  # setLevel, not .level: it clears the loggers' cached levels
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith("WARNING harvest.runner: history server unusable for slice 1 (\\x1b]0;owned\\x07\\x1b[2J)")
