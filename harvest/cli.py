@@ -651,10 +651,10 @@ def _print_status(db_path: Path, limits: dict[str, tuple[str, dt.timedelta]], sh
                     if holder
                     else "      no process holds the lock: it died, and the next run marks it aborted"
                 )
-            if r["error"]:
-                click.echo(f"      error: {r['error']}")
+            if r["error"]:  # a catalog handed over may hold anything: one printable line each
+                click.echo(f"      error: {printable(r['error'])}")
             if r["count_discrepancy"]:
-                click.echo(f"      counts: {r['count_discrepancy']}")
+                click.echo(f"      counts: {printable(r['count_discrepancy'])}")
     else:
         click.echo("no runs yet")
     last = store.last_successful_run(db)

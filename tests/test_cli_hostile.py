@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,14 @@ def test_a_log_line_quoting_a_server_stays_one_printable_line(capsys):
         harvest_log.setLevel(kept[1])  # setLevel, not .level: it clears the loggers' cached levels
     (line,) = capsys.readouterr().err.splitlines()
     assert line.endswith("WARNING harvest.runner: history server unusable for slice 1 (\\x1b]0;owned\\x07\\x1b[2J)")
+
+
+def test_status_prints_a_stored_error_as_one_printable_line(catalog, tmp_path):
+    handed_over = tmp_path / "catalog.db"
+    shutil.copy(catalog, handed_over)
+    with sqlite3.connect(handed_over) as conn:
+        conn.execute("update harvest_runs set error = ?", [f"failed{TERMINAL_CONTROL}\nnext"])
+    result = run_cli("status", "--db", handed_over, "--runs", "5")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "      error: failed\\x1b]0;owned\\x07\\x1b[2J next" in result.stdout.splitlines()
