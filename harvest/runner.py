@@ -252,17 +252,18 @@ class ClockBehind(HarvestFailed):
 
 def refuse_clock_behind(source: str, last: dict | None, mode: str, today: dt.date) -> None:
     """An incremental run when the clock says a day before the last success's watermark: the
-    clock went back (or HARVEST_TODAY names an earlier day). Its window would end before it
-    starts, search nothing, "succeed" and move the watermark back; refused in one line before
-    the run is recorded. Replaying a day is `--since DATE` (PubMed) or `--full`."""
+    clock went back (or HARVEST_TODAY names an earlier day). Its window would end where the last
+    run's did or earlier (past the overlap, before it starts: nothing searched), it would
+    "succeed" and move the watermark back; refused in one line before the run is recorded.
+    Replaying a day is `--since DATE` (PubMed) or `--full`."""
     if mode != "incremental" or last is None or not last.get("watermark"):
         return
     watermark = dt.date.fromisoformat(last["watermark"])
     if today < watermark:
         raise ClockBehind(
             f"today is {today} by the clock (or HARVEST_TODAY), before {watermark}, the watermark of "
-            f"the last successful {source} run ({last['id']}); an incremental run would search nothing "
-            f"and move the watermark back: fix the clock, or replay with --since DATE or --full"
+            f"the last successful {source} run ({last['id']}); an incremental run now would move the "
+            f"watermark back: fix the clock, or replay with --since DATE or --full"
         )
 
 

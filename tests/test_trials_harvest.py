@@ -135,8 +135,9 @@ def test_a_rerun_changes_nothing_and_asks_the_registry_at_most_twice(servers, tm
 
 
 def test_a_clock_set_back_is_refused_for_each_source_before_anything_is_asked_or_recorded(servers, tmp_path):
-    """HARVEST_TODAY (or a system clock) before the last success's watermark would search an empty
-    window, "succeed" and move the watermark back; each source says so in one line, exit 1."""
+    """HARVEST_TODAY (or a system clock) a week before the last success's watermark: the run would
+    search an empty window, "succeed" and move the watermark back; each source says so in one
+    line, exit 1."""
     eutils, registry = servers
     db_path = tmp_path / "c.db"
     assert run_cli("run", "--db", db_path, env=env_for(eutils, registry)).returncode == 0
@@ -146,11 +147,11 @@ def test_a_clock_set_back_is_refused_for_each_source_before_anything_is_asked_or
     assert behind.returncode == 1
     assert behind.error_lines == [
         "harvest: error: today is 2026-02-20 by the clock (or HARVEST_TODAY), before 2026-03-02, the watermark of "
-        f"the last successful PubMed run ({before[0]['id']}); an incremental run would search nothing and move "
-        "the watermark back: fix the clock, or replay with --since DATE or --full",
+        f"the last successful PubMed run ({before[0]['id']}); an incremental run now would move the watermark "
+        "back: fix the clock, or replay with --since DATE or --full",
         "harvest: error: trials: today is 2026-02-20 by the clock (or HARVEST_TODAY), before 2026-03-02, the "
-        f"watermark of the last successful trials run ({before[1]['id']}); an incremental run would search "
-        "nothing and move the watermark back: fix the clock, or replay with --since DATE or --full",
+        f"watermark of the last successful trials run ({before[1]['id']}); an incremental run now would move "
+        "the watermark back: fix the clock, or replay with --since DATE or --full",
     ]
     assert rows(db_path, "select * from harvest_runs order by id") == before
     assert (eutils.count(), len(registry.requests)) == asked
