@@ -993,7 +993,7 @@ class FaultPlan:
 
 @dataclass
 class LoggedRequest:
-    t: float  # time.monotonic() at arrival
+    t: float  # the stand-in's clock (time.monotonic() unless a test sets it) at arrival
     wall: float  # time.time() at arrival
     method: str
     path: str  # URL path, e.g. /entrez/eutils/efetch.fcgi
@@ -1046,6 +1046,7 @@ class EutilsStandIn:
         verbose: bool = False,
         webenv_ttl: float | None = None,
         templates: _Templates = TEMPLATES,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.corpus = corpus
         self.host = host
@@ -1056,6 +1057,10 @@ class EutilsStandIn:
         self.verbose = verbose
         self.webenv_ttl = webenv_ttl
         self.templates = templates
+        # Seconds on the stand-in's clock: when a request arrived (its rate window, the log's
+        # `t`), an outage's end, a WebEnv's age. A test that asserts the rate window passes a
+        # clock it advances itself, so that a slow machine cannot spread a burst over a window.
+        self.clock = clock
         self.faults = FaultPlan()
         self.requests_log: list[LoggedRequest] = []
         self.on_request: list[Callable[[EutilsStandIn, LoggedRequest], None]] = []
@@ -1168,7 +1173,7 @@ class EutilsStandIn:
             h = self.history.get(webenv or "")
             if h is None or webenv in self.expired:
                 return None
-            if self.webenv_ttl is not None and time.monotonic() - h["created"] > self.webenv_ttl:
+            if self.webenv_ttl is not None and self.clock() - h["created"] > self.webenv_ttl:
                 return None
             try:
                 return h["queries"].get(int(query_key))
@@ -1182,7 +1187,7 @@ class EutilsStandIn:
 
     def start_outage(self, seconds: float) -> None:
         """Every request answers 503 for the next ``seconds``."""
-        self.outage_until = time.monotonic() + seconds
+        self.outage_until = self.clock() + seconds
 
     def end_outage(self) -> None:
         """NCBI is back: what a test does instead of sleeping out an outage."""
@@ -1222,7 +1227,7 @@ class EutilsStandIn:
             print(_print_entry(entry), file=sys.stderr, flush=True)
 
     def _log_arrival(self, method, path, params, client) -> LoggedRequest:
-        e = LoggedRequest(time.monotonic(), time.time(), method, path, params, client)
+        e = LoggedRequest(self.clock(), time.time(), method, path, params, client)
         with self._lock:
             self.requests_log.append(e)
         return e
@@ -1251,7 +1256,7 @@ class EutilsStandIn:
         limited = self._rate_check(entry)
         if limited is not None:
             return limited, "rate_limit", {}
-        if time.monotonic() < self.outage_until:
+        if self.clock() < self.outage_until:
             return _Reply(503, _html_page(503, "Service Unavailable"), "text/html"), "outage", {}
         picked = self.faults.pick(entry.path)
         kind, opts = picked if picked else (None, {})
@@ -1380,7 +1385,7 @@ class EutilsStandIn:
             with self._lock:
                 if not webenv or webenv not in self.history or webenv in self.expired:
                     webenv = self._new_webenv()
-                    self.history[webenv] = {"created": time.monotonic(), "queries": {}}
+                    self.history[webenv] = {"created": self.clock(), "queries": {}}
                 queries = self.history[webenv]["queries"]
                 qk = len(queries) + 1
                 queries[qk] = list(ids)

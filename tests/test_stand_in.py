@@ -501,23 +501,40 @@ def test_random_faults_are_seeded(records_corpus):
 # ----------------------------------------------------------------------------- rate limit
 
 
+class HandClock:
+    """A clock that moves only when the test says: seconds, as time.monotonic() counts them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_rate_limit_enforced_and_counted(records_corpus):
-    with EutilsStandIn(records_corpus.copy()) as s:
+    """NCBI's window, on the stand-in's own clock: a burst is one instant however slowly this
+    machine sends it, and a pause is exactly as long as the test says."""
+    clock = HandClock()
+    with EutilsStandIn(records_corpus.copy(), clock=clock) as s:
         statuses = [requests.get(s.url + "einfo.fcgi", timeout=5) for _ in range(5)]
         assert [r.status_code for r in statuses] == [200, 200, 200, 429, 429]
         body = statuses[3].json()
         assert body["error"] == "API rate limit exceeded" and body["limit"] == "3" and body["count"] == "4"
         assert s.rate_violations() == 2 and s.rate_violations(limit=4) == 1
-        time.sleep(1.05)
+        clock.now += 1.0  # the burst's window has passed: its arrivals no longer count
         for _ in range(3):  # well-paced: 3 per second
             assert requests.get(s.url + "einfo.fcgi", timeout=5).status_code == 200
-            time.sleep(0.36)
+            clock.now += 0.36
         assert s.rate_violations() == 2
-        time.sleep(1.05)
+        clock.now += 1.0
         keyed = [requests.get(s.url + "einfo.fcgi", params={"api_key": "k"}, timeout=5).status_code for _ in range(11)]
         assert keyed == [200] * 10 + [429]
         assert s.rate_violations(limit=10) == 1
         assert s.count("einfo", status=429) == 3
+        clock.now += 0.99  # a window is a second: the 11 keyed arrivals still count ...
+        assert requests.get(s.url + "einfo.fcgi", params={"api_key": "k"}, timeout=5).status_code == 429
+        clock.now += 0.02  # ... and a second after them they do not
+        assert requests.get(s.url + "einfo.fcgi", params={"api_key": "k"}, timeout=5).status_code == 200
 
 
 # ----------------------------------------------------------------------------- corpus mutation
