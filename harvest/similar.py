@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from array import array
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
 TOP = 10  # neighbours kept per record
 STRONGEST = 40  # terms kept per record (its highest TF-IDF weights)
@@ -33,6 +34,35 @@ BATCH = 512  # records scored at once
 MIN_SCORE = 0.05  # below this two records share nothing worth showing
 
 _WORD = re.compile(r"[a-z][a-z0-9]+(?:-[a-z0-9]+)*")
+# scikit-learn's English stop words (`sklearn.feature_extraction.text.ENGLISH_STOP_WORDS`, from
+# the Glasgow Information Retrieval Group's list; BSD licence), written out so that the harvester
+# never imports scikit-learn (see `tfidf`); tests/test_similar.py checks the copy against it.
+ENGLISH_STOP_WORDS = frozenset(
+    """
+    a about above across after afterwards again against all almost alone along already also
+    although always am among amongst amoungst amount an and another any anyhow anyone anything
+    anyway anywhere are around as at back be became because become becomes becoming been before
+    beforehand behind being below beside besides between beyond bill both bottom but by call can
+    cannot cant co con could couldnt cry de describe detail do done down due during each eg
+    eight either eleven else elsewhere empty enough etc even ever every everyone everything
+    everywhere except few fifteen fifty fill find fire first five for former formerly forty
+    found four from front full further get give go had has hasnt have he hence her here
+    hereafter hereby herein hereupon hers herself him himself his how however hundred i ie if in
+    inc indeed interest into is it its itself keep last latter latterly least less ltd made many
+    may me meanwhile might mill mine more moreover most mostly move much must my myself name
+    namely neither never nevertheless next nine no nobody none noone nor not nothing now nowhere
+    of off often on once one only onto or other others otherwise our ours ourselves out over own
+    part per perhaps please put rather re same see seem seemed seeming seems serious several she
+    should show side since sincere six sixty so some somehow someone something sometime
+    sometimes somewhere still such system take ten than that the their them themselves then
+    thence there thereafter thereby therefore therein thereupon these they thick thin third this
+    those though three through throughout thru thus to together too top toward towards twelve
+    twenty two un under until up upon us very via was we well were what whatever when whence
+    whenever where whereafter whereas whereby wherein whereupon wherever whether which while
+    whither who whoever whole whom whose why will with within without would yet you your yours
+    yourself yourselves
+    """.split()
+)
 _STOP = ENGLISH_STOP_WORDS | {
     "study",
     "studies",
@@ -142,13 +172,9 @@ def build_index(docs: Iterable[dict], *, strongest: int = STRONGEST) -> Index:
             fingerprints[int(doc["pmid"])] = terms_fingerprint(terms)
             yield terms
 
-    vectorizer = TfidfVectorizer(
-        analyzer=lambda terms: terms, lowercase=False, min_df=2, max_df=0.5, sublinear_tf=True, dtype=np.float32
-    )
     try:
-        matrix = vectorizer.fit_transform(streamed())
-        vocabulary = vectorizer.get_feature_names_out()
-    except ValueError:  # fewer than two records, or no term in two of them: nothing is similar
+        matrix, vocabulary = tfidf(streamed())
+    except NothingShared:  # fewer than four records, or no term in two of them: nothing is similar
         return Index(
             np.array(pmids, dtype=np.int64),
             sparse.csr_matrix((len(pmids), 0), dtype=np.float32),
@@ -157,6 +183,73 @@ def build_index(docs: Iterable[dict], *, strongest: int = STRONGEST) -> Index:
         )
     matrix = _keep_strongest(matrix.tocsr(), strongest)
     return Index(np.array(pmids, dtype=np.int64), matrix, vocabulary, fingerprints)
+
+
+class NothingShared(ValueError):
+    """No term is in at least two records and in at most half of them."""
+
+
+def tfidf(term_lists: Iterable[list[str]]) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """(L2-normalised TF-IDF rows, the terms of its columns) of the documents' term lists, in one
+    pass: what scikit-learn's ``TfidfVectorizer(analyzer=lambda terms: terms, lowercase=False,
+    min_df=2, max_df=0.5, sublinear_tf=True, dtype=np.float32)`` computes, value for value and
+    in the same order within each row (tests/test_similar.py holds it to that on the shared
+    records). Written out with NumPy and SciPy because importing scikit-learn takes about a
+    second (it loads scipy.stats), which every harvest, import and retag that stores a record
+    paid for a refresh that often takes a tenth of that.
+
+    Weights: (1 + ln tf) x idf, idf = ln((1 + n) / (1 + df)) + 1, over the terms in at least 2
+    and at most n / 2 of the n documents; each row scaled to unit length."""
+    vocabulary: defaultdict[str, int] = defaultdict()  # term -> column, in the order first seen
+    vocabulary.default_factory = vocabulary.__len__
+    column_of = vocabulary.__getitem__
+    columns: list[int] = []
+    counts = array("i")
+    indptr = [0]
+    for terms in term_lists:
+        counter = Counter(map(column_of, terms))  # columns in the order the document has them
+        columns.extend(counter)
+        counts.extend(counter.values())
+        indptr.append(len(columns))
+    n_docs = len(indptr) - 1
+    if not vocabulary or n_docs * 0.5 < 2:
+        raise NothingShared("fewer than four documents, or no terms")
+    matrix = sparse.csr_matrix(
+        (np.frombuffer(counts, dtype=np.intc), np.asarray(columns, dtype=np.int32), np.asarray(indptr, dtype=np.int32)),
+        shape=(n_docs, len(vocabulary)),
+        dtype=np.float32,
+    )
+    matrix.sort_indices()
+    # Columns renumbered in the terms' alphabetical order (the order within a row is kept).
+    by_name = sorted(vocabulary.items())
+    renumber = np.empty(len(by_name), dtype=matrix.indices.dtype)
+    for new, (_, old) in enumerate(by_name):
+        renumber[old] = new
+    matrix.indices = renumber.take(matrix.indices, mode="clip")
+    df = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    kept = np.where((df <= n_docs * 0.5) & (df >= 2))[0]
+    if not len(kept):
+        raise NothingShared("no term in at least two documents and at most half of them")
+    matrix = matrix[:, kept]
+    names = np.array([name for name, _ in by_name], dtype=object)[kept]
+    idf = np.full(len(kept), n_docs + 1, dtype=np.float32)
+    idf /= df[kept].astype(np.float32) + np.float32(1.0)
+    np.log(idf, out=idf)
+    idf += np.float32(1.0)
+    np.log(matrix.data, out=matrix.data)
+    matrix.data += np.float32(1.0)
+    matrix.data *= idf[matrix.indices]
+    # Unit rows: the squares in float32, their sum and the division in float64, as scikit-learn's
+    # compiled normalisation does.
+    squares = (matrix.data * matrix.data).astype(np.float64)
+    row_lengths = np.diff(matrix.indptr)
+    norms = np.zeros(n_docs, dtype=np.float64)
+    nonempty = row_lengths > 0
+    norms[nonempty] = np.sqrt(np.add.reduceat(squares, matrix.indptr[:-1][nonempty]))
+    scale = np.repeat(norms, row_lengths)
+    divide = scale > 0
+    matrix.data[divide] = (matrix.data[divide].astype(np.float64) / scale[divide]).astype(np.float32)
+    return matrix, names
 
 
 def _keep_strongest(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:

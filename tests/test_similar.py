@@ -12,7 +12,9 @@ import re
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
+import sqlite_utils
 
 from harvest import similar, store
 from harvest.importer import import_files
@@ -21,6 +23,7 @@ from harvest.runner import run_harvest
 from harvest.tags import tag_article
 from tests.conftest import RECORDS
 from tests.eutils_stand_in import Corpus, EutilsStandIn
+from tests.shared_import import connect_ro, imported_catalog
 from tests.test_catalog import Client, copy_config, harvest_settings
 
 KETAMINE_REVIEW = 38011560  # "Ketamine and the neurobiology of depression" (a review)
@@ -90,6 +93,71 @@ def test_a_clone_with_the_same_text_is_the_top_neighbour(docs):
 
 def test_a_catalog_with_one_record_has_no_neighbours(docs):
     assert similar.similar_rows([docs[KETAMINE_REVIEW]]) == []
+
+
+def scikit_learn_tfidf(term_lists: list[list[str]]):
+    """The reference `similar.tfidf` is held to: scikit-learn's vectorizer, as the harvester
+    called it until it stopped importing scikit-learn."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(
+        analyzer=lambda terms: terms, lowercase=False, min_df=2, max_df=0.5, sublinear_tf=True, dtype=np.float32
+    )
+    matrix = vectorizer.fit_transform(term_lists).tocsr()
+    return matrix, vectorizer.get_feature_names_out()
+
+
+def assert_same_tfidf(term_lists: list[list[str]]) -> None:
+    matrix, terms = similar.tfidf(iter(term_lists))  # one pass: a generator is enough
+    reference, reference_terms = scikit_learn_tfidf(term_lists)
+    assert terms.tolist() == reference_terms.tolist()
+    assert matrix.shape == reference.shape and matrix.dtype == reference.dtype == np.float32
+    # the same values in the same places and the same order within each row (which of two
+    # equal weights a record keeps among its strongest terms depends on that order)
+    assert np.array_equal(matrix.indptr, reference.indptr)
+    assert np.array_equal(matrix.indices, reference.indices)
+    assert np.array_equal(matrix.data, reference.data)
+
+
+def test_tfidf_is_scikit_learns_value_for_value_on_every_shared_record(tmp_path_factory):
+    path, _ = imported_catalog(tmp_path_factory)
+    conn = connect_ro(path)
+    try:
+        term_lists = [similar.terms_of(doc) for doc in store._similar_documents(sqlite_utils.Database(conn))]
+    finally:
+        conn.close()
+    assert len(term_lists) > 30_000
+    assert_same_tfidf(term_lists)
+
+
+@pytest.mark.parametrize("n", range(7))
+def test_tfidf_of_a_few_records_is_scikit_learns_or_nothing_where_it_has_nothing(docs, n):
+    # max_df is half the records and min_df two, so fewer than four records share nothing.
+    term_lists = [similar.terms_of(doc) for doc in list(docs.values())[:n]]
+    try:
+        scikit_learn_tfidf(term_lists)
+    except ValueError:
+        with pytest.raises(similar.NothingShared):
+            similar.tfidf(term_lists)
+        assert n < 4
+        return
+    assert_same_tfidf(term_lists)
+
+
+def test_tfidf_of_records_that_share_no_term_is_nothing(docs):
+    # A real record's terms dealt out to four documents: no term is in two of them.
+    terms = list(dict.fromkeys(similar.terms_of(docs[KETAMINE_REVIEW])))
+    dealt = [terms[i::4] for i in range(4)]
+    with pytest.raises(ValueError):
+        scikit_learn_tfidf(dealt)
+    with pytest.raises(similar.NothingShared):
+        similar.tfidf(dealt)
+
+
+def test_stop_words_are_scikit_learns():
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    assert similar.ENGLISH_STOP_WORDS == ENGLISH_STOP_WORDS
 
 
 def stored_lists(path: Path) -> dict[int, list[tuple]]:
