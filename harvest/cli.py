@@ -478,9 +478,13 @@ def train_tagger(files, output):
     """Retrain the design model from PubMed XML FILES (default: the shared files the committed
     model was trained on, so that it comes out unchanged), deterministically."""
     from . import design_model
-    from .evaluate import iter_records_from_files
+    from .evaluate import MISSING_SKLEARN, iter_records_from_files
     from .train_tagger import train, training_corpus_paths, write_model
 
+    try:
+        import sklearn  # noqa: F401  # before hours of reading, not after
+    except ImportError:
+        _fail(f"train-tagger: {MISSING_SKLEARN}")
     paths = list(files) or training_corpus_paths()
     if not paths:
         _fail("no PubMed files given and none found in ../shared/data/pubmed", EXIT_USAGE)

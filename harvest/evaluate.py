@@ -44,6 +44,8 @@ from . import design_model
 from . import tags as tagging
 
 REPORT_MODULUS = 5
+# scikit-learn is an extra (`evaluate`): the baseline and `train-tagger` need it, nothing else does.
+MISSING_SKLEARN = "scikit-learn is not installed: pip install 'ketamine-catalog[evaluate]'"
 Z_95 = 1.959963984540054
 MIN_POSITIVES_FOR_F1_TARGET = 20
 TARGET_ISSUE_21 = 0.85  # modern records: case-report precision, narrative-review recall
@@ -302,8 +304,8 @@ def evaluate(records: Iterable[Mapping], *, baseline: bool = True) -> Evaluation
     if baseline:
         try:
             baseline_preds = _baseline_predictions(train, test) if train and test else None
-        except ImportError as exc:  # scikit-learn missing: report the tagger alone, say why
-            baseline_error = f"baseline not run: {exc}"
+        except ImportError:  # scikit-learn missing: report the tagger alone, say why
+            baseline_error = f"baseline not run: {MISSING_SKLEARN}"
     seconds_baseline = time.perf_counter() - started
 
     has_abstract = [bool((r.get("abstract") or "").strip()) for r in test]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from harvest import design_model as D
@@ -322,3 +324,28 @@ def test_a_file_that_is_not_pubmed_xml_is_one_line_naming_it(tmp_path):
         "(expected one of MedlineCitation, MedlineCitationSet, PubmedArticle, PubmedArticleSet, "
         "PubmedBookArticle, PubmedBookArticleSet)"
     ]
+
+
+def test_without_scikit_learn_evaluate_reports_the_tagger_and_train_tagger_says_what_to_install(tmp_path, monkeypatch):
+    """scikit-learn is the `evaluate` extra: without it `evaluate` prints the tagger's figures and
+    one line saying why the baseline is missing, and `train-tagger` stops in one line, before
+    reading anything, writing no model."""
+    from click.testing import CliRunner
+
+    from harvest.cli import cli
+    from tests.conftest import DATA
+
+    # As if scikit-learn were not installed: its modules that earlier tests loaded included.
+    for name in ["sklearn", *(m for m in sys.modules if m.startswith("sklearn."))]:
+        monkeypatch.setitem(sys.modules, name, None)
+    records = sorted(str(p) for p in (DATA / "pubmed" / "records").glob("*.xml"))
+    result = CliRunner().invoke(cli, ["evaluate", *records])
+    assert result.stdout.startswith("Evidence tags (") and "report split: PMID % 5 == 0" in result.stdout
+    assert f"baseline not run: {E.MISSING_SKLEARN}" in result.stdout.splitlines()
+    model = tmp_path / "model.json"
+    result = CliRunner().invoke(cli, ["train-tagger", *records, "-o", str(model)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "harvest: error: train-tagger: scikit-learn is not installed: pip install 'ketamine-catalog[evaluate]'"
+    ]
+    assert not model.exists()

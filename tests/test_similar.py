@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from harvest.importer import import_files
 from harvest.pubmed_xml import parse_pubmed_xml
 from harvest.runner import run_harvest
 from harvest.tags import tag_article
-from tests.conftest import RECORDS
+from tests.conftest import RECORDS, ROOT
 from tests.eutils_stand_in import Corpus, EutilsStandIn
 from tests.shared_import import connect_ro, imported_catalog
 from tests.test_catalog import Client, copy_config, harvest_settings
@@ -152,6 +154,25 @@ def test_tfidf_of_records_that_share_no_term_is_nothing(docs):
         scikit_learn_tfidf(dealt)
     with pytest.raises(similar.NothingShared):
         similar.tfidf(dealt)
+
+
+def test_the_harvester_keeps_similar_articles_without_scikit_learn_installed(tmp_path):
+    # scikit-learn is an extra (evaluation only): an import stores records and their neighbours
+    # in a Python where it cannot be imported.
+    blocked = "import sys; sys.modules['sklearn'] = None; from harvest.cli import cli; cli()"
+    db_path = tmp_path / "c.db"
+    files = [str(p) for p in sorted(RECORDS.glob("*.xml"))]
+    proc = subprocess.run(
+        [sys.executable, "-c", blocked, "import", *files, "--db", str(db_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "similar articles not refreshed" not in proc.stderr
+    lists = stored_lists(db_path)
+    assert len(lists) > 200 and lists[KETAMINE_REVIEW]
 
 
 def test_stop_words_are_scikit_learns():
