@@ -82,6 +82,7 @@ import requests
 from harvest import clock
 from harvest.pubmed_xml import parse_pubmed_xml
 from harvest.rows import record_sha1
+from tests.conftest import HARVESTER_PYTHONPATH
 from tests.eutils_stand_in import DEFAULT_RANDOM_KINDS, Corpus, EutilsStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,7 +324,7 @@ class Scenario:
             NCBI_TOOL="ketamine-catalog-chaos",
             NCBI_BACKOFF_BASE="0.05",
             NCBI_BACKOFF_CAP="1",
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=HARVESTER_PYTHONPATH,
         )
         if self.chaos.api_key:
             env["NCBI_API_KEY"] = self.chaos.api_key

@@ -13,6 +13,9 @@ import pytest
 from tests.eutils_stand_in import Corpus, EutilsStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
+# The harvester's processes import the checkout, and run without the test extra's packages
+# (tests/runtime_only/sitecustomize.py).
+HARVESTER_PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "tests" / "runtime_only")])
 DATA = Path(os.environ.get("KETAMINE_SHARED_DATA") or ROOT.parent / "shared" / "data")
 PUBMED = DATA / "pubmed"
 RECORDS = PUBMED / "records"
@@ -76,7 +79,7 @@ def harvest_env(
     # Retries in tests back off in tens of milliseconds, not seconds.
     env["NCBI_BACKOFF_BASE"] = "0.05"
     env["NCBI_BACKOFF_CAP"] = "1"
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = HARVESTER_PYTHONPATH
     env.update(extra)
     return env
 
