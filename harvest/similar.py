@@ -192,9 +192,10 @@ class NothingShared(ValueError):
 def tfidf(term_lists: Iterable[list[str]]) -> tuple[sparse.csr_matrix, np.ndarray]:
     """(L2-normalised TF-IDF rows, the terms of its columns) of the documents' term lists, in one
     pass: what scikit-learn's ``TfidfVectorizer(analyzer=lambda terms: terms, lowercase=False,
-    min_df=2, max_df=0.5, sublinear_tf=True, dtype=np.float32)`` computes, value for value and
-    in the same order within each row (tests/test_similar.py holds it to that on the shared
-    records). Written out with NumPy and SciPy because importing scikit-learn takes about a
+    min_df=2, max_df=0.5, sublinear_tf=True, dtype=np.float32)`` computes, value for value
+    (tests/test_similar.py holds it to that on the shared records), and with each row's entries
+    in the order scikit-learn 1.9's leaves them, which decides which of two equal weights
+    `_keep_strongest` keeps: the lists come out as they did when the harvester called it. Written out with NumPy and SciPy because importing scikit-learn takes about a
     second (it loads scipy.stats), which every harvest, import and retag that stores a record
     paid for a refresh that often takes a tenth of that.
 
