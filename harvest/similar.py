@@ -193,11 +193,13 @@ def tfidf(term_lists: Iterable[list[str]]) -> tuple[sparse.csr_matrix, np.ndarra
     """(L2-normalised TF-IDF rows, the terms of its columns) of the documents' term lists, in one
     pass: what scikit-learn's ``TfidfVectorizer(analyzer=lambda terms: terms, lowercase=False,
     min_df=2, max_df=0.5, sublinear_tf=True, dtype=np.float32)`` computes, value for value
-    (tests/test_similar.py holds it to that on the shared records), and with each row's entries
-    in the order scikit-learn 1.9's leaves them, which decides which of two equal weights
-    `_keep_strongest` keeps: the lists come out as they did when the harvester called it. Written out with NumPy and SciPy because importing scikit-learn takes about a
-    second (it loads scipy.stats), which every harvest, import and retag that stores a record
-    paid for a refresh that often takes a tenth of that.
+    (tests/test_similar.py holds it to that on the shared records), with each row's entries in
+    the order scikit-learn 1.9's leaves them, which decides which of two equal weights
+    `_keep_strongest` keeps: the lists come out as they did when the harvester called it.
+
+    Written out with NumPy and SciPy because importing scikit-learn takes about a second (it
+    loads scipy.stats), which every harvest, import and retag that stores a record paid for a
+    refresh that often takes a tenth of that.
 
     Weights: (1 + ln tf) x idf, idf = ln((1 + n) / (1 + df)) + 1, over the terms in at least 2
     and at most n / 2 of the n documents; each row scaled to unit length."""
